@@ -1,0 +1,252 @@
+"""Readers for image datasets stored on disk (never downloaded): CIFAR-10/100 in the standard
+python-pickle format, Tiny ImageNet in its standard folder layout; and a writer of tiny
+synthetic datasets in the real CIFAR format (to exercise the reader without the real files).
+
+A missing, truncated or malformed file raises :class:`~sgdlab.errors.DataError` naming the files
+that were expected.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from .images import ImageDataset
+
+__all__ = ["CIFAR_SPECS", "load_cifar10", "load_cifar100", "write_synthetic_cifar", "load_tiny_imagenet"]
+
+# CIFAR images are 3 x 32 x 32, stored as one row of 3072 bytes (R plane, G plane, B plane).
+CIFAR_SHAPE = (3, 32, 32)
+CIFAR_ROW = int(np.prod(CIFAR_SHAPE))
+# CIFAR-100's 20 superclasses.
+CIFAR100_COARSE = 20
+CIFAR10_TRAIN_BATCHES = 5
+
+
+@dataclass(frozen=True)
+class CifarSpec:
+    """Where one CIFAR variant keeps its files, and which pickle keys hold what."""
+
+    name: str
+    archive: str          # the file the official site distributes
+    folder: str           # the folder the archive unpacks to
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: str
+    num_classes: int
+
+    def expected(self) -> str:
+        files = ", ".join(self.train + self.test)
+        return f"the archive {self.archive!r} or a folder {self.folder!r} containing {files}"
+
+
+CIFAR_SPECS = {
+    "cifar10": CifarSpec("cifar10", "cifar-10-python.tar.gz", "cifar-10-batches-py",
+                         tuple(f"data_batch_{i}" for i in range(1, CIFAR10_TRAIN_BATCHES + 1)),
+                         ("test_batch",), "batches.meta", 10),
+    "cifar100": CifarSpec("cifar100", "cifar-100-python.tar.gz", "cifar-100-python", ("train",), ("test",),
+                          "meta", 100),
+}
+LABEL_KEYS = {"cifar10": {"fine": "labels"}, "cifar100": {"fine": "fine_labels", "coarse": "coarse_labels"}}
+NAME_KEYS = {"labels": "label_names", "fine_labels": "fine_label_names", "coarse_labels": "coarse_label_names"}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and NumPy arrays only: a data file must not run code."""
+
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if name == "_reconstruct":  # numpy 1 and 2 name the module differently
+            return np.ndarray.__reduce__(np.zeros(0))[0]
+        return getattr(np, name) if module == "numpy" else super().find_class(module, name)
+
+
+def _unpickle(raw: bytes, where: str, spec: CifarSpec) -> dict:
+    try:
+        # encoding="bytes": the official files were written by Python 2.
+        obj = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:  # truncated or foreign data fails in many ways; all mean "corrupt"
+        raise DataError(f"{where} is truncated or not a CIFAR pickle ({type(e).__name__}: {e}); "
+                        f"expected {spec.expected()}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{where} holds a {type(obj).__name__}, not a CIFAR batch dict; expected {spec.expected()}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+class _CifarFiles:
+    """Reads member files from the archive or the extracted folder at ``path``."""
+
+    def __init__(self, path: Path, spec: CifarSpec):
+        self.spec = spec
+        self.folder: Path | None = None
+        self.archive: Path | None = None
+        if not path.exists():
+            raise DataError(f"{spec.name} path {str(path)!r} does not exist; expected {spec.expected()} "
+                            "(sgdlab never downloads data)")
+        if path.is_file():
+            self.archive = path
+        elif all((path / f).is_file() for f in spec.train + spec.test):
+            self.folder = path
+        elif (path / spec.folder).is_dir():
+            self.folder = path / spec.folder
+        elif (path / spec.archive).is_file():
+            self.archive = path / spec.archive
+        else:
+            raise DataError(f"no {spec.name} data under {str(path)!r}; expected {spec.expected()}")
+        self._members: dict[str, bytes] = {}
+        if self.archive is not None:
+            self._read_archive()
+
+    def _read_archive(self) -> None:
+        wanted = {f"{self.spec.folder}/{f}": f for f in self.spec.train + self.spec.test + (self.spec.meta,)}
+        try:
+            with tarfile.open(self.archive, "r:*") as tar:
+                for member in tar:
+                    key = wanted.get(member.name.lstrip("./"))
+                    if key is not None and member.isfile():
+                        self._members[key] = tar.extractfile(member).read()
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+            raise DataError(f"{str(self.archive)!r} is not a readable {self.spec.archive} archive "
+                            f"({type(e).__name__}: {e}); expected {self.spec.expected()}") from None
+
+    def read(self, name: str, required: bool = True) -> bytes | None:
+        if self.folder is not None:
+            p = self.folder / name
+            if p.is_file():
+                return p.read_bytes()
+            where = str(self.folder)
+        else:
+            if name in self._members:
+                return self._members[name]
+            where = f"{self.archive} (inside {self.spec.folder}/)"
+        if required:
+            raise DataError(f"{self.spec.name}: file {name!r} missing in {where}; expected {self.spec.expected()}")
+        return None
+
+    def where(self, name: str) -> str:
+        return str(self.folder / name) if self.folder is not None else f"{self.archive}:{self.spec.folder}/{name}"
+
+
+def _read_batch(files: _CifarFiles, name: str, label_key: str, num_classes: int):
+    where = files.where(name)
+    d = _unpickle(files.read(name), where, files.spec)
+    if "data" not in d or label_key not in d:
+        raise DataError(f"{where} lacks key 'data' or {label_key!r} (has {sorted(d)}); expected {files.spec.expected()}")
+    data = d["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_ROW:
+        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{where}: 'data' must be a uint8 array of shape (N, {CIFAR_ROW}), got {got}")
+    labels = np.asarray(d[label_key])
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: {label_key!r} must hold {len(data)} integers, got shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{where}: labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
+    x = torch.from_numpy(data.reshape(len(data), *CIFAR_SHAPE).copy())
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def _load_cifar(path, spec: CifarSpec, label_mode: str) -> ImageDataset:
+    keys = LABEL_KEYS[spec.name]
+    if label_mode not in keys:
+        raise ConfigError(f"unknown label_mode {label_mode!r} for {spec.name}; allowed: {', '.join(keys)}")
+    label_key = keys[label_mode]
+    num_classes = CIFAR100_COARSE if label_mode == "coarse" else spec.num_classes
+    files = _CifarFiles(Path(path), spec)
+    splits = []
+    for names in (spec.train, spec.test):
+        parts = [_read_batch(files, n, label_key, num_classes) for n in names]
+        splits += [torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])]
+    class_names: tuple[str, ...] = ()
+    meta = files.read(spec.meta, required=False)
+    if meta is not None:  # the class names are a nicety: a missing meta file is not an error
+        names = _unpickle(meta, files.where(spec.meta), spec).get(NAME_KEYS[label_key], [])
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        class_names = names if len(names) == num_classes else ()
+    name = spec.name if label_mode == "fine" else f"{spec.name}-coarse"
+    return ImageDataset(*splits, num_classes=num_classes, name=name, class_names=class_names)
+
+
+def load_cifar10(path: str | Path) -> ImageDataset:
+    """CIFAR-10 from ``cifar-10-python.tar.gz``, the ``cifar-10-batches-py`` folder, or a
+    folder holding either. Images ``(N, 3, 32, 32)`` uint8 (50000 train, 10000 test)."""
+    return _load_cifar(path, CIFAR_SPECS["cifar10"], "fine")
+
+
+def load_cifar100(path: str | Path, label_mode: str = "fine") -> ImageDataset:
+    """CIFAR-100 from ``cifar-100-python.tar.gz``, the ``cifar-100-python`` folder, or a folder
+    holding either; ``label_mode`` "fine" (100 classes) or "coarse" (20 superclasses)."""
+    return _load_cifar(path, CIFAR_SPECS["cifar100"], label_mode)
+
+
+def _pickle_to(path: Path, obj: dict) -> None:
+    # Protocol 2 and bytes keys, like the official Python-2-written files.
+    path.write_bytes(pickle.dumps({k.encode(): v for k, v in obj.items()}, protocol=2))
+
+
+def write_synthetic_cifar(root: str | Path, num_classes: int = 10, n_train: int = 50, n_test: int = 20,
+                          seed: int = 0, archive: bool = False) -> Path:
+    """Write a tiny dataset in the real CIFAR-10 (``num_classes=10``) or CIFAR-100 (100) format.
+
+    Each class gets its own mean colour plus noise, so the data is learnable. Creates
+    ``root/cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``, ``batches.meta``) or
+    ``root/cifar-100-python/`` (``train``, ``test``, ``meta``), or with ``archive=True`` only the
+    matching ``.tar.gz``. Returns the folder or archive path.
+    """
+    if num_classes not in (10, 100):
+        raise ConfigError(f"num_classes must be 10 or 100 (the CIFAR formats), got {num_classes}")
+    if n_train < CIFAR10_TRAIN_BATCHES or n_test < 1:
+        raise ConfigError(f"need n_train >= {CIFAR10_TRAIN_BATCHES} and n_test >= 1, got {n_train}, {n_test}")
+    spec = CIFAR_SPECS["cifar10" if num_classes == 10 else "cifar100"]
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, size=(num_classes, 3, 1))
+    noise_scale = 40.0  # pixel std around the class colour: classes overlap but stay separable
+
+    def make(n: int):
+        y = rng.integers(0, num_classes, size=n)
+        x = colours[y] + noise_scale * rng.standard_normal((n, 3, CIFAR_ROW // 3))
+        return np.clip(x, 0, 255).astype(np.uint8).reshape(n, CIFAR_ROW), y
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    out_root = Path(tempfile.mkdtemp(dir=root)) if archive else root
+    folder = out_root / spec.folder
+    folder.mkdir(exist_ok=True)
+    x, y = make(n_train)
+    for i, (name, part) in enumerate(zip(spec.train, np.array_split(np.arange(n_train), len(spec.train)))):
+        fields = {"data": x[part], "filenames": [f"img{j}.png".encode() for j in part]}
+        if num_classes == 10:
+            _pickle_to(folder / name, {"batch_label": f"training batch {i + 1}".encode(), "labels": y[part].tolist(), **fields})
+        else:
+            _pickle_to(folder / name, {"fine_labels": y[part].tolist(),
+                                       "coarse_labels": (y[part] % CIFAR100_COARSE).tolist(), **fields})
+    x, y = make(n_test)
+    if num_classes == 10:
+        _pickle_to(folder / "test_batch", {"data": x, "labels": y.tolist()})
+        _pickle_to(folder / spec.meta, {"label_names": [f"class{c}".encode() for c in range(10)]})
+    else:
+        _pickle_to(folder / "test", {"data": x, "fine_labels": y.tolist(), "coarse_labels": (y % CIFAR100_COARSE).tolist()})
+        _pickle_to(folder / spec.meta, {"fine_label_names": [f"fine{c}".encode() for c in range(100)],
+                                        "coarse_label_names": [f"coarse{c}".encode() for c in range(CIFAR100_COARSE)]})
+    if not archive:
+        return folder
+    target = root / spec.archive
+    with tarfile.open(target, "w:gz") as tar:
+        tar.add(folder, arcname=spec.folder)
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    out_root.rmdir()
+    return target

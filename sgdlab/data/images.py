@@ -1,0 +1,235 @@
+"""In-memory image datasets: the :class:`ImageDataset` container, offline real datasets
+(scikit-learn digits, MNIST-1D) and a name -> loader registry.
+
+File readers for CIFAR-10/100 and Tiny ImageNet live in :mod:`sgdlab.data.files`; nothing here
+downloads anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from ..registry import Registry
+
+__all__ = [
+    "ImageDataset", "to_unit_float", "load_digits", "load_mnist1d", "IMAGE_DATASETS",
+    "load_image_dataset",
+]
+
+# uint8 pixels are mapped to [0, 1] by dividing by this.
+UINT8_MAX = 255.0
+# scikit-learn's digits have integer intensities 0..16.
+DIGITS_MAX_VALUE = 16.0
+# Share of the 1797 digits held out as the test split.
+DIGITS_TEST_FRACTION = 0.2
+SPLITS = ("train", "test")
+
+
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [0, 1]; float images -> float32 unchanged.
+
+    Shape is preserved (any, typically ``(N, C, H, W)``); works on any device.
+    """
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).div_(UINT8_MAX)
+    if x.is_floating_point():
+        return x.to(torch.float32)
+    raise DataError(f"images must be uint8 or floating point, got dtype {x.dtype}")
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A train/test image classification dataset held in memory.
+
+    x_train: ``(N_train, C, H, W)``, uint8 in [0, 255] (CIFAR, Tiny ImageNet: 4x smaller than
+        float) or float32 in [0, 1]. Use :meth:`inputs` or :func:`to_unit_float` per batch to
+        get float32 in [0, 1].
+    y_train: ``(N_train,)`` int64 labels in ``[0, num_classes)``.
+    x_test, y_test: the same for the test split.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    name: str
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise DataError(f"{self.name}: num_classes must be a positive integer, got {self.num_classes!r}")
+        for split in SPLITS:
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            where = f"{self.name} {split} split"
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                raise DataError(f"{where}: images must be a tensor of shape (N, C, H, W), got "
+                                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            if x.dtype != torch.uint8 and x.dtype != torch.float32:
+                raise DataError(f"{where}: images must be uint8 or float32, got {x.dtype}")
+            if x.dtype == torch.float32 and x.numel() and (x.min() < 0 or x.max() > 1):
+                raise DataError(f"{where}: float images must lie in [0, 1], got range "
+                                f"[{x.min().item():.3g}, {x.max().item():.3g}]")
+            if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1:
+                raise DataError(f"{where}: labels must be an int64 tensor of shape (N,)")
+            if len(y) != len(x):
+                raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
+            if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+                raise DataError(f"{where}: labels must lie in [0, {self.num_classes}), got range "
+                                f"[{y.min().item()}, {y.max().item()}]")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise DataError(f"{self.name}: train images {tuple(self.x_train.shape[1:])} and test images "
+                            f"{tuple(self.x_test.shape[1:])} differ in shape")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise DataError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        return tuple(self.x_train.shape[1:])
+
+    def inputs(self, split: str = "train") -> torch.Tensor:
+        """All images of ``split`` as float32 in [0, 1], shape ``(N, C, H, W)``."""
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+        return to_unit_float(getattr(self, f"x_{split}"))
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "ImageDataset":
+        """The first ``n_train`` / ``n_test`` examples (``None`` keeps a split whole)."""
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
+            x_test=self.x_test[:n_test], y_test=self.y_test[:n_test],
+        )
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int):
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_test = max(1, int(round(test_fraction * len(y))))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def load_digits(test_fraction: float = DIGITS_TEST_FRACTION, seed: int = 0) -> ImageDataset:
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), offline.
+
+    Images ``(N, 1, 8, 8)`` float32 in [0, 1]; a random train/test split drawn from ``seed``.
+    """
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError:
+        raise DataError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from None
+    bunch = sk_load_digits()
+    x = torch.as_tensor(np.asarray(bunch.images, dtype=np.float32) / DIGITS_MAX_VALUE).unsqueeze(1)
+    y = torch.as_tensor(np.asarray(bunch.target), dtype=torch.int64)
+    x_tr, y_tr, x_te, y_te = _split(x, y, test_fraction, seed)
+    return ImageDataset(x_tr, y_tr, x_te, y_te, 10, "digits", tuple(str(d) for d in range(10)))
+
+
+def load_mnist1d(num_samples: int | None = None, seed: int | None = None) -> ImageDataset:
+    """MNIST-1D generated offline with ``mnist1d.data.make_dataset`` (never downloaded).
+
+    Defaults are the package's (5000 samples, 80/20 split, seed 42). Each length-40 signal is an
+    image ``(N, 1, 1, 40)``, min-max scaled to [0, 1] with the *training* range (test values are
+    clipped to it). Disable crop augmentation for it (height 1).
+    ``make_dataset`` reseeds NumPy's and Python's global RNGs; their states are restored here.
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise DataError("the 'mnist1d' dataset needs the mnist1d package: pip install mnist1d") from None
+    args = get_dataset_args(as_dict=False)
+    if num_samples is not None:
+        args.num_samples = int(num_samples)
+    if seed is not None:
+        args.seed = int(seed)
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    x_tr = np.asarray(data["x"], dtype=np.float32)
+    x_te = np.asarray(data["x_test"], dtype=np.float32)
+    lo, hi = float(x_tr.min()), float(x_tr.max())
+    scale = hi - lo if hi > lo else 1.0
+
+    def as_images(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.clip((a - lo) / scale, 0.0, 1.0)).reshape(len(a), 1, 1, -1)
+
+    return ImageDataset(
+        as_images(x_tr), torch.as_tensor(np.asarray(data["y"]), dtype=torch.int64),
+        as_images(x_te), torch.as_tensor(np.asarray(data["y_test"]), dtype=torch.int64),
+        10, "mnist1d", tuple(str(d) for d in range(10)),
+    )
+
+
+IMAGE_DATASETS: Registry[Callable[..., ImageDataset]] = Registry("image dataset")
+
+
+def _needs_path(name: str, path) -> Path:
+    if path is None:
+        raise ConfigError(f"dataset {name!r} is read from files: give its path (nothing is downloaded)")
+    return Path(path)
+
+
+@IMAGE_DATASETS.register("cifar10")
+def _cifar10(path=None, **kw) -> ImageDataset:
+    from .files import load_cifar10
+
+    return load_cifar10(_needs_path("cifar10", path), **kw)
+
+
+@IMAGE_DATASETS.register("cifar100")
+def _cifar100(path=None, **kw) -> ImageDataset:
+    from .files import load_cifar100
+
+    return load_cifar100(_needs_path("cifar100", path), **kw)
+
+
+@IMAGE_DATASETS.register("tiny-imagenet")
+def _tiny_imagenet(path=None, **kw) -> ImageDataset:
+    from .files import load_tiny_imagenet
+
+    return load_tiny_imagenet(_needs_path("tiny-imagenet", path), **kw)
+
+
+def _no_path(name: str, path) -> None:
+    if path is not None:
+        raise ConfigError(f"dataset {name!r} is generated offline and takes no path, got {str(path)!r}")
+
+
+@IMAGE_DATASETS.register("digits")
+def _digits(path=None, **kw) -> ImageDataset:
+    _no_path("digits", path)
+    return load_digits(**kw)
+
+
+@IMAGE_DATASETS.register("mnist1d")
+def _mnist1d(path=None, **kw) -> ImageDataset:
+    _no_path("mnist1d", path)
+    return load_mnist1d(**kw)
+
+
+def load_image_dataset(name: str, path: str | Path | None = None, **kw) -> ImageDataset:
+    """Load dataset ``name`` (see ``IMAGE_DATASETS.names()``); ``path`` for file-based ones.
+
+    Unknown names raise ConfigError listing the valid ones; missing or corrupt files DataError.
+    """
+    loader = IMAGE_DATASETS.get(name)
+    try:
+        return loader(path, **kw)
+    except TypeError as e:
+        if "keyword argument" not in str(e):
+            raise
+        raise ConfigError(f"dataset {name!r}: {e}") from None  # an option the loader does not take

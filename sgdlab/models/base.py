@@ -1,0 +1,68 @@
+"""Batched functional models: parameters are tensors with a leading run dimension.
+
+Many independent runs (seeds x step sizes x schedules) of a small model advance together:
+``params`` maps names to tensors of shape ``(R, ...)``. A model supplies
+
+* ``init_params(seeds, dtype)`` -> params, one run per seed (randomness from the seed only);
+* ``forward(params, x)`` -> outputs ``(R, b)``, for ``x`` shared ``(b, d)`` or per run ``(R, b, d)``;
+* ``loss_and_grad(params, x, y)`` -> (mean batch loss ``(R,)``, grads like params); the default
+  differentiates ``forward`` with ``torch.func`` (vmap over runs); models override it with
+  closed forms where they have them;
+* ``metrics(params, data, cfg)`` -> dict of ``(R,)`` tensors, the model family's measurements.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import torch
+from torch.func import grad_and_value, vmap
+
+from ..config import Choice
+from ..registry import Registry
+
+Params = dict[str, torch.Tensor]
+
+
+def half_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example 0.5 (f - y)^2, shape like ``out``."""
+    return 0.5 * (out - y) ** 2
+
+
+class BatchedModel:
+    random_init: bool = True  # False when every seed starts from the same parameters
+    per_example_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = staticmethod(half_mse)
+
+    def init_params(self, seeds: list[int], dtype=torch.float64) -> Params:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean per-example loss over the batch, shape (R,)."""
+        return self.per_example_loss(self.forward(params, x), y).mean(-1)
+
+    def loss_and_grad(self, params: Params, x: torch.Tensor, y: torch.Tensor):
+        """(loss (R,), grads) by torch.func: vmap over runs of grad of the one-run loss."""
+        shared = x.dim() == 2
+
+        def one(p, xb, yb):
+            p1 = {k: v.unsqueeze(0) for k, v in p.items()}
+            return self.loss(p1, xb, yb)[0]
+
+        g_and_v = vmap(grad_and_value(one), in_dims=(0, None if shared else 0, None if shared else 0))
+        grads, loss = g_and_v(params, x, y)
+        return loss, grads
+
+    def metrics(self, params: Params, data, cfg) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class ModelConfig(Choice):
+    """A batched model recipe; ``build(data)`` returns a :class:`BatchedModel`."""
+
+    registry: ClassVar[Registry] = Registry("model")
+
+    def build(self, data) -> BatchedModel:  # pragma: no cover - abstract
+        raise NotImplementedError

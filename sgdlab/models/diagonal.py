@@ -1,0 +1,94 @@
+"""Diagonal linear network h(x) = <x, u * v>, batched over runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..config import check
+from ..metrics import diagonal as dm
+from ..metrics.config import MetricsConfig
+from .base import BatchedModel, ModelConfig, Params
+
+# Authors' toy code: rank of phi on 2d test inputs with relative threshold 1e-15.
+AUTHORS_RANK_RTOL = 1e-15
+
+
+class DiagonalNet(BatchedModel):
+    """params: u, v of shape (R, d); beta = u * v; h(x) = <x, beta>.
+
+    Init (authors): u_0 = init_scale * 1, v_0 = 0, the same for every seed.
+    """
+
+    random_init = False
+
+    def __init__(self, d: int, init_scale: float):
+        self.d = d
+        self.init_scale = init_scale
+        self._rank = {}
+
+    def init_params(self, seeds, dtype=torch.float64) -> Params:
+        R = len(seeds)
+        return {"u": torch.full((R, self.d), self.init_scale, dtype=dtype),
+                "v": torch.zeros(R, self.d, dtype=dtype)}
+
+    def forward(self, params, x):
+        beta = params["u"] * params["v"]
+        if x.dim() == 2:  # shared inputs (b, d) -> (R, b)
+            return beta @ x.T
+        return torch.einsum("rbd,rd->rb", x, beta)
+
+    def loss_and_grad(self, params, x, y):
+        """Closed form: r = X beta - y, L = mean(r^2)/2, g = mean_i r_i x_i, dL/du = g*v, dL/dv = g*u."""
+        u, v = params["u"], params["v"]
+        res = self.forward(params, x) - y
+        loss = 0.5 * (res * res).mean(-1)
+        if x.dim() == 2:
+            g = res @ x / x.shape[0]
+        else:
+            g = torch.einsum("rb,rbd->rd", res, x) / x.shape[1]
+        return loss, {"u": g * v, "v": g * u}
+
+    def fused_sgd(self, params, data, idx, full, lr, t0, diverged, max_loss) -> bool:
+        """Advance in place with the compiled kernel when possible; False if not applicable."""
+        u, v = params["u"], params["v"]
+        if u.device.type != "cpu" or not u.is_contiguous() or not v.is_contiguous():
+            return False
+        from ._diag_kernel import diag_sgd_chunk
+
+        diag_sgd_chunk(u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
+                       idx, full, lr, t0, diverged, max_loss)
+        return True
+
+    def metrics(self, params, data, cfg: MetricsConfig):
+        u, v = params["u"], params["v"]
+        beta = u * v
+        rtol = cfg.rank_rtol if cfg.rank_rtol is not None else AUTHORS_RANK_RTOL
+        if rtol not in self._rank:
+            # Authors: 2d test inputs, as many as parameters.
+            self._rank[rtol] = dm.DiagJacobianRank(data.x_test[: 2 * self.d], rtol)
+        return {
+            "train_loss": dm.half_mse_loss(beta, data.x_train, data.y_train),
+            "test_loss": dm.half_mse_loss(beta, data.x_test, data.y_test),
+            "l0": dm.l0(beta, cfg.l0_threshold),
+            "l0_robust": dm.l0(beta, cfg.l0_robust_threshold),
+            "l1": beta.abs().sum(-1),
+            "support_mass": dm.support_mass(beta, data.extras["support"]),
+            "param_norm": torch.sqrt((u * u).sum(-1) + (v * v).sum(-1)),
+            "balancedness": dm.balancedness(u, v),
+            "jacobian_rank": self._rank[rtol](u, v),
+        }
+
+
+@dataclass(frozen=True)
+class DiagonalNetConfig(ModelConfig):
+    kind: ClassVar[str] = "diagonal_net"
+    init_scale: float = 0.1  # u_0 = init_scale * 1, v_0 = 0 (authors)
+
+    def __post_init__(self):
+        check(self.init_scale > 0, f"init_scale must be positive, got {self.init_scale}")
+
+    def build(self, data) -> DiagonalNet:
+        return DiagonalNet(data.x_train.shape[1], self.init_scale)

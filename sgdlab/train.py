@@ -1,0 +1,184 @@
+"""The training engine: all runs of an experiment advance together, batched over runs.
+
+Runs = arms x seeds. Runs whose optimizers draw batches the same way (same sampler kind
+and batch size) form a *group* whose parameters carry one leading run dimension; a
+group advances with one call per chunk of steps (a compiled kernel where the model has
+one). Every group stops at the same evaluation steps, where metrics of all runs are
+computed at once. State is plain tensors + the step: checkpoints are small and a resumed
+run regenerates exactly the same batches (counter-based sampling, see optim.samplers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .experiment import ExperimentConfig
+from .optim.samplers import STREAM_INIT, Sampler
+from .optim.stepper import advance
+
+# Steps advanced per call between evaluations: bounds the pre-drawn batch indices
+# (R x CHUNK x b int64) and the step-size table.
+CHUNK = 8192
+# Floor of the initial loss used to scale the explosion threshold (a zero initial loss
+# would otherwise make every positive loss an "explosion").
+MIN_LOSS_SCALE = 1e-12
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the experiment: an arm with a seed."""
+
+    index: int
+    arm: str
+    seed: int
+    schedule: str
+    optimizer: str
+    deterministic: bool  # no randomness at all: a single run stands for every seed
+
+
+@dataclass
+class Group:
+    runs: list[int]
+    seeds: np.ndarray
+    sampler: Sampler
+    schedules: list[Callable]
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class TrainState:
+    step: int
+    params: list[dict[str, torch.Tensor]]  # per group
+    diverged: np.ndarray  # (R,) int64, -1 while alive
+    max_loss: np.ndarray  # (R,) explosion threshold of each run
+
+    def to_dict(self):
+        return {"step": self.step, "params": self.params, "diverged": self.diverged.copy(),
+                "max_loss": self.max_loss.copy()}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(int(d["step"]), d["params"], np.asarray(d["diverged"], dtype=np.int64),
+                   np.asarray(d["max_loss"], dtype=np.float64))
+
+
+def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[RunSpec]:
+    runs = []
+    for arm in cfg.arms:
+        deterministic = not random_init and not arm.optimizer.sampler(data_n).stochastic
+        seeds = [cfg.first_seed] if deterministic else range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+        for s in seeds:
+            runs.append(RunSpec(len(runs), arm.name, s, arm.schedule.describe(),
+                                f"{arm.optimizer.kind}" + (f"(b={arm.optimizer.batch_size}"
+                                f"{'' if arm.optimizer.replacement else ', without replacement'})"
+                                if hasattr(arm.optimizer, "batch_size") else ""),
+                                deterministic))
+    return runs
+
+
+class Engine:
+    """Builds data, model and run groups from a config; advances and evaluates a state."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        self.dtype = getattr(torch, cfg.dtype)
+        self.device = torch.device(cfg.device)
+        self.data = cfg.data.build().to(dtype=self.dtype, device=self.device)
+        self.model = cfg.model.build(self.data)
+        self.runs = plan_runs(cfg, self.data.n, self.model.random_init)
+        self.eval_steps = cfg.eval.steps(cfg.steps)
+        arm_of = {a.name: a for a in cfg.arms}
+        by_key: dict[tuple, list[RunSpec]] = {}
+        for r in self.runs:
+            by_key.setdefault(arm_of[r.arm].optimizer.group_key(), []).append(r)
+        self.groups = []
+        for members in by_key.values():
+            opt = arm_of[members[0].arm].optimizer
+            self.groups.append(Group(
+                runs=[r.index for r in members],
+                seeds=np.array([r.seed for r in members], dtype=np.int64),
+                sampler=opt.sampler(self.data.n),
+                schedules=[arm_of[r.arm].schedule.build(cfg.steps) for r in members],
+            ))
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+    def init_seeds(self, g: Group) -> list[int]:
+        # Parameters of run s come from stream STREAM_INIT of seed s: independent of batches.
+        return [int(np.random.SeedSequence([int(s), STREAM_INIT]).generate_state(1)[0]) for s in g.seeds]
+
+    def initial_state(self) -> TrainState:
+        params = []
+        for g in self.groups:
+            p = self.model.init_params(self.init_seeds(g), dtype=self.dtype)
+            params.append({k: v.to(self.device).contiguous() for k, v in p.items()})
+        R = self.n_runs
+        state = TrainState(0, params, np.full(R, -1, dtype=np.int64), np.full(R, np.inf))
+        loss0 = self.evaluate(state)["train_loss"]
+        state.max_loss = self.cfg.divergence_factor * np.maximum(np.nan_to_num(loss0, nan=np.inf), MIN_LOSS_SCALE)
+        return state
+
+    def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
+        """Metrics of every run at the current state: name -> (R,) float64 (NaN once diverged)."""
+        out: dict[str, np.ndarray] = {}
+        names = self.cfg.metrics.names
+        with torch.no_grad():
+            for g, p in zip(self.groups, state.params):
+                m = self.model.metrics(p, self.data, self.cfg.metrics)
+                for k, v in m.items():
+                    if names and k not in names and k != "train_loss":
+                        continue
+                    out.setdefault(k, np.full(self.n_runs, np.nan))[g.runs] = v.detach().double().cpu().numpy()
+        # Divergence seen at evaluation (covers models without a per-step check).
+        exploded = ~(out["train_loss"] <= state.max_loss) & (state.diverged < 0)
+        state.diverged[exploded] = state.step
+        dead = (state.diverged >= 0) & (state.diverged <= state.step)
+        for v in out.values():
+            v[dead] = np.nan
+        return out
+
+    def advance_to(self, state: TrainState, target: int) -> None:
+        """Advance all groups from state.step to ``target`` (in chunks of at most CHUNK)."""
+        while state.step < target:
+            t1 = min(target, state.step + CHUNK)
+            steps = np.arange(state.step, t1)
+            for g, p in zip(self.groups, state.params):
+                lr = np.stack([np.broadcast_to(s(steps), steps.shape) for s in g.schedules]).astype(np.float64)
+                div = np.ascontiguousarray(state.diverged[g.runs])
+                advance(self.model, p, self.data, g.sampler, g.seeds, np.ascontiguousarray(lr), state.step,
+                        div, np.ascontiguousarray(state.max_loss[g.runs]), fused=self.cfg.fused)
+                state.diverged[g.runs] = div
+            state.step = t1
+
+    def run(self, state: TrainState, on_eval: Callable[[int, dict], None] | None = None,
+            on_progress: Callable[[int], None] | None = None,
+            after_eval: Callable[[TrainState], None] | None = None) -> TrainState:
+        """Advance to the end, evaluating at every eval step > state.step (and at state.step if 0)."""
+        for t in self.eval_steps:
+            if t < state.step or (t == state.step and t > 0):
+                continue
+            before = state.step
+            self.advance_to(state, int(t))
+            if on_progress:
+                on_progress(state.step - before)
+            metrics = self.evaluate(state)
+            if on_eval:
+                on_eval(int(t), metrics)
+            if after_eval:
+                after_eval(state)
+        return state
+
+
+def train(cfg: ExperimentConfig) -> tuple[Engine, np.ndarray, dict[str, np.ndarray]]:
+    """Run an experiment in memory (no run directory): (engine, eval steps (E,), metrics name -> (E, R))."""
+    eng = Engine(cfg)
+    rows: list[dict] = []
+    eng.run(eng.initial_state(), on_eval=lambda t, m: rows.append(m))
+    names = rows[0].keys()
+    return eng, eng.eval_steps, {k: np.stack([r[k] for r in rows]) for k in names}
