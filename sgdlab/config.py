@@ -102,7 +102,7 @@ def _convert(tp, value, path: str):
         if len(args) != len(value):
             raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
         return tuple(_convert(a, v, f"{path}.{i}") for i, (a, v) in enumerate(zip(args, value)))
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or _is_choice_base(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -253,6 +253,11 @@ def flat_fields(cls, prefix: str = "") -> list[tuple[str, Any, Any]]:
         else:
             out.append((name, tp, default))
     return out
+
+
+def toml_value(value) -> str:
+    """A Python scalar/list as a TOML value (the inverse of override's value parsing)."""
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def typing_repr(tp) -> str:

@@ -188,3 +188,29 @@ def test_effective_rank_known_cases():
 def test_bad_input_raises(bad, match):
     with pytest.raises(ValueError, match=match):
         feature_sparsity(**bad)
+
+
+def test_greedy_order_chain():
+    # corr(a, b) > tau and corr(b, c) > tau but corr(a, c) < tau: keep a, drop b, keep c
+    # (b is dropped because a is kept; c is then compared only with kept a).
+    gen = torch.Generator().manual_seed(6)
+    n = 400
+    u, v = torch.randn(n, generator=gen, dtype=torch.float64), torch.randn(n, generator=gen, dtype=torch.float64)
+    a, c = u, 0.6 * u + 0.8 * v  # corr(a, c) ~ 0.6
+    b = (a + c) / (a + c).std() * a.std()  # corr(a, b) ~ corr(b, c) ~ 0.89
+    A = torch.stack([a, b, c], 1) + 10.0  # all positive: alive, same correlations
+    out = feature_sparsity(A, 0.8)
+    assert out.kept.tolist() == [True, False, True]
+    _check_against_reference(A[None], 0.8, False)
+    _check_against_reference(A[None, :, [1, 0, 2]], 0.8, False)  # b first: a and c both dropped
+
+
+def test_run_chunking_is_exact(monkeypatch):
+    import sgdlab.metrics.sparsity as mod
+
+    gen = torch.Generator().manual_seed(8)
+    A = _correlated_features(gen, R=5, n=20, m=10, n_groups=3)
+    whole = feature_sparsity(A, 0.9)
+    monkeypatch.setattr(mod, "_MAX_CORR_ELEMENTS", 2 * 10 * 10)  # 2 runs per chunk
+    chunked = feature_sparsity(A, 0.9)
+    assert torch.equal(whole.kept, chunked.kept) and torch.equal(whole.coefficient, chunked.coefficient)

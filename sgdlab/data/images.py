@@ -127,8 +127,8 @@ def load_digits(test_fraction: float = DIGITS_TEST_FRACTION, seed: int = 0) -> I
     """
     try:
         from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError:
-        raise DataError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from None
+    except ImportError as e:  # keep the cause: a broken install differs from a missing one
+        raise DataError(f"the 'digits' dataset needs scikit-learn: pip install scikit-learn ({e})") from None
     bunch = sk_load_digits()
     x = torch.as_tensor(np.asarray(bunch.images, dtype=np.float32) / DIGITS_MAX_VALUE).unsqueeze(1)
     y = torch.as_tensor(np.asarray(bunch.target), dtype=torch.int64)
@@ -146,8 +146,8 @@ def load_mnist1d(num_samples: int | None = None, seed: int | None = None) -> Ima
     """
     try:
         from mnist1d.data import get_dataset_args, make_dataset
-    except ImportError:
-        raise DataError("the 'mnist1d' dataset needs the mnist1d package: pip install mnist1d") from None
+    except ImportError as e:
+        raise DataError(f"the 'mnist1d' dataset needs the mnist1d package: pip install mnist1d ({e})") from None
     args = get_dataset_args(as_dict=False)
     if num_samples is not None:
         args.num_samples = int(num_samples)

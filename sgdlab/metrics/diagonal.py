@@ -42,12 +42,14 @@ class DiagJacobianRank:
     """
 
     def __init__(self, x: torch.Tensor, rtol: float):
-        self.x = x
         self.rtol = rtol
-        sv = torch.linalg.svdvals(x)
         n, d = x.shape
+        sv = torch.linalg.svdvals(x)
         full_rank = n >= d and sv[-1] > sv[0] * d * torch.finfo(x.dtype).eps
         self.kappa = float(sv[0] / sv[-1]) if full_rank else float("inf")
+        # X = Q R with orthonormal Q: X D and R D (d x d instead of N x d) have the same
+        # singular values, so the exact fallback works on the smaller matrix.
+        self.r = torch.linalg.qr(x, mode="r").R if n >= d else x
         self.n_svd = 0  # how many exact SVDs were needed (for tests and benchmarks)
 
     def __call__(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -57,12 +59,14 @@ class DiagJacobianRank:
         sure = (rho > self.rtol * self.kappa).sum(-1)
         unsure = ((rho > self.rtol / self.kappa) & (rho <= self.rtol * self.kappa)).any(-1)
         out = sure.to(u.dtype)
+        ok = torch.isfinite(smax[:, 0]) & (smax[:, 0] > 0)
         out[smax[:, 0] == 0] = 0.0
         out[~torch.isfinite(smax[:, 0])] = float("nan")
-        for r in torch.nonzero(unsure & torch.isfinite(smax[:, 0]) & (smax[:, 0] > 0)).flatten().tolist():
-            self.n_svd += 1
-            sv = torch.linalg.svdvals(self.x * s[r])
-            out[r] = (sv / sv[0] > self.rtol).sum()
+        todo = torch.nonzero(unsure & ok).flatten()
+        if todo.numel():
+            self.n_svd += todo.numel()
+            sv = torch.linalg.svdvals(self.r.unsqueeze(0) * s[todo].unsqueeze(1))  # batched (k, d, d)
+            out[todo] = (sv / sv[:, :1] > self.rtol).sum(-1).to(u.dtype)
         return out
 
 

@@ -1,0 +1,94 @@
+"""Figures drawn from run directories (never from in-memory state: `sgdlab plot DIR` redraws)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure  # OO API: no pyplot global state, works headless
+
+from .runs import RunDir
+
+# Metrics spanning many decades are drawn on a log axis.
+LOG_METRICS = {"train_loss", "test_loss", "l1", "balancedness"}
+LABELS = {
+    "train_loss": "train loss", "test_loss": "test loss", "jacobian_rank": r"rank $\phi_\theta(X)$",
+    "l0": r"$\|u\odot v\|_0$", "l0_robust": r"$\|u\odot v\|_0$ ($>10^{-3}$)", "l1": r"$\|u\odot v\|_1$",
+    "support_mass": "support mass", "param_norm": r"$\|(u,v)\|_2$", "balancedness": r"$\||u|-|v|\|$",
+}
+
+
+def _band(values: np.ndarray):
+    """median, q25, q75 over runs (axis 1), ignoring NaN (diverged / not yet reached)."""
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(values).any(axis=1)
+        med = np.full(values.shape[0], np.nan)
+        lo, hi = med.copy(), med.copy()
+        if ok.any():
+            q = np.nanpercentile(values[ok], [25, 50, 75], axis=1)
+            lo[ok], med[ok], hi[ok] = q
+    return med, lo, hi
+
+
+def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=None) -> Figure:
+    """One panel per metric; per arm the median over seeds with an interquartile band;
+    an x marks where a run diverged (at its last finite value)."""
+    fig = Figure(figsize=(4.2 * len(names), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    colors = [f"C{i}" for i in range(10)]
+    for ax, name in zip(axes, names):
+        if name not in metrics:
+            ax.set_title(f"{name}: not logged")
+            continue
+        vals = metrics[name]
+        for k, arm in enumerate(arms):
+            idx = np.array([r["index"] for r in runs if r["arm"] == arm])
+            c = colors[k % len(colors)]
+            med, lo, hi = _band(vals[:, idx])
+            n_div = 0 if diverged is None else sum(diverged.get(int(i)) is not None for i in idx)
+            label = f"{arm}" + (f" ({n_div}/{len(idx)} diverged)" if n_div else "")
+            ax.plot(steps, med, color=c, lw=1.6, label=label)
+            if len(idx) > 1:
+                ax.fill_between(steps, lo, hi, color=c, alpha=0.2, lw=0)
+            if diverged:
+                for i in idx:
+                    d = diverged.get(int(i))
+                    if d is None:
+                        continue
+                    finite = np.isfinite(vals[:, i])
+                    if finite.any():
+                        j = np.nonzero(finite)[0][-1]
+                        ax.plot([d], [vals[j, i]], marker="x", color=c, ms=7, mew=2, ls="none")
+        if name in LOG_METRICS:
+            ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_title(LABELS.get(name, name))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png") -> list[Path]:
+    """Draw the experiment's figure (config `figure` panels) into DIR/figures; returns the files."""
+    rd = RunDir(path)
+    cfg = rd.config()
+    steps, metrics = rd.metrics()
+    if steps.size == 0:
+        return []
+    runs = rd.runs()
+    summary = rd.summary() or {}
+    diverged = {r["index"]: r.get("diverged_at") for r in summary.get("runs", [])}
+    if not summary:  # unfinished run: divergence = a run whose last logged values are NaN
+        last = metrics["train_loss"][-1]
+        diverged = {r["index"]: (int(steps[-1]) if not np.isfinite(last[r["index"]]) else None) for r in runs}
+    arms = [a.name for a in cfg.arms]
+    names = tuple(names or cfg.figure)
+    fig = draw_metric_panels(steps, metrics, runs, names, arms,
+                             title=f"{cfg.name}: median over seeds, band = interquartile range", diverged=diverged)
+    out = rd.figures / f"{cfg.name}.{fmt}"
+    tmp = out.with_name(f".{out.name}.tmp.{fmt}")
+    fig.savefig(tmp, dpi=130)
+    tmp.replace(out)
+    return [out]
