@@ -107,7 +107,7 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 
 
 def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, rows: list, t_start: float,
-             stop_after: int | None = None):
+             stop_after: int | None = None, fresh: bool = True):
     cfg = eng.cfg
     bar = _progress(cfg.steps, state.step, f"{cfg.name} ({eng.n_runs} runs)", progress)
     last_ckpt = [-np.inf]
@@ -129,7 +129,8 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
             raise KeyboardInterrupt  # test hook: behaves like Ctrl-C right after this evaluation
 
     try:
-        eng.run(state, on_eval=on_eval, on_progress=(bar.update if bar is not None else None), after_eval=after_eval)
+        eng.run(state, on_eval=on_eval, on_progress=(bar.update if bar is not None else None), after_eval=after_eval,
+                evaluate_start=fresh)
     finally:
         if bar is not None:
             bar.close()
@@ -202,7 +203,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
     steps0, metrics0 = rd.metrics()
     rows = [(int(t), {k: v[i] for k, v in metrics0.items()}) for i, t in enumerate(steps0)]
     try:
-        _execute(eng, rd, state, progress, rows, t0, stop_after=_stop_after)
+        _execute(eng, rd, state, progress, rows, t0, stop_after=_stop_after, fresh=False)
     except KeyboardInterrupt:
         print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
         raise

@@ -92,8 +92,9 @@ def piecewise_0Xepochs(lr: float, total_steps: int, until: float, warmup_exp: fl
     * warmup_exp = 1 (interpolated, *the odd variant*): linear interpolation from lr to
       warmup_factor*lr over the first *half* of the run (not over p), cut at p; then
       (p/0.5) warmup_factor lr / 10 until 0.9 and /100 after. The drop at p is therefore
-      not a fixed /10: its factor depends on p (about x50, x16.7, x10 for p = 0.1, 0.3, 0.5
-      with a large warmup_factor). Kept only to reproduce the authors' numbers.
+      not a fixed /10: with warmup_factor = 1 (no warm-up, the default) the step falls from
+      lr to (p/0.5) lr/10, a factor 5/p: x50, x16.7, x10 for p = 0.1, 0.3, 0.5. Kept only to
+      reproduce the authors' numbers.
     """
 
     def fn(t):

@@ -109,6 +109,14 @@ class Engine:
     def n_runs(self) -> int:
         return len(self.runs)
 
+    def params_of(self, state: TrainState, run: int) -> dict[str, torch.Tensor]:
+        """Parameters of one run (views into the batched tensors)."""
+        for g, p in zip(self.groups, state.params):
+            if run in g.runs:
+                j = g.runs.index(run)
+                return {k: v[j] for k, v in p.items()}
+        raise IndexError(f"run {run} not in 0..{self.n_runs - 1}")
+
     def init_seeds(self, g: Group) -> list[int]:
         # Parameters of run s come from stream STREAM_INIT of seed s: independent of batches.
         return [int(np.random.SeedSequence([int(s), STREAM_INIT]).generate_state(1)[0]) for s in g.seeds]
@@ -158,10 +166,11 @@ class Engine:
 
     def run(self, state: TrainState, on_eval: Callable[[int, dict], None] | None = None,
             on_progress: Callable[[int], None] | None = None,
-            after_eval: Callable[[TrainState], None] | None = None) -> TrainState:
-        """Advance to the end, evaluating at every eval step > state.step (and at state.step if 0)."""
+            after_eval: Callable[[TrainState], None] | None = None, evaluate_start: bool = True) -> TrainState:
+        """Advance to the end, evaluating at every eval step after state.step, and at state.step
+        itself when ``evaluate_start`` (a fresh run; a resumed one has logged it already)."""
         for t in self.eval_steps:
-            if t < state.step or (t == state.step and t > 0):
+            if t < state.step or (t == state.step and not evaluate_start):
                 continue
             before = state.step
             self.advance_to(state, int(t))
@@ -175,10 +184,12 @@ class Engine:
         return state
 
 
-def train(cfg: ExperimentConfig) -> tuple[Engine, np.ndarray, dict[str, np.ndarray]]:
-    """Run an experiment in memory (no run directory): (engine, eval steps (E,), metrics name -> (E, R))."""
+def train(cfg: ExperimentConfig) -> tuple[Engine, TrainState, dict[str, np.ndarray]]:
+    """Run an experiment in memory (no run directory, no output).
+
+    Returns (engine, final state, metrics name -> (E, R)) with E = len(engine.eval_steps).
+    """
     eng = Engine(cfg)
     rows: list[dict] = []
-    eng.run(eng.initial_state(), on_eval=lambda t, m: rows.append(m))
-    names = rows[0].keys()
-    return eng, eng.eval_steps, {k: np.stack([r[k] for r in rows]) for k in names}
+    state = eng.run(eng.initial_state(), on_eval=lambda t, m: rows.append(m))
+    return eng, state, {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -69,7 +69,8 @@ def test_forward_and_block_protocol(name):
     assert (blocks[model.last_block] >= 0).all()
 
 
-@pytest.mark.parametrize("name", ["resnet18", "preact-resnet18", "resnet32", "wrn28", "densenet100-bc", "vgg11-bn"])
+@pytest.mark.parametrize("name", ["resnet18", "preact-resnet18", "resnet32", "wrn28", "densenet100-bc",
+                                  "vgg11-bn"])
 def test_other_input_sizes_channels_and_classes(name):
     model = build_deep_model(name, num_classes=100, width=SMALL_WIDTHS[name], in_channels=1).eval()
     with torch.no_grad():

@@ -95,11 +95,13 @@ class BatchIterator:
                  shuffle: bool = True, drop_last: bool = False, augment: Augmentation = NO_AUGMENTATION,
                  device: torch.device | str | None = None):
         if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
-            raise ConfigError(f"need images (N, C, H, W) and labels (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ConfigError(f"need images (N, C, H, W) and labels (N,), got {tuple(x.shape)} "
+                              f"and {tuple(y.shape)}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         if drop_last and batch_size > len(x):
-            raise ConfigError(f"batch_size {batch_size} > {len(x)} examples with drop_last: no batch would be produced")
+            raise ConfigError(f"batch_size {batch_size} > {len(x)} examples with drop_last: "
+                              "no batch would be produced")
         if not isinstance(generator, torch.Generator):
             raise ConfigError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         if not isinstance(augment, Augmentation):

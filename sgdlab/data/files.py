@@ -82,7 +82,8 @@ def _unpickle(raw: bytes, where: str, spec: CifarSpec) -> dict:
         raise DataError(f"{where} is truncated or not a CIFAR pickle ({type(e).__name__}: {e}); "
                         f"expected {spec.expected()}") from None
     if not isinstance(obj, dict):
-        raise DataError(f"{where} holds a {type(obj).__name__}, not a CIFAR batch dict; expected {spec.expected()}")
+        raise DataError(f"{where} holds a {type(obj).__name__}, not a CIFAR batch dict; "
+                        f"expected {spec.expected()}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -146,7 +147,8 @@ def _read_batch(files: _CifarFiles, name: str, label_key: str, num_classes: int)
     where = files.where(name)
     d = _unpickle(files.read(name), where, files.spec)
     if "data" not in d or label_key not in d:
-        raise DataError(f"{where} lacks key 'data' or {label_key!r} (has {sorted(d)}); expected {files.spec.expected()}")
+        raise DataError(f"{where} lacks key 'data' or {label_key!r} (has {sorted(d)}); "
+                        f"expected {files.spec.expected()}")
     data = d["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_ROW:
         got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
@@ -198,6 +200,40 @@ def _pickle_to(path: Path, obj: dict) -> None:
     path.write_bytes(pickle.dumps({k.encode(): v for k, v in obj.items()}, protocol=2))
 
 
+def _label_fields(y: np.ndarray, num_classes: int) -> dict:
+    if num_classes == 10:
+        return {"labels": y.tolist()}
+    # Synthetic superclasses: fine label mod 20 (the real mapping groups 5 related classes).
+    return {"fine_labels": y.tolist(), "coarse_labels": (y % CIFAR100_COARSE).tolist()}
+
+
+def _write_cifar_folder(folder: Path, spec: CifarSpec, n_train: int, n_test: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, size=(spec.num_classes, 3, 1))
+    noise_scale = 40.0  # pixel std around the class colour: classes overlap but stay separable
+
+    def make(n: int):
+        y = rng.integers(0, spec.num_classes, size=n)
+        x = colours[y] + noise_scale * rng.standard_normal((n, 3, CIFAR_ROW // 3))
+        return np.clip(x, 0, 255).astype(np.uint8).reshape(n, CIFAR_ROW), y
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = make(n_train)
+    for i, (name, part) in enumerate(zip(spec.train, np.array_split(np.arange(n_train), len(spec.train)))):
+        _pickle_to(folder / name, {"batch_label": f"training batch {i + 1} of {len(spec.train)}".encode(),
+                                   "data": x[part], "filenames": [f"img{j}.png".encode() for j in part],
+                                   **_label_fields(y[part], spec.num_classes)})
+    x, y = make(n_test)
+    _pickle_to(folder / spec.test[0], {"batch_label": b"testing batch 1 of 1", "data": x,
+                                       **_label_fields(y, spec.num_classes)})
+    if spec.num_classes == 10:
+        meta = {"label_names": [f"class{c}".encode() for c in range(10)]}
+    else:
+        meta = {"fine_label_names": [f"fine{c}".encode() for c in range(spec.num_classes)],
+                "coarse_label_names": [f"coarse{c}".encode() for c in range(CIFAR100_COARSE)]}
+    _pickle_to(folder / spec.meta, meta)
+
+
 def write_synthetic_cifar(root: str | Path, num_classes: int = 10, n_train: int = 50, n_test: int = 20,
                           seed: int = 0, archive: bool = False) -> Path:
     """Write a tiny dataset in the real CIFAR-10 (``num_classes=10``) or CIFAR-100 (100) format.
@@ -205,59 +241,31 @@ def write_synthetic_cifar(root: str | Path, num_classes: int = 10, n_train: int 
     Each class gets its own mean colour plus noise, so the data is learnable. Creates
     ``root/cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``, ``batches.meta``) or
     ``root/cifar-100-python/`` (``train``, ``test``, ``meta``), or with ``archive=True`` only the
-    matching ``.tar.gz``. Returns the folder or archive path.
+    matching ``root/cifar-10-python.tar.gz`` / ``root/cifar-100-python.tar.gz``.
+    Returns the folder or archive path. Same ``seed``, same bytes of data.
     """
     if num_classes not in (10, 100):
         raise ConfigError(f"num_classes must be 10 or 100 (the CIFAR formats), got {num_classes}")
     if n_train < CIFAR10_TRAIN_BATCHES or n_test < 1:
         raise ConfigError(f"need n_train >= {CIFAR10_TRAIN_BATCHES} and n_test >= 1, got {n_train}, {n_test}")
     spec = CIFAR_SPECS["cifar10" if num_classes == 10 else "cifar100"]
-    rng = np.random.default_rng(seed)
-    colours = rng.integers(0, 256, size=(num_classes, 3, 1))
-    noise_scale = 40.0  # pixel std around the class colour: classes overlap but stay separable
-
-    def make(n: int):
-        y = rng.integers(0, num_classes, size=n)
-        x = colours[y] + noise_scale * rng.standard_normal((n, 3, CIFAR_ROW // 3))
-        return np.clip(x, 0, 255).astype(np.uint8).reshape(n, CIFAR_ROW), y
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    out_root = Path(tempfile.mkdtemp(dir=root)) if archive else root
-    folder = out_root / spec.folder
-    folder.mkdir(exist_ok=True)
-    x, y = make(n_train)
-    for i, (name, part) in enumerate(zip(spec.train, np.array_split(np.arange(n_train), len(spec.train)))):
-        fields = {"data": x[part], "filenames": [f"img{j}.png".encode() for j in part]}
-        if num_classes == 10:
-            _pickle_to(folder / name, {"batch_label": f"training batch {i + 1}".encode(), "labels": y[part].tolist(), **fields})
-        else:
-            _pickle_to(folder / name, {"fine_labels": y[part].tolist(),
-                                       "coarse_labels": (y[part] % CIFAR100_COARSE).tolist(), **fields})
-    x, y = make(n_test)
-    if num_classes == 10:
-        _pickle_to(folder / "test_batch", {"data": x, "labels": y.tolist()})
-        _pickle_to(folder / spec.meta, {"label_names": [f"class{c}".encode() for c in range(10)]})
-    else:
-        _pickle_to(folder / "test", {"data": x, "fine_labels": y.tolist(), "coarse_labels": (y % CIFAR100_COARSE).tolist()})
-        _pickle_to(folder / spec.meta, {"fine_label_names": [f"fine{c}".encode() for c in range(100)],
-                                        "coarse_label_names": [f"coarse{c}".encode() for c in range(CIFAR100_COARSE)]})
     if not archive:
-        return folder
-    target = root / spec.archive
-    with tarfile.open(target, "w:gz") as tar:
-        tar.add(folder, arcname=spec.folder)
-    for f in folder.iterdir():
-        f.unlink()
-    folder.rmdir()
-    out_root.rmdir()
-    return target
+        _write_cifar_folder(root / spec.folder, spec, n_train, n_test, seed)
+        return root / spec.folder
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        _write_cifar_folder(Path(tmp) / spec.folder, spec, n_train, n_test, seed)
+        with tarfile.open(root / spec.archive, "w:gz") as tar:
+            tar.add(Path(tmp) / spec.folder, arcname=spec.folder)
+    return root / spec.archive
 
 
 # Tiny ImageNet: 200 classes of 64x64 RGB JPEGs, 500 train and 50 val images per class.
 TINY_FOLDER = "tiny-imagenet-200"
 TINY_SIDE = 64
-TINY_CACHE_VERSION = 1
+TINY_CACHE_VERSION = 1  # bump when the cached arrays change meaning
+TINY_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def _tiny_root(path: Path) -> Path:
@@ -270,7 +278,8 @@ def _tiny_root(path: Path) -> Path:
         if (root / "wnids.txt").is_file():
             break
     else:
-        hint = " (unzip tiny-imagenet-200.zip first)" if path.suffix == ".zip" or (path / f"{TINY_FOLDER}.zip").exists() else ""
+        zipped = path.suffix == ".zip" or (path / f"{TINY_FOLDER}.zip").exists()
+        hint = f" (unzip {TINY_FOLDER}.zip first)" if zipped else ""
         raise DataError(f"no Tiny ImageNet data under {str(path)!r}{hint}; expected {expected}")
     for needed in ("train", "val/images", "val/val_annotations.txt"):
         if not (root / needed).exists():
@@ -296,6 +305,11 @@ def _decode(files: list[Path]) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
+def _tiny_dataset(arrays: dict, wnids: list[str]) -> ImageDataset:
+    return ImageDataset(*(torch.from_numpy(arrays[k]) for k in TINY_ARRAYS), num_classes=len(wnids),
+                        name="tiny-imagenet", class_names=tuple(wnids))
+
+
 def load_tiny_imagenet(path: str | Path, cache: str | Path | None = None,
                        max_per_class: int | None = None) -> ImageDataset:
     """Tiny ImageNet from its standard folder layout; the labelled ``val`` split is the test split.
@@ -313,9 +327,7 @@ def load_tiny_imagenet(path: str | Path, cache: str | Path | None = None,
         try:
             with np.load(cache, allow_pickle=False) as z:
                 if str(z["key"]) == key:
-                    return ImageDataset(*(torch.from_numpy(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")),
-                                        num_classes=int(z["num_classes"]), name="tiny-imagenet",
-                                        class_names=tuple(str(s) for s in z["class_names"]))
+                    return _tiny_dataset({k: z[k] for k in TINY_ARRAYS}, [str(s) for s in z["class_names"]])
         except (OSError, KeyError, ValueError, zlib.error) as e:
             raise DataError(f"Tiny ImageNet cache {str(cache)!r} is corrupt ({e}); delete it to rebuild") from None
     wnids = [w.strip() for w in (root / "wnids.txt").read_text().split() if w.strip()]
@@ -342,6 +354,5 @@ def load_tiny_imagenet(path: str | Path, cache: str | Path | None = None,
               "x_test": _decode(val_files), "y_test": np.asarray(val_labels, dtype=np.int64)}
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, key=key, num_classes=len(wnids), class_names=np.asarray(wnids), **arrays)
-    return ImageDataset(*(torch.from_numpy(arrays[k]) for k in ("x_train", "y_train", "x_test", "y_test")),
-                        num_classes=len(wnids), name="tiny-imagenet", class_names=tuple(wnids))
+        np.savez(cache, key=key, class_names=np.asarray(wnids), **arrays)
+    return _tiny_dataset(arrays, wnids)

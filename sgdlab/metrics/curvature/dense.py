@@ -6,7 +6,7 @@ HVP code in :mod:`.hvp`. Exception: with ``bn_mode="train"`` (batch statistics) 
 BatchNorm, ``torch.func.hessian`` and ``jacrev(jacrev)`` return wrong entries in torch 2.13
 (errors ~0.2 on a 5-8-3 net, checked against finite differences of the gradient; the vmap of
 BatchNorm's backward is at fault), so that case uses ``torch.autograd.functional.hessian``
-(row by row, no vmap). Both run but on the same functional copy (same parameter order, dtype,
+(row by row, no vmap). Both run on the same functional copy (same parameter order, dtype,
 BatchNorm handling and chunk weighting). Memory is O(p^2), so it refuses p > ``max_params``
 unless the caller raises the limit.
 """

@@ -217,7 +217,7 @@ class FunctionalLoss:
             th = self.theta.detach().requires_grad_(True)
             val = self.loss(th, x, y)
             (g,) = torch.autograd.grad(val, th, allow_unused=True)
-        return float(val), (torch.zeros_like(self.theta) if g is None else g)
+        return float(val.detach()), (torch.zeros_like(self.theta) if g is None else g)
 
     def value(self, x, y) -> float:
         """L_b for one chunk, without building a graph."""

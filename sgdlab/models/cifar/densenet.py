@@ -62,7 +62,8 @@ class DenseNet(BlockNet):
         per_block = (depth - 4) / (NUM_DENSE_BLOCKS * layers_per_conv)
         if per_block < 1 or per_block != int(per_block):
             step = NUM_DENSE_BLOCKS * layers_per_conv
-            raise ValueError(f"DenseNet depth must be {step}n+4 with n >= 1 (bottleneck={bottleneck}), got {depth}")
+            raise ValueError(f"DenseNet depth must be {step}n+4 with n >= 1 (bottleneck={bottleneck}), "
+                             f"got {depth}")
         if not 0.0 < compression <= 1.0:
             raise ValueError(f"compression must be in (0, 1], got {compression}")
         for name, v in (("growth", growth), ("num_classes", num_classes), ("in_channels", in_channels)):

@@ -1,0 +1,44 @@
+"""Curvature of any ``torch.nn.Module`` loss: Hessian-vector products, top eigenvalues (sharpness),
+trace, spectral density and mini-batch curvature (batch sharpness, MiniBS, GNI).
+
+Three lines::
+
+    from sgdlab.metrics.curvature import sharpness
+    lam = sharpness(model, loss_fn, (x, y))          # lambda_max of the Hessian of loss_fn
+    # loss_fn(output, y) must return the MEAN loss over the batch; see docs/curvature.md
+
+Everything works on a functional copy: the module's parameters, buffers, ``.training`` flags,
+``.grad`` fields and the global RNG state are unchanged by any call. Models with BatchNorm need
+an explicit ``bn_mode="eval" | "train"``. Eigenvalues are those of the loss exactly as loss_fn
+defines it (every result carries ``loss_reduction``): a loss scaled by c has eigenvalues scaled
+by c, which moves where 2/eta sits.
+
+This package never imports sgdlab's trainer, CLI or plots.
+"""
+
+from ._common import LOSS_REDUCTION, SymmetricOperator
+from .batch import (QUANTITIES, MCEstimate, batch_curvature, batch_sharpness, gradient_noise_interaction,
+                    mini_batch_sharpness, step_sharpness)
+from .dense import MatrixOperator, dense_eigvalsh, dense_hessian
+from .density import SpectralDensity, spectral_density
+from .hvp import FunctionalLoss, HessianOperator, fixed_subset
+from .lanczos import EigResult, hessian_eigs, lanczos, sharpness
+from .summaries import (CurvatureSummary, condition_ratio, curvature_summary, directional_curvature,
+                        negative_eigenvalues)
+from .trace import TraceResult, hutchinson_trace
+
+__all__ = [
+    # operators
+    "HessianOperator", "MatrixOperator", "SymmetricOperator", "FunctionalLoss", "fixed_subset",
+    "dense_hessian", "dense_eigvalsh",
+    # eigenvalues
+    "sharpness", "hessian_eigs", "lanczos", "EigResult",
+    # spectrum summaries
+    "hutchinson_trace", "TraceResult", "spectral_density", "SpectralDensity",
+    "curvature_summary", "CurvatureSummary", "condition_ratio", "negative_eigenvalues",
+    "directional_curvature",
+    # mini-batch curvature
+    "batch_curvature", "batch_sharpness", "mini_batch_sharpness", "gradient_noise_interaction",
+    "step_sharpness", "MCEstimate", "QUANTITIES",
+    "LOSS_REDUCTION",
+]
