@@ -134,7 +134,9 @@ def summary_cmd(run_dir):
     from .summary import format_table
 
     try:
-        s = RunDir(run_dir).summary()
+        rd = RunDir(run_dir)
+        rd.runs()  # raises a clear error if this is not a run directory at all
+        s = rd.summary()
         if s is None:
             raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
                               f"`sgdlab run --resume {run_dir}`")

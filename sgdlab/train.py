@@ -135,13 +135,11 @@ class Engine:
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
         """Metrics of every run at the current state: name -> (R,) float64 (NaN once diverged)."""
         out: dict[str, np.ndarray] = {}
-        names = self.cfg.metrics.names
+        names = set(self.cfg.metrics.names) | {"train_loss"} if self.cfg.metrics.names else None
         with torch.no_grad():
             for g, p in zip(self.groups, state.params):
-                m = self.model.metrics(p, self.data, self.cfg.metrics)
+                m = self.model.metrics(p, self.data, self.cfg.metrics, names)
                 for k, v in m.items():
-                    if names and k not in names and k != "train_loss":
-                        continue
                     out.setdefault(k, np.full(self.n_runs, np.nan))[g.runs] = v.detach().double().cpu().numpy()
         # Divergence seen at evaluation (covers models without a per-step check).
         exploded = ~(out["train_loss"] <= state.max_loss) & (state.diverged < 0)

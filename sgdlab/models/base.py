@@ -8,7 +8,7 @@ Many independent runs (seeds x step sizes x schedules) of a small model advance 
 * ``loss_and_grad(params, x, y)`` -> (mean batch loss ``(R,)``, grads like params); the default
   differentiates ``forward`` with ``torch.func`` (vmap over runs); models override it with
   closed forms where they have them;
-* ``metrics(params, data, cfg)`` -> dict of ``(R,)`` tensors, the model family's measurements.
+* ``metrics(params, data, cfg, names)`` -> dict of ``(R,)`` tensors, the model family's measurements.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ class BatchedModel:
         grads, loss = g_and_v(params, x, y)
         return loss, grads
 
-    def metrics(self, params: Params, data, cfg) -> dict[str, torch.Tensor]:
-        return {}
+    def metrics(self, params: Params, data, cfg, names=None) -> dict[str, torch.Tensor]:
+        """Measurements of every run, name -> (R,); only ``names`` (all if None). Must include
+        "train_loss" (the engine's divergence check reads it)."""
+        raise NotImplementedError
 
 
 class ModelConfig(Choice):

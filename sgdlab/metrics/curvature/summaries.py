@@ -16,7 +16,7 @@ import torch
 from sgdlab.errors import ConfigError
 
 from ._common import check_operator, check_positive_int
-from .lanczos import DEFAULT_TOL, EigResult, lanczos
+from .lanczos import _NEAR_ZERO_REL, DEFAULT_TOL, EigResult, lanczos
 
 __all__ = ["CurvatureSummary", "curvature_summary", "condition_ratio", "negative_eigenvalues",
            "directional_curvature"]
@@ -31,7 +31,7 @@ class CurvatureSummary:
     condition_ratio: float  # lambda_1 / lambda_k; inf when lambda_k <= 0 (k reaches the null space)
     lambda_min: float
     negative_ratio: float  # |lambda_min| / lambda_max if lambda_min < 0 else 0
-    n_negative: int  # how many of the k_neg smallest are < 0 (a lower bound on the count)
+    n_negative: int  # how many of the k_neg smallest are certified < 0 (a lower bound on the count)
     n_hvp: int
     converged: bool
     loss_reduction: str
@@ -66,13 +66,17 @@ def curvature_summary(op, k: int = 10, k_neg: int = 1, *, tol: float = DEFAULT_T
     bot = lanczos(op, k_neg, which="SA", tol=tol, return_eigenvectors=False, **lanczos_kw)
     lam_max, lam_min = float(top.eigenvalues[0]), float(bot.eigenvalues[0])
     lamk = float(top.eigenvalues[-1])
+    # Certified negative: below zero by more than its residual (the eigenvalue error bound) and
+    # than the near-zero floor Lanczos used, so a numerically zero eigenvalue does not count.
+    floor = tol * _NEAR_ZERO_REL * max(abs(lam_max), abs(lam_min))
+    certified = bot.eigenvalues + torch.clamp(bot.residual_norms, min=floor) < 0
     return CurvatureSummary(
         top=top.eigenvalues,
         bottom=bot.eigenvalues,
         condition_ratio=lam_max / lamk if lamk > 0 else float("inf"),
         lambda_min=lam_min,
         negative_ratio=abs(lam_min) / lam_max if (lam_min < 0 and lam_max > 0) else 0.0,
-        n_negative=int((bot.eigenvalues < 0).sum()),
+        n_negative=int(certified.sum()),
         n_hvp=top.n_hvp + bot.n_hvp,
         converged=top.converged and bot.converged,
         loss_reduction=op.loss_reduction,

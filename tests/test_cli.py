@@ -1,0 +1,52 @@
+"""The command line: derived flags, overrides, errors that say what is allowed."""
+
+import json
+
+from click.testing import CliRunner
+
+from sgdlab.cli import main
+
+TINY = ["--steps", "2000", "--seeds", "2", "--set", "data.n=20", "--set", "data.d=30", "--set", "data.r=3",
+        "--set", "data.n_test=100", "--set", "eval.grid='log'", "--set", "eval.points=20", "--no-progress"]
+
+
+def test_run_plot_summary(tmp_path):
+    r = CliRunner().invoke(main, ["run", "diag-net", "--out", str(tmp_path / "r")] + TINY)
+    assert r.exit_code == 0, r.output
+    assert "diverged" in r.output and "SGD eta=0.25" in r.output  # the printed table
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["steps"] == 2000 and len(s["runs"]) == 9
+    r = CliRunner().invoke(main, ["plot", str(tmp_path / "r"), "-m", "train_loss", "-m", "l1"])
+    assert r.exit_code == 0 and "diag-net.png" in r.output
+    r = CliRunner().invoke(main, ["summary", str(tmp_path / "r")])
+    assert r.exit_code == 0 and "GD eta=1.0" in r.output
+    r = CliRunner().invoke(main, ["run", "--resume", str(tmp_path / "r"), "--no-progress"])
+    assert r.exit_code == 0
+
+
+def test_list_show_keys_dry_run():
+    r = CliRunner().invoke(main, ["list"])
+    assert r.exit_code == 0 and "diag-net" in r.output and "diag-net-n40" in r.output
+    r = CliRunner().invoke(main, ["show", "diag-net", "--set", "seeds=3"])
+    assert r.exit_code == 0 and "seeds = 3" in r.output and 'kind = "piecewise"' in r.output
+    r = CliRunner().invoke(main, ["show", "diag-net", "--keys"])
+    assert r.exit_code == 0 and "eval.grid" in r.output and "divergence_factor" in r.output
+    r = CliRunner().invoke(main, ["run", "diag-net", "--dry-run", "--seeds", "3"])
+    assert r.exit_code == 0 and "13 runs in 2 batched group(s)" in r.output
+
+
+def test_bad_input_exits_2_with_a_clear_message(tmp_path):
+    cases = [
+        (["run", "diag-nett"], "unknown experiment 'diag-nett'; allowed: diag-net"),
+        (["run", "diag-net", "--set", "arms.0.schedule.lr=-1"], "step size must be a positive number"),
+        (["run", "diag-net", "--set", "model.kind='mlp'"], "unknown model 'mlp'; allowed: diagonal_net"),
+        (["run", "diag-net", "--set", "arms.0.schedule.kind='warp'"], "allowed: constant, cosine"),
+        (["run", "--resume", str(tmp_path / "missing")], "does not exist"),
+        (["summary", str(tmp_path)], "is missing"),
+    ]
+    for args, needle in cases:
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert needle in r.output, (args, r.output)
+    r = CliRunner().invoke(main, ["run", "diag-net", "--dtype", "float16"])
+    assert r.exit_code == 2 and "float32" in r.output  # typed flag derived from the Literal
