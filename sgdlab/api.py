@@ -121,6 +121,8 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
             bar.set_postfix_str(f"{alive}/{eng.n_runs} alive", refresh=False)
 
     def after_eval(s: TrainState):
+        if rd is not None and s.step in eng.snapshot_steps:
+            rd.save_snapshot(s.step, eng.params_by_run(s))
         now = time.monotonic()
         if rd is not None and (now - last_ckpt[0] >= cfg.checkpoint_seconds or s.step >= cfg.steps):
             rd.save_checkpoint({"state": s.to_dict(), "config": to_dict(cfg)})
@@ -163,6 +165,10 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
     """
     if isinstance(cfg, (str, Path)):
         cfg = load_experiment(cfg)
+    from .plots import FIGURES
+
+    for fig in cfg.extra_figures:
+        FIGURES.get(fig)  # unknown figure names fail before any training
     t0 = time.monotonic()
     eng = Engine(cfg)
     rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite) if out is not None else None

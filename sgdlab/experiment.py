@@ -73,7 +73,11 @@ class ExperimentConfig:
     device: str = "cpu"
     fused: bool = True  # use a model's compiled kernel when it has one (same arithmetic)
     checkpoint_seconds: float = 30.0  # wall time between checkpoints (and one at the end)
-    figure: tuple[str, ...] = ("train_loss", "test_loss", "jacobian_rank", "l0")  # panels
+    figure: tuple[str, ...] = ("train_loss", "test_loss", "jacobian_rank", "l0")  # metric panels
+    extra_figures: tuple[str, ...] = ()  # named figures from sgdlab.plots.FIGURES
+    # Save every run's parameters at this many evenly spaced evaluation steps (plus the
+    # first and last) under DIR/snapshots/, for figures of the weights over training.
+    snapshots: int = 0
 
     def __post_init__(self):
         check(len(self.arms) >= 1, "an experiment needs at least one arm")
@@ -84,5 +88,6 @@ class ExperimentConfig:
         check(self.first_seed >= 0, f"first_seed must be >= 0, got {self.first_seed}")
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
+        check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
         check(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
               f"device must be cpu, cuda[:i] or mps, got {self.device!r}")

@@ -8,6 +8,7 @@ Layout of a run directory::
     metrics.jsonl   one JSON line per evaluation step {"step": t, "<metric>": [value per run]},
                     appended and flushed as produced (readable while running)
     checkpoint.pt   latest training state (atomic replace)
+    snapshots/      parameters of every run at chosen steps (config `snapshots`), one file per step
     summary.json    per run: final metrics, seed, schedule, divergence step (written at the end)
     figures/        PNG figures
 
@@ -37,8 +38,9 @@ from .config import dump_toml, load_toml
 from .errors import CheckpointError
 from .experiment import ExperimentConfig
 
-CONFIG, META, RUNS, METRICS, CHECKPOINT, SUMMARY, FIGURES = (
-    "config.toml", "meta.json", "runs.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "figures")
+CONFIG, META, RUNS, METRICS, CHECKPOINT, SUMMARY, FIGURES, SNAPSHOTS = (
+    "config.toml", "meta.json", "runs.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "figures",
+    "snapshots")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -205,6 +207,26 @@ class RunDir:
         meta = self.meta()
         meta.update(kw)
         atomic_write_text(self.path / META, dumps(meta))
+
+    def save_snapshot(self, step: int, params: dict[int, dict[str, torch.Tensor]]) -> None:
+        """Parameters of every run at one step: {run index: {name: tensor}}."""
+        d = self.path / SNAPSHOTS
+        d.mkdir(exist_ok=True)
+        buf = io.BytesIO()
+        torch.save({"step": int(step), "params": params}, buf)
+        atomic_write_bytes(d / f"step_{int(step):010d}.pt", buf.getvalue())
+
+    def snapshots(self) -> list[tuple[int, dict[int, dict[str, torch.Tensor]]]]:
+        """[(step, {run: {name: tensor}})] sorted by step; empty if none were saved."""
+        d = self.path / SNAPSHOTS
+        out = []
+        for f in sorted(d.glob("step_*.pt")) if d.exists() else []:
+            try:
+                s = torch.load(f, map_location="cpu", weights_only=False)
+            except Exception as e:
+                raise CheckpointError(f"snapshot {str(f)!r} is corrupt ({type(e).__name__}: {e})") from None
+            out.append((s["step"], s["params"]))
+        return out
 
     @property
     def figures(self) -> Path:

@@ -91,6 +91,10 @@ class Engine:
         self.model = cfg.model.build(self.data)
         self.runs = plan_runs(cfg, self.data.n, self.model.random_init)
         self.eval_steps = cfg.eval.steps(cfg.steps)
+        self.snapshot_steps: set[int] = set()
+        if cfg.snapshots > 0:
+            pick = np.unique(np.round(np.linspace(0, len(self.eval_steps) - 1, cfg.snapshots + 2)).astype(int))
+            self.snapshot_steps = {int(self.eval_steps[i]) for i in pick}
         arm_of = {a.name: a for a in cfg.arms}
         by_key: dict[tuple, list[RunSpec]] = {}
         for r in self.runs:
@@ -108,6 +112,14 @@ class Engine:
     @property
     def n_runs(self) -> int:
         return len(self.runs)
+
+    def params_by_run(self, state: TrainState) -> dict[int, dict[str, torch.Tensor]]:
+        """{run index: {name: tensor}} (copies, on CPU)."""
+        out = {}
+        for g, p in zip(self.groups, state.params):
+            for j, r in enumerate(g.runs):
+                out[r] = {k: v[j].detach().cpu().clone() for k, v in p.items()}
+        return out
 
     def params_of(self, state: TrainState, run: int) -> dict[str, torch.Tensor]:
         """Parameters of one run (views into the batched tensors)."""

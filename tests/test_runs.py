@@ -118,3 +118,17 @@ def test_resume_of_a_finished_run_is_a_no_op(tmp_path):
     a = sgdlab.run(tiny(), tmp_path / "r", progress=False, quiet=True)
     b = sgdlab.resume(tmp_path / "r", progress=False, quiet=True)
     np.testing.assert_array_equal(a.metrics["train_loss"], b.metrics["train_loss"])
+
+
+def test_snapshots_and_unknown_figures(tmp_path):
+    cfg = tiny(snapshots=3)
+    res = sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True)
+    snaps = RunDir(tmp_path / "r").snapshots()
+    steps = [s for s, _ in snaps]
+    assert steps[0] == 0 and steps[-1] == cfg.steps and len(steps) == 5
+    last = snaps[-1][1]
+    assert set(last) == set(range(len(res.runs))) and last[0]["u"].shape == (cfg.data.d,)
+    from sgdlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown figure 'nope'"):
+        sgdlab.run(tiny(extra_figures="['nope']"), tmp_path / "r2", progress=False, quiet=True)

@@ -1,4 +1,4 @@
-"""Figures drawn from run directories (never from in-memory state: `sgdlab plot DIR` redraws)."""
+"""Metric panels: per arm the median over seeds with an interquartile band."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # OO API: no pyplot global state, works headless
 
-from .runs import RunDir
+from ..runs import RunDir
 
 # Metrics spanning many decades are drawn on a log axis.
 LOG_METRICS = {"train_loss", "test_loss", "l1", "balancedness"}
@@ -70,9 +70,16 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
     return fig
 
 
-def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png") -> list[Path]:
-    """Draw the experiment's figure (config `figure` panels) into DIR/figures; returns the files."""
-    rd = RunDir(path)
+def save_figure(fig: Figure, out: Path, dpi: int = 130) -> Path:
+    """Write atomically (a kill never leaves a torn image)."""
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=dpi)
+    tmp.replace(out)
+    return out
+
+
+def plot_panels(rd: RunDir, names: tuple[str, ...] | None = None, fmt: str = "png") -> list[Path]:
+    """Draw the experiment's metric panels (config `figure`) into DIR/figures; returns the files."""
     cfg = rd.config()
     steps, metrics = rd.metrics()
     if steps.size == 0:
@@ -87,8 +94,4 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
     names = tuple(names or cfg.figure)
     fig = draw_metric_panels(steps, metrics, runs, names, arms,
                              title=f"{cfg.name}: median over seeds, band = interquartile range", diverged=diverged)
-    out = rd.figures / f"{cfg.name}.{fmt}"
-    tmp = out.with_name(f".{out.name}.tmp.{fmt}")
-    fig.savefig(tmp, dpi=130)
-    tmp.replace(out)
-    return [out]
+    return [save_figure(fig, rd.figures / f"{cfg.name}.{fmt}")]

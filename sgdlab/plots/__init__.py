@@ -1,0 +1,30 @@
+"""Figures drawn from run directories (`sgdlab plot DIR` redraws them all).
+
+Every experiment gets its metric panels (config ``figure``); experiments may add named
+figures (config ``extra_figures``) registered in :data:`FIGURES`: a function
+``fn(run_dir: RunDir) -> list[Path]`` that reads what it needs from disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..registry import Registry
+from ..runs import RunDir
+from .panels import draw_metric_panels, plot_panels
+
+FIGURES: Registry = Registry("figure")
+
+
+def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png") -> list[Path]:
+    """Draw the panels (``names`` or the config's ``figure``) and the experiment's extra figures."""
+    rd = RunDir(path)
+    cfg = rd.config()
+    out = plot_panels(rd, names, fmt)
+    if names is None:
+        for fig in cfg.extra_figures:
+            out += FIGURES.get(fig)(rd)
+    return out
+
+
+__all__ = ["FIGURES", "plot_run", "draw_metric_panels", "plot_panels"]
