@@ -6,8 +6,8 @@ and sharpness tracking (cold vs warm start) along an SGD run.
 
 Models (random data, fixed seeds):
 * MLP 784-512-512-10 (ReLU), cross-entropy, 1000 random examples (10 random classes).
-* A tiny residual conv net on 3x32x32 inputs (conv 3->16, two 16-channel residual blocks with
-  BatchNorm, global pool, linear 16->10), 256 examples. It is a *local stand-in* for a CIFAR
+* A tiny residual conv net on 3x16x16 inputs (conv 3->16, two 16-channel residual blocks with
+  BatchNorm, max-pool between them, global pool, linear 16->10), 256 examples. It is a *local stand-in* for a CIFAR
   ResNet-18, which sgdlab.models may not provide yet; bn_mode="eval".
 
 For each model: sgdlab Lanczos (float32 operator, default tol 1e-4) vs scipy.sparse.linalg.eigsh
@@ -112,17 +112,19 @@ def top_eigenvalue_rows(name, model, data, bn_mode):
     return rows
 
 
-def sgd_tracking(steps: int, n: int, batch: int, lr: float):
+def sgd_tracking(steps: int, n: int, n_track: int, batch: int, lr: float):
+    """SGD on n examples; sharpness of the loss on a fixed subset (the first n_track examples)."""
     torch.manual_seed(0)
     model = mlp()
     x, y = random_data((784,), n, seed=1)
+    subset = (x[:n_track], y[:n_track])
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(2)
     prev, rows = None, []
     totals = dict(cold_hvp=0, warm_hvp=0, cold_s=0.0, warm_s=0.0)
     for step in range(steps + 1):
         if step % TRACK_EVERY == 0:
-            op = HessianOperator(model, F.cross_entropy, (x, y))
+            op = HessianOperator(model, F.cross_entropy, subset)
             cold, tc = timed(lambda: lanczos(op, 1, seed=step, return_eigenvectors=False))
             warm, tw = timed(lambda: lanczos(op, 1, v0=prev, seed=step))
             prev = warm.eigenvectors
@@ -146,7 +148,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    n_mlp, n_conv = (300, 64) if args.quick else (1000, 256)
+    n_mlp, n_conv, n_track = (300, 64, 300) if args.quick else (1000, 256, 500)
     steps = 500 if args.quick else 2000
     t0 = time.perf_counter()
     print(f"torch {torch.__version__}, {args.threads} thread(s), quick={args.quick}")
@@ -158,7 +160,7 @@ def main(argv=None):
     d1 = random_data((784,), n_mlp, seed=1)
     torch.manual_seed(0)
     m2 = tiny_resnet()
-    d2 = random_data((3, 32, 32), n_conv, seed=1)
+    d2 = random_data((3, 16, 16), n_conv, seed=1)
     m2.train()
     with torch.no_grad():  # non-trivial running statistics for bn_mode="eval"
         m2(d2[0])
@@ -182,8 +184,8 @@ def main(argv=None):
         print(f"  {model_name}: eigsh/sgdlab HVP ratio {b['hvp'] / a['hvp']:.2f}, wall ratio {b['wall'] / a['wall']:.2f}")
 
     print(f"\nSharpness every {TRACK_EVERY} steps of SGD (MLP, n={n_mlp}, batch 50, lr 0.1, {steps} steps), "
-          f"float32, tol 1e-4:")
-    track, tot = sgd_tracking(steps, n_mlp, batch=50, lr=0.1)
+          f"on a fixed subset of {n_track} examples, float32, tol 1e-4:")
+    track, tot = sgd_tracking(steps, n_mlp, n_track, batch=50, lr=0.1)
     print(f"  {'step':>5s} {'lam cold':>10s} {'lam warm':>10s} {'HVP cold':>8s} {'HVP warm':>8s}")
     for step, lc, lw, hc, hw in track[:: max(1, len(track) // 10)]:
         print(f"  {step:5d} {lc:10.4f} {lw:10.4f} {hc:8d} {hw:8d}")
