@@ -116,10 +116,17 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, **typed
 @click.argument("run_dir", type=click.Path())
 @click.option("--metric", "-m", "metrics", multiple=True, help="panels to draw (default: the config's figure)")
 def plot_cmd(run_dir, metrics):
-    """Redraw the figures of RUN_DIR from disk."""
+    """Redraw the figures of RUN_DIR (a run or a sweep directory) from disk."""
     from .plots import plot_run
+    from .sweep import INDEX
 
     try:
+        if (Path(run_dir) / INDEX).exists():
+            from .plots.sweep import plot_sweep
+
+            for p in plot_sweep(run_dir, tuple(metrics) or ("train_loss", "test_loss")):
+                click.echo(str(p))
+            return
         for p in plot_run(run_dir, tuple(metrics) or None):
             click.echo(str(p))
     except SgdlabError as e:
@@ -128,12 +135,22 @@ def plot_cmd(run_dir, metrics):
 
 @main.command("summary")
 @click.argument("run_dir", type=click.Path())
-def summary_cmd(run_dir):
-    """Print the per-arm table of a finished run."""
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="also export the rows (.csv or .parquet)")
+def summary_cmd(run_dir, csv_out):
+    """Print the per-arm table of a finished run, or the per-point table of a sweep."""
     from .runs import RunDir
     from .summary import format_table
+    from .sweep import INDEX
 
     try:
+        if (Path(run_dir) / INDEX).exists() or csv_out:
+            from .compare import export, format_rows, rows_of
+
+            rows = rows_of(run_dir)
+            click.echo(format_rows(rows))
+            if csv_out:
+                click.echo(f"wrote {export(rows, csv_out)}")
+            return
         rd = RunDir(run_dir)
         rd.runs()  # raises a clear error if this is not a run directory at all
         s = rd.summary()
@@ -174,6 +191,130 @@ def show_cmd(experiment, sets, keys):
                        "see `sgdlab show NAME` for their keys")
             return
         click.echo(dump_toml(cfg), nl=False)
+    except SgdlabError as e:
+        _fail(e)
+
+
+@main.command("sweep")
+@click.argument("experiment", required=False)
+@click.option("--grid", "-g", "grids", multiple=True, metavar="KEY=V1,V2,...",
+              help="an axis: values, or linspace/logspace/uniform/loguniform(lo, hi, n[, seed]) (repeatable)")
+@click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE", help="override for every point")
+@click.option("--seeds", type=int, help="seeds per arm (shortcut for --set seeds=N)")
+@click.option("--file", "sweep_file", type=click.Path(dir_okay=False),
+              help="sweep TOML: experiment, seeds, set = [...], [grid] key = [values] or 'logspace(...)'")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="sweep directory (default sweeps/NAME-TIME)")
+@click.option("--resume", type=click.Path(file_okay=False), help="re-run only the unfinished jobs of a sweep")
+@click.option("--executor", type=click.Choice(["inprocess", "pool", "ray"]), default=None,
+              help="where jobs run (default in-process; --ray/--address imply ray)")
+@click.option("--workers", type=int, default=2, show_default=True, help="processes / Ray CPUs")
+@click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
+@click.option("--address", help="join an existing Ray cluster at this address")
+@click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
+def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor, workers, use_ray, address, dry_run):
+    """Run EXPERIMENT over a grid; compatible points are batched into one job."""
+    import time
+    import tomllib
+
+    from . import api
+    from .compare import format_rows, rows_of
+    from .sweep import Sweep, parse_axis, parse_values, plan
+
+    try:
+        executor = executor or ("ray" if (use_ray or address) else "inprocess")
+        if resume:
+            sw = Sweep(resume)
+            sw.index()
+        else:
+            axes = [parse_axis(g) for g in grids]
+            sets = list(sets)
+            if sweep_file:
+                spec = tomllib.loads(Path(sweep_file).read_text())
+                unknown = set(spec) - {"experiment", "seeds", "set", "grid"}
+                if unknown:
+                    raise SgdlabError(f"sweep file: unknown key {sorted(unknown)[0]!r}; allowed: experiment, grid, "
+                                      f"seeds, set")
+                experiment = experiment or spec.get("experiment")
+                seeds = seeds or spec.get("seeds")
+                sets = list(spec.get("set", [])) + sets
+                for k, v in spec.get("grid", {}).items():
+                    axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
+            if not experiment:
+                raise click.UsageError("name an experiment (or give --file with experiment = ...)")
+            if not axes:
+                raise click.UsageError("give at least one --grid KEY=V1,V2,...")
+            if seeds:
+                sets.append(f"seeds={seeds}")
+            base = api.load_experiment(experiment)
+            if dry_run:
+                points, jobs = plan(base, axes, tuple(sets))
+                for j in jobs:
+                    members = [p.label for p in points if p.job == j.id]
+                    click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
+                               f"points: {'; '.join(members)}")
+                click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
+                return
+            out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
+        sw.execute(executor, workers=workers, address=address)
+        click.echo(format_rows(rows_of(sw.path)))
+        from .plots.sweep import plot_sweep
+
+        for p in plot_sweep(sw.path):
+            click.echo(str(p))
+        failed = [j for j in sw.index()["jobs"] if j["status"] == "failed"]
+        click.echo(f"sweep directory: {sw.path}" + (f" ({len(failed)} job(s) failed; see index.json)" if failed else ""))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SgdlabError as e:
+        _fail(e)
+
+
+@main.command("compare")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="export the rows (.csv or .parquet)")
+@click.option("--metric", "-m", "metrics", multiple=True, help="columns (default: losses and l0)")
+def compare_cmd(dirs, csv_out, metrics):
+    """One table across run and sweep directories (medians and IQR over seeds)."""
+    from .compare import export, format_rows, rows_of
+
+    try:
+        rows = [r for d in dirs for r in rows_of(d)]
+        click.echo(format_rows(rows, tuple(metrics) or ("train_loss", "test_loss", "l0", "l0_robust")))
+        if csv_out:
+            click.echo(f"wrote {export(rows, csv_out)}")
+    except SgdlabError as e:
+        _fail(e)
+
+
+@main.command("window")
+@click.argument("experiment")
+@click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--arm", type=int, default=0, show_default=True, help="whose optimizer is used (index)")
+@click.option("--lo", type=float, required=True, help="smallest step size of the grid")
+@click.option("--hi", type=float, required=True, help="largest step size of the grid")
+@click.option("--points", type=int, default=12, show_default=True, help="log-spaced grid points")
+@click.option("--bisect", type=int, default=3, show_default=True, help="bisection rounds per edge")
+@click.option("--tol", type=float, default=1e-3, show_default=True,
+              help="converged if the late loss level < tol x initial loss")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="where window.json/.png go")
+def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out):
+    """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
+    import dataclasses
+
+    from . import api
+    from .window import find_window, format_window, save_window
+
+    try:
+        cfg = api.override(api.load_experiment(experiment), list(sets))
+        if not 0 <= arm < len(cfg.arms):
+            raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
+        cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))
+        res = find_window(cfg, lo, hi, points=points, bisect=bisect, tol=tol)
+        click.echo(format_window(res))
+        out = out or Path("runs") / f"{cfg.name}-window"
+        for p in save_window(res, out, title=f"{cfg.name}: stabilization window of {cfg.arms[0].optimizer.kind}"):
+            click.echo(str(p))
     except SgdlabError as e:
         _fail(e)
 

@@ -25,9 +25,11 @@ class ArmConfig:
     name: str = "sgd"
     optimizer: OptimizerConfig = field(default_factory=SGD)
     schedule: ScheduleConfig = field(default_factory=Constant)
+    seeds: tuple[int, ...] = ()  # explicit seeds for this arm; empty = the experiment's seeds
 
     def __post_init__(self):
         check(bool(self.name.strip()), "arm name must not be empty")
+        check(all(s >= 0 for s in self.seeds), f"arm seeds must be >= 0, got {self.seeds}")
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[Run
     runs = []
     for arm in cfg.arms:
         deterministic = not random_init and not arm.optimizer.sampler(data_n).stochastic
-        seeds = [cfg.first_seed] if deterministic else range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+        seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+        seeds = [seeds[0]] if deterministic else seeds
         for s in seeds:
             runs.append(RunSpec(len(runs), arm.name, s, arm.schedule.describe(),
                                 f"{arm.optimizer.kind}" + (f"(b={arm.optimizer.batch_size}"

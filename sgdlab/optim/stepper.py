@@ -16,19 +16,28 @@ def advance(model, params, data, sampler: Sampler, seeds, lr: np.ndarray, t0: in
     randomness); diverged: (R,) int64, -1 while alive, else the step at which the run's
     mini-batch loss was non-finite or above ``max_loss`` (R,): the run is frozen before that
     step. Uses the model's compiled kernel when it has one (``fused``), else torch ops.
+    Weight decay (``sampler.weight_decay``, set from the optimizer config; 0 if absent) adds
+    lr * weight_decay * theta to every update; compiled kernels do not have it (torch path).
+    A gradient rule (``sampler.rule``, set by noisy optimizers, see ``optim.noise``) replaces
+    ``model.loss_and_grad`` by ``rule.loss_and_grad(model, params, xb, yb, t)`` (noise keyed by
+    (seed, t)); compiled kernels are used only without one.
     """
     R, T = lr.shape
     if T == 0:
         return
+    wd = float(getattr(sampler, "weight_decay", 0.0))
     idx = None if sampler.full else sampler.batch(seeds, t0, t0 + T)
-    if fused and hasattr(model, "fused_sgd"):
+    rule = getattr(sampler, "rule", None)
+    if rule is not None:
+        rule.bind(seeds, data.n, params)
+    if fused and wd == 0 and rule is None and hasattr(model, "fused_sgd"):
         idx_arg = idx if idx is not None else np.zeros((R, 0, 0), dtype=np.int64)
         if model.fused_sgd(params, data, idx_arg, sampler.full, lr, t0, diverged, max_loss):
             return
-    _advance_torch(model, params, data, idx, lr, t0, diverged, max_loss)
+    _advance_torch(model, params, data, idx, lr, t0, diverged, max_loss, wd, rule)
 
 
-def _advance_torch(model, params, data, idx, lr, t0, diverged, max_loss):
+def _advance_torch(model, params, data, idx, lr, t0, diverged, max_loss, wd=0.0, rule=None):
     some = next(iter(params.values()))
     dt, dev = some.dtype, some.device
     x, y = data.x_train, data.y_train
@@ -42,7 +51,10 @@ def _advance_torch(model, params, data, idx, lr, t0, diverged, max_loss):
         else:
             ib = idx_t[:, t]  # (R, b)
             xb, yb = x[ib], y[ib]
-        loss, grads = model.loss_and_grad(params, xb, yb)
+        if rule is None:
+            loss, grads = model.loss_and_grad(params, xb, yb)
+        else:
+            loss, grads = rule.loss_and_grad(model, params, xb, yb, t0 + t)
         newly = ~(loss <= cap) & alive  # NaN compares False
         if bool(newly.any()):
             diverged[newly.cpu().numpy()] = t0 + t
@@ -50,5 +62,6 @@ def _advance_torch(model, params, data, idx, lr, t0, diverged, max_loss):
         step = torch.where(alive, lr_t[:, t], torch.zeros((), dtype=dt, device=dev))
         for k, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
-            upd = torch.where(alive.view(shape), step.view(shape) * grads[k], torch.zeros((), dtype=dt, device=dev))
+            g = grads[k] + wd * p if wd else grads[k]
+            upd = torch.where(alive.view(shape), step.view(shape) * g, torch.zeros((), dtype=dt, device=dev))
             p.sub_(upd)

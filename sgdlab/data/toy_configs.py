@@ -1,0 +1,147 @@
+"""``DataConfig`` kinds for the ReLU-network experiments: the toy tasks of :mod:`sgdlab.data.toy`
+and a real offline classification set.
+
+Kinds: ``regression_1d``, ``teacher_student_2d``, ``three_layer_teacher`` (float64 regression,
+``y (n,)``) and ``digits`` (scikit-learn's 8x8 digits) / ``mnist1d`` (MNIST-1D generated
+offline) for classification (integer labels). The last two need their package installed; they
+are not dependencies of sgdlab and raise :class:`~sgdlab.errors.DataError` naming the package.
+
+Extras handed to models and figures: the teacher's weights as ``teacher_W1``, ``teacher_b1``, ...;
+``rank_inputs`` where the paper measures the Jacobian rank on special inputs (1-D regression:
+300 evenly spaced inputs over the data range). A task without test labels (1-D regression) has
+an all-NaN ``y_test``; models then skip the test loss.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..config import check
+from ..errors import DataError
+from . import toy
+from .base import DataConfig, Dataset
+
+# 1-D regression: the authors compute the Jacobian rank on 300 inputs over the data range.
+RANK_INPUTS_1D = 300
+
+
+def from_toy(ds: toy.ToyDataset, **extras: torch.Tensor) -> Dataset:
+    """Wrap a :class:`toy.ToyDataset` (teacher weights become ``teacher_<name>`` extras)."""
+    ex = {f"teacher_{k}": v for k, v in ds.teacher.items()}
+    ex.update(extras)
+    return Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test, ex)
+
+
+@dataclass(frozen=True)
+class Regression1D(DataConfig):
+    """The paper's 12-point 1-D regression (deterministic; test inputs = a fine grid, no labels)."""
+
+    kind: ClassVar[str] = "regression_1d"
+    n_test: int = 1000  # grid points over [min x, max x] for the learned-function figure
+    rank_inputs: int = RANK_INPUTS_1D  # evenly spaced inputs for the Jacobian rank
+
+    def __post_init__(self):
+        check(self.n_test >= 2 and self.rank_inputs >= 1, "n_test must be >= 2 and rank_inputs >= 1")
+
+    def build(self) -> Dataset:
+        ds = toy.regression_1d(toy.Regression1DConfig(self.n_test))
+        lo, hi = float(ds.x_train.min()), float(ds.x_train.max())
+        grid = torch.linspace(lo, hi, self.rank_inputs, dtype=torch.float64)[:, None]
+        return from_toy(ds, rank_inputs=grid)
+
+
+@dataclass(frozen=True)
+class TeacherStudent2D(DataConfig):
+    """Unit-circle inputs, teacher of ``n_teacher`` unit-norm ReLU neurons with +-1 outputs."""
+
+    kind: ClassVar[str] = "teacher_student_2d"
+    n_train: int = 15  # paper: 15
+    n_test: int = 1000  # paper: 1000
+    n_teacher: int = 3  # paper: 3
+    seed: int = 0  # the one data seed shared by every run
+
+    def __post_init__(self):
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+    def build(self) -> Dataset:
+        cfg = toy.TeacherStudent2DConfig(self.n_train, self.n_test, self.n_teacher)
+        return from_toy(toy.teacher_student_2d(self.seed, cfg))
+
+
+@dataclass(frozen=True)
+class ThreeLayerTeacher(DataConfig):
+    """5-D unit-norm inputs, ReLU teacher ``d -> hidden -> 1`` with biases (see toy.py)."""
+
+    kind: ClassVar[str] = "three_layer_teacher"
+    d: int = 5
+    hidden: tuple[int, ...] = (2, 2)
+    n_train: int = 50  # paper: 50
+    n_test: int = 1000
+    weight_std: float = 1.0  # teacher weights N(0, weight_std^2): not stated by the paper
+    bias_std: float = 1.0
+    min_active_fraction: float = 0.1  # redraw degenerate teachers (see toy.ThreeLayerTeacherConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+    def build(self) -> Dataset:
+        cfg = toy.ThreeLayerTeacherConfig(self.d, self.hidden, self.n_train, self.n_test, self.weight_std,
+                                          self.bias_std, self.min_active_fraction)
+        return from_toy(toy.three_layer_teacher(self.seed, cfg))
+
+
+def _require(module: str, kind: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DataError(f"data kind {kind!r} needs the optional package {module!r}, which is not "
+                        f"installed (pip install {module.replace('_', '-')}); sgdlab does not download data. "
+                        f"Offline alternatives: regression_1d, teacher_student_2d, three_layer_teacher") from None
+
+
+def _split(x: np.ndarray, y: np.ndarray, n_train: int, seed: int) -> Dataset:
+    perm = np.random.default_rng(seed).permutation(len(x))
+    tr, te = perm[:n_train], perm[n_train:]
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    return Dataset(t(x[tr]), torch.as_tensor(y[tr], dtype=torch.int64), t(x[te]),
+                   torch.as_tensor(y[te], dtype=torch.int64))
+
+
+@dataclass(frozen=True)
+class Digits(DataConfig):
+    """scikit-learn's 1797 8x8 digit images (bundled with the package, no download), pixels
+    scaled to [0, 1], 10 classes; a seeded random split into ``n_train`` / the rest."""
+
+    kind: ClassVar[str] = "digits"
+    n_train: int = 1000
+    seed: int = 0  # split seed
+
+    def __post_init__(self):
+        check(1 <= self.n_train < 1797, f"n_train must be in [1, 1797), got {self.n_train}")
+
+    def build(self) -> Dataset:
+        ds = _require("sklearn.datasets", self.kind).load_digits()
+        return _split(ds.data / 16.0, ds.target, self.n_train, self.seed)
+
+
+@dataclass(frozen=True)
+class MNIST1D(DataConfig):
+    """MNIST-1D generated offline by ``mnist1d.data.make_dataset(get_dataset_args())``
+    (4000 train / 1000 test, 40 features, 10 classes); its own split is kept."""
+
+    kind: ClassVar[str] = "mnist1d"
+
+    def build(self) -> Dataset:
+        mod = _require("mnist1d", self.kind)
+        data = importlib.import_module("mnist1d.data")
+        d = data.make_dataset(data.get_dataset_args())
+        del mod
+        t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+        return Dataset(t(d["x"]), torch.as_tensor(d["y"], dtype=torch.int64), t(d["x_test"]),
+                       torch.as_tensor(d["y_test"], dtype=torch.int64))

@@ -1,0 +1,146 @@
+"""Two-layer network f(x) = v^T s(W x), s = identity ("linear") or ReLU, batched over runs.
+
+Two uses (docs/related-*.md):
+
+* depth-2 linear network of Beneventano & Woodworth (2025): input dimension 1 and the single
+  example x = 1, y = Phi (data ``scalar_target``) give L = 1/2 (a^T b - Phi)^2 with a = W[:, 0],
+  b = v in R^width. Metrics: residual eps = a^T b - Phi, norm lambda = |a|^2 + |b|^2, imbalance
+  Q = |a|^2 - |b|^2 (|W|_F and |v| in general), sharpness = exact top Hessian eigenvalue;
+* support identification (Beneventano, Pinto & Poggio 2024): data with ``extras["support"]``;
+  metrics: norm of the first-layer columns W[:, j] of irrelevant / relevant coordinates j
+  relative to initialization.
+
+Initialization: every column of W has norm exactly ``w_scale`` (direction uniform on the sphere)
+and v has norm exactly ``v_scale``. The initial column norms are therefore known without storing
+the initial parameters, and lambda_0, Q_0 are the same for every seed (only directions vary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch.func import hessian, vmap
+
+from ..config import check
+from ..metrics.config import MetricsConfig
+from .base import BatchedModel, ModelConfig, Params
+
+# The dense Hessian (p x p, p = width * (d + 1)) is formed only for models this small; above,
+# the "sharpness" metric is not logged (use sgdlab.metrics.curvature on larger models).
+DENSE_HESSIAN_MAX_PARAMS = 256
+
+
+def _sphere(rng: np.random.Generator, shape: tuple[int, ...], radius: float, axis: int) -> np.ndarray:
+    """Gaussian draws normalized to norm ``radius`` along ``axis`` (uniform directions)."""
+    g = rng.standard_normal(shape)
+    return radius * g / np.linalg.norm(g, axis=axis, keepdims=True)
+
+
+class TwoLayerNet(BatchedModel):
+    """params: W (R, width, d), v (R, width); f(x) = v^T s(W x) for x (b, d) or (R, b, d) -> (R, b)."""
+
+    random_init = True
+
+    def __init__(self, d: int, width: int, activation: str, w_scale: float, v_scale: float):
+        self.d, self.width, self.activation = d, width, activation
+        self.w_scale, self.v_scale = w_scale, v_scale
+        self.n_params = width * (d + 1)
+
+    def init_params(self, seeds, dtype=torch.float64) -> Params:
+        """Per seed (an integer the engine derives from SeedSequence([seed, STREAM_INIT])):
+        rng = default_rng(seed); W = columns of N(0, 1) (width, d) scaled to norm w_scale;
+        then v = N(0, 1) (width,) scaled to norm v_scale."""
+        Ws, vs = [], []
+        for s in seeds:
+            rng = np.random.default_rng(int(s))
+            Ws.append(_sphere(rng, (self.width, self.d), self.w_scale, axis=0))
+            vs.append(_sphere(rng, (self.width,), self.v_scale, axis=0))
+        return {"W": torch.as_tensor(np.stack(Ws), dtype=dtype), "v": torch.as_tensor(np.stack(vs), dtype=dtype)}
+
+    def _hidden(self, W, x):
+        """(pre-activation, activation), both (R, b, width)."""
+        pre = torch.einsum("bd,rkd->rbk", x, W) if x.dim() == 2 else torch.einsum("rbd,rkd->rbk", x, W)
+        return pre, (torch.relu(pre) if self.activation == "relu" else pre)
+
+    def forward(self, params, x):
+        _, h = self._hidden(params["W"], x)
+        return torch.einsum("rbk,rk->rb", h, params["v"])
+
+    def loss_and_grad(self, params, x, y):
+        """Closed form, r = f - y (R, b), L = mean(r^2)/2:
+        dL/dv = mean_i r_i s(W x_i); dL/dW = mean_i (r_i v * s'(W x_i)) x_i^T."""
+        W, v = params["W"], params["v"]
+        pre, h = self._hidden(W, x)
+        r = torch.einsum("rbk,rk->rb", h, v) - y
+        b = r.shape[-1]
+        gv = torch.einsum("rbk,rb->rk", h, r) / b
+        delta = r.unsqueeze(-1) * v.unsqueeze(1)  # (R, b, width)
+        if self.activation == "relu":
+            delta = delta * (pre > 0).to(delta.dtype)
+        gW = (torch.einsum("rbk,bd->rkd", delta, x) if x.dim() == 2 else torch.einsum("rbk,rbd->rkd", delta, x)) / b
+        return 0.5 * (r * r).mean(-1), {"W": gW, "v": gv}
+
+    def sharpness(self, params, x, y) -> torch.Tensor:
+        """Exact lambda_max of the Hessian of the mean loss on (x, y), per run: (R,).
+        Dense p x p Hessian by torch.func (p = width * (d + 1)), then eigvalsh."""
+
+        def one(flat):
+            W = flat[: self.width * self.d].reshape(1, self.width, self.d)
+            v = flat[self.width * self.d:].reshape(1, self.width)
+            return self.loss({"W": W, "v": v}, x, y)[0]
+
+        R = params["W"].shape[0]
+        flat = torch.cat([params["W"].reshape(R, -1), params["v"].reshape(R, -1)], dim=1)
+        H = vmap(hessian(one))(flat)
+        return torch.linalg.eigvalsh(H)[:, -1]
+
+    def metrics(self, params, data, cfg: MetricsConfig, names=None):
+        """(R,) each; only ``names`` (all if None). sharpness: only when p <= DENSE_HESSIAN_MAX_PARAMS;
+        irrelevant_norm / relevant_norm / beta_irrelevant: only when data has extras["support"]."""
+        W, v = params["W"], params["v"]
+        xtr, ytr = data.x_train, data.y_train
+        w2, v2 = (W * W).sum((1, 2)), (v * v).sum(1)
+        table = {
+            "train_loss": lambda: self.loss(params, xtr, ytr),
+            "test_loss": lambda: self.loss(params, data.x_test, data.y_test),
+            "residual": lambda: (self.forward(params, xtr) - ytr).mean(-1),  # eps for the scalar target
+            "norm_sq": lambda: w2 + v2,  # lambda = |a|^2 + |b|^2
+            "imbalance": lambda: w2 - v2,  # Q = |a|^2 - |b|^2
+            "a1": lambda: W[:, 0, 0],  # first coordinates: (a, b) itself for the scalar net (width 1)
+            "b1": lambda: v[:, 0],
+        }
+        if self.n_params <= DENSE_HESSIAN_MAX_PARAMS:
+            table["sharpness"] = lambda: self.sharpness(params, xtr, ytr)
+        if "support" in data.extras:
+            mask = data.extras["support"].to(torch.bool)
+            col = W.norm(dim=1)  # (R, d) column norms; each is w_scale at init
+
+            def rel(m):
+                return col[:, m].pow(2).mean(1).sqrt() / self.w_scale  # RMS column norm / initial
+
+            table["irrelevant_norm"] = lambda: rel(~mask)
+            table["relevant_norm"] = lambda: rel(mask)
+            if self.activation == "linear":  # end-to-end weights beta = W^T v on irrelevant coordinates
+                table["beta_irrelevant"] = lambda: torch.einsum("rkd,rk->rd", W, v)[:, ~mask].norm(dim=1)
+        return {k: f() for k, f in table.items() if names is None or k in names}
+
+
+@dataclass(frozen=True)
+class TwoLayerConfig(ModelConfig):
+    kind: ClassVar[str] = "two_layer"
+    width: int = 10  # hidden units (= d of a, b in R^d for the scalar target)
+    activation: Literal["linear", "relu"] = "linear"
+    w_scale: float = 1.0  # norm of every first-layer column W[:, j] at init (|a_0| for the scalar target)
+    v_scale: float = 1.0  # norm of the second layer v at init (|b_0| for the scalar target)
+
+    def __post_init__(self):
+        check(self.width >= 1, f"width must be >= 1, got {self.width}")
+        check(self.w_scale > 0 and self.v_scale > 0,
+              f"w_scale and v_scale must be positive, got {self.w_scale}, {self.v_scale}")
+
+    def build(self, data) -> TwoLayerNet:
+        check(data.y_train.dim() == 1, "two_layer needs scalar targets y of shape (n,)")
+        return TwoLayerNet(data.x_train.shape[1], self.width, self.activation, self.w_scale, self.v_scale)

@@ -1,0 +1,226 @@
+"""Noisy gradient dynamics built from small pieces, on the batch-of-runs engine.
+
+A *gradient rule* gives the step direction of every run: ``theta_{t+1} = theta_t - eta_t d_t``.
+The plain rule is the model's mini-batch gradient. The rules here are one forward pass with
+cached intermediates and one backward pass with a chosen output cotangent ``c (R, b)``:
+``d = sum_i c_i grad_theta f(x_i)`` (a VJP), which gives
+
+* the gradient of the batch loss with ``c_i = l'(f_i, y_i) / b``;
+* label noise with ``c_i = l'(f_i, y_i + sigma xi_i) / b``, ``xi ~ N(0, I_b)`` fresh every step;
+* the constant-noise SDE with ``c_i = l'(f_i, y_i) / n + sqrt(delta) xi_i`` (see ``optim.sde``);
+
+and adds isotropic Gaussian noise ``sigma xi``, ``xi ~ N(0, I_p)``, to ``d`` after the backward
+pass. Models may provide ``forward_with_vjp(params, x) -> (out, vjp)`` (the ReLU MLP does, by
+hand); otherwise ``torch.func.vjp`` of the batched ``forward`` is used (runs are independent,
+so one VJP of all runs' outputs gives every run its own gradient).
+
+Counter-based randomness: the noise of run ``seed`` at step ``t`` depends only on
+``(seed, t)`` (and the noise's size): it comes from
+``SeedSequence([seed, STREAM_NOISE, tag, block])`` with ``block = t // block_len``, like the
+batch samplers, so chunking and resuming never change a run. ``tag`` separates the streams of
+different noise sources of one optimizer.
+
+The optimizer configs (``label_noise_sgd``, ``label_noise_gd``, ``noisy_gd``, and ``sde`` in
+``optim.sde``) hand their rule to the engine by attaching it to the sampler they return
+(``sampler.rule``): the engine passes only the sampler to ``optim.stepper.advance``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..config import check
+from ..models.base import half_mse
+from . import samplers
+from .config import OptimizerConfig
+from .samplers import STREAM_NOISE
+
+# Noise-stream tags (one per noise source).
+TAG_LABEL = 0
+TAG_PARAM = 1
+TAG_SDE = 2
+# Noise pre-drawn per (run, block): at most this many numbers (8 MiB of float64) and at most
+# MAX_BLOCK steps; the block length depends only on the noise size, never on the chunking.
+BLOCK_NUMBERS = 2**20
+MAX_BLOCK = 1024
+
+
+def block_len(dim: int) -> int:
+    return int(max(1, min(MAX_BLOCK, BLOCK_NUMBERS // max(dim, 1))))
+
+
+class NoiseStream:
+    """Standard Gaussian noise ``(R, dim)`` per step, counter-based (see module docstring)."""
+
+    def __init__(self, seeds, tag: int, dim: int, dtype=torch.float64, device="cpu"):
+        self.seeds = [int(s) for s in seeds]
+        self.tag, self.dim, self.dtype, self.device = tag, dim, dtype, device
+        self.L = block_len(dim)
+        self._blk, self._buf = None, None
+
+    @staticmethod
+    def draw(seed: int, tag: int, dim: int, blk: int) -> np.ndarray:
+        """The ``(block_len(dim), dim)`` float64 noise of one run's block ``blk``."""
+        rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_NOISE, tag, blk]))
+        return rng.standard_normal((block_len(dim), dim))
+
+    def at(self, t: int) -> torch.Tensor:
+        blk = t // self.L
+        if blk != self._blk:
+            a = np.stack([self.draw(s, self.tag, self.dim, blk) for s in self.seeds])
+            self._buf = torch.as_tensor(a, dtype=self.dtype, device=self.device)
+            self._blk = blk
+        return self._buf[:, t - blk * self.L]
+
+
+def loss_derivative(model, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d per-example loss / d output for any model (closed form for the MLP's losses)."""
+    kind = getattr(model, "loss_kind", None)
+    if kind is not None:
+        from ..models.mlp import loss_derivative as closed
+
+        return closed(kind, out, y)
+    if getattr(model, "per_example_loss", None) is half_mse:
+        return out - y
+    with torch.enable_grad():
+        o = out.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(model.per_example_loss(o, y).sum(), o)
+    return g
+
+
+def forward_with_vjp(model, params, x):
+    """``(out, vjp)``: the model's own hand-batched version when it has one, else torch.func."""
+    if hasattr(model, "forward_with_vjp"):
+        return model.forward_with_vjp(params, x)
+    out, fn = torch.func.vjp(lambda p: model.forward(p, x), params)
+    return out, lambda cot: fn(cot)[0]
+
+
+class GradientRule:
+    """The step direction of a group of runs; ``stochastic`` if it draws noise.
+
+    ``loss_and_grad(model, params, xb, yb, t)`` -> (clean mini-batch loss ``(R,)`` used by the
+    divergence check, direction ``d`` like params). ``bind(seeds, n, params)`` is called once per
+    chunk with the group's run seeds before any step.
+    """
+
+    stochastic = False
+
+    def bind(self, seeds, n: int, params) -> None:
+        self.seeds, self.n = seeds, n
+        some = next(iter(params.values()))
+        self.dtype, self.device = some.dtype, some.device
+        self.streams: dict[int, NoiseStream] = {}
+
+    def stream(self, tag: int, dim: int) -> NoiseStream:
+        s = self.streams.get(tag)
+        if s is None or s.dim != dim:
+            s = self.streams[tag] = NoiseStream(self.seeds, tag, dim, self.dtype, self.device)
+        return s
+
+    def loss_and_grad(self, model, params, xb, yb, t: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NoisyGradient(GradientRule):
+    """``d = grad_theta mean_i l(f(x_i), y_i + label_sigma xi_i) + param_sigma zeta``.
+
+    The loss reported (divergence check) uses the clean labels. ``label_sigma = param_sigma = 0``
+    is the plain gradient through one VJP.
+    """
+
+    def __init__(self, label_sigma: float = 0.0, param_sigma: float = 0.0):
+        self.label_sigma, self.param_sigma = label_sigma, param_sigma
+        self.stochastic = label_sigma > 0 or param_sigma > 0
+
+    def loss_and_grad(self, model, params, xb, yb, t):
+        out, vjp = forward_with_vjp(model, params, xb)
+        loss = model.per_example_loss(out, yb).mean(-1)
+        b = out.shape[1]
+        if self.label_sigma > 0:
+            yb = yb + self.label_sigma * self.stream(TAG_LABEL, b).at(t)  # (R, b): fresh labels
+        grads = vjp(loss_derivative(model, out, yb) / b)
+        if self.param_sigma > 0:
+            grads = add_isotropic(grads, self.param_sigma * self.stream(TAG_PARAM, n_params(params)).at(t))
+        return loss, grads
+
+
+def n_params(params) -> int:
+    return sum(v[0].numel() for v in params.values())
+
+
+def add_isotropic(grads: dict, noise: torch.Tensor) -> dict:
+    """``grads + noise`` with ``noise (R, p)`` split over the params in dict order (C order)."""
+    out, j = {}, 0
+    for k, g in grads.items():
+        m = g[0].numel()
+        out[k] = g + noise[:, j: j + m].reshape(g.shape)
+        j += m
+    return out
+
+
+def with_rule(sampler: samplers.Sampler, rule: GradientRule) -> samplers.Sampler:
+    """Attach a rule to a sampler (how the engine learns the rule); noisy rules make the run
+    stochastic even with full batches (so every seed is run)."""
+    sampler.rule = rule
+    if rule.stochastic:
+        sampler.stochastic = True
+    return sampler
+
+
+# --------------------------------------------------------------------------- configs
+def _check_sigma(name, v):
+    check(v >= 0 and np.isfinite(v), f"{name} must be a finite number >= 0, got {v}")
+
+
+@dataclass(frozen=True)
+class LabelNoiseSGD(OptimizerConfig):
+    """SGD on labels ``y_i + sigma xi_i`` with fresh ``xi ~ N(0, 1)`` at every step."""
+
+    kind: ClassVar[str] = "label_noise_sgd"
+    sigma: float = 0.1  # std of the label noise (in label units)
+    batch_size: int = 1
+    replacement: bool = True  # as the sgd optimizer
+
+    def __post_init__(self):
+        _check_sigma("sigma", self.sigma)
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+
+    def sampler(self, n):
+        check(self.batch_size <= n, f"batch_size {self.batch_size} exceeds the {n} training examples")
+        cls = samplers.WithReplacement if self.replacement else samplers.WithoutReplacement
+        return with_rule(cls(n, self.batch_size), NoisyGradient(label_sigma=self.sigma))
+
+
+@dataclass(frozen=True)
+class LabelNoiseGD(OptimizerConfig):
+    """Full-batch GD on labels ``y + sigma xi`` with fresh ``xi ~ N(0, I_n)`` at every step."""
+
+    kind: ClassVar[str] = "label_noise_gd"
+    sigma: float = 0.1
+
+    def __post_init__(self):
+        _check_sigma("sigma", self.sigma)
+
+    def sampler(self, n):
+        return with_rule(samplers.FullBatch(n), NoisyGradient(label_sigma=self.sigma))
+
+
+@dataclass(frozen=True)
+class NoisyGD(OptimizerConfig):
+    """Full-batch GD with isotropic Gaussian gradient noise:
+    ``theta <- theta - eta_t (grad L + sigma xi_t)``, ``xi_t ~ N(0, I_p)`` (the noise scales with
+    the step like SGD's; per-step parameter noise std is ``eta_t sigma``)."""
+
+    kind: ClassVar[str] = "noisy_gd"
+    sigma: float = 0.01
+
+    def __post_init__(self):
+        _check_sigma("sigma", self.sigma)
+
+    def sampler(self, n):
+        return with_rule(samplers.FullBatch(n), NoisyGradient(param_sigma=self.sigma))

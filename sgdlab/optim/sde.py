@@ -1,0 +1,103 @@
+"""The constant-noise SDE of Andriushchenko et al. (2023), Euler-Maruyama, for any model.
+
+    d theta = -grad L(theta) dt + sqrt(eta delta) phi_theta(X)^T dB,     B: n-dim Brownian motion,
+
+``phi_theta(X) (n, p)`` stacks the per-example output gradients ``grad_theta f(x_i)``. With time
+step ``dt = eta_t`` (the step size of the SGD run it models, so ``eta = eta_t``) one step is
+
+    theta <- theta - eta_t (grad L(theta) + sqrt(delta) phi^T xi),   xi ~ N(0, I_n),
+
+i.e. per-step noise covariance ``eta_t^2 delta phi^T phi`` (= ``eta delta phi^T phi dt``). Both
+terms are one VJP of the outputs: ``grad L + sqrt(delta) phi^T xi = phi^T c`` with cotangent
+``c_i = l'(f_i, y_i) / n + sqrt(delta) xi_i``, so a step costs one forward and one backward
+pass of the full batch, like GD, and ``phi`` is never formed.
+
+Choosing delta
+--------------
+``delta`` is set by the user. To model a given SGD run, match the noise covariances: for batch
+size ``b`` drawn uniformly, SGD's gradient noise is ``~ (1 / (b n)) sum_i l'_i^2 grad f_i grad f_i^T``
+and, where the residuals are comparable across examples (the stabilized regime),
+``~ (mean_i l'_i^2 / (b n)) phi^T phi``. Hence
+
+    delta = mean_i l'_i^2 / (b n),   l' = 2 r (loss "mse", L = mean r^2):  delta = 4 L / (b n);
+                                     l' = r  (half_mse, L = mean r^2 / 2): delta = 2 L / (b n),
+
+with ``L`` the stabilized training loss of the SGD run (the level it bounces at before the
+step size is decayed). :func:`delta_from_loss` computes it and :func:`delta_from_run` reads
+``L`` (median over seeds and a window of the run) from a finished run of the matching SGD arm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from ..config import check
+from . import samplers
+from .config import OptimizerConfig
+from .noise import TAG_SDE, GradientRule, forward_with_vjp, loss_derivative, with_rule
+
+# mean_i l'_i^2 / L for the two squared losses (see the module docstring).
+DERIVATIVE_SQ_PER_LOSS = {"mse": 4.0, "half_mse": 2.0}
+
+
+def delta_from_loss(loss_level: float, n: int, batch_size: int = 1,
+                    loss: Literal["mse", "half_mse"] = "mse") -> float:
+    """delta matching SGD (batch ``batch_size``) stabilized at training loss ``loss_level``."""
+    check(loss in DERIVATIVE_SQ_PER_LOSS, f"loss must be one of {sorted(DERIVATIVE_SQ_PER_LOSS)}, got {loss!r}")
+    return DERIVATIVE_SQ_PER_LOSS[loss] * loss_level / (batch_size * n)
+
+
+def delta_from_run(result, arm: str, window: tuple[float, float] = (0.2, 0.5), n: int | None = None,
+                   batch_size: int = 1, loss: Literal["mse", "half_mse"] = "mse") -> float:
+    """delta from a finished run (``sgdlab.load_run`` result): median of the train loss of
+    ``arm``'s runs over evaluation steps in ``[window[0] T, window[1] T]`` (choose a window
+    inside the large-step phase, before any decay), then :func:`delta_from_loss`."""
+    steps = np.asarray(result.steps)
+    T = steps.max()
+    sel = (steps >= window[0] * T) & (steps <= window[1] * T)
+    check(sel.any(), f"no evaluation step inside window {window} of the run")
+    level = float(np.nanmedian(result.metrics["train_loss"][sel][:, result.arm(arm)]))
+    if n is None:
+        n = result.config.data.build().n
+    return delta_from_loss(level, n, batch_size, loss)
+
+
+class SDERule(GradientRule):
+    """Euler-Maruyama direction ``grad L + sqrt(delta) phi^T xi`` via one VJP (full batch).
+    Noise is applied at steps ``t < noise_steps`` (None: always), plain GD after."""
+
+    stochastic = True
+
+    def __init__(self, delta: float, noise_steps: int | None = None):
+        self.scale = math.sqrt(delta)
+        self.noise_steps = noise_steps
+
+    def loss_and_grad(self, model, params, xb, yb, t):
+        out, vjp = forward_with_vjp(model, params, xb)
+        loss = model.per_example_loss(out, yb).mean(-1)
+        n = out.shape[1]
+        cot = loss_derivative(model, out, yb) / n
+        if self.noise_steps is None or t < self.noise_steps:
+            cot = cot + self.scale * self.stream(TAG_SDE, n).at(t)
+        return loss, vjp(cot)
+
+
+@dataclass(frozen=True)
+class ConstantNoiseSDE(OptimizerConfig):
+    """The constant-noise SDE (module docstring); ``delta`` from :func:`delta_from_loss`."""
+
+    kind: ClassVar[str] = "sde"
+    delta: float = 1e-3  # noise level (loss units / n): see delta_from_loss
+    noise_steps: int | None = None  # noise only for steps t < noise_steps (e.g. the large-step phase)
+
+    def __post_init__(self):
+        check(self.delta >= 0 and math.isfinite(self.delta), f"delta must be a finite number >= 0, got {self.delta}")
+        check(self.noise_steps is None or self.noise_steps >= 0,
+              f"noise_steps must be >= 0 or omitted, got {self.noise_steps}")
+
+    def sampler(self, n):
+        return with_rule(samplers.FullBatch(n), SDERule(self.delta, self.noise_steps))

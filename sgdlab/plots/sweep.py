@@ -1,0 +1,140 @@
+"""Standard figures of a sweep directory: final metric vs a swept value (seed bands),
+metric over training per value, heat map of two swept values, divergence map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..runs import RunDir
+from ..sweep import Sweep
+from .panels import LOG_METRICS, save_figure
+
+
+def _finals(sw: Sweep, metric: str):
+    """{base arm: [(point values, finals per seed (S,), n_diverged)]}."""
+    index = sw.index()
+    jobs = {j["id"]: j for j in index["jobs"]}
+    cache: dict[int, dict | None] = {}
+    out: dict[str, list] = {}
+    for p in sw.points():
+        if p.job not in cache:
+            cache[p.job] = RunDir(sw.path / jobs[p.job]["dir"]).summary()
+        s = cache[p.job]
+        if s is None:
+            continue
+        for base, merged in p.arms.items():
+            runs = [r for r in s["runs"] if r["arm"] == merged]
+            vals = np.array([np.nan if r["final"].get(metric) is None else r["final"][metric] for r in runs])
+            ndiv = sum(r["diverged_at"] is not None for r in runs)
+            out.setdefault(base, []).append((p.values, vals, ndiv, len(runs), merged, p.job))
+    return out
+
+
+def _lines(finals, key, what):
+    """Group items into lines over ``key``: one per (arm, values of the other axes).
+    Each point is (x, seeds' finals) when what == 1, else (x, fraction diverged)."""
+    lines: dict[str, list] = {}
+    for arm, items in finals.items():
+        for values, vals, ndiv, nruns, *_ in items:
+            if key not in values:
+                continue
+            rest = ", ".join(f"{k}={v}" for k, v in values.items() if k != key)
+            label = arm + (f" ({rest})" if rest else "")
+            y = vals if what == 1 else ndiv / max(nruns, 1)
+            lines.setdefault(label, []).append((values[key], y))
+    return [(label, sorted(pts, key=lambda t: t[0])) for label, pts in lines.items()]
+
+
+def _numeric_axis(axes):
+    for k, vals in axes:
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            return k, vals
+    return None, None
+
+
+def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Path]:
+    sw = Sweep(path)
+    index = sw.index()
+    axes = index["axes"]
+    fig_dir = sw.path / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    files = []
+    key, values = _numeric_axis(axes)
+    if key is None:
+        return files
+    logx = min(values) > 0 and max(values) / min(values) > 10
+    # final metric vs the swept value, with seed bands; and the divergence map
+    fig = Figure(figsize=(4.2 * (len(metrics) + 1), 3.4), layout="constrained")
+    axs = fig.subplots(1, len(metrics) + 1, squeeze=False)[0]
+    for ax, metric in zip(axs, metrics):
+        for c, (label, pts) in enumerate(_lines(_finals(sw, metric), key, 1)):
+            xs = np.array([x for x, _ in pts], dtype=float)
+            with np.errstate(all="ignore"):
+                q = np.array([np.nanpercentile(v, [25, 50, 75]) if np.isfinite(v).any() else [np.nan] * 3
+                              for _, v in pts])
+            ax.plot(xs, q[:, 1], "o-", color=f"C{c % 10}", label=label, ms=3)
+            ax.fill_between(xs, q[:, 0], q[:, 2], color=f"C{c % 10}", alpha=0.2, lw=0)
+        ax.set_xlabel(key)
+        ax.set_title(f"final {metric} (median, IQR over seeds)")
+        if metric in LOG_METRICS:
+            ax.set_yscale("log")
+        if logx:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    ax = axs[-1]
+    for c, (label, pts) in enumerate(_lines(_finals(sw, metrics[0]), key, None)):
+        ax.plot([x for x, _ in pts], [f for _, f in pts], "s-", color=f"C{c % 10}", label=label, ms=3)
+    ax.set_xlabel(key)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("fraction of seeds diverged")
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    axs[0].legend(fontsize=7)
+    files.append(save_figure(fig, fig_dir / "final_vs_value.png"))
+
+    # metric over training per value (first arm of the base experiment)
+    finals = _finals(sw, metrics[0])
+    if finals:
+        arm, items = next(iter(finals.items()))
+        fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+        ax = fig.subplots()
+        cmap = __import__("matplotlib").colormaps["viridis"]
+        order = sorted(items, key=lambda it: it[0].get(key, 0))
+        for i, (vals_, _, _, _, merged, job) in enumerate(order):
+            rd = RunDir(sw.path / index["jobs"][job]["dir"])
+            steps, m = rd.metrics()
+            idx = [r["index"] for r in rd.runs() if r["arm"] == merged]
+            with np.errstate(all="ignore"):
+                med = np.nanmedian(m[metrics[0]][:, idx], axis=1) if idx else None
+            if med is not None:
+                ax.plot(steps, med, color=cmap(i / max(len(order) - 1, 1)), label=f"{key}={vals_.get(key):.4g}")
+        ax.set_yscale("log" if metrics[0] in LOG_METRICS else "linear")
+        ax.set_xlabel("iteration")
+        ax.set_title(f"{arm}: median {metrics[0]} per {key}")
+        ax.legend(fontsize=6, ncol=2)
+        files.append(save_figure(fig, fig_dir / "over_training.png"))
+
+    # heat map of two swept values
+    if len(axes) >= 2:
+        (k1, v1), (k2, v2) = axes[0], axes[1]
+        grid = np.full((len(v2), len(v1)), np.nan)
+        arm, items = next(iter(_finals(sw, metrics[-1]).items()))
+        for vals_, v, *_ in items:
+            with np.errstate(all="ignore"):
+                grid[v2.index(vals_[k2]), v1.index(vals_[k1])] = np.nanmedian(v) if np.isfinite(v).any() else np.nan
+        fig = Figure(figsize=(5.5, 4), layout="constrained")
+        ax = fig.subplots()
+        data = np.log10(grid) if metrics[-1] in LOG_METRICS else grid
+        im = ax.imshow(data, origin="lower", aspect="auto", cmap="magma")
+        ax.set_xticks(range(len(v1)), [f"{x:.3g}" if isinstance(x, float) else str(x) for x in v1], rotation=45)
+        ax.set_yticks(range(len(v2)), [f"{x:.3g}" if isinstance(x, float) else str(x) for x in v2])
+        ax.set_xlabel(k1)
+        ax.set_ylabel(k2)
+        fig.colorbar(im, ax=ax, label=("log10 " if metrics[-1] in LOG_METRICS else "") + f"median final {metrics[-1]}")
+        ax.set_title(arm)
+        files.append(save_figure(fig, fig_dir / "heatmap.png"))
+    return files

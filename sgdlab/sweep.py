@@ -1,0 +1,293 @@
+"""Sweeps: grids over any config keys, planned into as few batched jobs as possible.
+
+A grid point is the base experiment with some keys overridden. Points that differ only in
+their arms (step sizes, schedules, batch sizes, samplers) run as *one* job: their arms are
+merged into one experiment, which the engine batches as a tensor dimension. Points that
+differ in anything else (data, model, steps, seeds, ...) become separate jobs. Jobs run
+in-process, in a local process pool, or on Ray; each job is an ordinary run directory under
+``SWEEP/jobs/``, and ``SWEEP/index.json`` maps grid points to jobs and arms.
+
+A job that raises is recorded as failed (with its error) and the others go on; a killed sweep
+resumes with only unfinished jobs re-run (a half-done job continues from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import re
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import from_dict, override, to_dict, toml_value
+from .errors import CheckpointError, ConfigError
+from .experiment import ExperimentConfig
+from .runs import atomic_write_text, dumps
+
+INDEX = "index.json"
+JOBS = "jobs"
+EXECUTORS = ("inprocess", "pool", "ray")
+
+
+# --------------------------------------------------------------------------- grid syntax
+
+_RANGE = re.compile(r"^(linspace|logspace|loguniform|uniform)\((.*)\)$")
+
+
+def parse_values(text: str) -> list:
+    """Values of one grid axis.
+
+    ``0.1,0.2,0.3`` (TOML values, comma separated; lists in brackets stay whole),
+    ``linspace(lo, hi, n)``, ``logspace(lo, hi, n)`` (lo, hi are the values, not exponents),
+    ``uniform(lo, hi, n, seed)`` and ``loguniform(lo, hi, n, seed)`` (random, sorted).
+    """
+    text = text.strip()
+    m = _RANGE.match(text)
+    if m:
+        fn, args = m.group(1), [a.strip() for a in m.group(2).split(",")]
+        try:
+            lo, hi, n = float(args[0]), float(args[1]), int(args[2])
+            seed = int(args[3]) if len(args) > 3 else 0
+        except (ValueError, IndexError):
+            raise ConfigError(f"grid range {text!r}: expected {fn}(lo, hi, n"
+                              f"{', seed' if 'uniform' in fn else ''})") from None
+        if n < 1 or (fn in ("logspace", "loguniform") and (lo <= 0 or hi <= 0)):
+            raise ConfigError(f"grid range {text!r}: need n >= 1 and, on a log scale, lo, hi > 0")
+        if fn == "linspace":
+            return np.linspace(lo, hi, n).tolist()
+        if fn == "logspace":
+            return np.geomspace(lo, hi, n).tolist()
+        rng = np.random.default_rng(seed)
+        if fn == "uniform":
+            return np.sort(rng.uniform(lo, hi, n)).tolist()
+        return np.sort(np.exp(rng.uniform(math.log(lo), math.log(hi), n))).tolist()
+    import tomllib
+
+    try:
+        vals = tomllib.loads(f"v = [{text}]")["v"]
+    except tomllib.TOMLDecodeError:
+        vals = [v.strip() for v in text.split(",")]  # bare words: strings
+    if not vals:
+        raise ConfigError(f"grid axis {text!r} has no values")
+    return vals
+
+
+def parse_axis(spec: str) -> tuple[str, list]:
+    if "=" not in spec:
+        raise ConfigError(f"grid axis {spec!r} must look like key.path=v1,v2,... or key=logspace(lo,hi,n)")
+    key, text = spec.split("=", 1)
+    return key.strip(), parse_values(text)
+
+
+# --------------------------------------------------------------------------- planning
+
+@dataclass(frozen=True)
+class Point:
+    id: int
+    values: dict  # axis key -> value
+    job: int
+    arms: dict  # arm name in the base experiment -> arm name inside the job
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={_short(v)}" for k, v in self.values.items())
+
+
+@dataclass
+class Job:
+    id: int
+    config: ExperimentConfig
+
+    @property
+    def dir(self) -> str:
+        return f"{JOBS}/job-{self.id:04d}"
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _job_key(cfg: ExperimentConfig) -> str:
+    d = to_dict(cfg)
+    for k in ("arms", "name", "description"):
+        d.pop(k, None)
+    return json.dumps(d, sort_keys=True)
+
+
+def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, ...] = ()) -> tuple[list[Point], list[Job]]:
+    """Expand the grid and merge points that can share one batched job.
+
+    Within a job, identical arms (same optimizer and schedule) are run once and shared by
+    every point that has them; other arms are renamed ``"<arm> | <point label>"``.
+    """
+    base = override(base, list(sets)) if sets else base
+    keys = [k for k, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"grid axes repeat a key: {keys}")
+    points_cfg = []
+    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
+        values = dict(zip(keys, combo))
+        cfg = override(base, [f"{k}={toml_value(v)}" for k, v in values.items()])
+        points_cfg.append((values, cfg))
+    jobs: dict[str, dict] = {}
+    points = []
+    for pid, (values, cfg) in enumerate(points_cfg):
+        key = _job_key(cfg)
+        if key not in jobs:
+            jobs[key] = {"id": len(jobs), "cfg": cfg, "arms": {}}
+        job = jobs[key]
+        mapping = {}
+        label = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+        for arm in cfg.arms:
+            sig = json.dumps(to_dict(dataclasses.replace(arm, name="_")), sort_keys=True)
+            if sig not in job["arms"]:
+                name = arm.name if not label else f"{arm.name} | {label}"
+                job["arms"][sig] = dataclasses.replace(arm, name=name)
+            mapping[arm.name] = job["arms"][sig].name
+        points.append(Point(pid, values, job["id"], mapping))
+    out_jobs = []
+    for j in sorted(jobs.values(), key=lambda j: j["id"]):
+        cfg = dataclasses.replace(j["cfg"], arms=tuple(j["arms"].values()),
+                                  name=f"{base.name}-job{j['id']}")
+        out_jobs.append(Job(j["id"], cfg))
+    return points, out_jobs
+
+
+# --------------------------------------------------------------------------- execution
+
+def run_job(cfg_dict: dict, job_dir: str, threads: int = 1) -> dict:
+    """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        from . import api
+
+        cfg = from_dict(ExperimentConfig, cfg_dict)
+        p = Path(job_dir)
+        if (p / "summary.json").exists():
+            return {"status": "done"}
+        if (p / "checkpoint.pt").exists():
+            api.resume(p, progress=False, quiet=True)
+        else:
+            api.run(cfg, p, progress=False, quiet=True, overwrite=True)
+        return {"status": "done"}
+    except Exception as e:  # a failing job is recorded, the sweep goes on
+        return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
+class Sweep:
+    """A sweep directory: plan, index, execution and results."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path, base: ExperimentConfig, axes, sets=(), experiment: str = "") -> "Sweep":
+        sw = cls(path)
+        if (sw.path / INDEX).exists():
+            raise CheckpointError(f"{str(sw.path)!r} already holds a sweep; resume it with "
+                                  f"`sgdlab sweep --resume {sw.path}` (nothing was changed)")
+        points, jobs = plan(base, axes, tuple(sets))
+        sw.path.mkdir(parents=True, exist_ok=True)
+        index = {
+            "experiment": experiment or base.name,
+            "axes": [[k, v] for k, v in axes],
+            "sets": list(sets),
+            "points": [dataclasses.asdict(p) for p in points],
+            "jobs": [{"id": j.id, "dir": j.dir, "config": to_dict(j.config), "status": "pending",
+                      "n_runs_hint": len(j.config.arms) * j.config.seeds} for j in jobs],
+        }
+        sw._write(index)
+        return sw
+
+    def index(self) -> dict:
+        p = self.path / INDEX
+        if not p.exists():
+            raise CheckpointError(f"{str(self.path)!r} is not a sweep directory: {INDEX} is missing")
+        return json.loads(p.read_text())
+
+    def _write(self, index: dict) -> None:
+        atomic_write_text(self.path / INDEX, dumps(index))
+
+    def points(self) -> list[Point]:
+        return [Point(p["id"], p["values"], p["job"], p["arms"]) for p in self.index()["points"]]
+
+    def pending(self) -> list[dict]:
+        return [j for j in self.index()["jobs"] if not (self.path / j["dir"] / "summary.json").exists()]
+
+    def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
+                progress: bool = True) -> dict:
+        """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised."""
+        if executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+        todo = self.pending()
+        results: dict[int, dict] = {}
+
+        def record(job_id: int, res: dict):
+            results[job_id] = res
+            index = self.index()
+            for j in index["jobs"]:
+                if j["id"] == job_id:
+                    j["status"] = res["status"]
+                    j.pop("error", None)
+                    if "error" in res:
+                        j["error"] = res["error"]
+            self._write(index)
+            if progress:
+                print(f"job {job_id}: {res['status']}" + (f" ({res['error']})" if "error" in res else ""), flush=True)
+
+        args = [(j["config"], str(self.path / j["dir"])) for j in todo]
+        if executor == "inprocess":
+            for j, a in zip(todo, args):
+                record(j["id"], run_job(*a))
+        elif executor == "pool":
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
+                for f in as_completed(futs):
+                    record(futs[f], f.result())
+        else:
+            for job_id, res in _run_ray(todo, args, workers, address):
+                record(job_id, res)
+        return results
+
+
+def _run_ray(todo, args, workers, address):
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray executor needs Ray: pip install 'sgdlab[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False)
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            ray.init(num_cpus=workers, **kw)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(run_job)
+        refs = {remote.remote(*a): j["id"] for j, a in zip(todo, args)}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for r in done:
+                try:
+                    res = ray.get(r)
+                except Exception as e:  # worker died
+                    res = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                yield refs[r], res
+    finally:
+        if started:
+            ray.shutdown()
