@@ -14,7 +14,8 @@ For each model: sgdlab Lanczos (float32 operator, default tol 1e-4) vs scipy.spa
 (ARPACK, same tol, on HessianOperator.as_linear_operator()), and PyHessian /
 pytorch-hessian-eigenthings / curvlinops when importable (never installed by this script).
 Relative error is against a reference from sgdlab Lanczos on the float64 operator at tol 1e-10
-(``--check-reference`` cross-checks it with eigsh at tol 1e-12). Times are wall seconds; HVPs are counted by the operator.
+(``--check-reference`` cross-checks it with eigsh at tol 1e-12). Times are wall seconds; HVPs
+are counted by the operator.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def hvp_method_times(model, data, bn_mode, reps: int) -> dict[str, float]:
 def other_libraries() -> list[str]:
     names = {"pyhessian": "PyHessian", "hessian_eigenthings": "pytorch-hessian-eigenthings",
              "curvlinops": "curvlinops"}
-    return [f"{label}: {'importable (not benchmarked: no adapter written)' if importlib.util.find_spec(mod) else 'not installed'}"
+    found = "importable (not benchmarked: no adapter written)"
+    return [f"{label}: {found if importlib.util.find_spec(mod) else 'not installed'}"
             for mod, label in names.items()]
 
 
@@ -186,7 +188,8 @@ def main(argv=None):
     for model_name in dict.fromkeys(r["model"] for r in rows):
         a = next(r for r in rows if r["model"] == model_name and r["solver"].startswith("sgdlab"))
         b = next(r for r in rows if r["model"] == model_name and r["solver"].startswith("scipy"))
-        print(f"  {model_name}: eigsh/sgdlab HVP ratio {b['hvp'] / a['hvp']:.2f}, wall ratio {b['wall'] / a['wall']:.2f}")
+        print(f"  {model_name}: eigsh/sgdlab HVP ratio {b['hvp'] / a['hvp']:.2f}, "
+              f"wall ratio {b['wall'] / a['wall']:.2f}")
 
     print(f"\nSharpness every {TRACK_EVERY} steps of SGD (MLP, n={n_mlp}, batch 50, lr 0.1, {steps} steps), "
           f"on a fixed subset of {n_track} examples, float32, tol 1e-4:")

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as sla
 import torch
-import torch.nn.functional as F
 
 from sgdlab.errors import ConfigError
 from sgdlab.metrics.curvature import (HessianOperator, MatrixOperator, dense_hessian, hessian_eigs,

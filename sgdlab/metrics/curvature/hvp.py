@@ -22,12 +22,13 @@ BatchNorm is the caller's explicit choice (``bn_mode``, required when the model 
   running statistics are neither used nor updated. The Hessian then depends on how the data is
   chunked: use one chunk per training batch to match the loss being trained.
 
-HVP method (``method="auto"`` picks per case). Measured here on CPU, 1 thread, time per HVP
-forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``) / reverse-over-reverse
-(double backward): MLP 784-512-512-10: 2.5x (batch 8) and 1.3-1.6x (batch 256) slower;
-small conv net (3 conv + linear, 32x32 inputs): 1.06-1.2x slower in float32 but 0.91-0.94x
-(i.e. faster) in float64. So ``auto`` = ``"rev_rev"`` except conv nets in float64, where
-``"fwd_rev"`` wins. Both give the same H v up to rounding (tested against the dense Hessian).
+HVP method (``method="auto"`` picks per case). Measured on CPU (benchmarks/curvature.py and a
+1-thread sweep), time per HVP of forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``)
+over reverse-over-reverse (double backward): MLP 784-512-512-10: 1.2-1.4x (1000 examples) up to
+2.5x (batch 8), so double backward wins; small conv nets: 1.07-1.2x in float32, but 0.80-0.94x in
+float64, where forward-over-reverse wins (float64 convolution backward-of-backward is slow on CPU).
+So ``auto`` = ``"rev_rev"`` except conv nets in float64, which get ``"fwd_rev"``. Both give the
+same H v up to rounding (tested against the dense Hessian).
 """
 
 from __future__ import annotations
