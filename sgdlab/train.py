@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .experiment import ExperimentConfig
+from .metrics.tracking import CurvatureTracker
 from .optim.samplers import STREAM_INIT, Sampler
 from .optim.stepper import advance
 
@@ -109,6 +110,7 @@ class Engine:
                 sampler=opt.sampler(self.data.n),
                 schedules=[arm_of[r.arm].schedule.build(cfg.steps) for r in members],
             ))
+        self.curvature = CurvatureTracker.for_engine(self)  # holds the warm starts (metrics.curvature_every)
 
     @property
     def n_runs(self) -> int:
@@ -154,6 +156,7 @@ class Engine:
                 m = self.model.metrics(p, self.data, self.cfg.metrics, names)
                 for k, v in m.items():
                     out.setdefault(k, np.full(self.n_runs, np.nan))[g.runs] = v.detach().double().cpu().numpy()
+        out.update(self.curvature.measure(state.step, self.groups, state.params, state.diverged))
         # Divergence seen at evaluation (covers models without a per-step check).
         exploded = ~(out["train_loss"] <= state.max_loss) & (state.diverged < 0)
         state.diverged[exploded] = state.step

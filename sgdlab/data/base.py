@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 
@@ -17,6 +17,8 @@ class Dataset:
 
     x_train: (n, d), y_train: (n,) or (n, k); x_test, y_test likewise.
     extras: task facts needed by metrics (e.g. ``beta_star`` (d,), ``support`` (d,) bool).
+    augment: a batch transform ``(x (b, ...), generator) -> x`` applied to training batches
+        (random crop + flip of images); the engine draws its randomness per (seed, step).
     """
 
     x_train: torch.Tensor
@@ -24,6 +26,7 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    augment: Callable | None = None
 
     @property
     def n(self) -> int:
@@ -36,7 +39,7 @@ class Dataset:
             return t.to(device=device)
 
         return Dataset(cv(self.x_train), cv(self.y_train), cv(self.x_test), cv(self.y_test),
-                       {k: cv(v) for k, v in self.extras.items()})
+                       {k: cv(v) for k, v in self.extras.items()}, self.augment)
 
 
 class DataConfig(Choice):

@@ -62,25 +62,25 @@ class TwoLayerNet(BatchedModel):
 
     def _hidden(self, W, x):
         """(pre-activation, activation), both (R, b, width)."""
-        pre = torch.einsum("bd,rkd->rbk", x, W) if x.dim() == 2 else torch.einsum("rbd,rkd->rbk", x, W)
+        pre = torch.matmul(x, W.transpose(1, 2))  # (b, d) or (R, b, d) @ (R, d, width); matmul beats einsum here
         return pre, (torch.relu(pre) if self.activation == "relu" else pre)
 
     def forward(self, params, x):
         _, h = self._hidden(params["W"], x)
-        return torch.einsum("rbk,rk->rb", h, params["v"])
+        return torch.matmul(h, params["v"].unsqueeze(-1)).squeeze(-1)
 
     def loss_and_grad(self, params, x, y):
         """Closed form, r = f - y (R, b), L = mean(r^2)/2:
         dL/dv = mean_i r_i s(W x_i); dL/dW = mean_i (r_i v * s'(W x_i)) x_i^T."""
         W, v = params["W"], params["v"]
         pre, h = self._hidden(W, x)
-        r = torch.einsum("rbk,rk->rb", h, v) - y
+        r = torch.matmul(h, v.unsqueeze(-1)).squeeze(-1) - y  # (R, b)
         b = r.shape[-1]
-        gv = torch.einsum("rbk,rb->rk", h, r) / b
+        gv = torch.matmul(r.unsqueeze(1), h).squeeze(1) / b  # (R, width)
         delta = r.unsqueeze(-1) * v.unsqueeze(1)  # (R, b, width)
         if self.activation == "relu":
             delta = delta * (pre > 0).to(delta.dtype)
-        gW = (torch.einsum("rbk,bd->rkd", delta, x) if x.dim() == 2 else torch.einsum("rbk,rbd->rkd", delta, x)) / b
+        gW = torch.matmul(delta.transpose(1, 2), x) / b  # (R, width, d)
         return 0.5 * (r * r).mean(-1), {"W": gW, "v": gv}
 
     def sharpness(self, params, x, y) -> torch.Tensor:

@@ -53,14 +53,17 @@ def delta_from_loss(loss_level: float, n: int, batch_size: int = 1,
 
 def delta_from_run(result, arm: str, window: tuple[float, float] = (0.2, 0.5), n: int | None = None,
                    batch_size: int = 1, loss: Literal["mse", "half_mse"] = "mse") -> float:
-    """delta from a finished run (``sgdlab.load_run`` result): median of the train loss of
-    ``arm``'s runs over evaluation steps in ``[window[0] T, window[1] T]`` (choose a window
-    inside the large-step phase, before any decay), then :func:`delta_from_loss`."""
+    """delta from a finished run (``sgdlab.load_run`` result): the train loss of each of
+    ``arm``'s runs averaged over evaluation steps in ``[window[0] T, window[1] T]`` (choose a
+    window inside the large-step phase, before any decay; the noise covariance is linear in the
+    loss, so its time average is what matters, spikes included), median over the runs, then
+    :func:`delta_from_loss`."""
     steps = np.asarray(result.steps)
     T = steps.max()
     sel = (steps >= window[0] * T) & (steps <= window[1] * T)
     check(sel.any(), f"no evaluation step inside window {window} of the run")
-    level = float(np.nanmedian(result.metrics["train_loss"][sel][:, result.arm(arm)]))
+    with np.errstate(all="ignore"):
+        level = float(np.nanmedian(np.nanmean(result.metrics["train_loss"][sel][:, result.arm(arm)], axis=0)))
     if n is None:
         n = result.config.data.build().n
     return delta_from_loss(level, n, batch_size, loss)

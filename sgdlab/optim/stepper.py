@@ -60,8 +60,9 @@ def _advance_torch(model, params, data, idx, lr, t0, diverged, max_loss, wd=0.0,
             diverged[newly.cpu().numpy()] = t0 + t
             alive = alive & ~newly
         step = torch.where(alive, lr_t[:, t], torch.zeros((), dtype=dt, device=dev))
-        for k, p in params.items():
+        for k, g in grads.items():  # parameters only: buffers (e.g. BN statistics) have no gradient
+            p = params[k]
             shape = (-1,) + (1,) * (p.dim() - 1)
-            g = grads[k] + wd * p if wd else grads[k]
+            g = g + wd * p if wd else g
             upd = torch.where(alive.view(shape), step.view(shape) * g, torch.zeros((), dtype=dt, device=dev))
             p.sub_(upd)

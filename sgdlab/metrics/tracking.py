@@ -1,0 +1,234 @@
+"""Curvature tracked during training: any :class:`~sgdlab.models.base.BatchedModel`, every run.
+
+The curvature library (:mod:`sgdlab.metrics.curvature`) works on ``torch.nn.Module`` losses.
+:class:`RunLoss` exposes *one run* of a batched model as such a module whose output **is** that
+run's training loss on the examples it is given (their indices)::
+
+    RunLoss(model, params_r, X, Y, weight_decay)(idx) = model.loss(params_r[None], X[idx], Y[idx])[0]
+                                                        + weight_decay / 2 * |theta|^2
+
+with ``params_r`` the run's parameters (no run dimension), ``idx`` a LongTensor ``(b,)`` and the
+loss function of the library the identity. ``model.loss`` is the mean over the batch of the model's
+per-example loss, the loss its ``loss_and_grad`` differentiates (tests check gradient equality),
+so eigenvalues are on the scale SGD/GD with step eta sees and compare directly with 2/eta: the
+MLP's ``half_mse`` is (f - y)^2 / 2 (EoS), ``mse`` (f - y)^2 (EoSS), ``cross_entropy`` the mean
+cross-entropy. Weight decay is part of the trained objective (the step subtracts
+``lr * wd * theta``), so it is included: every Hessian eigenvalue is shifted by +wd. Gradient
+noise rules (``optim.noise``: label noise, SDE) are *not* part of the loss: the clean loss's
+curvature is measured.
+
+:class:`CurvatureTracker` (owned by the engine, built from ``MetricsConfig``) measures, at every
+``curvature_every``-th evaluation step and at the last one, for every live run (metrics ``(R,)``):
+
+* ``sharpness`` = lambda_1 and ``hessian_eig{i}`` = lambda_i, i = 2..k, of the Hessian of the full
+  training loss (or of a fixed random subset of ``curvature_subset`` examples, the same for every
+  run), by Lanczos with relative residual <= ``curvature_tol``, warm-started from the run's
+  previous k eigenvectors (k >= 2: the top two cross during training; a one-vector warm start
+  can converge to the second); ``hessian_cond`` = lambda_1 / lambda_k; ``curvature_hvps`` = the
+  Hessian-vector products that call used;
+* ``dead_fraction`` (models with ``activations``): fraction of hidden neurons whose mean
+  |activation| over the tracked examples is < ``DEAD_THRESHOLD`` (Jastrzebski et al. 2018);
+* ``batch_curvature`` quantities (``batch_sharpness``, ``minibs``, ``gni``, ...): Monte Carlo over
+  batches drawn with the run's batch law. sgdlab's SGD samplers (with replacement = b *distinct*
+  examples per step, independently across steps; random reshuffling = one uniform b-subset per
+  step marginally) both give uniform b-subsets, the library's ``"without_replacement"`` law;
+  full-batch runs have a single batch (the exact value). Draws use a generator keyed by
+  (run seed, ``STREAM_CURVATURE``, step): reproducible, independent of the training batches.
+
+Other evaluation steps get NaN for these metrics. The warm-start vectors live in the tracker; a
+resumed run starts cold (same values up to the tolerance, a few more products).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .config import MetricsConfig
+from .curvature import HessianOperator, batch_curvature, lanczos
+from .curvature.batch import DEFAULT_MIN_BATCHES
+
+__all__ = ["RunLoss", "run_operator", "CurvatureTracker", "DEAD_THRESHOLD", "STREAM_CURVATURE"]
+
+# Jastrzebski et al. (2018): a neuron is dead if its mean |activation| over a batch is below this.
+DEAD_THRESHOLD = 1e-3
+# Random stream of the curvature measurements, disjoint from optim.samplers' STREAM_* (0, 1, 2).
+STREAM_CURVATURE = 101
+# Seed of the fixed subset (same subset for every run and every measurement).
+SUBSET_SEED = 0
+
+
+def _identity_loss(out: torch.Tensor, _idx: torch.Tensor) -> torch.Tensor:
+    return out
+
+
+class RunLoss(torch.nn.Module):
+    """One run of a batched model as an ``nn.Module``: ``forward(idx)`` = its training loss.
+
+    params: the run's tensors without the run dimension (copied into ``nn.Parameter``s, in the
+    model's key order); x, y: the training set ``(n, d)``, ``(n, ...)``; ``forward(idx (b,))``
+    -> scalar mean loss over examples ``idx`` plus ``weight_decay / 2 * |theta|^2``. Use it with
+    :data:`LOSS_FN` (the identity) and data ``(idx, idx)`` in the curvature library.
+    """
+
+    def __init__(self, model, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                 weight_decay: float = 0.0):
+        super().__init__()
+        self._model, self._x, self._y, self.weight_decay = model, x, y, float(weight_decay)
+        self._names = list(params)
+        for k, v in params.items():
+            self.register_parameter(k, torch.nn.Parameter(v.detach().clone()))
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in self._names}
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        p = self.params()
+        dt = next(iter(p.values())).dtype
+        idx = idx.to(self._x.device)
+        x = self._x[idx]
+        y = self._y[idx]
+        x = x.to(dt) if x.is_floating_point() else x
+        y = y.to(dt) if y.is_floating_point() else y
+        loss = self._model.loss({k: v.unsqueeze(0) for k, v in p.items()}, x, y)[0]
+        if self.weight_decay:
+            loss = loss + 0.5 * self.weight_decay * sum((v * v).sum() for v in p.values())
+        return loss
+
+
+LOSS_FN = _identity_loss
+
+
+def run_operator(model, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+                 idx: torch.Tensor | None = None, weight_decay: float = 0.0,
+                 dtype: torch.dtype | None = torch.float64) -> HessianOperator:
+    """Hessian of one run's training loss on examples ``idx`` (default all), a HessianOperator.
+
+    Flat parameter order: the model's key order, each tensor in C order (``RunLoss``).
+    """
+    idx = torch.arange(len(x)) if idx is None else idx
+    return HessianOperator(RunLoss(model, params, x, y, weight_decay), LOSS_FN, (idx, idx), dtype=dtype)
+
+
+@dataclass(frozen=True)
+class RunBatching:
+    """How one run draws batches: ``batch_size`` None = full batch."""
+
+    index: int
+    seed: int
+    batch_size: int | None
+    weight_decay: float
+
+
+class CurvatureTracker:
+    """Per-run curvature at evaluation steps with warm starts (module doc).
+
+    runs: one :class:`RunBatching` per run index 0..R-1; eval_steps: the engine's evaluation
+    steps (measurements at every ``cfg.curvature_every``-th and at the last; other steps NaN).
+    """
+
+    def __init__(self, model, data, cfg: MetricsConfig, runs: list[RunBatching], eval_steps):
+        self.model, self.data, self.cfg, self.runs = model, data, cfg, runs
+        self.enabled = cfg.curvature_every > 0
+        steps = [int(t) for t in eval_steps]
+        self.measure_steps = {t for i, t in enumerate(steps)
+                              if i % max(cfg.curvature_every, 1) == 0 or i == len(steps) - 1}
+        self.dtype = getattr(torch, cfg.curvature_dtype)
+        n = data.n
+        if cfg.curvature_subset > n:
+            raise ConfigError(f"metrics.curvature_subset={cfg.curvature_subset} exceeds the {n} training examples")
+        if cfg.curvature_subset and cfg.curvature_subset < n:
+            gen = torch.Generator().manual_seed(SUBSET_SEED)
+            self.subset = torch.randperm(n, generator=gen)[: cfg.curvature_subset].sort().values
+        else:
+            self.subset = torch.arange(n)
+        self.vectors: dict[int, torch.Tensor] = {}  # run -> (p, k) warm start
+        self.total_hvps = 0
+        self._cache: tuple | None = None
+
+    @classmethod
+    def for_engine(cls, eng) -> "CurvatureTracker":
+        """From an engine (duck-typed: cfg, model, data, groups, eval_steps)."""
+        runs = {}
+        for g in eng.groups:
+            b = None if g.sampler.full else int(g.sampler.b)
+            wd = float(getattr(g.sampler, "weight_decay", 0.0))
+            for r, s in zip(g.runs, g.seeds):
+                runs[r] = RunBatching(r, int(s), b, wd)
+        return cls(eng.model, eng.data, eng.cfg.metrics, [runs[i] for i in sorted(runs)], eng.eval_steps)
+
+    def names(self) -> list[str]:
+        k = self.cfg.curvature_k
+        out = ["sharpness", *[f"hessian_eig{i}" for i in range(2, k + 1)], "hessian_cond", "curvature_hvps"]
+        if hasattr(self.model, "activations"):
+            out.append("dead_fraction")
+        return out + list(self.cfg.batch_curvature)
+
+    def measure(self, step: int, groups, params: list[dict[str, torch.Tensor]],
+                diverged: np.ndarray) -> dict[str, np.ndarray]:
+        """Metrics name -> (R,) float64 at ``step`` (all NaN off the measurement steps)."""
+        if not self.enabled:
+            return {}
+        R = len(self.runs)
+        out = {k: np.full(R, np.nan) for k in self.names()}
+        if step not in self.measure_steps:
+            return out
+        key = (step, tuple(float(v.double().sum()) for p in params for v in p.values()))
+        if self._cache is not None and self._cache[0] == key:  # evaluated twice at step 0
+            return {k: v.copy() for k, v in self._cache[1].items()}
+        for g, p in zip(groups, params):
+            if "dead_fraction" in out:
+                out["dead_fraction"][g.runs] = self._dead(p)
+            for j, r in enumerate(g.runs):
+                one = {k: v[j].detach() for k, v in p.items()}
+                if diverged[r] >= 0 or not all(bool(torch.isfinite(v).all()) for v in one.values()):
+                    continue
+                for name, val in self._measure_run(self.runs[r], one, step).items():
+                    out[name][r] = val
+        self._cache = (key, {k: v.copy() for k, v in out.items()})
+        return out
+
+    # ------------------------------------------------------------------ pieces
+    def _measure_run(self, run: RunBatching, params: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        cfg, x, y = self.cfg, self.data.x_train, self.data.y_train
+        gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([run.seed, STREAM_CURVATURE, step]).generate_state(1)[0]))
+        op = run_operator(self.model, params, x, y, idx=self.subset, weight_decay=run.weight_decay,
+                          dtype=self.dtype)
+        res = lanczos(op, cfg.curvature_k, which="LA", tol=cfg.curvature_tol, v0=self.vectors.get(run.index),
+                      generator=gen)
+        self.vectors[run.index] = res.eigenvectors
+        self.total_hvps += res.n_hvp
+        ev = res.eigenvalues.tolist()
+        out = {"sharpness": ev[0], "curvature_hvps": float(res.n_hvp),
+               "hessian_cond": ev[0] / ev[-1] if ev[-1] != 0 else math.inf}
+        out.update({f"hessian_eig{i}": ev[i - 1] for i in range(2, len(ev) + 1)})
+        if cfg.batch_curvature:
+            out.update(self._batch(run, params, gen))
+        return out
+
+    def _batch(self, run: RunBatching, params, gen: torch.Generator) -> dict[str, float]:
+        x, y = self.data.x_train, self.data.y_train
+        n = len(x)
+        module = RunLoss(self.model, params, x, y, run.weight_decay)
+        idx = torch.arange(n)
+        full = run.batch_size is None or run.batch_size >= n
+        kw = dict(max_batches=1, min_batches=1) if full else dict(
+            max_batches=self.cfg.batch_max_batches,
+            min_batches=min(self.cfg.batch_max_batches, DEFAULT_MIN_BATCHES))
+        est = batch_curvature(module, LOSS_FN, (idx, idx), n if full else run.batch_size,
+                              quantities=self.cfg.batch_curvature, sampler="without_replacement",
+                              generator=gen, rse_tol=self.cfg.batch_rse_tol, dtype=self.dtype, **kw)
+        return {k: e.mean for k, e in est.items()}
+
+    def _dead(self, params: dict[str, torch.Tensor]) -> np.ndarray:
+        """Fraction of hidden neurons with mean |activation| over the tracked examples < threshold."""
+        x = self.data.x_train[self.subset.to(self.data.x_train.device)]
+        with torch.no_grad():
+            acts = self.model.activations(params, x)  # [(R, n, h_l)]
+            dead = torch.cat([(a.abs().mean(-2) < DEAD_THRESHOLD).double() for a in acts], dim=-1)
+        return dead.mean(-1).cpu().numpy()

@@ -1,0 +1,187 @@
+"""Deep networks (ordinary ``nn.Module`` s) on the batched engine.
+
+One module *template* gives the structure; every run's parameters and buffers live in the
+engine's ``(R, ...)`` tensors (buffers under ``"buffer:<name>"``) and enter the module through
+``torch.func.functional_call``, so checkpoints, resume and divergence handling are the engine's.
+Runs of a deep net are few (R is usually 1 per group): they are looped over, each with plain
+autograd; BatchNorm running statistics are updated in place in the run's buffer tensors during
+training steps and used (eval mode) by the metrics.
+
+Metrics (eval mode, unaugmented inputs, chunked): train loss/error on a fixed subset, test
+loss/error, and per block ``k`` the raw fraction of positive activations ``block{k}_active`` and
+the merged feature sparsity coefficient ``block{k}_sparsity`` (|corr| > tau merged; above
+``sparsity_max_neurons`` flattened C x H x W units a fixed random subset is used), as the
+authors measure them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..config import check
+from ..data.images import to_unit_float
+from ..metrics.config import MetricsConfig
+from ..metrics.sparsity import feature_sparsity
+from .base import BatchedModel, ModelConfig, Params
+
+BUFFER = "buffer:"
+# Examples per forward pass in evaluation: bounds activation memory on CPU and GPU.
+EVAL_CHUNK = 512
+# Seed of the fixed neuron subset used for the feature sparsity of wide blocks.
+SPARSITY_SUBSET_SEED = 0
+
+
+def _losses(kind: str):
+    if kind == "cross_entropy":
+        return lambda out, y: F.cross_entropy(out, y, reduction="none")
+    # MSE on one-hot targets, summed over classes (the EoSS / "sharpest directions" convention).
+    return lambda out, y: ((out - F.one_hot(y, out.shape[-1]).to(out.dtype)) ** 2).sum(-1)
+
+
+class ModuleModel(BatchedModel):
+    random_init = True
+
+    def __init__(self, factory: Callable[[torch.Generator], torch.nn.Module], loss: str,
+                 eval_train: int, sparsity_examples: int, sparsity_max_neurons: int):
+        self.factory = factory
+        self.template = factory(torch.Generator().manual_seed(0))
+        self.param_names = [n for n, _ in self.template.named_parameters()]
+        self.buffer_names = [n for n, _ in self.template.named_buffers()]
+        self.loss_kind = loss
+        self.per_example_loss = _losses(loss)
+        self.eval_train = eval_train
+        self.sparsity_examples = sparsity_examples
+        self.sparsity_max_neurons = sparsity_max_neurons
+
+    # ------------------------------------------------------------------ parameters
+    def init_params(self, seeds, dtype=torch.float32) -> Params:
+        mods = [self.factory(torch.Generator().manual_seed(int(s))) for s in seeds]
+        out = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in mods]).to(dtype)
+               for n in self.param_names}
+        for n in self.buffer_names:
+            b = torch.stack([dict(m.named_buffers())[n].detach() for m in mods])
+            out[BUFFER + n] = b.to(dtype) if b.is_floating_point() else b
+        return out
+
+    def _state(self, params: Params, r: int, leaves: dict | None = None) -> dict:
+        st = {n: (leaves[n] if leaves else params[n][r]) for n in self.param_names}
+        st.update({n: params[BUFFER + n][r] for n in self.buffer_names})
+        return st
+
+    @staticmethod
+    def _inputs(x: torch.Tensor, dtype) -> torch.Tensor:
+        return (to_unit_float(x) if not x.is_floating_point() else x).to(dtype)
+
+    def _call(self, params, r, x, train: bool, leaves=None, blocks=False):
+        self.template.train(train)
+        return functional_call(self.template, self._state(params, r, leaves), (x,),
+                               {"return_blocks": True} if blocks else {})
+
+    # ------------------------------------------------------------------ training
+    def forward(self, params, x):
+        dt = params[self.param_names[0]].dtype
+        R = params[self.param_names[0]].shape[0]
+        with torch.no_grad():
+            return torch.stack([self._call(params, r, self._inputs(x if x.dim() == 4 else x[r], dt), False)
+                                for r in range(R)])
+
+    def loss_and_grad(self, params, x, y):
+        """Per run: mean batch loss and its gradient (train mode: BN batch statistics, running
+        statistics updated in place). x: (R, b, C, H, W) uint8 or float; y: (R, b) class labels."""
+        p0 = params[self.param_names[0]]
+        R = p0.shape[0]
+        losses, grads = [], {n: [] for n in self.param_names}
+        for r in range(R):
+            leaves = {n: params[n][r].detach().requires_grad_(True) for n in self.param_names}
+            xb = self._inputs(x[r] if x.dim() == 5 else x, p0.dtype)
+            yb = y[r] if y.dim() == 2 else y
+            loss = self.per_example_loss(self._call(params, r, xb, True, leaves), yb).mean()
+            g = torch.autograd.grad(loss, [leaves[n] for n in self.param_names])
+            losses.append(loss.detach())
+            for n, gi in zip(self.param_names, g):
+                grads[n].append(gi)
+        return torch.stack(losses), {n: torch.stack(v) for n, v in grads.items()}
+
+    # ------------------------------------------------------------------ metrics
+    def _chunks(self, params, r, x, blocks=False):
+        dt = params[self.param_names[0]].dtype
+        for i in range(0, len(x), EVAL_CHUNK):
+            yield self._call(params, r, self._inputs(x[i:i + EVAL_CHUNK], dt), False, blocks=blocks)
+
+    def _loss_err(self, params, r, x, y):
+        tot, wrong = 0.0, 0
+        for i, out in enumerate(self._chunks(params, r, x)):
+            yb = y[i * EVAL_CHUNK:(i + 1) * EVAL_CHUNK]
+            tot += float(self.per_example_loss(out, yb).sum())
+            wrong += int((out.argmax(-1) != yb).sum())
+        return tot / len(x), wrong / len(x)
+
+    def metrics(self, params, data, cfg: MetricsConfig, names=None):
+        want = (lambda k: names is None or k in names)
+        R = params[self.param_names[0]].shape[0]
+        out: dict[str, list] = {}
+        xtr, ytr = data.x_train[: self.eval_train], data.y_train[: self.eval_train]
+        with torch.no_grad():
+            for r in range(R):
+                vals = {}
+                vals["train_loss"], vals["train_error"] = self._loss_err(params, r, xtr, ytr)
+                if want("test_loss") or want("test_error"):
+                    vals["test_loss"], vals["test_error"] = self._loss_err(params, r, data.x_test, data.y_test)
+                if names is None or any(k.endswith(("_sparsity", "_active")) for k in names):
+                    vals.update(self._block_sparsity(params, r, data.x_train[: self.sparsity_examples], cfg))
+                for k, v in vals.items():
+                    if want(k):
+                        out.setdefault(k, []).append(v)
+        dt = params[self.param_names[0]].dtype
+        return {k: torch.tensor(v, dtype=torch.float64 if dt == torch.float64 else torch.float32)
+                for k, v in out.items()}
+
+    def _block_sparsity(self, params, r, x, cfg: MetricsConfig) -> dict[str, float]:
+        feats: dict[str, list] = {}
+        for _, blocks in self._chunks(params, r, x, blocks=True):
+            for name, a in blocks.items():
+                feats.setdefault(name, []).append(a.flatten(1))
+        res = {}
+        gen = torch.Generator().manual_seed(SPARSITY_SUBSET_SEED)
+        for name, chunks in feats.items():
+            a = torch.cat(chunks).double()
+            res[f"{name}_active"] = float((a > 0).double().mean())
+            s = feature_sparsity(a, cfg.sparsity_tau, max_neurons=self.sparsity_max_neurons, generator=gen)
+            res[f"{name}_sparsity"] = float(s.coefficient)
+        return res
+
+
+@dataclass(frozen=True)
+class DeepNetConfig(ModelConfig):
+    """A CIFAR-style network from ``sgdlab.models.cifar`` (ResNet/PreAct/WRN/DenseNet/VGG)."""
+
+    kind: ClassVar[str] = "deep_net"
+    name: str = "resnet18"  # see sgdlab.models.cifar.DEEP_MODELS
+    width: int = 0  # the model's width knob (0 = the paper's default, see DEFAULT_WIDTHS)
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    eval_train: int = 10000  # training examples for train loss/error at evaluation
+    sparsity_examples: int = 10000  # unaugmented training images for the block feature sparsity
+    sparsity_max_neurons: int = 1000  # above this many units of a block, a fixed random subset
+
+    def __post_init__(self):
+        from .cifar import DEEP_MODELS
+
+        DEEP_MODELS.get(self.name)  # unknown names fail here, listing the valid ones
+        check(self.width >= 0, f"width must be >= 0 (0 = default), got {self.width}")
+        check(self.eval_train >= 1 and self.sparsity_examples >= 2, "eval_train >= 1, sparsity_examples >= 2")
+        check(self.sparsity_max_neurons >= 2, "sparsity_max_neurons must be >= 2")
+
+    def build(self, data) -> ModuleModel:
+        from .cifar import build_deep_model
+
+        n_classes = int(data.extras["num_classes"])
+        in_ch = data.x_train.shape[1]
+        factory = lambda g: build_deep_model(self.name, num_classes=n_classes,  # noqa: E731
+                                             width=self.width or None, in_channels=in_ch, generator=g)
+        return ModuleModel(factory, self.loss, self.eval_train, self.sparsity_examples, self.sparsity_max_neurons)
