@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..config import check
-from ..data.images import to_unit_float
+from ..data.images import UINT8_MAX, to_unit_float
 from ..metrics.config import MetricsConfig
 from ..metrics.sparsity import feature_sparsity
 from .base import BatchedModel, ModelConfig, Params
@@ -76,7 +76,10 @@ class ModuleModel(BatchedModel):
 
     @staticmethod
     def _inputs(x: torch.Tensor, dtype) -> torch.Tensor:
-        return (to_unit_float(x) if not x.is_floating_point() else x).to(dtype)
+        """uint8 [0, 255] -> [0, 1] in the compute dtype directly (float64 runs stay exact)."""
+        if x.dtype == torch.uint8:
+            return x.to(dtype).div_(UINT8_MAX)
+        return to_unit_float(x).to(dtype)
 
     def _call(self, params, r, x, train: bool, leaves=None, blocks=False):
         self.template.train(train)
@@ -123,39 +126,62 @@ class ModuleModel(BatchedModel):
         return tot / len(x), wrong / len(x)
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
-        want = (lambda k: names is None or k in names)
+        want = (lambda k: names is None or k in names)  # noqa: E731
+        blocks = names is None or any(k.endswith(("_sparsity", "_active")) for k in names)
         R = params[self.param_names[0]].shape[0]
         out: dict[str, list] = {}
-        xtr, ytr = data.x_train[: self.eval_train], data.y_train[: self.eval_train]
         with torch.no_grad():
             for r in range(R):
-                vals = {}
-                vals["train_loss"], vals["train_error"] = self._loss_err(params, r, xtr, ytr)
+                vals = self._train_pass(params, r, data, cfg, blocks)
                 if want("test_loss") or want("test_error"):
                     vals["test_loss"], vals["test_error"] = self._loss_err(params, r, data.x_test, data.y_test)
-                if names is None or any(k.endswith(("_sparsity", "_active")) for k in names):
-                    vals.update(self._block_sparsity(params, r, data.x_train[: self.sparsity_examples], cfg))
                 for k, v in vals.items():
                     if want(k):
                         out.setdefault(k, []).append(v)
         dt = params[self.param_names[0]].dtype
-        return {k: torch.tensor(v, dtype=torch.float64 if dt == torch.float64 else torch.float32)
-                for k, v in out.items()}
+        return {k: torch.tensor(v, dtype=dt) for k, v in out.items()}
 
-    def _block_sparsity(self, params, r, x, cfg: MetricsConfig) -> dict[str, float]:
+    def _train_pass(self, params, r, data, cfg: MetricsConfig, blocks: bool) -> dict[str, float]:
+        """One forward pass over the first max(eval_train, sparsity_examples) training images
+        gives the train loss/error and every block's features (only a fixed subset of at most
+        ``sparsity_max_neurons`` units per block is kept: 10k images x 64x32x32 floats would not
+        fit in memory; the positive fraction counts all units)."""
+        n = min(len(data.x_train), max(self.eval_train, self.sparsity_examples if blocks else 0))
+        x, y = data.x_train[:n], data.y_train[:n]
+        tot, wrong, seen = 0.0, 0, 0
+        pos: dict[str, float] = {}
+        units: dict[str, int] = {}
+        keep: dict[str, torch.Tensor] = {}
         feats: dict[str, list] = {}
-        for _, blocks in self._chunks(params, r, x, blocks=True):
-            for name, a in blocks.items():
-                feats.setdefault(name, []).append(a.flatten(1))
-        res = {}
         gen = torch.Generator().manual_seed(SPARSITY_SUBSET_SEED)
+        for out in self._chunks(params, r, x, blocks=blocks):
+            logits, bl = out if blocks else (out, {})
+            lo, hi = seen, seen + len(logits)
+            seen = hi
+            if lo < self.eval_train:
+                m = min(hi, self.eval_train) - lo
+                tot += float(self.per_example_loss(logits[:m], y[lo:lo + m]).sum())
+                wrong += int((logits[:m].argmax(-1) != y[lo:lo + m]).sum())
+            if lo >= self.sparsity_examples:
+                continue
+            m = min(hi, self.sparsity_examples) - lo
+            for name, a in bl.items():
+                a = a[:m].flatten(1)
+                if name not in keep:
+                    units[name] = a.shape[1]
+                    idx = torch.arange(a.shape[1])
+                    if a.shape[1] > self.sparsity_max_neurons:
+                        idx = torch.randperm(a.shape[1], generator=gen)[: self.sparsity_max_neurons].sort().values
+                    keep[name] = idx.to(a.device)
+                pos[name] = pos.get(name, 0.0) + float((a > 0).sum())
+                feats.setdefault(name, []).append(a[:, keep[name]].double())
+        n_eval = min(n, self.eval_train)
+        res = {"train_loss": tot / n_eval, "train_error": wrong / n_eval}
+        n_sp = min(n, self.sparsity_examples)
         for name, chunks in feats.items():
-            a = torch.cat(chunks).double()
-            res[f"{name}_active"] = float((a > 0).double().mean())
-            s = feature_sparsity(a, cfg.sparsity_tau, max_neurons=self.sparsity_max_neurons, generator=gen)
-            res[f"{name}_sparsity"] = float(s.coefficient)
+            res[f"{name}_active"] = pos[name] / (n_sp * units[name])
+            res[f"{name}_sparsity"] = float(feature_sparsity(torch.cat(chunks), cfg.sparsity_tau).coefficient)
         return res
-
 
 @dataclass(frozen=True)
 class DeepNetConfig(ModelConfig):

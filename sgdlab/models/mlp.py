@@ -162,7 +162,7 @@ class MLP(BatchedModel):
             if l > 1:
                 g = torch.matmul(g, params[f"W{l}"])
                 g = g * (h > 0) if self.activation == "relu" else g * (1 - h * h)
-        return grads
+        return {k: grads[k] for k in params}  # in params order (flattening relies on it)
 
     def forward_with_vjp(self, params: Params, x: torch.Tensor):
         """(output, vjp) with ``vjp(cot)`` -> grads of ``sum cot * output`` (cot like output)."""

@@ -1,0 +1,114 @@
+"""Noisy dynamics: the constant-noise SDE's covariance, label-noise unbiasedness, counter-based
+noise (chunking never changes a run), configs."""
+
+import numpy as np
+import pytest
+import torch
+
+from sgdlab.data.synthetic import SparseRegression
+from sgdlab.data.toy_configs import TeacherStudent2D
+from sgdlab.errors import ConfigError
+from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.metrics.jacobian import per_example_jacobian
+from sgdlab.models.diagonal import DiagonalNet
+from sgdlab.models.mlp import MLPConfig
+from sgdlab.optim.noise import LabelNoiseGD, LabelNoiseSGD, NoisyGD, NoisyGradient
+from sgdlab.optim.sde import ConstantNoiseSDE, SDERule, delta_from_loss
+from sgdlab.schedules import Constant, Piecewise
+from sgdlab.train import train
+
+N_SAMPLES = 20000  # steps sampled at fixed parameters: covariance error ~ sqrt(2 / N) ~ 1%
+
+
+def flat(grads):
+    return torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1)
+
+
+def sample_directions(rule, model, params, x, y, n=N_SAMPLES):
+    rule.bind([11], x.shape[0], params)
+    return torch.stack([flat(rule.loss_and_grad(model, params, x, y, t)[1])[0] for t in range(n)])
+
+
+@pytest.mark.parametrize("which", ["mlp", "diag"])
+def test_sde_noise_covariance_is_eta_delta_phi_t_phi(which):
+    """Euler-Maruyama increment over dt = eta: noise part -eta sqrt(delta) phi^T xi, so
+    Cov(increment noise) / dt = eta delta phi^T phi (phi built explicitly only here)."""
+    if which == "mlp":
+        ds = TeacherStudent2D(n_train=6, n_test=10).build()
+        model = MLPConfig(hidden=(3,), init_scales=(0.7, 0.5)).build(ds)
+    else:
+        ds = SparseRegression(n=5, d=4, r=2, n_test=10).build()
+        model = DiagonalNet(4, 0.3)
+    params = model.init_params([1])
+    if which == "diag":
+        params["v"] = torch.tensor([[0.2, -0.1, 0.3, 0.05]], dtype=torch.float64)
+    x, y = ds.x_train, ds.y_train
+    eta, delta = 0.3, 0.02
+    d = sample_directions(SDERule(delta), model, params, x, y)
+    _, clean = model.loss_and_grad(params, x, y)
+    incr_noise = -eta * (d - flat(clean)[0])  # increment minus its drift
+    emp = incr_noise.T @ incr_noise / len(d) / eta
+    one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]  # noqa: E731
+    phi = per_example_jacobian(one, {k: v[0] for k, v in params.items()}, x)
+    want = eta * delta * phi.T @ phi
+    assert torch.linalg.norm(emp - want) / torch.linalg.norm(want) < 0.04
+    torch.testing.assert_close(d.mean(0), flat(clean)[0], rtol=0, atol=0.05 * float(want.diag().max().sqrt()))
+
+
+def test_label_noise_is_unbiased_with_the_right_covariance():
+    ds = TeacherStudent2D(n_train=5, n_test=10).build()
+    model = MLPConfig(hidden=(3,), init_scales=(0.7, 0.5)).build(ds)
+    params = model.init_params([2])
+    sigma = 0.3
+    d = sample_directions(NoisyGradient(label_sigma=sigma), model, params, ds.x_train, ds.y_train)
+    loss, clean = model.loss_and_grad(params, ds.x_train, ds.y_train)
+    one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]  # noqa: E731
+    phi = per_example_jacobian(one, {k: v[0] for k, v in params.items()}, ds.x_train)
+    n = ds.n
+    cov = (2 * sigma / n) ** 2 * phi.T @ phi  # mse: l' = 2 (f - y - sigma xi)
+    se = cov.diag().sqrt() / np.sqrt(len(d))
+    assert ((d.mean(0) - flat(clean)[0]).abs() < 5 * se + 1e-12).all()
+    emp = torch.cov(d.T)
+    assert torch.linalg.norm(emp - cov) / torch.linalg.norm(cov) < 0.04
+
+
+def test_noisy_gd_adds_isotropic_noise():
+    ds = TeacherStudent2D(n_train=5, n_test=10).build()
+    model = MLPConfig(hidden=(3,), init_scales=(0.7, 0.5)).build(ds)
+    params = model.init_params([2])
+    d = sample_directions(NoisyGradient(param_sigma=0.1), model, params, ds.x_train, ds.y_train, n=5000)
+    emp = torch.cov(d.T)
+    torch.testing.assert_close(emp, 0.01 * torch.eye(d.shape[1], dtype=emp.dtype), rtol=0, atol=0.0015)
+
+
+ARMS = [ArmConfig("sde", ConstantNoiseSDE(delta=1e-3, noise_steps=500), Piecewise(0.3, (0.5,), (2.0,))),
+        ArmConfig("lngd", LabelNoiseGD(0.2), Constant(0.3)),
+        ArmConfig("lnsgd", LabelNoiseSGD(0.2, batch_size=2), Constant(0.2)),
+        ArmConfig("ngd", NoisyGD(0.01), Constant(0.3))]
+
+
+@pytest.mark.parametrize("model", [MLPConfig(), None], ids=["mlp", "diag"])
+def test_noise_is_counter_based_chunking_and_seeds(monkeypatch, model):
+    import sgdlab.train as tr
+
+    kw = dict(data=TeacherStudent2D(n_test=50)) if model else dict(data=SparseRegression(n=20, d=30, r=3, n_test=50))
+    if model:
+        kw["model"] = model
+    cfg = ExperimentConfig(arms=tuple(ARMS), steps=1200, seeds=2, eval=EvalConfig("linear", 4), **kw)
+    eng, s1, m1 = train(cfg)
+    assert eng.n_runs == 8  # noisy full-batch runs are stochastic: one run per seed even from a fixed init
+    monkeypatch.setattr(tr, "CHUNK", 97)
+    _, s2, m2 = train(cfg)
+    for k in m1:
+        np.testing.assert_array_equal(m1[k], m2[k])
+    p = [eng.params_of(s1, r.index) for r in eng.runs]
+    assert not torch.equal(p[0][next(iter(p[0]))], p[1][next(iter(p[1]))])  # seeds differ
+
+
+def test_configs_and_delta():
+    assert delta_from_loss(0.03, 15) == pytest.approx(4 * 0.03 / 15)
+    assert delta_from_loss(0.03, 20, loss="half_mse", batch_size=2) == pytest.approx(2 * 0.03 / 40)
+    for bad in (lambda: ConstantNoiseSDE(delta=-1.0), lambda: LabelNoiseGD(sigma=-0.1),
+                lambda: NoisyGD(sigma=float("nan")), lambda: delta_from_loss(0.1, 10, loss="l1")):
+        with pytest.raises(ConfigError):
+            bad()
