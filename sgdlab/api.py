@@ -198,7 +198,11 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
             print(f"{rd.path} is already complete; nothing to resume", file=sys.stderr)
         return load_run(rd.path)
     ckpt = rd.load_checkpoint()
-    if ckpt.get("config") != to_dict(cfg):
+    try:  # re-read through today's dataclasses: fields added since (with defaults) still match
+        same = to_dict(_config.from_dict(ExperimentConfig, ckpt.get("config") or {})) == to_dict(cfg)
+    except ConfigError:
+        same = False
+    if not same:
         raise CheckpointError(f"checkpoint in {str(rd.path)!r} was written by a different config than config.toml; "
                               f"restore the original config.toml or start a new run")
     t0 = time.monotonic()

@@ -17,7 +17,7 @@ from sgdlab.optim.sde import ConstantNoiseSDE, SDERule, delta_from_loss
 from sgdlab.schedules import Constant, Piecewise
 from sgdlab.train import train
 
-N_SAMPLES = 20000  # steps sampled at fixed parameters: covariance error ~ sqrt(2 / N) ~ 1%
+N_SAMPLES = 8000  # steps sampled at fixed parameters: covariance error ~ sqrt(2 / N) ~ 1.6%
 
 
 def flat(grads):
@@ -51,7 +51,7 @@ def test_sde_noise_covariance_is_eta_delta_phi_t_phi(which):
     one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]  # noqa: E731
     phi = per_example_jacobian(one, {k: v[0] for k, v in params.items()}, x)
     want = eta * delta * phi.T @ phi
-    assert torch.linalg.norm(emp - want) / torch.linalg.norm(want) < 0.04
+    assert torch.linalg.norm(emp - want) / torch.linalg.norm(want) < 0.06
     torch.testing.assert_close(d.mean(0), flat(clean)[0], rtol=0, atol=0.05 * float(want.diag().max().sqrt()))
 
 
@@ -69,7 +69,7 @@ def test_label_noise_is_unbiased_with_the_right_covariance():
     se = cov.diag().sqrt() / np.sqrt(len(d))
     assert ((d.mean(0) - flat(clean)[0]).abs() < 5 * se + 1e-12).all()
     emp = torch.cov(d.T)
-    assert torch.linalg.norm(emp - cov) / torch.linalg.norm(cov) < 0.04
+    assert torch.linalg.norm(emp - cov) / torch.linalg.norm(cov) < 0.06
 
 
 def test_noisy_gd_adds_isotropic_noise():
@@ -94,7 +94,7 @@ def test_noise_is_counter_based_chunking_and_seeds(monkeypatch, model):
     kw = dict(data=TeacherStudent2D(n_test=50)) if model else dict(data=SparseRegression(n=20, d=30, r=3, n_test=50))
     if model:
         kw["model"] = model
-    cfg = ExperimentConfig(arms=tuple(ARMS), steps=1200, seeds=2, eval=EvalConfig("linear", 4), **kw)
+    cfg = ExperimentConfig(arms=tuple(ARMS), steps=600, seeds=2, eval=EvalConfig("linear", 4), **kw)
     eng, s1, m1 = train(cfg)
     assert eng.n_runs == 8  # noisy full-batch runs are stochastic: one run per seed even from a fixed init
     monkeypatch.setattr(tr, "CHUNK", 97)

@@ -84,8 +84,25 @@ class TwoLayerNet(BatchedModel):
         return 0.5 * (r * r).mean(-1), {"W": gW, "v": gv}
 
     def sharpness(self, params, x, y) -> torch.Tensor:
-        """Exact lambda_max of the Hessian of the mean loss on (x, y), per run: (R,).
-        Dense p x p Hessian by torch.func (p = width * (d + 1)), then eigvalsh."""
+        """Exact lambda_max of the Hessian of the mean loss on (x, y) (shared (n, d), (n,)), per run: (R,).
+
+        Dense p x p Hessian (p = width * (d + 1), theta = (vec W row-major, v)), then eigvalsh.
+        Linear: H = G^T G / n + [[0, C], [C^T, 0]] with G_i = (vec(v x_i^T), W x_i) the gradient of
+        f(x_i) and C[(j, l), m] = delta_jm c_l, c = mean_i r_i x_i (the only second derivative of f
+        is d2f / dW_jl dv_j = x_l). ReLU: torch.func.hessian (the kink has measure zero)."""
+        if self.activation == "linear":
+            W, v = params["W"], params["v"]
+            R, k, d = W.shape
+            n = x.shape[0]
+            r = self.forward(params, x) - y  # (R, n)
+            gW = (v[:, None, :, None] * x[None, :, None, :]).reshape(R, n, k * d)
+            G = torch.cat([gW, torch.matmul(x, W.transpose(1, 2))], dim=2)  # (R, n, p)
+            H = torch.matmul(G.transpose(1, 2), G) / n
+            c = torch.matmul(r, x) / n  # (R, d)
+            C = (torch.eye(k, dtype=W.dtype, device=W.device)[None, :, None, :] * c[:, None, :, None]).reshape(R, k * d, k)
+            H[:, : k * d, k * d:] += C
+            H[:, k * d:, : k * d] += C.transpose(1, 2)
+            return torch.linalg.eigvalsh(H)[:, -1]
 
         def one(flat):
             W = flat[: self.width * self.d].reshape(1, self.width, self.d)

@@ -1,0 +1,60 @@
+"""Reproduction of the ReLU-network and SDE claims of Andriushchenko et al. (2023), across seeds.
+
+Criteria, fixed before running and taken from the paper's claims (not tuned); medians are over
+the non-diverged seeds of 8 and every arm must keep at least MIN_ALIVE of them:
+
+Two-layer teacher-student (relu-teacher-student.toml; large step 0.35, the window measured on
+our data, see the config):
+  (a) every large-step arm (decay at 10 / 30 / 50%) ends with a lower median feature sparsity
+      (merged, tau = 0.99) and a lower median Jacobian rank (rtol 1e-4) than eta = 0.13 constant;
+  (b) the longest large-step phase (decay at 50%) ends with a lower median test loss than
+      eta = 0.13 constant.
+Constant-noise SDE (sde-teacher-student.toml, sde-diag-net.toml; delta from SGD's stabilized loss):
+  (c) the SDE beats GD (same schedule): lower median test loss and sparser (feature sparsity for
+      the ReLU net, ||u*v||_0 at 1e-3 for the diagonal net);
+  (d) the SDE tracks SGD: its median test loss (log scale) and its sparsity are closer to SGD's
+      than to GD's.
+"""
+
+import numpy as np
+import pytest
+
+import sgdlab
+
+MIN_ALIVE = 3
+FAST = ["eval.grid='log'", "eval.points=6", "extra_figures=[]", "snapshots=0"]
+
+
+def finals(cfg, metrics):
+    res = sgdlab.run(sgdlab.override(cfg, FAST + [f"metrics.names={metrics!r}".replace("'", '"')]),
+                     progress=False, quiet=True)
+    out = {}
+    for arm in res.summary["arms"]:
+        idx = res.arm(arm)
+        alive = [i for i in idx if np.isfinite(res.final("train_loss")[i])]
+        assert len(alive) >= min(MIN_ALIVE, len(idx)), (arm, len(alive))  # GD from a fixed init: 1 run
+        out[arm] = {k: float(np.median(res.final(k)[alive])) for k in metrics}
+    return out
+
+
+def test_two_layer_longer_large_step_phase_is_sparser_lower_rank_and_better():
+    cfg = sgdlab.load_experiment("relu-teacher-student")
+    f = finals(cfg, ["train_loss", "test_loss", "feature_sparsity_l1", "jacobian_rank"])
+    const = "SGD eta=0.13"
+    large = [a for a in f if a != const]
+    for a in large:  # (a)
+        assert f[a]["feature_sparsity_l1"] < f[const]["feature_sparsity_l1"], f
+        assert f[a]["jacobian_rank"] < f[const]["jacobian_rank"], f
+    assert f["SGD eta=0.35 /5 at 50%"]["test_loss"] < f[const]["test_loss"], f  # (b)
+
+
+@pytest.mark.parametrize("name,sparsity", [("sde-teacher-student", "feature_sparsity_l1"),
+                                           ("sde-diag-net", "l0_robust")])
+def test_sde_tracks_sgd_and_beats_gd(name, sparsity):
+    cfg = sgdlab.load_experiment(name)
+    f = finals(cfg, ["train_loss", "test_loss", sparsity])
+    sgd, sde, gd = (next(a for a in f if a.startswith(p)) for p in ("SGD", "SDE", "GD"))
+    assert f[sde]["test_loss"] < f[gd]["test_loss"] and f[sde][sparsity] < f[gd][sparsity], f  # (c)
+    lt = {a: np.log10(f[a]["test_loss"]) for a in f}
+    assert abs(lt[sde] - lt[sgd]) < abs(lt[sde] - lt[gd]), f  # (d)
+    assert abs(f[sde][sparsity] - f[sgd][sparsity]) < abs(f[sde][sparsity] - f[gd][sparsity]), f
