@@ -34,11 +34,11 @@ def time_steps(model, data, opt, runs, steps, repeats=3):
     best = np.inf
     for _ in range(repeats):
         params = model.init_params(list(range(runs)))
-        sampler = opt.sampler(data.n)
+        o = opt.build(data.n, steps)
         lr = np.full((runs, steps), 0.05)
         t = time.perf_counter()
-        advance(model, params, data, sampler, np.arange(runs), lr, 0, np.full(runs, -1, dtype=np.int64),
-                np.full(runs, np.inf), fused=False)
+        advance(model, params, data, o, o.init_state(params, model.trainable(params)), np.arange(runs), lr, 0,
+                np.full(runs, -1, dtype=np.int64), np.full(runs, np.inf), fused=False)
         best = min(best, time.perf_counter() - t)
     return best / steps
 

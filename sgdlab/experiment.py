@@ -91,5 +91,7 @@ class ExperimentConfig:
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
         check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        check(getattr(self.model, "autocast", "none") == "none" or self.device.startswith("cuda"),
+              "model.autocast (half/bfloat16) runs on a CUDA device only: set device='cuda' or autocast='none'")
         check(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
               f"device must be cpu, cuda[:i] or mps, got {self.device!r}")

@@ -18,6 +18,7 @@ import torch
 
 from .experiment import ExperimentConfig
 from .metrics.tracking import CurvatureTracker
+from .optim.config import Optimizer
 from .optim.samplers import STREAM_INIT, Sampler
 from .optim.stepper import advance
 
@@ -45,9 +46,12 @@ class RunSpec:
 class Group:
     runs: list[int]
     seeds: np.ndarray
-    sampler: Sampler
+    opt: Optimizer
     schedules: list[Callable]
-    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.opt.sampler
 
 
 @dataclass
@@ -56,21 +60,23 @@ class TrainState:
     params: list[dict[str, torch.Tensor]]  # per group
     diverged: np.ndarray  # (R,) int64, -1 while alive
     max_loss: np.ndarray  # (R,) explosion threshold of each run
+    opt_state: list[dict[str, torch.Tensor]] = field(default_factory=list)  # per group: momentum, EMA
 
     def to_dict(self):
         return {"step": self.step, "params": self.params, "diverged": self.diverged.copy(),
-                "max_loss": self.max_loss.copy()}
+                "max_loss": self.max_loss.copy(), "opt_state": self.opt_state}
 
     @classmethod
     def from_dict(cls, d):
         return cls(int(d["step"]), d["params"], np.asarray(d["diverged"], dtype=np.int64),
-                   np.asarray(d["max_loss"], dtype=np.float64))
+                   np.asarray(d["max_loss"], dtype=np.float64),
+                   d.get("opt_state") or [{} for _ in d["params"]])
 
 
 def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[RunSpec]:
     runs = []
     for arm in cfg.arms:
-        deterministic = not random_init and not arm.optimizer.sampler(data_n).stochastic
+        deterministic = not random_init and not arm.optimizer.build(data_n, cfg.steps).stochastic
         seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
         seeds = [seeds[0]] if deterministic else seeds
         for s in seeds:
@@ -107,7 +113,7 @@ class Engine:
             self.groups.append(Group(
                 runs=[r.index for r in members],
                 seeds=np.array([r.seed for r in members], dtype=np.int64),
-                sampler=opt.sampler(self.data.n),
+                opt=opt.build(self.data.n, cfg.steps),
                 schedules=[arm_of[r.arm].schedule.build(cfg.steps) for r in members],
             ))
         self.curvature = CurvatureTracker.for_engine(self)  # holds the warm starts (metrics.curvature_every)
@@ -142,7 +148,8 @@ class Engine:
             p = self.model.init_params(self.init_seeds(g), dtype=self.dtype)
             params.append({k: v.to(self.device).contiguous() for k, v in p.items()})
         R = self.n_runs
-        state = TrainState(0, params, np.full(R, -1, dtype=np.int64), np.full(R, np.inf))
+        opt_state = [g.opt.init_state(p, self.model.trainable(p)) for g, p in zip(self.groups, params)]
+        state = TrainState(0, params, np.full(R, -1, dtype=np.int64), np.full(R, np.inf), opt_state)
         loss0 = self.evaluate(state)["train_loss"]
         state.max_loss = self.cfg.divergence_factor * np.maximum(np.nan_to_num(loss0, nan=np.inf), MIN_LOSS_SCALE)
         return state
@@ -152,8 +159,13 @@ class Engine:
         out: dict[str, np.ndarray] = {}
         names = set(self.cfg.metrics.names) | {"train_loss"} if self.cfg.metrics.names else None
         with torch.no_grad():
-            for g, p in zip(self.groups, state.params):
+            for g, p, st in zip(self.groups, state.params, state.opt_state):
                 m = self.model.metrics(p, self.data, self.cfg.metrics, names)
+                if g.opt.ema:  # the EMA weights, with their own BatchNorm statistics if any
+                    pe = self.model.with_weights(p, {k[4:]: v for k, v in st.items() if k.startswith("ema:")},
+                                                 self.data)
+                    m.update({"ema_" + k: v for k, v in self.model.metrics(pe, self.data, self.cfg.metrics,
+                                                                           names).items()})
                 for k, v in m.items():
                     out.setdefault(k, np.full(self.n_runs, np.nan))[g.runs] = v.detach().double().cpu().numpy()
         out.update(self.curvature.measure(state.step, self.groups, state.params, state.diverged))
@@ -170,10 +182,10 @@ class Engine:
         while state.step < target:
             t1 = min(target, state.step + CHUNK)
             steps = np.arange(state.step, t1)
-            for g, p in zip(self.groups, state.params):
+            for g, p, st in zip(self.groups, state.params, state.opt_state):
                 lr = np.stack([np.broadcast_to(s(steps), steps.shape) for s in g.schedules]).astype(np.float64)
                 div = np.ascontiguousarray(state.diverged[g.runs])
-                advance(self.model, p, self.data, g.sampler, g.seeds, np.ascontiguousarray(lr), state.step,
+                advance(self.model, p, self.data, g.opt, st, g.seeds, np.ascontiguousarray(lr), state.step,
                         div, np.ascontiguousarray(state.max_loss[g.runs]), fused=self.cfg.fused)
                 state.diverged[g.runs] = div
             state.step = t1

@@ -77,6 +77,56 @@ def test_deep_config_errors():
     with pytest.raises(ConfigError, match="unknown deep model 'resnet19'; allowed:"):
         DeepNetConfig(name="resnet19")
     from sgdlab.data.image_configs import ImageData
+    from sgdlab.errors import DataError
 
-    with pytest.raises(ConfigError, match="set data.path"):
-        ImageData(name="cifar10")
+    with pytest.raises(DataError, match="set data.path"):
+        ImageData(name="cifar10").build()
+    with pytest.raises(ConfigError, match="unknown image dataset 'cifar11'"):
+        ImageData(name="cifar11")
+
+
+def test_momentum_weight_decay_and_augmentation_match_torch_optim():
+    """SGD(momentum, nesterov, L2 weight decay) with crop+flip augmentation equals torch.optim.SGD
+    on the same batches and the same augmentation draws (keyed by (seed, step))."""
+    from sgdlab.data.augment import Augmentation
+    from sgdlab.optim.samplers import STREAM_AUGMENT
+
+    data_cfg = SyntheticImages(n_train=48, n_test=16, size=8, num_classes=4, augment=True)
+    c = ExperimentConfig(
+        name="deep-mom", data=data_cfg, model=DeepNetConfig(name="resnet18", width=2, eval_train=48,
+                                                           sparsity_examples=48),
+        arms=(ArmConfig("sgd", SGD(8, momentum=0.9, nesterov=True, weight_decay=5e-3), Piecewise(0.05, (0.5,), (10.0,))),),
+        steps=10, seeds=1, eval=EvalConfig("linear", 2), dtype="float64")
+    eng, state, _ = train(c)
+    g = eng.groups[0]
+    net = build_deep_model("resnet18", num_classes=4, width=2, in_channels=3,
+                           generator=torch.Generator().manual_seed(eng.init_seeds(g)[0])).double()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-3)
+    lr = c.arms[0].schedule.build(c.steps)
+    batches = g.sampler.indices(0, 0, c.steps)
+    aug = Augmentation()
+    for t in range(c.steps):
+        key = int(np.random.SeedSequence([0, STREAM_AUGMENT, t]).generate_state(1)[0])
+        xb = aug(eng.data.x_train[batches[t]], torch.Generator().manual_seed(key)).double() / 255
+        for grp in opt.param_groups:
+            grp["lr"] = lr(t)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xb), eng.data.y_train[batches[t]]).backward()
+        opt.step()
+    got = eng.params_of(state, 0)
+    for n, p in net.named_parameters():
+        torch.testing.assert_close(got[n], p.detach(), rtol=1e-9, atol=1e-11)
+
+
+def test_deep_resume_is_bitwise_identical(tmp_path):
+    import sgdlab
+
+    c = cfg(steps=16, momentum=0.9, ema=0.9)
+    c = sgdlab.override(c, ["checkpoint_seconds=1e-9", "eval.points=5"])
+    full = sgdlab.run(c, tmp_path / "a", progress=False, quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        sgdlab.run(c, tmp_path / "b", progress=False, quiet=True, _stop_after=8)
+    res = sgdlab.resume(tmp_path / "b", progress=False, quiet=True)
+    for k in full.metrics:
+        np.testing.assert_array_equal(res.metrics[k], full.metrics[k])
+    assert "ema_test_error" in full.metrics and "ema_block4_sparsity" in full.metrics

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..config import check
+from ..errors import DataError
 from .augment import Augmentation
 from .base import DataConfig, Dataset
 from .images import IMAGE_DATASETS, load_image_dataset
@@ -35,12 +36,12 @@ class ImageData(DataConfig):
     def __post_init__(self):
         IMAGE_DATASETS.get(self.name)  # unknown names fail listing the valid ones
         check(self.n_train >= 0 and self.n_test >= 0, "n_train and n_test must be >= 0 (0 = all)")
-        check(not (self.name in NEEDS_PATH and not self.path),
-              f"{self.name} is read from local files: set data.path to the archive or folder "
-              f"(sgdlab never downloads data)")
         check(self.crop_padding >= 0, "crop_padding must be >= 0")
 
     def build(self) -> Dataset:
+        if self.name in NEEDS_PATH and not self.path:
+            raise DataError(f"{self.name} is read from local files: set data.path to its archive or folder, "
+                            f"e.g. --set data.path=/data/cifar-10-python.tar.gz (sgdlab never downloads data)")
         kw = {"seed": self.seed} if self.name == "digits" else {}
         ds = load_image_dataset(self.name, self.path or None, **kw)
         ds = ds.subset(self.n_train or None, self.n_test or None)

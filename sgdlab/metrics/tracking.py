@@ -156,7 +156,7 @@ class CurvatureTracker:
         runs = {}
         for g in eng.groups:
             b = None if g.sampler.full else int(g.sampler.b)
-            wd = float(getattr(g.sampler, "weight_decay", 0.0))
+            wd = float(g.opt.weight_decay)
             for r, s in zip(g.runs, g.seeds):
                 runs[r] = RunBatching(r, int(s), b, wd)
         return cls(eng.model, eng.data, eng.cfg.metrics, [runs[i] for i in sorted(runs)], eng.eval_steps)

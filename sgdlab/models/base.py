@@ -55,6 +55,15 @@ class BatchedModel:
         grads, loss = g_and_v(params, x, y)
         return loss, grads
 
+    def trainable(self, params: Params) -> list[str]:
+        """Names of the parameters the optimizer updates (not buffers such as BN statistics)."""
+        return [k for k in params if not k.startswith("buffer:")]
+
+    def with_weights(self, params: Params, weights: Params, data) -> Params:
+        """``params`` with the trainable entries replaced by ``weights`` (e.g. an EMA copy);
+        models with data-dependent buffers (BatchNorm) recompute them for the new weights."""
+        return {**params, **weights}
+
     def metrics(self, params: Params, data, cfg, names=None) -> dict[str, torch.Tensor]:
         """Measurements of every run, name -> (R,); only ``names`` (all if None). Must include
         "train_loss" (the engine's divergence check reads it)."""

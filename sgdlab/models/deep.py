@@ -47,14 +47,18 @@ def _losses(kind: str):
 class ModuleModel(BatchedModel):
     random_init = True
 
-    def __init__(self, factory: Callable[[torch.Generator], torch.nn.Module], loss: str,
-                 eval_train: int, sparsity_examples: int, sparsity_max_neurons: int):
+    def __init__(self, factory: Callable[[torch.Generator], torch.nn.Module], loss: str, num_classes: int,
+                 eval_train: int, sparsity_examples: int, sparsity_max_neurons: int, autocast: str = "none",
+                 bn_examples: int = 10000):
         self.factory = factory
         self.template = factory(torch.Generator().manual_seed(0))
         self.param_names = [n for n, _ in self.template.named_parameters()]
         self.buffer_names = [n for n, _ in self.template.named_buffers()]
         self.loss_kind = loss
         self.per_example_loss = _losses(loss)
+        self.num_classes = num_classes
+        self.autocast = autocast
+        self.bn_examples = bn_examples
         self.eval_train = eval_train
         self.sparsity_examples = sparsity_examples
         self.sparsity_max_neurons = sparsity_max_neurons
@@ -104,12 +108,48 @@ class ModuleModel(BatchedModel):
             leaves = {n: params[n][r].detach().requires_grad_(True) for n in self.param_names}
             xb = self._inputs(x[r] if x.dim() == 5 else x, p0.dtype)
             yb = y[r] if y.dim() == 2 else y
-            loss = self.per_example_loss(self._call(params, r, xb, True, leaves), yb).mean()
+            with self._autocast(xb):
+                out = self._call(params, r, xb, True, leaves)
+            if out.dtype in (torch.float16, torch.bfloat16):  # the loss in float32 under autocast
+                out = out.float()
+            loss = self.per_example_loss(out, yb).mean()
             g = torch.autograd.grad(loss, [leaves[n] for n in self.param_names])
             losses.append(loss.detach())
             for n, gi in zip(self.param_names, g):
                 grads[n].append(gi)
         return torch.stack(losses), {n: torch.stack(v) for n, v in grads.items()}
+
+    def _autocast(self, x):
+        """bf16/fp16 autocast on CUDA only (config checks refuse it elsewhere)."""
+        if self.autocast == "none" or x.device.type != "cuda":
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast("cuda", dtype=torch.bfloat16 if self.autocast == "bf16" else torch.float16)
+
+    def with_weights(self, params, weights, data):
+        """Other weights (an EMA copy) with BatchNorm statistics recomputed for them: a pass in
+        train mode over the first ``bn_examples`` training images with a cumulative average."""
+        new = {**params, **{k: v.clone() for k, v in weights.items()}}
+        if not self.buffer_names:
+            return new
+        for n in self.buffer_names:
+            b = new[BUFFER + n] = params[BUFFER + n].clone()
+            b.fill_(1.0 if n.endswith("running_var") else 0.0)
+        bns = [m for m in self.template.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        saved = [m.momentum for m in bns]
+        try:
+            for m in bns:
+                m.momentum = None  # cumulative moving average over the pass
+            x = data.x_train[: self.bn_examples]
+            R = new[self.param_names[0]].shape[0]
+            dt = new[self.param_names[0]].dtype
+            with torch.no_grad():
+                for r in range(R):
+                    for i in range(0, len(x), EVAL_CHUNK):
+                        self._call(new, r, self._inputs(x[i:i + EVAL_CHUNK], dt), True)
+        finally:
+            for m, mom in zip(bns, saved):
+                m.momentum = mom
+        return new
 
     # ------------------------------------------------------------------ metrics
     def _chunks(self, params, r, x, blocks=False):
@@ -194,6 +234,8 @@ class DeepNetConfig(ModelConfig):
     eval_train: int = 10000  # training examples for train loss/error at evaluation
     sparsity_examples: int = 10000  # unaugmented training images for the block feature sparsity
     sparsity_max_neurons: int = 1000  # above this many units of a block, a fixed random subset
+    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision of training steps, CUDA only
+    bn_examples: int = 10000  # training images used to recompute BN statistics of EMA weights
 
     def __post_init__(self):
         from .cifar import DEEP_MODELS
@@ -210,4 +252,5 @@ class DeepNetConfig(ModelConfig):
         in_ch = data.x_train.shape[1]
         factory = lambda g: build_deep_model(self.name, num_classes=n_classes,  # noqa: E731
                                              width=self.width or None, in_channels=in_ch, generator=g)
-        return ModuleModel(factory, self.loss, self.eval_train, self.sparsity_examples, self.sparsity_max_neurons)
+        return ModuleModel(factory, self.loss, n_classes, self.eval_train, self.sparsity_examples,
+                           self.sparsity_max_neurons, self.autocast, self.bn_examples)

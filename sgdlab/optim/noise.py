@@ -21,8 +21,7 @@ batch samplers, so chunking and resuming never change a run. ``tag`` separates t
 different noise sources of one optimizer.
 
 The optimizer configs (``label_noise_sgd``, ``label_noise_gd``, ``noisy_gd``, and ``sde`` in
-``optim.sde``) hand their rule to the engine by attaching it to the sampler they return
-(``sampler.rule``): the engine passes only the sampler to ``optim.stepper.advance``.
+``optim.sde``) build an ``optim.config.Optimizer`` that carries their rule to the stepper.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import torch
 from ..config import check
 from ..models.base import half_mse
 from . import samplers
-from .config import OptimizerConfig
+from .config import Optimizer, OptimizerConfig
 from .samplers import STREAM_NOISE
 
 # Noise-stream tags (one per noise source).
@@ -172,13 +171,32 @@ def add_isotropic(grads: dict, noise: torch.Tensor) -> dict:
     return out
 
 
-def with_rule(sampler: samplers.Sampler, rule: GradientRule) -> samplers.Sampler:
-    """Attach a rule to a sampler (how the engine learns the rule); noisy rules make the run
-    stochastic even with full batches (so every seed is run)."""
-    sampler.rule = rule
-    if rule.stochastic:
-        sampler.stochastic = True
-    return sampler
+def with_rule(sampler: samplers.Sampler, rule: GradientRule) -> Optimizer:
+    """The optimizer runtime of a noisy rule; noisy rules make a run stochastic even with full
+    batches (so every seed is run)."""
+    return Optimizer(sampler, rule)
+
+
+class RandomLabels(GradientRule):
+    """Classification label noise: each label of the batch is replaced, with probability p_t,
+    by a class drawn uniformly (p_t from its own schedule). Draws keyed by (seed, t)."""
+
+    stochastic = True
+
+    def __init__(self, p_schedule):
+        self.p = p_schedule
+
+    def loss_and_grad(self, model, params, xb, yb, t):
+        p = float(self.p(t))
+        if p <= 0:
+            return model.loss_and_grad(params, xb, yb)
+        b = yb.shape[-1]
+        u = self.stream(TAG_LABEL, 2 * b).at(t)  # (R, 2b) standard normal -> two uniforms
+        flip = torch.special.ndtr(u[:, :b]) < p
+        k = int(model.num_classes)
+        new = (torch.special.ndtr(u[:, b:]) * k).long().clamp_(max=k - 1)
+        yb2 = torch.where(flip.to(yb.device), new.to(yb.device), yb if yb.dim() == 2 else yb.expand_as(new))
+        return model.loss_and_grad(params, xb, yb2)
 
 
 # --------------------------------------------------------------------------- configs
@@ -199,7 +217,7 @@ class LabelNoiseSGD(OptimizerConfig):
         _check_sigma("sigma", self.sigma)
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
 
-    def sampler(self, n):
+    def build(self, n, total_steps):
         check(self.batch_size <= n, f"batch_size {self.batch_size} exceeds the {n} training examples")
         cls = samplers.WithReplacement if self.replacement else samplers.WithoutReplacement
         return with_rule(cls(n, self.batch_size), NoisyGradient(label_sigma=self.sigma))
@@ -215,7 +233,7 @@ class LabelNoiseGD(OptimizerConfig):
     def __post_init__(self):
         _check_sigma("sigma", self.sigma)
 
-    def sampler(self, n):
+    def build(self, n, total_steps):
         return with_rule(samplers.FullBatch(n), NoisyGradient(label_sigma=self.sigma))
 
 
@@ -231,5 +249,5 @@ class NoisyGD(OptimizerConfig):
     def __post_init__(self):
         _check_sigma("sigma", self.sigma)
 
-    def sampler(self, n):
+    def build(self, n, total_steps):
         return with_rule(samplers.FullBatch(n), NoisyGradient(param_sigma=self.sigma))

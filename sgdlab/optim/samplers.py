@@ -14,6 +14,7 @@ import numpy as np
 STREAM_INIT = 0
 STREAM_BATCHES = 1
 STREAM_NOISE = 2
+STREAM_AUGMENT = 3
 
 # Steps per block of pre-drawn batches (with replacement); any value works, this one
 # keeps a block of batch-1 indices at 8 KiB.

@@ -102,5 +102,5 @@ class ConstantNoiseSDE(OptimizerConfig):
         check(self.noise_steps is None or self.noise_steps >= 0,
               f"noise_steps must be >= 0 or omitted, got {self.noise_steps}")
 
-    def sampler(self, n):
+    def build(self, n, total_steps):
         return with_rule(samplers.FullBatch(n), SDERule(self.delta, self.noise_steps))
