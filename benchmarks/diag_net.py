@@ -29,6 +29,7 @@ def numpy_reference(x, y, x_test, y_test, lr_fn, T, eval_steps, rng):
     d = x.shape[1]
     u, v = 0.1 * np.ones(d), np.zeros(d)
     evals = set(int(s) for s in eval_steps)
+    lrs = lr_fn(np.arange(T)).tolist()  # the authors keep a scalar and divide it at thresholds
     losses = []
     for i in range(T):
         if i in evals:
@@ -37,7 +38,7 @@ def numpy_reference(x, y, x_test, y_test, lr_fn, T, eval_steps, rng):
         i_t = rng.integers(x.shape[0])
         err = x[i_t] @ (u * v) - y[i_t]
         xe = err * x[i_t]
-        u, v = u - lr_fn(i) * xe * v, v - lr_fn(i) * xe * u
+        u, v = u - lrs[i] * xe * v, v - lrs[i] * xe * u
     return u, v, losses
 
 

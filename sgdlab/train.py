@@ -108,13 +108,14 @@ class Engine:
         for r in self.runs:
             by_key.setdefault(arm_of[r.arm].optimizer.group_key(), []).append(r)
         self.groups = []
+        sched = {a.name: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
         for members in by_key.values():
             opt = arm_of[members[0].arm].optimizer
             self.groups.append(Group(
                 runs=[r.index for r in members],
                 seeds=np.array([r.seed for r in members], dtype=np.int64),
                 opt=opt.build(self.data.n, cfg.steps),
-                schedules=[arm_of[r.arm].schedule.build(cfg.steps) for r in members],
+                schedules=[sched[r.arm] for r in members],
             ))
         self.curvature = CurvatureTracker.for_engine(self)  # holds the warm starts (metrics.curvature_every)
 
@@ -183,7 +184,9 @@ class Engine:
             t1 = min(target, state.step + CHUNK)
             steps = np.arange(state.step, t1)
             for g, p, st in zip(self.groups, state.params, state.opt_state):
-                lr = np.stack([np.broadcast_to(s(steps), steps.shape) for s in g.schedules]).astype(np.float64)
+                uniq = {id(s): s for s in g.schedules}  # one schedule function per arm: evaluate once
+                per_fn = {k: np.broadcast_to(s(steps), steps.shape) for k, s in uniq.items()}
+                lr = np.stack([per_fn[id(s)] for s in g.schedules]).astype(np.float64)
                 div = np.ascontiguousarray(state.diverged[g.runs])
                 advance(self.model, p, self.data, g.opt, st, g.seeds, np.ascontiguousarray(lr), state.step,
                         div, np.ascontiguousarray(state.max_loss[g.runs]), fused=self.cfg.fused)

@@ -44,14 +44,27 @@ class Sampler:
         raise NotImplementedError
 
     def batch(self, seeds, t0: int, t1: int) -> np.ndarray:
-        """Indices for several runs: (R, t1 - t0, b)."""
-        return np.stack([self.indices(int(s), t0, t1) for s in seeds])
+        """Indices for several runs: (R, t1 - t0, b); runs sharing a seed share the draws."""
+        uniq, inv = np.unique(np.asarray(seeds, dtype=np.int64), return_inverse=True)
+        return np.stack([self.indices(int(s), t0, t1) for s in uniq])[inv]
 
 
 class WithReplacement(Sampler):
     """Each step draws b distinct examples uniformly, independently of every other step."""
 
+    def __init__(self, n: int, batch_size: int):
+        super().__init__(n, batch_size)
+        self._last: dict[int, tuple[int, np.ndarray]] = {}  # seed -> (block, indices): chunks reuse it
+
     def _block(self, seed: int, blk: int) -> np.ndarray:
+        hit = self._last.get(seed)
+        if hit is not None and hit[0] == blk:
+            return hit[1]
+        a = self._draw(seed, blk)
+        self._last[seed] = (blk, a)
+        return a
+
+    def _draw(self, seed: int, blk: int) -> np.ndarray:
         rng = _rng(seed, STREAM_BATCHES, blk)
         if self.b == 1:
             return rng.integers(0, self.n, size=(BLOCK, 1))
