@@ -51,7 +51,9 @@ def _half_mse(out, y):
 
 
 def _cross_entropy(out, y):
-    return torch.logsumexp(out, -1) - out.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
+    """out (..., k) logits, y (...) or shared (n,) labels -> per-example loss (...)."""
+    y = y.long().expand(out.shape[:-1])  # labels shared by all runs broadcast over the run dim
+    return torch.logsumexp(out, -1) - out.gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
 
 def loss_derivative(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
