@@ -112,10 +112,18 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
     bar = _progress(cfg.steps, state.step, f"{cfg.name} ({eng.n_runs} runs)", progress)
     last_ckpt = [-np.inf]
 
+    loggers = []
+    if rd is not None and cfg.loggers:
+        from .loggers import Logger
+
+        loggers = [Logger(b, rd.path, [dataclasses.asdict(r) for r in eng.runs], cfg.name) for b in cfg.loggers]
+
     def on_eval(t, m):
         rows.append((t, m))
         if rd is not None:
             rd.append_metrics(t, m)
+        for lg in loggers:
+            lg.log(t, m)
         if bar is not None:
             alive = int((state.diverged < 0).sum())
             bar.set_postfix_str(f"{alive}/{eng.n_runs} alive", refresh=False)
@@ -136,6 +144,8 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
     finally:
         if bar is not None:
             bar.close()
+        for lg in loggers:
+            lg.close()
     return state
 
 

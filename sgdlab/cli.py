@@ -270,6 +270,20 @@ def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor,
         _fail(e)
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--to", "backend", type=click.Choice(["tensorboard", "wandb", "mlflow"]), required=True,
+              help="writes RUN_DIR/<backend>/ (wandb offline, mlflow local files; the package must be installed)")
+def export_cmd(run_dir, backend):
+    """Replay a run directory's metrics into TensorBoard, W&B (offline) or MLflow (local)."""
+    from .loggers import export
+
+    try:
+        click.echo(str(export(run_dir, backend)))
+    except SgdlabError as e:
+        _fail(e)
+
+
 @main.command("compare")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="export the rows (.csv or .parquet)")

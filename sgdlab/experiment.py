@@ -80,6 +80,7 @@ class ExperimentConfig:
     # Save every run's parameters at this many evenly spaced evaluation steps (plus the
     # first and last) under DIR/snapshots/, for figures of the weights over training.
     snapshots: int = 0
+    loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
 
     def __post_init__(self):
         check(len(self.arms) >= 1, "an experiment needs at least one arm")
@@ -91,6 +92,10 @@ class ExperimentConfig:
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
         check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        from .loggers import BACKENDS
+
+        bad = [b for b in self.loggers if b not in BACKENDS]
+        check(not bad, f"loggers: unknown {bad[0]!r}; allowed: {', '.join(BACKENDS)}" if bad else "")
         check(getattr(self.model, "autocast", "none") == "none" or self.device.startswith("cuda"),
               "model.autocast (half/bfloat16) runs on a CUDA device only: set device='cuda' or autocast='none'")
         check(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
