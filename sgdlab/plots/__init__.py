@@ -32,3 +32,4 @@ __all__ = ["FIGURES", "plot_run", "draw_metric_panels", "plot_panels"]
 from . import related  # noqa: E402,F401  (registers linear2_large_step, support_identification, replacement)
 from . import relu  # noqa: E402,F401  (registers neuron_movement, neuron_movement_gif, learned_function_1d)
 from . import curvature  # noqa: E402,F401  (registers sharpness_edge, sharpest_directions)
+from . import surface  # noqa: E402,F401  (registers loss_surface, loss_surface_gif)
