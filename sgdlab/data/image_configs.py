@@ -16,7 +16,7 @@ from .base import DataConfig, Dataset
 from .images import IMAGE_DATASETS, load_image_dataset
 
 # Paths are required for these; the others are generated offline.
-NEEDS_PATH = {"cifar10", "cifar100", "tiny_imagenet"}
+NEEDS_PATH = {"cifar10", "cifar100", "tiny-imagenet"}
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class ImageData(DataConfig):
     """A named image dataset (sgdlab.data.images.IMAGE_DATASETS); images stay uint8 in memory."""
 
     kind: ClassVar[str] = "images"
-    name: str = "cifar10"  # cifar10, cifar100, tiny_imagenet (need `path`), digits, mnist1d
+    name: str = "cifar10"  # cifar10, cifar100, tiny-imagenet (need `path`), digits, mnist1d
     path: str = ""  # archive or folder of the standard on-disk format
     n_train: int = 0  # first n training examples (0 = all)
     n_test: int = 0  # first n test examples (0 = all)
