@@ -1,27 +1,40 @@
-"""Benchmark of sgdlab.metrics.curvature: top Hessian eigenvalue cost and accuracy, HVP methods,
-and sharpness tracking (cold vs warm start) along an SGD run.
+"""Benchmark of sgdlab.metrics.curvature: top Hessian eigenvalue against PyHessian,
+hessian-eigenthings, curvlinops (+ scipy eigsh), HVP methods, and sharpness tracking along SGD.
 
-    python benchmarks/curvature.py            # full: ~4 min on 2 cores
-    python benchmarks/curvature.py --quick    # smaller data, 500-step run: ~1 min
+    # the other libraries only for the benchmark, never torch:
+    pip install --no-deps --target /tmp/bench_site PyHessian hessian-eigenthings curvlinops-for-pytorch \
+        einops einconv opt-einsum linear_operator backpack-for-pytorch
+    PYTHONPATH=/tmp/bench_site python benchmarks/curvature.py [--threads 1|2] [--quick] [--skip methods,...]
 
-Models (random data, fixed seeds):
-* MLP 784-512-512-10 (ReLU), cross-entropy, 1000 random examples (10 random classes).
-* A tiny residual conv net on 3x16x16 inputs (conv 3->16, two 16-channel residual blocks with
-  BatchNorm, max-pool between them, global pool, linear 16->10), 256 examples. It is a *local stand-in* for a CIFAR
-  ResNet-18, which sgdlab.models may not provide yet; bn_mode="eval".
+A library that cannot be imported is reported "not installed" and skipped.
 
-For each model: sgdlab Lanczos (float32 operator, default tol 1e-4) vs scipy.sparse.linalg.eigsh
-(ARPACK, same tol, on HessianOperator.as_linear_operator()), and PyHessian /
-pytorch-hessian-eigenthings / curvlinops when importable (never installed by this script).
-Relative error is against a reference from sgdlab Lanczos on the float64 operator at tol 1e-10
-(``--check-reference`` cross-checks it with eigsh at tol 1e-12). Times are wall seconds; HVPs
-are counted by the operator.
+Models (random data, fixed seeds), cross-entropy (mean):
+* MLP 784-512-512-10 (ReLU), 1000 random examples.
+* CIFAR ResNet-18 of ``sgdlab.models.cifar.build_deep_model("resnet18", width=W)`` on 256 random
+  images in [0, 1]; W = 4 by default (``--width``; W = 64 costs minutes per HVP on 2 CPU cores).
+  BatchNorm running statistics are set by 20 train-mode forward passes, then every solver uses
+  eval-mode BatchNorm (sgdlab ``bn_mode="eval"``; PyHessian calls ``model.eval()`` itself; the
+  others are given the model in eval mode).
+
+Per model, back to back in one process: reference (sgdlab Lanczos, float64 tol 1e-10; ResNet:
+float32 tol 1e-5 unless ``--conv-ref float64``), sgdlab at its default (tol 1e-4), scipy eigsh on
+sgdlab's operator, and each library at its defaults and at a tolerance matched to 1e-4:
+* PyHessian: ``hessian(model, loss, data=(x, y), cuda=False).eigenvalues()`` (power iteration,
+  tol = relative change 1e-3, maxIter 100) and ``eigenvalues(tol=1e-4)``; HVPs counted by wrapping
+  ``pyhessian.hessian.hessian_vector_product``.
+* hessian-eigenthings 1.x: ``lanczos(HessianOperator(...), k=1, which="LA")`` (default max_iter =
+  2 steps) and the same Lanczos stopped at the first step where its residual criterion holds
+  (see ``run_eigenthings``; an oracle choice of max_iter).
+* curvlinops: ``eigsh(HessianLinearOperator(...).to_scipy(), k=1, which="LA")`` at tol 0
+  (defaults) and tol 1e-4 (with check_deterministic=False); HVPs counted per column.
+Every library gets the same HVP budget (``--cap``, ``--conv-cap``); the table marks runs stopped by it.
+Times are wall seconds including operator construction; ``t/sgdlab`` = time / sgdlab's time.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import os
 import sys
 import time
@@ -37,23 +50,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sgdlab.metrics.curvature import HessianOperator, lanczos  # noqa: E402
 
 TRACK_EVERY = 50  # sharpness every 50 SGD steps, as in the brief
-
-
-class Block(torch.nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.c1, self.b1 = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
-        self.c2, self.b2 = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
-
-    def forward(self, x):
-        return F.relu(x + self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
-
-
-def tiny_resnet() -> torch.nn.Module:
-    """Local stand-in for a CIFAR ResNet-18 (see module doc)."""
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), Block(16),
-                               torch.nn.MaxPool2d(2), Block(16), torch.nn.AdaptiveAvgPool2d(1),
-                               torch.nn.Flatten(), torch.nn.Linear(16, 10))
 
 
 def mlp() -> torch.nn.Module:
@@ -84,39 +80,231 @@ def hvp_method_times(model, data, bn_mode, reps: int) -> dict[str, float]:
     return out
 
 
-def other_libraries() -> list[str]:
-    names = {"pyhessian": "PyHessian", "hessian_eigenthings": "pytorch-hessian-eigenthings",
-             "curvlinops": "curvlinops"}
-    found = "importable (not benchmarked: no adapter written)"
-    return [f"{label}: {found if importlib.util.find_spec(mod) else 'not installed'}"
-            for mod, label in names.items()]
+LIBS = {"pyhessian": "PyHessian", "hessian_eigenthings": "hessian-eigenthings", "curvlinops": "curvlinops"}
 
 
-def top_eigenvalue_rows(name, model, data, bn_mode, check: bool):
-    op64 = HessianOperator(model, F.cross_entropy, data, bn_mode=bn_mode, dtype=torch.float64)
-    ref_res, t_ref = timed(lambda: lanczos(op64, 1, tol=1e-10, seed=0, return_eigenvectors=False))
+def library_status() -> dict[str, str]:
+    """'ok <version>' or 'not installed (<reason>)' for each compared library (never installed here)."""
+    out = {}
+    for mod in LIBS:
+        try:
+            m = importlib.import_module(mod)
+            out[mod] = "ok " + str(getattr(m, "__version__", ""))
+        except Exception as e:  # ImportError, or a missing dependency of the library
+            out[mod] = f"not installed ({type(e).__name__}: {e})"
+    return out
+
+
+class HVPBudget(RuntimeError):
+    """Raised by a counting wrapper when a library exceeds the benchmark's product budget."""
+
+
+class Converged(RuntimeError):
+    """Raised by the hessian-eigenthings monitor when its Lanczos residual meets tol."""
+
+
+def _restore_model(model, was_training):
+    for p in model.parameters():  # PyHessian leaves .grad holding a graph
+        p.grad = None
+    model.train(was_training)
+
+
+def run_pyhessian(model, data, tol, cap, seed=0):
+    """PyHessian power iteration (cuda=False); tol None = its default (1e-3 relative change, maxIter 100)."""
+    importlib.import_module("pyhessian.hessian")
+    ph = sys.modules["pyhessian.hessian"]  # the module (the package re-exports the class under that name)
+    count = [0]
+    orig = ph.hessian_vector_product
+
+    def counted(gradsH, params, v):
+        count[0] += 1
+        if count[0] > cap:
+            raise HVPBudget
+        return orig(gradsH, params, v)
+
+    was_training = model.training
+    ph.hessian_vector_product = counted
+    torch.manual_seed(seed)  # PyHessian draws its start vector from the global RNG
+    note = ""
+    t = time.perf_counter()
+    try:
+        H = ph.hessian(model, F.cross_entropy, data=data, cuda=False)  # calls model.eval()
+        ev, _ = H.eigenvalues() if tol is None else H.eigenvalues(tol=tol)
+        lam = float(ev[0])
+        if count[0] >= 100:
+            note = "maxIter reached"
+        del H
+    except HVPBudget:
+        lam, note = float("nan"), f"stopped at {cap} HVPs"
+    finally:
+        wall = time.perf_counter() - t
+        ph.hessian_vector_product = orig
+        _restore_model(model, was_training)
+    return dict(lam=lam, hvp=min(count[0], cap), wall=wall, note=note)
+
+
+def run_eigenthings(model, data, tol, cap, seed=0):
+    """hessian-eigenthings 1.x. tol None = `lanczos(op, k=1)` at its defaults (max_iter = 2k = 2
+    steps, no stopping rule). With tol: its Lanczos has a *fixed* step count, so we run it with
+    max_iter = min(cap, 50) (above 50 it turns reorthogonalization off) and stop it at the first step m where its own criterion |beta_m s_m| < tol |theta|
+    holds (monitored from the vectors it multiplies); HVPs and time are those of `max_iter=m`
+    (an oracle choice of max_iter, the most favourable setting for it)."""
+    import hessian_eigenthings as he
+    was_training = model.training
+    model.eval()  # same BatchNorm semantics as sgdlab bn_mode="eval"
+    op = he.HessianOperator(model, [data], he.supervised_loss(F.cross_entropy))
+    orig = op.matvec
+    Q, HQ = [], []
+    G, A, C = (torch.zeros(cap, cap, dtype=torch.float64) for _ in range(3))
+    state = dict(lam=float("nan"), t=None)
+    t0 = time.perf_counter()
+
+    def monitored(v):
+        out = orig(v)
+        m = len(Q)
+        if m + 1 > cap:
+            raise HVPBudget
+        Q.append(v.detach().double())
+        HQ.append(out.detach().double())
+        if tol is not None:  # Rayleigh-Ritz on its (reorthogonalized) Krylov basis = its Ritz pairs
+            for j in range(m + 1):  # G = Q^T H Q, A = (HQ)^T HQ, C = Q^T Q, updated incrementally
+                G[m, j] = G[j, m] = 0.5 * (Q[m] @ HQ[j] + Q[j] @ HQ[m])
+                A[m, j] = A[j, m] = HQ[m] @ HQ[j]
+                C[m, j] = C[j, m] = Q[m] @ Q[j]
+            k = m + 1
+            s = torch.linalg.eigh(G[:k, :k])[1][:, -1]
+            # exact residual of y = Q s / |Q s| with its Rayleigh quotient (float32 basis: C != I)
+            c, gq, a = s @ C[:k, :k] @ s, s @ G[:k, :k] @ s, s @ A[:k, :k] @ s
+            th = gq / c
+            res2 = (a - 2 * th * gq + th**2 * c) / c
+            if res2 < (tol * th) ** 2:
+                state.update(lam=float(th), t=time.perf_counter() - t0)
+                raise Converged
+        return out
+
+    op.matvec = monitored
+    note = ""
+    try:
+        if tol is None:
+            res = he.lanczos(op, k=1, which="LA", seed=seed)
+            lam, wall = float(res.eigenvalues[0]), time.perf_counter() - t0
+            note = "converged" if bool(res.converged[0]) else "not converged (own check)"
+        else:
+            he.lanczos(op, k=1, max_iter=min(cap, 50), which="LA", tol=tol, seed=seed)  # <= 50: its reorth on
+            lam, wall, note = float("nan"), time.perf_counter() - t0, f"no convergence in {cap} steps"
+    except Converged:
+        lam, wall = state["lam"], state["t"]
+    except HVPBudget:
+        lam, wall, note = float("nan"), time.perf_counter() - t0, f"stopped at {cap} HVPs"
+    finally:
+        _restore_model(model, was_training)
+    return dict(lam=lam, hvp=len(Q), wall=wall, note=note)
+
+
+def run_curvlinops(model, data, tol, cap, seed=0):
+    """curvlinops HessianLinearOperator + scipy eigsh(k=1, which='LA'). tol None = defaults
+    (eigsh tol=0, i.e. machine precision; check_deterministic=True); with tol: eigsh tol and
+    check_deterministic=False (skips its safety probe, favours curvlinops)."""
+    from curvlinops import HessianLinearOperator
+    was_training = model.training
+    model.eval()
+    count = [0]
+    t = time.perf_counter()
+    note = ""
+    try:
+        cls_mm = HessianLinearOperator._matmat_batch
+
+        def counted(self, X, y, M):
+            count[0] += M[0].shape[-1]
+            if count[0] > cap:
+                raise HVPBudget
+            return cls_mm(self, X, y, M)
+
+        HessianLinearOperator._matmat_batch = counted
+        params = [p for p in model.parameters() if p.requires_grad]
+        H = HessianLinearOperator(model, torch.nn.CrossEntropyLoss(), params, [data],
+                                  check_deterministic=tol is None)
+        v0 = np.random.default_rng(seed).standard_normal(H.shape[0])
+        lam = float(sla.eigsh(H.to_scipy(), k=1, which="LA", tol=0 if tol is None else tol, v0=v0)[0][0])
+    except HVPBudget:
+        lam, note = float("nan"), f"stopped at {cap} HVPs"
+    finally:
+        wall = time.perf_counter() - t
+        HessianLinearOperator._matmat_batch = cls_mm
+        _restore_model(model, was_training)
+    return dict(lam=lam, hvp=min(count[0], cap), wall=wall, note=note)
+
+
+RUNNERS = {"pyhessian": run_pyhessian, "hessian_eigenthings": run_eigenthings, "curvlinops": run_curvlinops}
+MATCHED_TOL = 1e-4  # sgdlab's default
+
+
+def top_eigenvalue_rows(name, model, data, bn_mode, check: bool, libs: dict[str, str], cap: int,
+                        ref_dtype=torch.float64, ref_tol=1e-10):
+    rows = []
+
+    def add(solver, setting, lam, hvp, wall, note=""):
+        err = abs(lam - ref) / abs(ref) if ref is not None and lam == lam else float("nan")
+        rows.append(dict(model=name, solver=solver, setting=setting, lam=lam, err=err, hvp=hvp, wall=wall,
+                         note=note))
+
+    ref = None
+    op64 = HessianOperator(model, F.cross_entropy, data, bn_mode=bn_mode, dtype=ref_dtype)
+    ref_res, t_ref = timed(lambda: lanczos(op64, 1, tol=ref_tol, seed=0, return_eigenvectors=False))
     ref = ref_res.top
-    rows = [dict(model=name, solver="reference (sgdlab f64, tol 1e-10)", lam=ref, err=0.0,
-                 hvp=ref_res.n_hvp, wall=t_ref)]
+    add("reference", f"sgdlab {str(ref_dtype)[6:]} tol {ref_tol:g}", ref, ref_res.n_hvp, t_ref,
+        "" if ref_res.converged else "NOT converged")
     if check:  # an independent solver on the same float64 operator
         op64b = HessianOperator(model, F.cross_entropy, data, bn_mode=bn_mode, dtype=torch.float64)
         lam, t = timed(lambda: float(sla.eigsh(op64b.as_linear_operator(), k=1, which="LA", tol=1e-12)[0][0]))
-        rows.append(dict(model=name, solver="  check: eigsh f64 tol 1e-12", lam=lam,
-                         err=abs(lam - ref) / abs(ref), hvp=op64b.n_hvp, wall=t))
+        add("check", "scipy eigsh f64 tol 1e-12", lam, op64b.n_hvp, t)
+    # timed runs, back to back
     op = HessianOperator(model, F.cross_entropy, data, bn_mode=bn_mode)
-    res, t = timed(lambda: lanczos(op, 1, tol=1e-4, seed=1, return_eigenvectors=False))
-    rows.append(dict(model=name, solver="sgdlab lanczos f32 tol 1e-4", lam=res.top,
-                     err=abs(res.top - ref) / abs(ref), hvp=res.n_hvp, wall=t))
+    res, t = timed(lambda: lanczos(op, 1, seed=1, return_eigenvectors=False))
+    add("sgdlab", "default (tol 1e-4)", res.top, res.n_hvp, t, "" if res.converged else "not converged")
     op2 = HessianOperator(model, F.cross_entropy, data, bn_mode=bn_mode)
     v0 = np.random.default_rng(1).standard_normal(op2.dim)
     lam, t2 = timed(lambda: float(sla.eigsh(op2.as_linear_operator(), k=1, which="LA", tol=1e-4, v0=v0)[0][0]))
-    rows.append(dict(model=name, solver="scipy eigsh f32 tol 1e-4", lam=lam, err=abs(lam - ref) / abs(ref),
-                     hvp=op2.n_hvp, wall=t2))
+    add("scipy eigsh on sgdlab op", "tol 1e-4", lam, op2.n_hvp, t2)
+    for mod, status in libs.items():
+        if not status.startswith("ok"):
+            rows.append(dict(model=name, solver=LIBS[mod], setting="not installed", lam=float("nan"),
+                             err=float("nan"), hvp=0, wall=float("nan"), note=""))
+            continue
+        for setting, tol in (("defaults", None), ("tol 1e-4", MATCHED_TOL)):
+            r = RUNNERS[mod](model, data, tol, cap)
+            add(LIBS[mod], setting, r["lam"], r["hvp"], r["wall"], r["note"])
     return rows
 
 
-def sgd_tracking(steps: int, n: int, n_track: int, batch: int, lr: float):
-    """SGD on n examples; sharpness of the loss on a fixed subset (the first n_track examples)."""
+def print_table(rows, sg_wall):
+    print(f"  {'solver':26s} {'setting':26s} {'lambda_max':>12s} {'rel.err':>9s} {'HVPs':>5s} {'wall s':>8s}"
+          f" {'t/sgdlab':>8s}  note")
+    for r in rows:
+        ratio = r["wall"] / sg_wall if r["solver"] not in ("reference", "check") else float("nan")
+        print(f"  {r['solver']:26s} {r['setting']:26s} {r['lam']:12.6f} {r['err']:9.1e} {r['hvp']:5d} "
+              f"{r['wall']:8.2f} {ratio:8.2f}  {r['note']}")
+
+
+def verdict(rows):
+    """sgdlab error <= 1e-4, and the fastest other solver reaching err <= 1e-4 at tol 1e-4 vs sgdlab."""
+    sg = next(r for r in rows if r["solver"] == "sgdlab")
+    others = [r for r in rows if r["solver"] not in ("reference", "check", "sgdlab")
+              and r["setting"] != "defaults" and r["err"] == r["err"] and r["err"] <= MATCHED_TOL]
+    best = min(others, key=lambda r: r["wall"], default=None)
+    exact = sg["err"] <= MATCHED_TOL
+    if best is None:
+        return sg, None, f"sgdlab err {sg['err']:.1e} ({'<=' if exact else '>'} 1e-4); no other solver reached 1e-4"
+    ratio = best["wall"] / sg["wall"]
+    return sg, best, (f"sgdlab err {sg['err']:.1e} ({'<=' if exact else '>'} 1e-4); fastest other at err <= 1e-4: "
+                      f"{best['solver']} ({best['setting']}), {best['wall']:.2f}s vs {sg['wall']:.2f}s -> "
+                      f"{ratio:.2f}x sgdlab's time, HVPs {best['hvp']} vs {sg['hvp']}; 2x target "
+                      f"{'MET' if exact and ratio >= 2 else 'NOT met'}")
+
+
+def sgd_tracking(steps: int, n: int, n_track: int, batch: int, lr: float, other: str | None, cap: int):
+    """SGD on n examples; sharpness of the loss on a fixed subset (the first n_track examples):
+    sgdlab cold (random v0) and warm (previous eigenvector), and `other` (cold, tol 1e-4)."""
     torch.manual_seed(0)
     model = mlp()
     x, y = random_data((784,), n, seed=1)
@@ -124,7 +312,7 @@ def sgd_tracking(steps: int, n: int, n_track: int, batch: int, lr: float):
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(2)
     prev, rows = None, []
-    totals = dict(cold_hvp=0, warm_hvp=0, cold_s=0.0, warm_s=0.0)
+    totals = dict(cold_hvp=0, warm_hvp=0, other_hvp=0, cold_s=0.0, warm_s=0.0, other_s=0.0, other_maxerr=0.0)
     for step in range(steps + 1):
         if step % TRACK_EVERY == 0:
             op = HessianOperator(model, F.cross_entropy, subset)
@@ -135,7 +323,14 @@ def sgd_tracking(steps: int, n: int, n_track: int, batch: int, lr: float):
             totals["warm_hvp"] += warm.n_hvp
             totals["cold_s"] += tc
             totals["warm_s"] += tw
-            rows.append((step, cold.top, warm.top, cold.n_hvp, warm.n_hvp))
+            lo, ho = float("nan"), 0
+            if other is not None:
+                r = RUNNERS[other](model, subset, MATCHED_TOL, cap, seed=step)
+                lo, ho = r["lam"], r["hvp"]
+                totals["other_hvp"] += ho
+                totals["other_s"] += r["wall"]
+                totals["other_maxerr"] = max(totals["other_maxerr"], abs(lo - cold.top) / abs(cold.top))
+            rows.append((step, cold.top, warm.top, lo, cold.n_hvp, warm.n_hvp, ho))
         if step == steps:
             break
         idx = torch.randint(0, n, (batch,), generator=g)
@@ -145,62 +340,104 @@ def sgd_tracking(steps: int, n: int, n_track: int, batch: int, lr: float):
     return rows, totals
 
 
+def conv_model(width: int, n: int):
+    """CIFAR ResNet-18 of sgdlab.models.cifar at `width`, n random images in [0, 1], and BatchNorm
+    running statistics set by 20 forward passes in train mode on random batches (then bn eval)."""
+    from sgdlab.models.cifar import build_deep_model
+    g = torch.Generator().manual_seed(0)
+    model = build_deep_model("resnet18", num_classes=10, width=width, generator=g)
+    x = torch.rand(n, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    model.train()
+    with torch.no_grad():
+        for _ in range(20):
+            model(0.5 * torch.rand(64, 3, 32, 32, generator=g) + 0.25)
+    model.eval()
+    return model, (x, y)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller data and a 500-step run")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    ap.add_argument("--width", type=int, default=4, help="ResNet-18 width (64 = standard; default 4, see doc)")
+    ap.add_argument("--cap", type=int, default=60, help="HVP budget per solve for the other libraries")
+    ap.add_argument("--conv-cap", type=int, default=40, help="same budget for the ResNet (default 40)")
+    ap.add_argument("--conv-ref", default="float32", choices=("float32", "float64"),
+                    help="ResNet reference: float32 operator at tol 1e-5 (default; float64 HVPs of the conv "
+                         "net cost several times more) or float64 at tol 1e-10")
+    ap.add_argument("--track-lib", default="auto",
+                    help="library tracked cold for the ratio: auto (fastest at matched accuracy on the MLP), "
+                         "a module name, or none")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: methods,mlp,conv,track")
     ap.add_argument("--check-reference", action="store_true",
-                    help="also confirm the reference with eigsh in float64 (adds ~1 min)")
+                    help="also confirm the reference with eigsh in float64")
     args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
     torch.set_num_threads(args.threads)
     n_mlp, n_conv, n_track = (300, 64, 300) if args.quick else (1000, 256, 500)
     steps = 500 if args.quick else 2000
     t0 = time.perf_counter()
+    libs = library_status()
     print(f"torch {torch.__version__}, {args.threads} thread(s), quick={args.quick}")
-    for line in other_libraries():
-        print(f"  {line}")
+    for mod, s in libs.items():
+        print(f"  {LIBS[mod]}: {s}")
 
     torch.manual_seed(0)
     m1 = mlp()
     d1 = random_data((784,), n_mlp, seed=1)
-    torch.manual_seed(0)
-    m2 = tiny_resnet()
-    d2 = random_data((3, 16, 16), n_conv, seed=1)
-    m2.train()
-    with torch.no_grad():  # non-trivial running statistics for bn_mode="eval"
-        m2(d2[0])
+    m2, d2 = conv_model(args.width, n_conv)
+    p1, p2 = (sum(p.numel() for p in m.parameters()) for m in (m1, m2))
+    conv_name = f"ResNet-18 width {args.width} p={p2} n={n_conv} (bn eval)"
 
-    print("\nHVP time per product (s), rev_rev = double backward, fwd_rev = jvp of grad:")
-    for name, model, data, bn in (("MLP", m1, d1, None), ("tiny-resnet", m2, d2, "eval")):
-        t = hvp_method_times(model, data, bn, reps=3)
-        print(f"  {name:12s} " + "  ".join(f"{k}={v:.4f}" for k, v in t.items()) +
-              f"  | fwd/rev f32 {t['fwd_rev/float32'] / t['rev_rev/float32']:.2f}"
-              f" f64 {t['fwd_rev/float64'] / t['rev_rev/float64']:.2f}")
+    if "methods" not in skip:
+        print("\nHVP time per product (s), rev_rev = double backward, fwd_rev = jvp of grad:")
+        for name, model, data, bn, reps in (("MLP", m1, d1, None, 3), ("ResNet-18", m2, d2, "eval", 1)):
+            t = hvp_method_times(model, data, bn, reps=reps)
+            print(f"  {name:12s} " + "  ".join(f"{k}={v:.4f}" for k, v in t.items()) +
+                  f"  | fwd/rev f32 {t['fwd_rev/float32'] / t['rev_rev/float32']:.2f}"
+                  f" f64 {t['fwd_rev/float64'] / t['rev_rev/float64']:.2f}")
 
-    print("\nTop Hessian eigenvalue (relative error vs reference):")
-    rows = top_eigenvalue_rows(f"MLP p={sum(p.numel() for p in m1.parameters())} n={n_mlp}", m1, d1, None,
-                               args.check_reference)
-    rows += top_eigenvalue_rows(f"tiny-resnet p={sum(p.numel() for p in m2.parameters())} n={n_conv}", m2, d2,
-                                "eval", args.check_reference)
-    print(f"  {'model':28s} {'solver':36s} {'lambda_max':>12s} {'rel.err':>9s} {'HVPs':>5s} {'wall s':>7s}")
-    for r in rows:
-        print(f"  {r['model']:28s} {r['solver']:36s} {r['lam']:12.6f} {r['err']:9.1e} {r['hvp']:5d} {r['wall']:7.2f}")
-    for model_name in dict.fromkeys(r["model"] for r in rows):
-        a = next(r for r in rows if r["model"] == model_name and r["solver"].startswith("sgdlab"))
-        b = next(r for r in rows if r["model"] == model_name and r["solver"].startswith("scipy"))
-        print(f"  {model_name}: eigsh/sgdlab HVP ratio {b['hvp'] / a['hvp']:.2f}, "
-              f"wall ratio {b['wall'] / a['wall']:.2f}")
+    best_mlp = None
+    conv_ref = (torch.float64, 1e-10) if args.conv_ref == "float64" else (torch.float32, 1e-5)
+    for part, name, model, data, bn, cap, ref in (
+            ("mlp", f"MLP 784-512-512-10 p={p1} n={n_mlp}", m1, d1, None, args.cap, (torch.float64, 1e-10)),
+            ("conv", conv_name, m2, d2, "eval", args.conv_cap, conv_ref)):
+        if part in skip:
+            continue
+        print(f"\nTop Hessian eigenvalue, {name}: float32 operators, rel. error vs the reference")
+        rows = top_eigenvalue_rows(name, model, data, bn, args.check_reference, libs, cap, *ref)
+        sg, best, line = verdict(rows)
+        print_table(rows, sg["wall"])
+        print("  " + line)
+        if part == "mlp" and best is not None:
+            best_mlp = next((m for m, lab in LIBS.items() if lab == best["solver"]), None)
 
+    if "track" in skip:
+        print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+        return
+    other = {"auto": best_mlp, "none": None}.get(args.track_lib, args.track_lib)
+    if other is not None and not libs.get(other, "").startswith("ok"):
+        other = None
     print(f"\nSharpness every {TRACK_EVERY} steps of SGD (MLP, n={n_mlp}, batch 50, lr 0.1, {steps} steps), "
-          f"on a fixed subset of {n_track} examples, float32, tol 1e-4:")
-    track, tot = sgd_tracking(steps, n_mlp, n_track, batch=50, lr=0.1)
-    print(f"  {'step':>5s} {'lam cold':>10s} {'lam warm':>10s} {'HVP cold':>8s} {'HVP warm':>8s}")
-    for step, lc, lw, hc, hw in track[:: max(1, len(track) // 10)]:
-        print(f"  {step:5d} {lc:10.4f} {lw:10.4f} {hc:8d} {hw:8d}")
-    dev = max(abs(lc - lw) / abs(lc) for _, lc, lw, _, _ in track)
-    print(f"  {len(track)} measurements: HVPs cold {tot['cold_hvp']}, warm {tot['warm_hvp']} "
-          f"(warm/cold {tot['warm_hvp'] / tot['cold_hvp']:.2f}); wall cold {tot['cold_s']:.1f}s, warm "
-          f"{tot['warm_s']:.1f}s (warm/cold {tot['warm_s'] / tot['cold_s']:.2f}); max |cold-warm|/cold {dev:.1e}")
+          f"on a fixed subset of {n_track} examples, float32, tol 1e-4; other library: "
+          f"{LIBS[other] + ' (cold, tol 1e-4)' if other else 'none'}:")
+    track, tot = sgd_tracking(steps, n_mlp, n_track, 50, 0.1, other, args.cap)
+    print(f"  {'step':>5s} {'lam cold':>10s} {'lam warm':>10s} {'lam other':>10s} {'HVP cold':>8s} "
+          f"{'HVP warm':>8s} {'HVP other':>9s}")
+    for step, lc, lw, lo, hc, hw, ho in track[:: max(1, len(track) // 10)]:
+        print(f"  {step:5d} {lc:10.4f} {lw:10.4f} {lo:10.4f} {hc:8d} {hw:8d} {ho:9d}")
+    dev = max(abs(r[1] - r[2]) / abs(r[1]) for r in track)
+    print(f"  {len(track)} measurements, max |cold-warm|/cold {dev:.1e}")
+    print(f"  {'':28s} {'HVPs':>6s} {'wall s':>8s} {'t/warm':>7s}")
+    for lab, h, s in (("sgdlab cold", tot["cold_hvp"], tot["cold_s"]), ("sgdlab warm", tot["warm_hvp"], tot["warm_s"]),
+                      (f"{LIBS[other]} cold" if other else None, tot["other_hvp"], tot["other_s"])):
+        if lab:
+            print(f"  {lab:28s} {h:6d} {s:8.1f} {s / tot['warm_s']:7.2f}")
+    if other:
+        print(f"  {LIBS[other]}: max rel. deviation from sgdlab cold {tot['other_maxerr']:.1e}; "
+              f"time ratio {LIBS[other]}/sgdlab-warm {tot['other_s'] / tot['warm_s']:.2f}, "
+              f"/sgdlab-cold {tot['other_s'] / tot['cold_s']:.2f}")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 

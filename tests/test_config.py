@@ -64,8 +64,9 @@ def test_duplicate_arm_names_rejected():
 
 
 def test_unknown_experiment_lists_the_bundled_ones():
-    with pytest.raises(ConfigError, match="unknown experiment 'diag-nett'; allowed: diag-net"):
+    with pytest.raises(ConfigError, match="unknown experiment 'diag-nett'; allowed: ") as e:
         sgdlab.load_experiment("diag-nett")
+    assert " diag-net, " in str(e.value) and "relu-teacher-student" in str(e.value)
 
 
 def test_missing_and_invalid_config_files(tmp_path):

@@ -34,7 +34,7 @@ TOP = "block5_sparsity"
 @pytest.fixture(scope="module")
 def result():
     cfg = sgdlab.override(sgdlab.load_experiment("deep-demo-digits"),
-                          ["model.width=4", "steps=500", f"seeds={SEEDS}", "first_seed=3", "eval.points=11"])
+                          ["model.width=4", "steps=500", f"seeds={SEEDS}", "first_seed=3", "eval.points=6"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small convolutions: one thread is fastest and deterministic
     try:
