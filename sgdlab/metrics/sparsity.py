@@ -172,6 +172,7 @@ def feature_sparsity(
     normalize: bool = False,
     max_neurons: int | None = None,
     generator: torch.Generator | None = None,
+    with_effective_rank: bool = True,
 ) -> SparsityResult:
     """Feature sparsity coefficient (merged) and companions for one layer of R runs.
 
@@ -183,6 +184,7 @@ def feature_sparsity(
        drawn with ``generator`` via ``randperm``, then sorted to keep neuron order) is used
        and every output refers to that subset (the denominator is the subset size).
     generator: explicit ``torch.Generator`` (CPU), required only when sub-sampling happens.
+    with_effective_rank: compute the effective rank (an SVD of A); NaN when False.
 
     Returns a :class:`SparsityResult`; per-run tensors have shape ``(R,)`` or ``()``.
     Cost: one ``(R, m, m)`` correlation via batched matmul (O(R n m^2)) plus a loop over the m
@@ -227,7 +229,9 @@ def feature_sparsity(
         positive_fraction=per_run(act.mean((-2, -1))),
         merged=per_run((alive & ~kept).sum(-1)),
         dead=per_run((~alive).sum(-1)),
-        effective_rank=per_run(effective_rank(A)),
+        # an SVD of (n, m): skip it where only the coefficient is wanted (deep-net blocks)
+        effective_rank=per_run(effective_rank(A) if with_effective_rank else torch.full((R,), math.nan,
+                                                                                       dtype=torch.float64)),
         kept=kept[0] if single else kept,
         neuron_index=idx,
     )
