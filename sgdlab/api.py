@@ -110,6 +110,7 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
              stop_after: int | None = None, fresh: bool = True):
     cfg = eng.cfg
     bar = _progress(cfg.steps, state.step, f"{cfg.name} ({eng.n_runs} runs)", progress)
+    ex_per_step = sum(len(g.runs) * g.sampler.b for g in eng.groups)  # throughput in examples (images)
     last_ckpt = [-np.inf]
 
     loggers = []
@@ -126,7 +127,9 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
             lg.log(t, m)
         if bar is not None:
             alive = int((state.diverged < 0).sum())
-            bar.set_postfix_str(f"{alive}/{eng.n_runs} alive", refresh=False)
+            rate = bar.format_dict.get("rate")  # steps/s of the whole batch of runs
+            thru = f", {rate * ex_per_step:,.0f} examples/s" if rate else ""
+            bar.set_postfix_str(f"{alive}/{eng.n_runs} alive{thru}", refresh=False)
 
     def after_eval(s: TrainState):
         if rd is not None and s.step in eng.snapshot_steps:
