@@ -41,13 +41,13 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import scipy.sparse.linalg as sla  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import scipy.sparse.linalg as sla
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from sgdlab.metrics.curvature import HessianOperator, lanczos  # noqa: E402
+from sgdlab.metrics.curvature import HessianOperator, lanczos
 
 TRACK_EVERY = 50  # sharpness every 50 SGD steps, as in the brief
 

@@ -25,15 +25,15 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from sgdlab.data.image_configs import SyntheticImages  # noqa: E402
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig  # noqa: E402
-from sgdlab.models.deep import DeepNetConfig  # noqa: E402
-from sgdlab.optim.config import SGD  # noqa: E402
-from sgdlab.schedules import Constant  # noqa: E402
-from sgdlab.train import Engine  # noqa: E402
+from sgdlab.data.image_configs import SyntheticImages
+from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.models.deep import DeepNetConfig
+from sgdlab.optim.config import SGD
+from sgdlab.schedules import Constant
+from sgdlab.train import Engine
 
 BATCH = 256  # the paper's batch size
 EVAL_EVERY = 200  # the paper's evaluation frequency (iterations)

@@ -18,10 +18,10 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import sgdlab  # noqa: E402
+import sgdlab
 
 
 def numpy_reference(x, y, x_test, y_test, lr_fn, T, eval_steps, rng):
@@ -63,7 +63,7 @@ def main():
     sgdlab.run(warm, progress=False, quiet=True)
     losses_only = sgdlab.override(cfg, ["metrics.names=['train_loss', 'test_loss']"])
     t0 = time.perf_counter()
-    res_l = sgdlab.run(losses_only, progress=False, quiet=True)
+    sgdlab.run(losses_only, progress=False, quiet=True)
     t_ours_losses = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = sgdlab.run(cfg, progress=False, quiet=True)

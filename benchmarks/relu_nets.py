@@ -22,11 +22,11 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import sgdlab  # noqa: E402
-from sgdlab.metrics.sparsity import feature_sparsity  # noqa: E402
+import sgdlab
+from sgdlab.metrics.sparsity import feature_sparsity
 
 
 def reference_run(data, lr_fn, T, eval_steps, seed, m=20):

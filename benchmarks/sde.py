@@ -18,16 +18,16 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from sgdlab.data.synthetic import SparseRegression  # noqa: E402
-from sgdlab.data.toy_configs import TeacherStudent2D  # noqa: E402
-from sgdlab.models.diagonal import DiagonalNetConfig  # noqa: E402
-from sgdlab.models.mlp import MLPConfig  # noqa: E402
-from sgdlab.optim.config import GD  # noqa: E402
-from sgdlab.optim.sde import ConstantNoiseSDE  # noqa: E402
-from sgdlab.optim.stepper import advance  # noqa: E402
+from sgdlab.data.synthetic import SparseRegression
+from sgdlab.data.toy_configs import TeacherStudent2D
+from sgdlab.models.diagonal import DiagonalNetConfig
+from sgdlab.models.mlp import MLPConfig
+from sgdlab.optim.config import GD
+from sgdlab.optim.sde import ConstantNoiseSDE
+from sgdlab.optim.stepper import advance
 
 
 def time_steps(model, data, opt, runs, steps, repeats=3):

@@ -22,11 +22,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import sgdlab  # noqa: E402
-from sgdlab.config import dump_toml  # noqa: E402
-from sgdlab.sweep import Sweep  # noqa: E402
+import sgdlab
+from sgdlab.config import dump_toml
+from sgdlab.sweep import Sweep
 
 LRS = np.linspace(0.2, 0.28, 8).round(4).tolist()  # the large-step side of the window and below
 

@@ -19,8 +19,16 @@ from .runs import RunDir
 from .summary import summarize
 from .train import Engine, TrainState
 
-__all__ = ["RunResult", "run", "resume", "load_run", "load_experiment", "list_experiments", "override",
-           "ExperimentConfig"]
+__all__ = [
+    "ExperimentConfig",
+    "RunResult",
+    "list_experiments",
+    "load_experiment",
+    "load_run",
+    "override",
+    "resume",
+    "run",
+]
 
 
 @dataclass

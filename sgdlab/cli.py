@@ -16,9 +16,9 @@ from pathlib import Path
 # set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import click  # noqa: E402
+import click
 
-from .errors import SgdlabError  # noqa: E402
+from .errors import SgdlabError
 
 
 def _scalar_fields():

@@ -78,7 +78,7 @@ def format_rows(rows: list[dict], metrics=("train_loss", "test_loss", "l0", "l0_
             cells.append("-" if med is None else f"{_fmt(med)} [{_fmt(r[f'{m}_q25'])}, {_fmt(r[f'{m}_q75'])}]")
         table.append(cells)
     w = [max(len(str(x)) for x in col) for col in zip(head, *table)]
-    line = lambda c: "  ".join(str(x).ljust(n) for x, n in zip(c, w))  # noqa: E731
+    line = lambda c: "  ".join(str(x).ljust(n) for x, n in zip(c, w))
     return "\n".join([line(head), line(["-" * n for n in w])] + [line(c) for c in table])
 
 

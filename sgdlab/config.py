@@ -28,13 +28,13 @@ from .registry import Registry
 
 __all__ = [
     "Choice",
-    "from_dict",
-    "to_dict",
-    "load_toml",
-    "dump_toml",
-    "override",
     "check",
+    "dump_toml",
     "flat_fields",
+    "from_dict",
+    "load_toml",
+    "override",
+    "to_dict",
 ]
 
 

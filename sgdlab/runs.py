@@ -102,7 +102,7 @@ class RunDir:
 
     # ----------------------------------------------------------------- creation
     @classmethod
-    def create(cls, path: str | Path, cfg: ExperimentConfig, runs: list, overwrite: bool = False) -> "RunDir":
+    def create(cls, path: str | Path, cfg: ExperimentConfig, runs: list, overwrite: bool = False) -> RunDir:
         rd = cls(path)
         if rd.path.exists() and any(rd.path.iterdir()):
             if (rd.path / CONFIG).exists() and not overwrite:
@@ -124,7 +124,7 @@ class RunDir:
             "numpy": np.__version__,
             "host": socket.gethostname(),
             "platform": platform.platform(),
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "started": _dt.datetime.now(_dt.UTC).isoformat(),
         }
         atomic_write_text(rd.path / META, dumps(meta))
         atomic_write_text(rd.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))

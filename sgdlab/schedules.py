@@ -13,8 +13,9 @@ The ``*Schedule`` dataclasses are the typed configs that build these functions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 

@@ -67,7 +67,7 @@ def format_table(summary: dict) -> str:
                          f"{_fmt(s['median'])} [{_fmt(s['q25'])}, {_fmt(s['q75'])}]")
         rows.append(cells)
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
     out = [f"{summary['experiment']}: {summary['n_runs']} runs x {summary['steps']} steps "
            f"in {summary['wall_seconds']:.1f} s", line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]

@@ -192,7 +192,7 @@ class Sweep:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path, base: ExperimentConfig, axes, sets=(), experiment: str = "") -> "Sweep":
+    def create(cls, path, base: ExperimentConfig, axes, sets=(), experiment: str = "") -> Sweep:
         sw = cls(path)
         if (sw.path / INDEX).exists():
             raise CheckpointError(f"{str(sw.path)!r} already holds a sweep; resume it with "

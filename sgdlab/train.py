@@ -10,8 +10,8 @@ run regenerates exactly the same batches (counter-based sampling, see optim.samp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

@@ -93,7 +93,7 @@ def find_window(cfg: ExperimentConfig, lo: float, hi: float, points: int = 12, b
             last += 1
         up = (grid[last], grid[last + 1]) if last + 1 < len(st) and st[last + 1] == DIVERGED else None
         brackets[s] = [low, up, grid[first_stab], grid[last]]
-    gmid = lambda x: float(np.sqrt(x[0] * x[1]))  # noqa: E731  (log-scale bisection)
+    gmid = lambda x: float(np.sqrt(x[0] * x[1]))
     for _ in range(bisect):
         mids = {s: [gmid(x) for x in b[:2] if x is not None] for s, b in brackets.items() if b is not None}
         for s, g in gaps.items():

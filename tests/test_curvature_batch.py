@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from sgdlab.errors import ConfigError
-from sgdlab.metrics.curvature import (QUANTITIES, batch_curvature, batch_sharpness, dense_hessian,
-                                      gradient_noise_interaction, mini_batch_sharpness, step_sharpness)
+from sgdlab.metrics.curvature import (
+    QUANTITIES,
+    batch_curvature,
+    batch_sharpness,
+    dense_hessian,
+    gradient_noise_interaction,
+    mini_batch_sharpness,
+    step_sharpness,
+)
 
 DT = torch.float64
 N, B = 6, 2
@@ -19,7 +26,7 @@ def problem():
     model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).to(DT)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(N, 3, generator=g, dtype=DT), torch.randn(N, 2, generator=g, dtype=DT)
-    loss = lambda out, t: ((out - t) ** 2).sum(dim=1).mean()  # noqa: E731
+    loss = lambda out, t: ((out - t) ** 2).sum(dim=1).mean()
     return model, loss, (x, y)
 
 
@@ -40,7 +47,7 @@ def brute_force(model, loss, data, batches):
         g, h = grad(idx), dense_hessian(model, loss, (x[idx], y[idx]))
         rows.append(dict(bs=g @ h @ g / (g @ g), num=g @ h @ g, den=g @ g,
                          lam=torch.linalg.eigvalsh(h)[-1], gni=g @ h_full @ g, step=g @ h_full @ g / (g @ g)))
-    mean = lambda k: float(torch.stack([r[k] for r in rows]).mean())  # noqa: E731
+    mean = lambda k: float(torch.stack([r[k] for r in rows]).mean())
     return dict(batch_sharpness=mean("bs"), batch_sharpness_ratio=mean("num") / mean("den"),
                 minibs=mean("lam"), gni=mean("gni") / float(g_full @ g_full), step_sharpness=mean("step"))
 

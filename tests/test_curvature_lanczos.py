@@ -8,8 +8,14 @@ import scipy.sparse.linalg as sla
 import torch
 
 from sgdlab.errors import ConfigError
-from sgdlab.metrics.curvature import (HessianOperator, MatrixOperator, dense_hessian, hessian_eigs,
-                                      lanczos, sharpness)
+from sgdlab.metrics.curvature import (
+    HessianOperator,
+    MatrixOperator,
+    dense_hessian,
+    hessian_eigs,
+    lanczos,
+    sharpness,
+)
 
 DT = torch.float64
 
@@ -20,7 +26,7 @@ def mlp_problem(seed: int = 0, n: int = 24):
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(n, 5, generator=g, dtype=DT)
     y = torch.randn(n, 3, generator=g, dtype=DT)
-    loss = lambda out, t: ((out - t) ** 2).sum(dim=1).mean()  # noqa: E731  (EoSS scaling)
+    loss = lambda out, t: ((out - t) ** 2).sum(dim=1).mean()
     return model, loss, (x, y)
 
 

@@ -5,9 +5,17 @@ import pytest
 import torch
 
 from sgdlab.errors import ConfigError
-from sgdlab.metrics.curvature import (HessianOperator, MatrixOperator, condition_ratio, curvature_summary,
-                                      dense_hessian, directional_curvature, hutchinson_trace,
-                                      negative_eigenvalues, spectral_density)
+from sgdlab.metrics.curvature import (
+    HessianOperator,
+    MatrixOperator,
+    condition_ratio,
+    curvature_summary,
+    dense_hessian,
+    directional_curvature,
+    hutchinson_trace,
+    negative_eigenvalues,
+    spectral_density,
+)
 
 DT = torch.float64
 
@@ -17,7 +25,7 @@ def problem(seed: int = 0):
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).to(DT)
     g = torch.Generator().manual_seed(seed + 1)
     x, y = torch.randn(16, 4, generator=g, dtype=DT), torch.randn(16, 2, generator=g, dtype=DT)
-    loss = lambda out, t: 0.5 * ((out - t) ** 2).sum(dim=1).mean()  # noqa: E731  (EoS scaling)
+    loss = lambda out, t: 0.5 * ((out - t) ** 2).sum(dim=1).mean()
     return model, loss, (x, y)
 
 

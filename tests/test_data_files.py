@@ -8,9 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.data.augment import NO_AUGMENTATION, Augmentation, BatchIterator, random_crop_flip
-from sgdlab.data.files import load_cifar10, load_cifar100, load_tiny_imagenet, write_synthetic_cifar
-from sgdlab.data.images import ImageDataset, load_digits, load_image_dataset, load_mnist1d
+from sgdlab.data.augment import (
+    NO_AUGMENTATION,
+    Augmentation,
+    BatchIterator,
+    random_crop_flip,
+)
+from sgdlab.data.files import (
+    load_cifar10,
+    load_cifar100,
+    load_tiny_imagenet,
+    write_synthetic_cifar,
+)
+from sgdlab.data.images import (
+    ImageDataset,
+    load_digits,
+    load_image_dataset,
+    load_mnist1d,
+)
 from sgdlab.errors import ConfigError, DataError
 
 CIFAR10_FILES = ["data_batch_1", "data_batch_5", "test_batch", "cifar-10-python.tar.gz"]

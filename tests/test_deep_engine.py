@@ -12,7 +12,7 @@ from sgdlab.models.cifar import build_deep_model
 from sgdlab.models.deep import BUFFER, DeepNetConfig
 from sgdlab.optim.config import SGD
 from sgdlab.schedules import Piecewise
-from sgdlab.train import Engine, train
+from sgdlab.train import train
 
 DATA = SyntheticImages(n_train=48, n_test=16, size=8, num_classes=4)
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from sgdlab.errors import ConfigError
-from sgdlab.models.cifar import DEEP_MODELS, BlockNet, build_deep_model, count_parameters
+from sgdlab.models.cifar import (
+    DEEP_MODELS,
+    BlockNet,
+    build_deep_model,
+    count_parameters,
+)
 
 # Small widths keep every forward pass in the tens of milliseconds on one CPU thread.
 SMALL_WIDTHS = {

@@ -17,7 +17,7 @@ LARGE = ("SGD eta=0.04 warm-up, /3.5 at 10%", "SGD eta=0.04 warm-up, /2.5 at 30%
 def test_per_layer_sparsity_falls_with_the_large_step_phase():
     res = sgdlab.run("relu-3layer", progress=False, quiet=True)
     arms = res.summary["arms"]
-    med = lambda arm, m: arms[arm]["final"][m]["median"]  # noqa: E731
+    med = lambda arm, m: arms[arm]["final"][m]["median"]
     for layer in (1, 2):
         m = f"positive_fraction_l{layer}"
         small = med(SMALL, m)

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.data.toy_configs import Digits, Regression1D, TeacherStudent2D, ThreeLayerTeacher
+from sgdlab.data.toy_configs import (
+    Digits,
+    Regression1D,
+    TeacherStudent2D,
+    ThreeLayerTeacher,
+)
 from sgdlab.errors import DataError
 from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.config import MetricsConfig
@@ -38,7 +43,7 @@ def test_closed_form_gradient_and_jacobian_match_torch_func(cfg, data):
         for k in g1:
             torch.testing.assert_close(g1[k], g2[k], rtol=1e-10, atol=1e-13)
     if m.activation == "relu":
-        one = lambda q, xb: m.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]  # noqa: E731
+        one = lambda q, xb: m.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]
         torch.testing.assert_close(m.jacobian(p, ds.x_test[:50]),
                                    per_example_jacobian_batched(one, p, ds.x_test[:50]), rtol=1e-12, atol=1e-13)
 
@@ -80,7 +85,7 @@ def test_metrics_match_definitions_and_skip_missing_test_labels():
         s = feature_sparsity(a, 0.95, normalize=True)
         torch.testing.assert_close(out[f"feature_sparsity_l{l}"], s.coefficient)
         torch.testing.assert_close(out[f"positive_fraction_l{l}"], (a > 0).double().mean((-2, -1)))
-    one = lambda q, xb: m.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]  # noqa: E731
+    one = lambda q, xb: m.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]
     phi = per_example_jacobian_batched(one, p, ds.x_test[: m.n_params])
     torch.testing.assert_close(out["jacobian_rank"], matrix_rank(phi, 1e-4))
     torch.testing.assert_close(out["test_loss"], ((m.forward(p, ds.x_test) - ds.y_test) ** 2).mean(-1))

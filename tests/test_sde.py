@@ -48,7 +48,7 @@ def test_sde_noise_covariance_is_eta_delta_phi_t_phi(which):
     _, clean = model.loss_and_grad(params, x, y)
     incr_noise = -eta * (d - flat(clean)[0])  # increment minus its drift
     emp = incr_noise.T @ incr_noise / len(d) / eta
-    one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]  # noqa: E731
+    one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]
     phi = per_example_jacobian(one, {k: v[0] for k, v in params.items()}, x)
     want = eta * delta * phi.T @ phi
     assert torch.linalg.norm(emp - want) / torch.linalg.norm(want) < 0.06
@@ -62,7 +62,7 @@ def test_label_noise_is_unbiased_with_the_right_covariance():
     sigma = 0.3
     d = sample_directions(NoisyGradient(label_sigma=sigma), model, params, ds.x_train, ds.y_train)
     loss, clean = model.loss_and_grad(params, ds.x_train, ds.y_train)
-    one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]  # noqa: E731
+    one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]
     phi = per_example_jacobian(one, {k: v[0] for k, v in params.items()}, ds.x_train)
     n = ds.n
     cov = (2 * sigma / n) ** 2 * phi.T @ phi  # mse: l' = 2 (f - y - sigma xi)

@@ -1,5 +1,8 @@
-from . import toy_configs  # noqa: E402,F401  (registers the toy and offline data kinds)
-# Dataset kinds register on import (append one line per module).
-from . import related  # noqa: E402,F401  (scalar_target, support_regression)
-from . import image_configs, synthetic  # noqa: E402,F401  (sparse_regression; images, synthetic_images)
-from . import eos  # noqa: E402,F401  (chebyshev, sharpest_directions, eoss_regression)
+# Dataset kinds register on import (one module per family).
+from . import (  # noqa: F401
+    eos,  # chebyshev, sharpest_directions, eoss_regression
+    image_configs,  # images (CIFAR, Tiny ImageNet, digits, MNIST-1D), synthetic_images
+    related,  # scalar_target, support_regression
+    synthetic,  # sparse_regression
+    toy_configs,  # regression_1d, teacher_student_2d, three_layer_teacher, digits, mnist1d
+)

@@ -8,8 +8,8 @@ loader costs a few kernel launches per batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .images import to_unit_float
 
-__all__ = ["Augmentation", "NO_AUGMENTATION", "CIFAR_AUGMENTATION", "random_crop_flip", "BatchIterator"]
+__all__ = ["CIFAR_AUGMENTATION", "NO_AUGMENTATION", "Augmentation", "BatchIterator", "random_crop_flip"]
 
 # The standard CIFAR recipe: random 32x32 crop of the image padded by 4 pixels, random flip.
 CIFAR_CROP_PADDING = 4

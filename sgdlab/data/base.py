@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -32,7 +33,7 @@ class Dataset:
     def n(self) -> int:
         return self.x_train.shape[0]
 
-    def to(self, dtype=None, device=None) -> "Dataset":
+    def to(self, dtype=None, device=None) -> Dataset:
         def cv(t):
             if t.is_floating_point():
                 return t.to(dtype=dtype, device=device)

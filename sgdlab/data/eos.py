@@ -52,7 +52,7 @@ class Chebyshev(DataConfig):
     def build(self) -> Dataset:
         x = np.linspace(-1.0, 1.0, self.n)
         xt = np.linspace(-1.0, 1.0, self.n_test)
-        t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+        t = lambda a: torch.as_tensor(a, dtype=torch.float64)
         return Dataset(t(x[:, None]), t(chebyshev_t(self.k, x)), t(xt[:, None]), t(chebyshev_t(self.k, xt)))
 
 

@@ -22,7 +22,7 @@ import torch
 from ..errors import ConfigError, DataError
 from .images import ImageDataset
 
-__all__ = ["CIFAR_SPECS", "load_cifar10", "load_cifar100", "write_synthetic_cifar", "load_tiny_imagenet"]
+__all__ = ["CIFAR_SPECS", "load_cifar10", "load_cifar100", "load_tiny_imagenet", "write_synthetic_cifar"]
 
 # CIFAR images are 3 x 32 x 32, stored as one row of 3072 bytes (R plane, G plane, B plane).
 CIFAR_SHAPE = (3, 32, 32)

@@ -4,7 +4,7 @@ generated offline; never downloaded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -70,8 +70,8 @@ class SyntheticImages(DataConfig):
     def build(self) -> Dataset:
         rng = np.random.default_rng(self.seed)
         shape = (self.channels, self.size, self.size)
-        t = lambda n: torch.as_tensor(rng.integers(0, 256, (n, *shape), dtype=np.uint8))  # noqa: E731
-        lab = lambda n: torch.as_tensor(rng.integers(0, self.num_classes, n), dtype=torch.int64)  # noqa: E731
+        t = lambda n: torch.as_tensor(rng.integers(0, 256, (n, *shape), dtype=np.uint8))
+        lab = lambda n: torch.as_tensor(rng.integers(0, self.num_classes, n), dtype=torch.int64)
         return Dataset(t(self.n_train), lab(self.n_train), t(self.n_test), lab(self.n_test),
                        {"num_classes": torch.tensor(self.num_classes)},
                        augment=Augmentation() if self.augment else None)

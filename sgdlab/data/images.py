@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -20,8 +20,12 @@ from ..errors import ConfigError, DataError
 from ..registry import Registry
 
 __all__ = [
-    "ImageDataset", "to_unit_float", "load_digits", "load_mnist1d", "IMAGE_DATASETS",
+    "IMAGE_DATASETS",
+    "ImageDataset",
+    "load_digits",
     "load_image_dataset",
+    "load_mnist1d",
+    "to_unit_float",
 ]
 
 # uint8 pixels are mapped to [0, 1] by dividing by this.
@@ -102,7 +106,7 @@ class ImageDataset:
             raise ConfigError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
         return to_unit_float(getattr(self, f"x_{split}"))
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "ImageDataset":
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> ImageDataset:
         """The first ``n_train`` / ``n_test`` examples (``None`` keeps a split whole)."""
         return dataclasses.replace(
             self,

@@ -30,7 +30,7 @@ def sparse_regression(n: int, d: int, r: int, n_test: int, rng: np.random.Genera
     beta[r:] = 0
     beta = np.abs(beta) / np.linalg.norm(beta)
     y = x @ beta + (noise * rng.standard_normal(n) if noise > 0 else 0.0)
-    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)
     return Dataset(t(x), t(y), t(x_test), t(x_test @ beta),
                    {"beta_star": t(beta), "support": torch.as_tensor(beta != 0)})
 

@@ -15,8 +15,8 @@ one generator in the order documented per builder, so the same seed gives the sa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -25,17 +25,17 @@ from torch import Tensor
 from ..config import check
 
 __all__ = [
-    "ToyDataset",
     "Regression1DConfig",
+    "SharpestDirectionsConfig",
     "TeacherStudent2DConfig",
     "ThreeLayerTeacherConfig",
-    "SharpestDirectionsConfig",
+    "ToyDataset",
+    "hidden_preactivations",
     "regression_1d",
-    "teacher_student_2d",
-    "three_layer_teacher",
     "sharpest_directions",
     "teacher_forward",
-    "hidden_preactivations",
+    "teacher_student_2d",
+    "three_layer_teacher",
 ]
 
 # Teacher resampling attempts before giving up (a rejection happens with probability ~1/2 at the

@@ -108,7 +108,7 @@ def _require(module: str, kind: str):
 def _split(x: np.ndarray, y: np.ndarray, n_train: int, seed: int) -> Dataset:
     perm = np.random.default_rng(seed).permutation(len(x))
     tr, te = perm[:n_train], perm[n_train:]
-    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)
     return Dataset(t(x[tr]), torch.as_tensor(y[tr], dtype=torch.int64), t(x[te]),
                    torch.as_tensor(y[te], dtype=torch.int64))
 
@@ -142,6 +142,6 @@ class MNIST1D(DataConfig):
         data = importlib.import_module("mnist1d.data")
         d = data.make_dataset(data.get_dataset_args())
         del mod
-        t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+        t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
         return Dataset(t(d["x"]), torch.as_tensor(d["y"], dtype=torch.int64), t(d["x_test"]),
                        torch.as_tensor(d["y_test"], dtype=torch.int64))

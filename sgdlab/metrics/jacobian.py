@@ -39,7 +39,8 @@ entry; the single-run functions raise ``ValueError`` instead.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -48,13 +49,13 @@ from torch.func import functional_call, jacrev, vmap
 __all__ = [
     "DEFAULT_RTOL",
     "GRAM_MIN_RTOL",
+    "jacobian_rank",
+    "jacobian_rank_batched",
+    "jacobian_rank_fn",
+    "matrix_rank",
+    "model_jacobian",
     "per_example_jacobian",
     "per_example_jacobian_batched",
-    "model_jacobian",
-    "matrix_rank",
-    "jacobian_rank",
-    "jacobian_rank_fn",
-    "jacobian_rank_batched",
 ]
 
 DEFAULT_RTOL = 1e-4  # the paper's threshold for ReLU nets

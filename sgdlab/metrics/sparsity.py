@@ -43,14 +43,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "CONSTANT_RTOL",
+    "DEEP_MAX_NEURONS",
+    "TAU_DEEP",
     "TAU_REGRESSION_1D",
     "TAU_SHALLOW",
-    "TAU_DEEP",
-    "DEEP_MAX_NEURONS",
-    "CONSTANT_RTOL",
     "SparsityResult",
-    "feature_sparsity",
     "effective_rank",
+    "feature_sparsity",
 ]
 
 # Merge thresholds used in the paper.

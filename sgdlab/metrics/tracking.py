@@ -52,7 +52,7 @@ from .config import MetricsConfig
 from .curvature import HessianOperator, batch_curvature, lanczos
 from .curvature.batch import DEFAULT_MIN_BATCHES
 
-__all__ = ["RunLoss", "run_operator", "CurvatureTracker", "DEAD_THRESHOLD", "STREAM_CURVATURE"]
+__all__ = ["DEAD_THRESHOLD", "STREAM_CURVATURE", "CurvatureTracker", "RunLoss", "run_operator"]
 
 # Jastrzebski et al. (2018): a neuron is dead if its mean |activation| over a batch is below this.
 DEAD_THRESHOLD = 1e-3
@@ -151,7 +151,7 @@ class CurvatureTracker:
         self._cache: tuple | None = None
 
     @classmethod
-    def for_engine(cls, eng) -> "CurvatureTracker":
+    def for_engine(cls, eng) -> CurvatureTracker:
         """From an engine (duck-typed: cfg, model, data, groups, eval_steps)."""
         runs = {}
         for g in eng.groups:

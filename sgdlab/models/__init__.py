@@ -1,4 +1,8 @@
-from . import mlp  # noqa: E402,F401  (registers the relu_mlp model kind)
-# Model families register their config kinds on import (append one line per module).
-from . import linear, two_layer  # noqa: E402,F401  (related findings: docs/related-*.md)
-from . import deep, diagonal  # noqa: E402,F401  (diagonal_net; deep_net: CIFAR-style nn.Modules)
+# Model families register their config kinds on import (one module per family).
+from . import (  # noqa: F401
+    deep,  # deep_net: CIFAR-style nn.Modules on the engine
+    diagonal,  # diagonal_net
+    linear,  # linear (finite-sum quadratic)
+    mlp,  # relu_mlp (ReLU / tanh MLPs)
+    two_layer,  # two_layer (depth-2 linear / ReLU nets of the related findings)
+)

@@ -24,7 +24,6 @@ def diag_sgd_chunk(u, v, X, y, idx, full, lr, t0, diverged, max_loss):
     """
     R, d = u.shape
     T = lr.shape[1]
-    n = X.shape[0]
     if full:
         _diag_gd_chunk(u, v, X, y, lr, t0, diverged, max_loss)
         return

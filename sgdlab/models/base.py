@@ -13,7 +13,8 @@ Many independent runs (seeds x step sizes x schedules) of a small model advance 
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch.func import grad_and_value, vmap

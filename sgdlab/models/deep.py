@@ -16,10 +16,10 @@ authors measure them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
@@ -166,7 +166,7 @@ class ModuleModel(BatchedModel):
         return tot / len(x), wrong / len(x)
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
-        want = (lambda k: names is None or k in names)  # noqa: E731
+        want = (lambda k: names is None or k in names)
         blocks = names is None or any(k.endswith(("_sparsity", "_active")) for k in names)
         R = params[self.param_names[0]].shape[0]
         out: dict[str, list] = {}
@@ -251,7 +251,7 @@ class DeepNetConfig(ModelConfig):
 
         n_classes = int(data.extras["num_classes"])
         in_ch = data.x_train.shape[1]
-        factory = lambda g: build_deep_model(self.name, num_classes=n_classes,  # noqa: E731
+        factory = lambda g: build_deep_model(self.name, num_classes=n_classes,
                                              width=self.width or None, in_channels=in_ch, generator=g)
         return ModuleModel(factory, self.loss, n_classes, self.eval_train, self.sparsity_examples,
                            self.sparsity_max_neurons, self.autocast, self.bn_examples)

@@ -21,8 +21,9 @@ integer labels).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -212,7 +213,7 @@ class MLP(BatchedModel):
         ``test_error`` (classifiers), per hidden layer ``l``: ``feature_sparsity_l{l}`` (merged
         coefficient, tau = ``cfg.sparsity_tau``), ``positive_fraction_l{l}``, ``merged_l{l}``,
         ``dead_l{l}``, and ``jacobian_rank`` (rtol ``cfg.rank_rtol`` or 1e-4). All ``(R,)``."""
-        want = lambda k: names is None or k in names  # noqa: E731
+        want = lambda k: names is None or k in names
         out: dict[str, torch.Tensor] = {}
 
         def losses(x, y, tag):
@@ -244,7 +245,7 @@ class MLP(BatchedModel):
             if self.k == 1:
                 out["jacobian_rank"] = matrix_rank(self.jacobian(params, x), rtol)
             else:
-                one = lambda p, xb: self.forward({k: v.unsqueeze(0) for k, v in p.items()}, xb)[0]  # noqa: E731
+                one = lambda p, xb: self.forward({k: v.unsqueeze(0) for k, v in p.items()}, xb)[0]
                 out["jacobian_rank"] = jacobian_rank_batched(one, params, x, rtol)
         return {k: v for k, v in out.items() if want(k)}
 

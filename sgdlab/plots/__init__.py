@@ -27,9 +27,11 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
     return out
 
 
-__all__ = ["FIGURES", "plot_run", "draw_metric_panels", "plot_panels"]
+__all__ = ["FIGURES", "draw_metric_panels", "plot_panels", "plot_run"]
 
-from . import related  # noqa: E402,F401  (registers linear2_large_step, support_identification, replacement)
-from . import relu  # noqa: E402,F401  (registers neuron_movement, neuron_movement_gif, learned_function_1d)
-from . import curvature  # noqa: E402,F401  (registers sharpness_edge, sharpest_directions)
-from . import surface  # noqa: E402,F401  (registers loss_surface, loss_surface_gif)
+from . import (
+    curvature,  # noqa: F401  (registers sharpness_edge, sharpest_directions)
+    related,  # noqa: F401  (registers linear2_large_step, support_identification, replacement)
+    relu,  # noqa: F401  (registers neuron_movement, neuron_movement_gif, learned_function_1d)
+    surface,  # noqa: F401  (registers loss_surface, loss_surface_gif)
+)

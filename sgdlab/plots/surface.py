@@ -38,7 +38,7 @@ def _slice(rd: RunDir):
     first = {}
     for r in rd.runs():
         first.setdefault(r["arm"], r["index"])
-    flat = lambda p: torch.cat([p["u"], p["v"]]).double().abs().numpy()  # noqa: E731
+    flat = lambda p: torch.cat([p["u"], p["v"]]).double().abs().numpy()
     traj = {arm: np.stack([flat(params[i]) for _, params in snaps]) for arm, i in first.items()}
     w0 = traj[cfg.arms[0].name][0]
     root = np.sqrt(data.extras["beta_star"].double().numpy())

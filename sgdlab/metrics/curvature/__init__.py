@@ -17,14 +17,26 @@ This package never imports sgdlab's trainer, CLI or plots.
 """
 
 from ._common import LOSS_REDUCTION, SymmetricOperator
-from .batch import (QUANTITIES, MCEstimate, batch_curvature, batch_sharpness, gradient_noise_interaction,
-                    mini_batch_sharpness, step_sharpness)
+from .batch import (
+                    QUANTITIES,
+                    MCEstimate,
+                    batch_curvature,
+                    batch_sharpness,
+                    gradient_noise_interaction,
+                    mini_batch_sharpness,
+                    step_sharpness,
+)
 from .dense import MatrixOperator, dense_eigvalsh, dense_hessian
 from .density import SpectralDensity, spectral_density
 from .hvp import FunctionalLoss, HessianOperator, fixed_subset
 from .lanczos import EigResult, hessian_eigs, lanczos, sharpness
-from .summaries import (CurvatureSummary, condition_ratio, curvature_summary, directional_curvature,
-                        negative_eigenvalues)
+from .summaries import (
+                    CurvatureSummary,
+                    condition_ratio,
+                    curvature_summary,
+                    directional_curvature,
+                    negative_eigenvalues,
+)
 from .trace import TraceResult, hutchinson_trace
 
 __all__ = [

@@ -25,8 +25,9 @@ se(R) = std(a_B - R b_B) / (sqrt(n) |mean b|); ||g||^2 in GNI is exact (no error
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 
@@ -36,8 +37,15 @@ from ._common import check_positive_float, check_positive_int, make_generator
 from .hvp import BNMode, HessianOperator, HVPMethod, LossFn, _check_batch
 from .lanczos import lanczos
 
-__all__ = ["MCEstimate", "batch_curvature", "batch_sharpness", "mini_batch_sharpness",
-           "gradient_noise_interaction", "step_sharpness", "QUANTITIES"]
+__all__ = [
+    "QUANTITIES",
+    "MCEstimate",
+    "batch_curvature",
+    "batch_sharpness",
+    "gradient_noise_interaction",
+    "mini_batch_sharpness",
+    "step_sharpness",
+]
 
 Sampler = Literal["with_replacement", "without_replacement"] | Callable[[torch.Generator], torch.Tensor]
 _SAMPLERS = ("with_replacement", "without_replacement")

@@ -22,7 +22,7 @@ from sgdlab.errors import ConfigError
 from ._common import LOSS_REDUCTION, check_positive_int
 from .hvp import BNMode, FunctionalLoss, LossFn, _Data
 
-__all__ = ["dense_hessian", "dense_eigvalsh", "MatrixOperator", "DENSE_MAX_PARAMS"]
+__all__ = ["DENSE_MAX_PARAMS", "MatrixOperator", "dense_eigvalsh", "dense_hessian"]
 
 # A float64 (p, p) Hessian at p = 5000 takes 200 MB and the eigendecomposition a few seconds:
 # above that Lanczos is the tool.
@@ -43,7 +43,7 @@ def dense_hessian(model: torch.nn.Module, loss_fn: LossFn, data, *, bn_mode: BNM
     for x, y in _Data(data, chunk_size):
         xb, yb = fn.prepare(x, y)
         with fn.context():
-            f = lambda th: fn.loss(th, xb, yb)  # noqa: E731
+            f = lambda th: fn.loss(th, xb, yb)
             h = torch.autograd.functional.hessian(f, fn.theta) if batch_stats else hessian(f)(fn.theta)
         total += len(x) * h
         n += len(x)

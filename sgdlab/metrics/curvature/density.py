@@ -22,7 +22,13 @@ import torch
 
 from sgdlab.errors import ConfigError
 
-from ._common import check_operator, check_positive_float, check_positive_int, make_generator, rademacher
+from ._common import (
+    check_operator,
+    check_positive_float,
+    check_positive_int,
+    make_generator,
+    rademacher,
+)
 from .lanczos import lanczos_quadrature
 
 __all__ = ["SpectralDensity", "spectral_density"]

@@ -34,7 +34,8 @@ same H v up to rounding (tested against the dense Hessian).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Literal
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ from sgdlab.errors import ConfigError, choices_message
 
 from ._common import LOSS_REDUCTION, check_positive_int, make_generator
 
-__all__ = ["HessianOperator", "FunctionalLoss", "fixed_subset", "BNMode", "HVPMethod"]
+__all__ = ["BNMode", "FunctionalLoss", "HVPMethod", "HessianOperator", "fixed_subset"]
 
 BNMode = Literal["eval", "train"]
 HVPMethod = Literal["auto", "rev_rev", "fwd_rev"]
@@ -274,7 +275,7 @@ class HessianOperator:
         self.n_hvp = 0
         self.loss_reduction = LOSS_REDUCTION
 
-    def with_data(self, data, chunk_size: int | None = None) -> "HessianOperator":
+    def with_data(self, data, chunk_size: int | None = None) -> HessianOperator:
         """The Hessian at the same parameters on other data (shares the snapshot, new counter)."""
         op = object.__new__(HessianOperator)
         op._init(self.fn, _Data(data, chunk_size))

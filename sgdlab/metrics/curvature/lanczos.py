@@ -34,12 +34,24 @@ import torch
 
 from sgdlab.errors import ConfigError, choices_message
 
-from ._common import (check_operator, check_positive_float, check_positive_int, make_generator,
-                      randn)
+from ._common import (
+    check_operator,
+    check_positive_float,
+    check_positive_int,
+    make_generator,
+    randn,
+)
 from .hvp import BNMode, HessianOperator, HVPMethod, LossFn
 
-__all__ = ["EigResult", "lanczos", "hessian_eigs", "sharpness", "lanczos_quadrature",
-           "DEFAULT_TOL", "DEFAULT_MAX_HVP"]
+__all__ = [
+    "DEFAULT_MAX_HVP",
+    "DEFAULT_TOL",
+    "EigResult",
+    "hessian_eigs",
+    "lanczos",
+    "lanczos_quadrature",
+    "sharpness",
+]
 
 Which = Literal["LA", "SA", "BE", "LM"]
 _WHICH = ("LA", "SA", "BE", "LM")

@@ -18,8 +18,13 @@ from sgdlab.errors import ConfigError
 from ._common import check_operator, check_positive_int
 from .lanczos import _NEAR_ZERO_REL, DEFAULT_TOL, EigResult, lanczos
 
-__all__ = ["CurvatureSummary", "curvature_summary", "condition_ratio", "negative_eigenvalues",
-           "directional_curvature"]
+__all__ = [
+    "CurvatureSummary",
+    "condition_ratio",
+    "curvature_summary",
+    "directional_curvature",
+    "negative_eigenvalues",
+]
 
 
 @dataclass(frozen=True)

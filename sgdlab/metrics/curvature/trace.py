@@ -16,7 +16,7 @@ import torch
 
 from ._common import check_operator, check_positive_int, make_generator, rademacher
 
-__all__ = ["TraceResult", "hutchinson_trace", "DEFAULT_TRACE_SAMPLES"]
+__all__ = ["DEFAULT_TRACE_SAMPLES", "TraceResult", "hutchinson_trace"]
 
 # 100 probes: the standard error is ~10% of the per-probe spread, enough to compare runs.
 DEFAULT_TRACE_SAMPLES = 100

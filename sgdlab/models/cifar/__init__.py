@@ -32,7 +32,7 @@ torch's default generator). ``densenet100-bc`` additionally takes ``depth``, ``c
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -45,8 +45,19 @@ from .vgg import VGG
 from .wide_resnet import WideResNet
 
 __all__ = [
-    "DEEP_MODELS", "DEFAULT_WIDTHS", "build_deep_model", "BlockNet", "PoolHead", "init_weights",
-    "count_parameters", "ResNet", "PreActResNet", "CifarResNet", "WideResNet", "DenseNet", "VGG",
+    "DEEP_MODELS",
+    "DEFAULT_WIDTHS",
+    "VGG",
+    "BlockNet",
+    "CifarResNet",
+    "DenseNet",
+    "PoolHead",
+    "PreActResNet",
+    "ResNet",
+    "WideResNet",
+    "build_deep_model",
+    "count_parameters",
+    "init_weights",
 ]
 
 DEEP_MODELS: Registry[Callable[..., BlockNet]] = Registry("deep model")

@@ -22,12 +22,12 @@ Every model in :mod:`sgdlab.models.cifar` is a :class:`BlockNet`:
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["BlockNet", "PoolHead", "init_weights", "count_parameters"]
+__all__ = ["BlockNet", "PoolHead", "count_parameters", "init_weights"]
 
 
 class PoolHead(nn.Module):

@@ -6,7 +6,7 @@ All take ``(N, C_in, H, W)`` inputs in [0, 1] and follow the block-output protoc
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from torch import nn
 
 from .base import BlockNet, PoolHead, init_weights
 
-__all__ = ["BasicBlock", "PreActBlock", "ResNet", "PreActResNet", "CifarResNet"]
+__all__ = ["BasicBlock", "CifarResNet", "PreActBlock", "PreActResNet", "ResNet"]
 
 # Channel multipliers of the four stages of an ImageNet-style ResNet (w, 2w, 4w, 8w).
 STAGE_MULTIPLIERS_4 = (1, 2, 4, 8)

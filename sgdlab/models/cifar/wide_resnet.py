@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .base import BlockNet, PoolHead, init_weights
-from .resnet import PreActBlock, STAGE_MULTIPLIERS_3, conv3x3
+from .resnet import STAGE_MULTIPLIERS_3, PreActBlock, conv3x3
 
 __all__ = ["WideResNet"]
 
