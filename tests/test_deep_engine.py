@@ -130,3 +130,19 @@ def test_deep_resume_is_bitwise_identical(tmp_path):
     for k in full.metrics:
         np.testing.assert_array_equal(res.metrics[k], full.metrics[k])
     assert "ema_test_error" in full.metrics and "ema_block4_sparsity" in full.metrics
+
+
+def test_tracked_sharpness_of_a_deep_net_equals_the_library_on_the_module():
+    """Engine tracking (metrics.curvature_every) on a deep net = sgdlab.metrics.curvature.sharpness
+    on the same weights as a plain nn.Module, BatchNorm in eval mode, float64."""
+    from sgdlab.metrics.curvature import sharpness
+
+    c = cfg(steps=4)
+    c = ExperimentConfig(**{**c.__dict__, "metrics": MetricsConfig(sparsity_tau=0.95, curvature_every=1)})
+    eng, state, m = train(c)
+    p = eng.params_of(state, 0)
+    net = build_deep_model("resnet18", num_classes=4, width=2, in_channels=3).double()
+    net.load_state_dict({k.removeprefix(BUFFER): v for k, v in p.items()})
+    x = eng.data.x_train.double() / 255
+    lam = sharpness(net, torch.nn.functional.cross_entropy, (x, eng.data.y_train), bn_mode="eval", tol=1e-8)
+    assert m["sharpness"][-1, 0] == pytest.approx(lam, rel=1e-4)

@@ -79,22 +79,27 @@ class RunLoss(torch.nn.Module):
                  weight_decay: float = 0.0):
         super().__init__()
         self._model, self._x, self._y, self.weight_decay = model, x, y, float(weight_decay)
-        self._names = list(params)
-        for k, v in params.items():
-            self.register_parameter(k, torch.nn.Parameter(v.detach().clone()))
+        trainable = model.trainable(params) if hasattr(model, "trainable") else list(params)
+        # nn.Module parameter names cannot contain "." (deep nets' "stage1.0.conv1.weight")
+        self._names = {k: k.replace(".", "__") for k in trainable}
+        for k, name in self._names.items():
+            self.register_parameter(name, torch.nn.Parameter(params[k].detach().clone()))
+        # non-trainable state (e.g. BatchNorm running statistics) enters as constants
+        self._fixed = {k: v.detach() for k, v in params.items() if k not in self._names}
 
     def params(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k) for k in self._names}
+        return {k: getattr(self, name) for k, name in self._names.items()}
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         p = self.params()
         dt = next(iter(p.values())).dtype
+        fixed = {k: (v.to(dt) if v.is_floating_point() else v).unsqueeze(0) for k, v in self._fixed.items()}
         idx = idx.to(self._x.device)
         x = self._x[idx]
         y = self._y[idx]
         x = x.to(dt) if x.is_floating_point() else x
         y = y.to(dt) if y.is_floating_point() else y
-        loss = self._model.loss({k: v.unsqueeze(0) for k, v in p.items()}, x, y)[0]
+        loss = self._model.loss({**fixed, **{k: v.unsqueeze(0) for k, v in p.items()}}, x, y)[0]
         if self.weight_decay:
             loss = loss + 0.5 * self.weight_decay * sum((v * v).sum() for v in p.values())
         return loss

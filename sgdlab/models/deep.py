@@ -98,6 +98,18 @@ class ModuleModel(BatchedModel):
             return torch.stack([self._call(params, r, self._inputs(x if x.dim() == 4 else x[r], dt), False)
                                 for r in range(R)])
 
+    def loss(self, params, x, y):
+        """Differentiable mean loss per run, (R,), in eval mode (BatchNorm uses its running
+        statistics, so the loss is a fixed function of the weights: what curvature measures)."""
+        dt = params[self.param_names[0]].dtype
+        R = params[self.param_names[0]].shape[0]
+        out = []
+        for r in range(R):
+            xb = self._inputs(x[r] if x.dim() == 5 else x, dt)
+            yb = y[r] if y.dim() == 2 else y
+            out.append(self.per_example_loss(self._call(params, r, xb, False), yb).mean())
+        return torch.stack(out)
+
     def loss_and_grad(self, params, x, y):
         """Per run: mean batch loss and its gradient (train mode: BN batch statistics, running
         statistics updated in place). x: (R, b, C, H, W) uint8 or float; y: (R, b) class labels."""
