@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 import time
@@ -75,7 +76,7 @@ def hvp_method_times(model, data, bn_mode, reps: int) -> dict[str, float]:
             op = HessianOperator(model, F.cross_entropy, data, bn_mode=bn_mode, dtype=dtype, method=method)
             v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0), dtype=dtype)
             op.matvec(v)  # warm-up
-            _, t = timed(lambda: [op.matvec(v) for _ in range(reps)])
+            _, t = timed(lambda op=op, v=v: [op.matvec(v) for _ in range(reps)])
             out[f"{method}/{str(dtype)[6:]}"] = t / reps
     return out
 
@@ -90,7 +91,7 @@ def library_status() -> dict[str, str]:
         try:
             m = importlib.import_module(mod)
             out[mod] = "ok " + str(getattr(m, "__version__", ""))
-        except Exception as e:  # ImportError, or a missing dependency of the library
+        except Exception as e:  # ImportError, or a missing dependency of the library  # noqa: BLE001
             out[mod] = f"not installed ({type(e).__name__}: {e})"
     return out
 
@@ -140,7 +141,7 @@ def run_pyhessian(model, data, tol, cap, seed=0):
         wall = time.perf_counter() - t
         ph.hessian_vector_product = orig
         _restore_model(model, was_training)
-    return dict(lam=lam, hvp=min(count[0], cap), wall=wall, note=note)
+    return {"lam": lam, "hvp": min(count[0], cap), "wall": wall, "note": note}
 
 
 def run_eigenthings(model, data, tol, cap, seed=0):
@@ -156,7 +157,7 @@ def run_eigenthings(model, data, tol, cap, seed=0):
     orig = op.matvec
     Q, HQ = [], []
     G, A, C = (torch.zeros(cap, cap, dtype=torch.float64) for _ in range(3))
-    state = dict(lam=float("nan"), t=None)
+    state = {"lam": float("nan"), "t": None}
     t0 = time.perf_counter()
 
     def monitored(v):
@@ -198,7 +199,7 @@ def run_eigenthings(model, data, tol, cap, seed=0):
         lam, wall, note = float("nan"), time.perf_counter() - t0, f"stopped at {cap} HVPs"
     finally:
         _restore_model(model, was_training)
-    return dict(lam=lam, hvp=len(Q), wall=wall, note=note)
+    return {"lam": lam, "hvp": len(Q), "wall": wall, "note": note}
 
 
 def run_curvlinops(model, data, tol, cap, seed=0):
@@ -232,7 +233,7 @@ def run_curvlinops(model, data, tol, cap, seed=0):
         wall = time.perf_counter() - t
         HessianLinearOperator._matmat_batch = cls_mm
         _restore_model(model, was_training)
-    return dict(lam=lam, hvp=min(count[0], cap), wall=wall, note=note)
+    return {"lam": lam, "hvp": min(count[0], cap), "wall": wall, "note": note}
 
 
 RUNNERS = {"pyhessian": run_pyhessian, "hessian_eigenthings": run_eigenthings, "curvlinops": run_curvlinops}
@@ -244,9 +245,9 @@ def top_eigenvalue_rows(name, model, data, bn_mode, check: bool, libs: dict[str,
     rows = []
 
     def add(solver, setting, lam, hvp, wall, note=""):
-        err = abs(lam - ref) / abs(ref) if ref is not None and lam == lam else float("nan")
-        rows.append(dict(model=name, solver=solver, setting=setting, lam=lam, err=err, hvp=hvp, wall=wall,
-                         note=note))
+        err = abs(lam - ref) / abs(ref) if ref is not None and not math.isnan(lam) else float("nan")
+        rows.append({"model": name, "solver": solver, "setting": setting, "lam": lam, "err": err, "hvp": hvp, "wall": wall,
+                         "note": note})
 
     ref = None
     op64 = HessianOperator(model, F.cross_entropy, data, bn_mode=bn_mode, dtype=ref_dtype)
@@ -268,8 +269,8 @@ def top_eigenvalue_rows(name, model, data, bn_mode, check: bool, libs: dict[str,
     add("scipy eigsh on sgdlab op", "tol 1e-4", lam, op2.n_hvp, t2)
     for mod, status in libs.items():
         if not status.startswith("ok"):
-            rows.append(dict(model=name, solver=LIBS[mod], setting="not installed", lam=float("nan"),
-                             err=float("nan"), hvp=0, wall=float("nan"), note=""))
+            rows.append({"model": name, "solver": LIBS[mod], "setting": "not installed", "lam": float("nan"),
+                             "err": float("nan"), "hvp": 0, "wall": float("nan"), "note": ""})
             continue
         for setting, tol in (("defaults", None), ("tol 1e-4", MATCHED_TOL)):
             r = RUNNERS[mod](model, data, tol, cap)
@@ -312,12 +313,12 @@ def sgd_tracking(steps: int, n: int, n_track: int, batch: int, lr: float, other:
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(2)
     prev, rows = None, []
-    totals = dict(cold_hvp=0, warm_hvp=0, other_hvp=0, cold_s=0.0, warm_s=0.0, other_s=0.0, other_maxerr=0.0)
+    totals = {"cold_hvp": 0, "warm_hvp": 0, "other_hvp": 0, "cold_s": 0.0, "warm_s": 0.0, "other_s": 0.0, "other_maxerr": 0.0}
     for step in range(steps + 1):
         if step % TRACK_EVERY == 0:
             op = HessianOperator(model, F.cross_entropy, subset)
-            cold, tc = timed(lambda: lanczos(op, 1, seed=step, return_eigenvectors=False))
-            warm, tw = timed(lambda: lanczos(op, 1, v0=prev, seed=step))
+            cold, tc = timed(lambda op=op, step=step: lanczos(op, 1, seed=step, return_eigenvectors=False))
+            warm, tw = timed(lambda op=op, prev=prev, step=step: lanczos(op, 1, v0=prev, seed=step))
             prev = warm.eigenvectors
             totals["cold_hvp"] += cold.n_hvp
             totals["warm_hvp"] += warm.n_hvp

@@ -28,7 +28,7 @@ def numpy_reference(x, y, x_test, y_test, lr_fn, T, eval_steps, rng):
     """The authors' loop: one run, losses at eval steps, batch-1 SGD with replacement."""
     d = x.shape[1]
     u, v = 0.1 * np.ones(d), np.zeros(d)
-    evals = set(int(s) for s in eval_steps)
+    evals = {int(s) for s in eval_steps}
     lrs = lr_fn(np.arange(T)).tolist()  # the authors keep a scalar and divide it at thresholds
     losses = []
     for i in range(T):

@@ -40,7 +40,7 @@ def reference_run(data, lr_fn, T, eval_steps, seed, m=20):
     opt = torch.optim.SGD(net.parameters(), lr=lr_fn(0))
     x, y, xt, yt = data.x_train, data.y_train[:, None], data.x_test, data.y_test[:, None]
     n_params = sum(p.numel() for p in net.parameters())
-    evals, rng = set(int(s) for s in eval_steps), np.random.default_rng(seed)
+    evals, rng = {int(s) for s in eval_steps}, np.random.default_rng(seed)
     for i in range(T + 1):
         if i in evals:
             with torch.no_grad():

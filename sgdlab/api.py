@@ -169,7 +169,7 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
             from .plots import plot_run
 
             plot_run(rd.path)
-        except Exception as e:  # a figure must never lose a finished run
+        except Exception as e:  # a figure must never lose a finished run  # noqa: BLE001
             print(f"warning: figure not drawn: {type(e).__name__}: {e}", file=sys.stderr)
     if not quiet:
         from .summary import format_table

@@ -232,7 +232,7 @@ def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor,
                 spec = tomllib.loads(Path(sweep_file).read_text())
                 unknown = set(spec) - {"experiment", "seeds", "set", "grid"}
                 if unknown:
-                    raise SgdlabError(f"sweep file: unknown key {sorted(unknown)[0]!r}; allowed: experiment, grid, "
+                    raise SgdlabError(f"sweep file: unknown key {min(unknown)!r}; allowed: experiment, grid, "
                                       f"seeds, set")
                 experiment = experiment or spec.get("experiment")
                 seeds = seeds or spec.get("seeds")

@@ -148,7 +148,7 @@ def from_dict(cls, data: dict, path: str = ""):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = set(data) - set(fields)
     if unknown:
-        bad = sorted(unknown)[0]
+        bad = min(unknown)
         where = f"{path}.{bad}" if path else bad
         raise ConfigError(f"{where}: {choices_message(f'key for {cls.__name__}', bad, fields)}")
     kwargs = {}

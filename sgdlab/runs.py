@@ -84,11 +84,11 @@ def dumps(obj) -> str:
 def git_revision() -> str | None:
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
         if out.returncode != 0:
             return None
         dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -196,7 +196,7 @@ class RunDir:
                                   f"checkpoint; start it again with `sgdlab run {self.path / CONFIG}`")
         try:
             return torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as e:  # torch raises several types for torn/corrupt files
+        except Exception as e:  # torch raises several types for torn/corrupt files  # noqa: BLE001
             raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or unreadable ({type(e).__name__}: {e}); "
                                   f"the metrics written so far are intact in {METRICS}") from None
 
@@ -223,7 +223,7 @@ class RunDir:
         for f in sorted(d.glob("step_*.pt")) if d.exists() else []:
             try:
                 s = torch.load(f, map_location="cpu", weights_only=False)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001
                 raise CheckpointError(f"snapshot {str(f)!r} is corrupt ({type(e).__name__}: {e})") from None
             out.append((s["step"], s["params"]))
         return out

@@ -68,7 +68,8 @@ def format_table(summary: dict) -> str:
         rows.append(cells)
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
-    out = [f"{summary['experiment']}: {summary['n_runs']} runs x {summary['steps']} steps "
-           f"in {summary['wall_seconds']:.1f} s", line(head), line(["-" * w for w in widths])]
+    title = (f"{summary['experiment']}: {summary['n_runs']} runs x {summary['steps']} steps "
+             f"in {summary['wall_seconds']:.1f} s")
+    out = [title, line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)

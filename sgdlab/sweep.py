@@ -181,7 +181,7 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1) -> dict:
         else:
             api.run(cfg, p, progress=False, quiet=True, overwrite=True)
         return {"status": "done"}
-    except Exception as e:  # a failing job is recorded, the sweep goes on
+    except Exception as e:  # a failing job is recorded, the sweep goes on  # noqa: BLE001
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
@@ -270,7 +270,7 @@ def _run_ray(todo, args, workers, address):
         raise ConfigError("the ray executor needs Ray: pip install 'sgdlab[ray]'") from None
     started = False
     if not ray.is_initialized():
-        kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False)
+        kw = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
         if address:
             ray.init(address=address, **kw)
         else:
@@ -285,7 +285,7 @@ def _run_ray(todo, args, workers, address):
             for r in done:
                 try:
                     res = ray.get(r)
-                except Exception as e:  # worker died
+                except Exception as e:  # worker died  # noqa: BLE001
                     res = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
                 yield refs[r], res
     finally:

@@ -45,11 +45,11 @@ def brute_force(model, loss, data, batches):
     for idx in batches:
         idx = torch.as_tensor(idx)
         g, h = grad(idx), dense_hessian(model, loss, (x[idx], y[idx]))
-        rows.append(dict(bs=g @ h @ g / (g @ g), num=g @ h @ g, den=g @ g,
-                         lam=torch.linalg.eigvalsh(h)[-1], gni=g @ h_full @ g, step=g @ h_full @ g / (g @ g)))
+        rows.append({"bs": g @ h @ g / (g @ g), "num": g @ h @ g, "den": g @ g,
+                         "lam": torch.linalg.eigvalsh(h)[-1], "gni": g @ h_full @ g, "step": g @ h_full @ g / (g @ g)})
     mean = lambda k: float(torch.stack([r[k] for r in rows]).mean())
-    return dict(batch_sharpness=mean("bs"), batch_sharpness_ratio=mean("num") / mean("den"),
-                minibs=mean("lam"), gni=mean("gni") / float(g_full @ g_full), step_sharpness=mean("step"))
+    return {"batch_sharpness": mean("bs"), "batch_sharpness_ratio": mean("num") / mean("den"),
+                "minibs": mean("lam"), "gni": mean("gni") / float(g_full @ g_full), "step_sharpness": mean("step")}
 
 
 SUBSETS = list(itertools.combinations(range(N), B))  # 15 batches, uniform without replacement
@@ -90,7 +90,7 @@ def test_monte_carlo_matches_brute_force_within_standard_errors(sampler, batches
 
 def test_wrappers_reproducible_and_minibs_bounds_sharpness():
     model, loss, data = problem()
-    kw = dict(sampler="without_replacement", seed=3, rse_tol=0.05)
+    kw = {"sampler": "without_replacement", "seed": 3, "rse_tol": 0.05}
     a, b = batch_sharpness(model, loss, data, B, **kw), batch_sharpness(model, loss, data, B, **kw)
     assert a == b and a.name == "batch_sharpness" and "mean over examples" in a.loss_reduction
     assert batch_sharpness(model, loss, data, B, ratio=True, **kw).name == "batch_sharpness_ratio"

@@ -124,9 +124,9 @@ def test_chunking_does_not_change_results(monkeypatch):
     import sgdlab.train as tr
 
     cfg = small_cfg(ARMS[:2], steps=3000)
-    _, s1, m1 = train(cfg)
+    _, _s1, m1 = train(cfg)
     monkeypatch.setattr(tr, "CHUNK", 77)
-    _, s2, m2 = train(cfg)
+    _, _s2, m2 = train(cfg)
     for k in m1:
         np.testing.assert_array_equal(m1[k], m2[k])
 

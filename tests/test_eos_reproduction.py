@@ -71,9 +71,9 @@ def test_gd_sharpness_settles_at_two_over_eta_after_progressive_sharpening():
         med = float(np.median(_last_third(eng, m, "sharpness", r)))
         reached = np.nonzero(lam >= 0.9 * edge)[0]
         after = loss[reached[0]:] if len(reached) else loss[:0]
-        report[r] = dict(min_first_third=float(lam[first].min() / edge), median_last_third=med / edge,
-                         final_loss=float(loss[-1]), loss_t3=float(loss[np.searchsorted(steps, steps[-1] // 3)]),
-                         n_increases=int((np.diff(after) > 0).sum()))
+        report[r] = {"min_first_third": float(lam[first].min() / edge), "median_last_third": med / edge,
+                         "final_loss": float(loss[-1]), "loss_t3": float(loss[np.searchsorted(steps, steps[-1] // 3)]),
+                         "n_increases": int((np.diff(after) > 0).sum())}
     for r, rep in report.items():
         assert 0.9 <= rep["median_last_third"] <= 1.2, report    # (b)
         assert rep["final_loss"] < rep["loss_t3"], report         # (c)
@@ -101,8 +101,8 @@ def test_sgd_batch_sharpness_at_edge_while_lambda_max_below():
     })
     eng, _, m = train(cfg)
     edge = 2 / EOSS_ETA
-    report = {r: dict(lam=float(np.median(_last_third(eng, m, "sharpness", r))) / edge,
-                      bs=float(np.median(_last_third(eng, m, "batch_sharpness", r))) / edge)
+    report = {r: {"lam": float(np.median(_last_third(eng, m, "sharpness", r))) / edge,
+                      "bs": float(np.median(_last_third(eng, m, "batch_sharpness", r))) / edge}
               for r in range(eng.n_runs)}
     for rep in report.values():
         assert rep["lam"] < 1.0, report                  # (a)

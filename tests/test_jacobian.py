@@ -143,10 +143,10 @@ def test_gram_and_svd_agree_on_known_spectrum():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(rtol=-1.0), "rtol"),
-        (dict(rtol=1.0), "rtol"),
-        (dict(method="qr"), "allowed"),
-        (dict(rtol=1e-9, method="gram"), "svd"),
+        ({"rtol": -1.0}, "rtol"),
+        ({"rtol": 1.0}, "rtol"),
+        ({"method": "qr"}, "allowed"),
+        ({"rtol": 1e-9, "method": "gram"}, "svd"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
@@ -155,5 +155,5 @@ def test_bad_arguments_raise(kwargs, match):
 
 
 def test_model_must_be_module():
-    with pytest.raises(ValueError, match="nn.Module"):
+    with pytest.raises(TypeError, match="nn.Module"):
         jacobian_rank(lambda x: x, torch.zeros(2, 1))

@@ -31,7 +31,7 @@ def run(width, seeds):
     cfg = sgdlab.load_experiment("linear2-large-step")
     sets = [f"model.width={width}", f"seeds={seeds}", "steps=1000", "eval.points=150", "snapshots=0", "extra_figures=[]"]
     cfg = sgdlab.override(cfg, sets)
-    arms = [dict(name=f"GD eta={e:g}", optimizer={"kind": "gd"}, schedule={"kind": "constant", "lr": e}) for e in ETAS]
+    arms = [{"name": f"GD eta={e:g}", "optimizer": {"kind": "gd"}, "schedule": {"kind": "constant", "lr": e}} for e in ETAS]
     from sgdlab.config import from_dict, to_dict
 
     d = to_dict(cfg)
@@ -45,7 +45,7 @@ def run(width, seeds):
 
 @pytest.mark.parametrize("width,seeds", [(1, 4), (3, 3)])
 def test_large_step_gd_finds_flatter_lower_norm_minima(width, seeds):
-    cfg, eng, p0, res = run(width, seeds)
+    cfg, _eng, p0, res = run(width, seeds)
     m, steps = res.metrics, res.steps
     eta = np.array([next(a for a in cfg.arms if a.name == r["arm"]).schedule.lr for r in res.runs])
     seed = np.array([r["seed"] for r in res.runs])
@@ -72,9 +72,9 @@ def test_large_step_gd_finds_flatter_lower_norm_minima(width, seeds):
     for i in np.nonzero(converged)[0]:
         assert lam[i] < lam_gf[seed[i]], (eta[i], seed[i], lam[i], lam_gf[seed[i]])
     # (d)
-    for s in lam_gf:
-        beyond = converged & (seed == s) & (eta > 2 / lam_gf[s])
-        assert beyond.any(), (s, lam_gf[s])
+    for s, lam_s in lam_gf.items():
+        beyond = converged & (seed == s) & (eta > 2 / lam_s)
+        assert beyond.any(), (s, lam_s)
     # (e)
     assert not converged[eta >= 1.0].any()
     assert m["train_loss"][-1][converged].max() <= CONVERGED_LOSS

@@ -48,7 +48,7 @@ def test_linear_model_gradient_and_optimum():
     model = LinearConfig().build(data)
     gen = torch.Generator().manual_seed(1)
     params = {"theta": torch.randn(2, 4, dtype=torch.float64, generator=gen)}
-    loss, g = model.loss_and_grad(params, data.x_train, data.y_train)
+    _loss, g = model.loss_and_grad(params, data.x_train, data.y_train)
     p = {"theta": params["theta"].clone().requires_grad_(True)}
     model.loss(p, data.x_train, data.y_train).sum().backward()
     torch.testing.assert_close(g["theta"], p["theta"].grad, rtol=1e-12, atol=1e-14)

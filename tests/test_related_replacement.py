@@ -23,8 +23,8 @@ def test_reshuffling_has_smaller_epoch_end_deviation_at_small_eta():
     cfg = sgdlab.load_experiment("replacement-quadratic")
     d = to_dict(cfg)
     d.update(steps=STEPS, seeds=6, extra_figures=[], eval={"grid": "linear", "points": STEPS // 32 + 1})
-    d["arms"] = [dict(name=f"{'SGD' if rep else 'RR'} eta={e:g}", schedule={"kind": "constant", "lr": e},
-                      optimizer={"kind": "sgd", "batch_size": 1, "replacement": rep})
+    d["arms"] = [{"name": f"{'SGD' if rep else 'RR'} eta={e:g}", "schedule": {"kind": "constant", "lr": e},
+                      "optimizer": {"kind": "sgd", "batch_size": 1, "replacement": rep}}
                  for e in ETAS for rep in (True, False)]
     cfg = from_dict(type(cfg), d)
     res = sgdlab.run(cfg, progress=False, quiet=True)

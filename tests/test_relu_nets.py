@@ -48,7 +48,10 @@ def test_closed_form_gradient_and_jacobian_match_torch_func(cfg, data):
                                    per_example_jacobian_batched(one, p, ds.x_test[:50]), rtol=1e-12, atol=1e-13)
 
 
-def _cfg(arms, steps=400, seeds=3, model=MLPConfig(), data=TS, **kw):
+DEFAULT_MLP = MLPConfig()
+
+
+def _cfg(arms, steps=400, seeds=3, model=DEFAULT_MLP, data=TS, **kw):
     return ExperimentConfig(data=data, model=model, arms=tuple(arms), steps=steps, seeds=seeds,
                             eval=EvalConfig("linear", 5), **kw)
 
@@ -99,7 +102,7 @@ def test_metrics_match_definitions_and_skip_missing_test_labels():
 def test_one_d_regression_trains_through_the_engine_without_test_labels():
     cfg = _cfg([ArmConfig("sgd", SGD(1), Constant(2e-4))], steps=200, seeds=2, data=Regression1D(),
                model=MLPConfig(hidden=(20,), biases=(True, False), init="blanc", init_scales=(1.0, 1.0)))
-    _, state, m = train(cfg)
+    _, _state, m = train(cfg)
     assert "test_loss" not in m and np.isfinite(m["train_loss"]).all()
     assert m["train_loss"][-1].max() < m["train_loss"][0].min()
 

@@ -91,7 +91,7 @@ def test_metrics_are_readable_with_a_torn_last_line(tmp_path):
     n = len(p.read_text().splitlines())
     with open(p, "a") as f:
         f.write('{"step": 99999, "train_lo')  # a write cut by a kill
-    steps, m = RunDir(tmp_path / "r").metrics()
+    steps, _m = RunDir(tmp_path / "r").metrics()
     assert len(steps) == n
 
 

@@ -61,7 +61,7 @@ def test_label_noise_is_unbiased_with_the_right_covariance():
     params = model.init_params([2])
     sigma = 0.3
     d = sample_directions(NoisyGradient(label_sigma=sigma), model, params, ds.x_train, ds.y_train)
-    loss, clean = model.loss_and_grad(params, ds.x_train, ds.y_train)
+    _loss, clean = model.loss_and_grad(params, ds.x_train, ds.y_train)
     one = lambda q, xb: model.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]
     phi = per_example_jacobian(one, {k: v[0] for k, v in params.items()}, ds.x_train)
     n = ds.n
@@ -91,14 +91,14 @@ ARMS = [ArmConfig("sde", ConstantNoiseSDE(delta=1e-3, noise_steps=500), Piecewis
 def test_noise_is_counter_based_chunking_and_seeds(monkeypatch, model):
     import sgdlab.train as tr
 
-    kw = dict(data=TeacherStudent2D(n_test=50)) if model else dict(data=SparseRegression(n=20, d=30, r=3, n_test=50))
+    kw = {"data": TeacherStudent2D(n_test=50)} if model else {"data": SparseRegression(n=20, d=30, r=3, n_test=50)}
     if model:
         kw["model"] = model
     cfg = ExperimentConfig(arms=tuple(ARMS), steps=600, seeds=2, eval=EvalConfig("linear", 4), **kw)
     eng, s1, m1 = train(cfg)
     assert eng.n_runs == 8  # noisy full-batch runs are stochastic: one run per seed even from a fixed init
     monkeypatch.setattr(tr, "CHUNK", 97)
-    _, s2, m2 = train(cfg)
+    _, _s2, m2 = train(cfg)
     for k in m1:
         np.testing.assert_array_equal(m1[k], m2[k])
     p = [eng.params_of(s1, r.index) for r in eng.runs]

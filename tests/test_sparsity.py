@@ -177,17 +177,21 @@ def test_effective_rank_known_cases():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (dict(A=torch.zeros(3)), "shape"),
-        (dict(A=torch.zeros(1, 4)), "n >= 2"),
-        (dict(A=torch.zeros(4, 3), tau=1.5), "tau"),
-        (dict(A=torch.zeros(4, 3), tau=-0.1), "tau"),
-        (dict(A=torch.zeros(4, 3), max_neurons=0), "max_neurons"),
-        (dict(A="features"), "torch.Tensor"),
+        ({"A": torch.zeros(3)}, "shape"),
+        ({"A": torch.zeros(1, 4)}, "n >= 2"),
+        ({"A": torch.zeros(4, 3), "tau": 1.5}, "tau"),
+        ({"A": torch.zeros(4, 3), "tau": -0.1}, "tau"),
+        ({"A": torch.zeros(4, 3), "max_neurons": 0}, "max_neurons"),
     ],
 )
 def test_bad_input_raises(bad, match):
     with pytest.raises(ValueError, match=match):
         feature_sparsity(**bad)
+
+
+def test_wrong_type_raises_type_error():
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        feature_sparsity("features")
 
 
 def test_greedy_order_chain():

@@ -78,7 +78,7 @@ def test_failing_and_diverging_jobs_are_recorded_and_others_finish(tmp_path):
     assert "batch_size 4 exceeds the 3 training examples" in failed["error"]
     done = next(j for j in index["jobs"] if j["status"] == "done")
     s = RunDir(tmp_path / "sw" / done["dir"]).summary()
-    wild = [a for a in s["arms"] if a.startswith("SGD eta=0.282 /4.8")][0]
+    wild = next(a for a in s["arms"] if a.startswith("SGD eta=0.282 /4.8"))
     assert s["arms"][wild]["n_diverged"] == 2  # eta=50 diverges on every seed, recorded
     assert len(res) == 2
     rows = rows_of(tmp_path / "sw")

@@ -105,11 +105,11 @@ def test_sharpest_directions_small():
 @pytest.mark.parametrize(
     "cls, bad, match",
     [
-        (Regression1DConfig, dict(n_test=0), "n_test"),
-        (TeacherStudent2DConfig, dict(n_train=-1), "n_train"),
-        (ThreeLayerTeacherConfig, dict(hidden=[2]), "hidden"),
-        (ThreeLayerTeacherConfig, dict(min_active_fraction=0.5), "min_active_fraction"),
-        (SharpestDirectionsConfig, dict(label_noise_var=-0.1), "label_noise_var"),
+        (Regression1DConfig, {"n_test": 0}, "n_test"),
+        (TeacherStudent2DConfig, {"n_train": -1}, "n_train"),
+        (ThreeLayerTeacherConfig, {"hidden": [2]}, "hidden"),
+        (ThreeLayerTeacherConfig, {"min_active_fraction": 0.5}, "min_active_fraction"),
+        (SharpestDirectionsConfig, {"label_noise_var": -0.1}, "label_noise_var"),
     ],
 )
 def test_config_validation(cls, bad, match):

@@ -67,7 +67,7 @@ def test_tracked_eigenvalues_equal_dense_hessian_of_the_run_loss(sgd):
 
 
 def test_measured_every_nth_eval_step_and_the_last_nan_elsewhere():
-    eng, _, m = train(_cfg(steps=20, points=6, metrics={"curvature_every": 2}))
+    _eng, _, m = train(_cfg(steps=20, points=6, metrics={"curvature_every": 2}))
     measured = np.isfinite(m["sharpness"][:, 0])
     assert measured.tolist() == [True, False, True, False, True, True]  # eval steps 0,4,8,12,16,20
     assert np.isfinite(m["train_loss"]).all()
@@ -80,7 +80,7 @@ def test_warm_start_reduces_hvps():
         if not warm:
             eng.curvature.vectors = _Forget()
         rows = []
-        eng.run(eng.initial_state(), on_eval=lambda t, m: rows.append(m["curvature_hvps"]))
+        eng.run(eng.initial_state(), on_eval=lambda t, m, rows=rows: rows.append(m["curvature_hvps"]))
         hvps[warm] = np.sum(rows[1:])  # the first measurement has nothing to start from
     assert hvps[True] < 0.8 * hvps[False], hvps
 

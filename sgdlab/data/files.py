@@ -63,8 +63,8 @@ NAME_KEYS = {"labels": "label_names", "fine_labels": "fine_label_names", "coarse
 class _SafeUnpickler(pickle.Unpickler):
     """Unpickles plain containers and NumPy arrays only: a data file must not run code."""
 
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+    _ALLOWED = frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                          ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")})
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -78,7 +78,7 @@ def _unpickle(raw: bytes, where: str, spec: CifarSpec) -> dict:
     try:
         # encoding="bytes": the official files were written by Python 2.
         obj = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except Exception as e:  # truncated or foreign data fails in many ways; all mean "corrupt"
+    except Exception as e:  # truncated or foreign data fails in many ways; all mean "corrupt"  # noqa: BLE001
         raise DataError(f"{where} is truncated or not a CIFAR pickle ({type(e).__name__}: {e}); "
                         f"expected {spec.expected()}") from None
     if not isinstance(obj, dict):

@@ -119,7 +119,7 @@ def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int):
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(test_fraction * len(y))))
+    n_test = max(1, round(test_fraction * len(y)))
     test, train = order[:n_test], order[n_test:]
     return x[train], y[train], x[test], y[test]
 

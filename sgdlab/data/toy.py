@@ -15,6 +15,7 @@ one generator in the order documented per builder, so the same seed gives the sa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -103,7 +104,7 @@ def hidden_preactivations(teacher: Mapping[str, Tensor], x: Tensor) -> list[Tens
     n_layers = sum(1 for k in teacher if k.startswith("W"))
     out, h = [], x
     for i in range(1, n_layers):
-        z = h @ teacher[f"W{i}"].T + (teacher[f"b{i}"] if f"b{i}" in teacher else 0.0)
+        z = h @ teacher[f"W{i}"].T + (teacher.get(f"b{i}", 0.0))
         out.append(z)
         h = torch.relu(z)
     return out
@@ -224,7 +225,7 @@ def three_layer_teacher(
     lo, hi = cfg.min_active_fraction, 1.0 - cfg.min_active_fraction
     for _ in range(_MAX_TEACHER_DRAWS):
         teacher = {}
-        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths), start=1):
             teacher[f"W{i}"] = _t(cfg.weight_std * rng.standard_normal((fan_out, fan_in)))
             teacher[f"b{i}"] = _t(cfg.bias_std * rng.standard_normal(fan_out))
         fractions = [(h > 0).double().mean(0) for h in hidden_preactivations(teacher, x_train)]
@@ -276,7 +277,7 @@ def sharpest_directions(
     rng = _rng(seed)
     widths = (cfg.d, *cfg.hidden, 1)
     teacher = {}
-    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths), start=1):
         std = 1.0 if i == 1 else np.sqrt(2.0 / fan_in)
         teacher[f"W{i}"] = _t(std * rng.standard_normal((fan_out, fan_in)))
     input_std = np.sqrt(1.0 / cfg.d)

@@ -83,7 +83,7 @@ def _check_params(params: Mapping[str, Tensor], what: str) -> None:
         raise ValueError(f"{what} must be a non-empty dict name -> Tensor, got {params!r}")
     for name, value in params.items():
         if not isinstance(value, Tensor):
-            raise ValueError(f"{what}[{name!r}] must be a Tensor, got {type(value).__name__}")
+            raise TypeError(f"{what}[{name!r}] must be a Tensor, got {type(value).__name__}")
 
 
 def per_example_jacobian(
@@ -138,7 +138,7 @@ def per_example_jacobian_batched(
 
 def _module_fn_and_params(model: nn.Module) -> tuple[ModelFn, dict[str, Tensor]]:
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
     if not params:
         raise ValueError("model has no trainable parameters (requires_grad=True)")

@@ -96,7 +96,7 @@ def _check_inputs(A, tau, max_neurons, generator) -> Tensor:
     if isinstance(A, np.ndarray):
         A = torch.from_numpy(A)
     if not isinstance(A, Tensor):
-        raise ValueError(f"activations must be a torch.Tensor or numpy array, got {type(A).__name__}")
+        raise TypeError(f"activations must be a torch.Tensor or numpy array, got {type(A).__name__}")
     if A.dim() not in (2, 3):
         raise ValueError(f"activations must have shape (n, m) or (R, n, m), got shape {tuple(A.shape)}")
     if A.shape[-2] < 2:
@@ -157,7 +157,7 @@ def _greedy_keep(alive: Tensor, close: Tensor) -> Tensor:
     Neuron j is kept iff alive and not close to any kept k < j. Only earlier neurons can be
     kept before j is decided, so one pass over j (vectorised over runs) is exact.
     """
-    R, m = alive.shape
+    _R, m = alive.shape
     kept = torch.zeros_like(alive)
     for j in range(m):
         blocked = (close[:, j, :j] & kept[:, :j]).any(-1)
@@ -199,7 +199,7 @@ def feature_sparsity(
         idx = torch.randperm(m_in, generator=generator)[:max_neurons].sort().values
         A = A[..., idx.to(A.device)]
     A = A.to(torch.float64)
-    R, n, m = A.shape
+    R, _n, m = A.shape
 
     finite = torch.isfinite(A).flatten(1).all(-1)  # (R,)
     A = torch.where(finite[:, None, None], A, torch.zeros_like(A))  # diverged runs: compute on 0s

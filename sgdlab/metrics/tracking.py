@@ -222,9 +222,9 @@ class CurvatureTracker:
         module = RunLoss(self.model, params, x, y, run.weight_decay)
         idx = torch.arange(n)
         full = run.batch_size is None or run.batch_size >= n
-        kw = dict(max_batches=1, min_batches=1) if full else dict(
-            max_batches=self.cfg.batch_max_batches,
-            min_batches=min(self.cfg.batch_max_batches, DEFAULT_MIN_BATCHES))
+        kw = {"max_batches": 1, "min_batches": 1} if full else {
+            "max_batches": self.cfg.batch_max_batches,
+            "min_batches": min(self.cfg.batch_max_batches, DEFAULT_MIN_BATCHES)}
         est = batch_curvature(module, LOSS_FN, (idx, idx), n if full else run.batch_size,
                               quantities=self.cfg.batch_curvature, sampler="without_replacement",
                               generator=gen, rse_tol=self.cfg.batch_rse_tol, dtype=self.dtype, **kw)

@@ -70,7 +70,7 @@ def sharpness_edge(rd: RunDir) -> list[Path]:
 @FIGURES.register("sharpest_directions")
 def sharpest_directions(rd: RunDir) -> list[Path]:
     cfg = rd.config()
-    steps, m = rd.metrics()
+    _steps, m = rd.metrics()
     panels = [("sharpness", "$\\lambda_1$ (final)"), ("hessian_cond", f"$\\lambda_1/\\lambda_{cfg.metrics.curvature_k}$"),
               ("dead_fraction", "dead neurons (fraction)")]
     panels = [(k, t) for k, t in panels if k in m]

@@ -84,7 +84,7 @@ def linear2_table(rd: RunDir) -> dict:
 @FIGURES.register("linear2_large_step")
 def linear2_large_step(rd: RunDir) -> list[Path]:
     cfg = rd.config()
-    steps, m = rd.metrics()
+    _steps, m = rd.metrics()
     runs = rd.runs()
     tab = linear2_table(rd)
     traj = tab.pop("_flow_traj")

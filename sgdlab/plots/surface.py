@@ -93,7 +93,7 @@ def loss_surface_gif(rd: RunDir) -> list[Path]:
     s = _slice(rd)
     if s is None:
         return []
-    A, B, loss, coords, steps, cfg = s
+    A, B, loss, coords, steps, _cfg = s
     fig = Figure(figsize=(5, 4.2), layout="constrained")
     ax = fig.subplots()
 

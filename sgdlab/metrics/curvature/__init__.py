@@ -40,17 +40,36 @@ from .summaries import (
 from .trace import TraceResult, hutchinson_trace
 
 __all__ = [
-    # operators
-    "HessianOperator", "MatrixOperator", "SymmetricOperator", "FunctionalLoss", "fixed_subset",
-    "dense_hessian", "dense_eigvalsh",
-    # eigenvalues
-    "sharpness", "hessian_eigs", "lanczos", "EigResult",
-    # spectrum summaries
-    "hutchinson_trace", "TraceResult", "spectral_density", "SpectralDensity",
-    "curvature_summary", "CurvatureSummary", "condition_ratio", "negative_eigenvalues",
-    "directional_curvature",
-    # mini-batch curvature
-    "batch_curvature", "batch_sharpness", "mini_batch_sharpness", "gradient_noise_interaction",
-    "step_sharpness", "MCEstimate", "QUANTITIES",
-    "LOSS_REDUCTION",
+                    "LOSS_REDUCTION",
+                    "QUANTITIES",
+                    "CurvatureSummary",
+                    "EigResult",
+                    "FunctionalLoss",
+                    # operators
+                    "HessianOperator",
+                    "MCEstimate",
+                    "MatrixOperator",
+                    "SpectralDensity",
+                    "SymmetricOperator",
+                    "TraceResult",
+                    # mini-batch curvature
+                    "batch_curvature",
+                    "batch_sharpness",
+                    "condition_ratio",
+                    "curvature_summary",
+                    "dense_eigvalsh",
+                    "dense_hessian",
+                    "directional_curvature",
+                    "fixed_subset",
+                    "gradient_noise_interaction",
+                    "hessian_eigs",
+                    # spectrum summaries
+                    "hutchinson_trace",
+                    "lanczos",
+                    "mini_batch_sharpness",
+                    "negative_eigenvalues",
+                    # eigenvalues
+                    "sharpness",
+                    "spectral_density",
+                    "step_sharpness",
 ]

@@ -8,6 +8,7 @@ to a ``(p,)`` tensor. :class:`~.hvp.HessianOperator` (a model's Hessian) and
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -75,7 +76,7 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
 
 def check_positive_float(name: str, value, allow_zero: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not (value > 0 or (allow_zero and value == 0)) or value != value:
+    if not ok or not (value > 0 or (allow_zero and value == 0)) or math.isnan(value):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
     return float(value)

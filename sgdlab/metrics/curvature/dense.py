@@ -43,7 +43,7 @@ def dense_hessian(model: torch.nn.Module, loss_fn: LossFn, data, *, bn_mode: BNM
     for x, y in _Data(data, chunk_size):
         xb, yb = fn.prepare(x, y)
         with fn.context():
-            f = lambda th: fn.loss(th, xb, yb)
+            f = lambda th, xb=xb, yb=yb: fn.loss(th, xb, yb)
             h = torch.autograd.functional.hessian(f, fn.theta) if batch_stats else hessian(f)(fn.theta)
         total += len(x) * h
         n += len(x)

@@ -268,9 +268,8 @@ def lanczos(op, k: int = 1, *, which: Which = "LA", tol: float = DEFAULT_TOL, at
                     found = (theta[want], vecs, res)
                     break
                 verify_at = kr.n_hvp + max(k, _REVERIFY_GAP)
-        if not kr.pending:
-            if kr.m >= p or not kr.push(randn(p, gen, torch.float64, op.device)):
-                break
+        if not kr.pending and (kr.m >= p or not kr.push(randn(p, gen, torch.float64, op.device))):
+            break
     converged = found is not None
     if not converged:
         theta, s, _ = kr.ritz()

@@ -78,7 +78,7 @@ class DenseNet(BlockNet):
                 layers.append(DenseLayer(c, growth, bottleneck))
                 c += growth
             if b < NUM_DENSE_BLOCKS - 1:
-                c_out = int(math.floor(compression * c))
+                c_out = math.floor(compression * c)
                 layers.append(Transition(c, c_out))
                 c = c_out
             else:
