@@ -114,7 +114,7 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
                 file=sys.stderr)
 
 
-def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, rows: list, t_start: float,
+def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, rows: list,
              stop_after: int | None = None, fresh: bool = True):
     cfg = eng.cfg
     bar = _progress(cfg.steps, state.step, f"{cfg.name} ({eng.n_runs} runs)", progress)
@@ -196,7 +196,7 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
     state = eng.initial_state()
     rows: list = []
     try:
-        _execute(eng, rd, state, progress, rows, t0, stop_after=_stop_after)
+        _execute(eng, rd, state, progress, rows, stop_after=_stop_after)
     except KeyboardInterrupt:
         if rd is not None:
             print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
@@ -234,7 +234,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
     steps0, metrics0 = rd.metrics()
     rows = [(int(t), {k: v[i] for k, v in metrics0.items()}) for i, t in enumerate(steps0)]
     try:
-        _execute(eng, rd, state, progress, rows, t0, stop_after=_stop_after, fresh=False)
+        _execute(eng, rd, state, progress, rows, stop_after=_stop_after, fresh=False)
     except KeyboardInterrupt:
         print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
         raise

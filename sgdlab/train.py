@@ -151,7 +151,13 @@ class Engine:
         R = self.n_runs
         opt_state = [g.opt.init_state(p, self.model.trainable(p)) for g, p in zip(self.groups, params)]
         state = TrainState(0, params, np.full(R, -1, dtype=np.int64), np.full(R, np.inf), opt_state)
-        loss0 = self.evaluate(state)["train_loss"]
+        # Only the initial train loss (the explosion scale): the full evaluation of step 0 (rank,
+        # curvature tracking, ...) happens once, in run().
+        loss0 = np.full(R, np.nan)
+        with torch.no_grad():
+            for g, p in zip(self.groups, params):
+                m = self.model.metrics(p, self.data, self.cfg.metrics, {"train_loss"})
+                loss0[g.runs] = m["train_loss"].double().cpu().numpy()
         state.max_loss = self.cfg.divergence_factor * np.maximum(np.nan_to_num(loss0, nan=np.inf), MIN_LOSS_SCALE)
         return state
 

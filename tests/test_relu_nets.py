@@ -121,3 +121,16 @@ def test_data_kinds_and_missing_optional_packages():
         m = MLPConfig(hidden=(16,), biases=(True, True), loss="cross_entropy", init_scales=(0.1, 0.1)).build(d)
         out = m.metrics(m.init_params([0]), d, MetricsConfig())
         assert 0 <= float(out["test_error"][0]) <= 1
+
+
+def test_neuron_movement_and_learned_function_figures_are_drawn(tmp_path):
+    import sgdlab
+
+    ts = sgdlab.override(sgdlab.load_experiment("relu-teacher-student"),
+                         ["steps=300", "seeds=1", "snapshots=4", "eval.points=5"])
+    sgdlab.run(ts, tmp_path / "ts", progress=False, quiet=True)
+    names = {p.name for p in (tmp_path / "ts" / "figures").iterdir()}
+    assert {"relu-teacher-student-neurons.png"} <= names and any(n.endswith(".gif") for n in names), names
+    one_d = sgdlab.override(sgdlab.load_experiment("relu-1d"), ["steps=300", "seeds=1", "snapshots=2", "eval.points=5"])
+    sgdlab.run(one_d, tmp_path / "1d", progress=False, quiet=True)
+    assert len(list((tmp_path / "1d" / "figures").iterdir())) >= 2

@@ -77,18 +77,25 @@ def _extent(series: list[np.ndarray], teacher) -> float:
     return 1.1 * max(vals + [1e-3])
 
 
+def _neurons(rd: RunDir):
+    """(cfg, snapshots, teacher, {arm: W1 over snapshots}, plot extent), or None without 2-D
+    inputs or snapshots: the shared setup of both neuron figures."""
+    snaps = _snapshots_or_none(rd)
+    if snaps is None or snaps[0][1][0]["W1"].shape[-1] != 2:
+        return None
+    teacher = _teacher(rd)
+    series = {arm: _w1_series(snaps, i) for arm, i in _first_seed_runs(rd).items()}
+    return rd.config(), snaps, teacher, series, _extent(list(series.values()), teacher)
+
+
 @FIGURES.register("neuron_movement")
 def neuron_movement(rd: RunDir) -> list[Path]:
-    snaps = _snapshots_or_none(rd)
-    cfg = rd.config()
-    if snaps is None or snaps[0][1][0]["W1"].shape[-1] != 2:
+    setup = _neurons(rd)
+    if setup is None:
         return []
-    runs = _first_seed_runs(rd)
-    teacher = _teacher(rd)
-    series = {arm: _w1_series(snaps, i) for arm, i in runs.items()}
-    ext = _extent(list(series.values()), teacher)
-    fig = Figure(figsize=(3.6 * len(runs), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(runs), squeeze=False)[0]
+    cfg, snaps, teacher, series, ext = setup
+    fig = Figure(figsize=(3.6 * len(series), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
     for ax, (arm, w) in zip(axes, series.items()):
         _draw_neurons(ax, teacher, w[0], w[-1], ext)
         ax.set_title(arm, fontsize=9)
@@ -100,16 +107,12 @@ def neuron_movement(rd: RunDir) -> list[Path]:
 def neuron_movement_gif(rd: RunDir) -> list[Path]:
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    snaps = _snapshots_or_none(rd)
-    cfg = rd.config()
-    if snaps is None or snaps[0][1][0]["W1"].shape[-1] != 2:
+    setup = _neurons(rd)
+    if setup is None:
         return []
-    runs = _first_seed_runs(rd)
-    teacher = _teacher(rd)
-    series = {arm: _w1_series(snaps, i) for arm, i in runs.items()}
-    ext = _extent(list(series.values()), teacher)
-    fig = Figure(figsize=(3.2 * len(runs), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(runs), squeeze=False)[0]
+    cfg, snaps, teacher, series, ext = setup
+    fig = Figure(figsize=(3.2 * len(series), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
 
     def frame(k):
         for ax, (arm, w) in zip(axes, series.items()):
