@@ -171,7 +171,7 @@ def test_engine_groups_compatible_runs():
     assert sizes == [1, 3, 3, 6]
 
 
-def test_override_makes_gd_seeded_when_init_is_random_free():
+def test_deterministic_arm_runs_once_for_all_seeds():
     cfg = override(small_cfg(ARMS), ["seeds=5"])
     eng = Engine(cfg)
     gd = [r for r in eng.runs if r.arm == "gd"]
