@@ -42,14 +42,19 @@ CASES = [(kind, bn, mode) for kind in ("mlp", "conv") for bn, mode in
          ((False, None), (True, "eval"), (True, "train"))]
 
 
+# (method, cache_graph): the two uncached product methods and the cached gradient graph.
+METHODS = [("rev_rev", False), ("fwd_rev", False), ("auto", None)]
+
+
 @pytest.mark.parametrize("kind,bn,mode", CASES)
-@pytest.mark.parametrize("method", ["rev_rev", "fwd_rev"])
-def test_hvp_matches_dense_hessian(kind, bn, mode, method):
+@pytest.mark.parametrize("method,cache", METHODS)
+def test_hvp_matches_dense_hessian(kind, bn, mode, method, cache):
     x, y = data(kind)
     model = (mlp if kind == "mlp" else convnet)(bn)
     if bn:
         warm_bn(model, x)
-    op = HessianOperator(model, F.cross_entropy, (x, y), bn_mode=mode, method=method)
+    op = HessianOperator(model, F.cross_entropy, (x, y), bn_mode=mode, method=method, cache_graph=cache)
+    assert op.cache_graph is (cache is None)  # auto caches a single chunk
     h = dense_hessian(model, F.cross_entropy, (x, y), bn_mode=mode)
     assert h.shape == (op.dim, op.dim)
     assert torch.allclose(h, h.T, atol=1e-12)
@@ -90,8 +95,8 @@ def test_bn_mode_required_and_validated():
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
-@pytest.mark.parametrize("method", ["rev_rev", "fwd_rev"])
-def test_module_state_untouched(mode, method):
+@pytest.mark.parametrize("method,cache", METHODS)
+def test_module_state_untouched(mode, method, cache):
     x, y = data("conv")
     model = convnet(bn=True).float()
     model.insert(3, torch.nn.Dropout(0.5))  # stochastic layer: must be made deterministic
@@ -103,7 +108,7 @@ def test_module_state_untouched(mode, method):
     params = [p.detach().clone() for p in model.parameters()]
     buffers = [b.clone() for b in model.buffers()]
     rng = torch.get_rng_state()
-    op = HessianOperator(model, F.cross_entropy, (x, y), bn_mode=mode, dtype=DT, method=method)
+    op = HessianOperator(model, F.cross_entropy, (x, y), bn_mode=mode, dtype=DT, method=method, cache_graph=cache)
     v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0), dtype=DT)
     hv1, hv2 = op.matvec(v), op.matvec(v)
     assert torch.equal(hv1, hv2)  # deterministic despite dropout
@@ -124,18 +129,42 @@ def test_ragged_batches_are_weighted_by_size():
     v = torch.randn(HessianOperator(model, F.cross_entropy, (x, y)).dim, dtype=DT,
                     generator=torch.Generator().manual_seed(3))
     batches = [(x[:4], y[:4]), (x[4:8], y[4:8]), (x[8:], y[8:])]  # 4, 4, 3
-    for d, cs in ((batches, None), ((x, y), 4), ((x, y), 3), (iter(batches), None)):
-        op = HessianOperator(model, F.cross_entropy, d, chunk_size=cs)
-        assert torch.allclose(op.matvec(v), h_full @ v, rtol=1e-10, atol=1e-12)
-        assert torch.allclose(op.matvec(v), h_full @ v, rtol=1e-10, atol=1e-12)  # re-iterable
+    for d, cs in ((batches, None), ((x, y), 4), ((x, y), 3), ("one-shot iterator", None)):
+        for cache in (None, True):  # several chunks: auto recomputes, True keeps every graph
+            src = iter(batches) if isinstance(d, str) else d
+            op = HessianOperator(model, F.cross_entropy, src, chunk_size=cs, cache_graph=cache)
+            assert op.cache_graph is bool(cache)
+            assert torch.allclose(op.matvec(v), h_full @ v, rtol=1e-10, atol=1e-12)
+            assert torch.allclose(op.matvec(v), h_full @ v, rtol=1e-10, atol=1e-12)  # re-iterable
     # An unweighted mean of the three batch Hessians would be wrong: the test has teeth.
     h_unweighted = sum(dense_hessian(model, F.cross_entropy, b) for b in batches) / 3
     assert not torch.allclose(h_unweighted @ v, h_full @ v, rtol=1e-6)
     # gradient and loss are weighted the same way
     op = HessianOperator(model, F.cross_entropy, batches)
-    op_full = HessianOperator(model, F.cross_entropy, (x, y))
-    assert torch.allclose(op.gradient(), op_full.gradient(), atol=1e-14)
-    assert op.loss() == pytest.approx(op_full.loss(), rel=1e-13)
+    for cache in (False, None):
+        op_full = HessianOperator(model, F.cross_entropy, (x, y), cache_graph=cache)
+        assert torch.allclose(op.gradient(), op_full.gradient(), atol=1e-14)
+        assert op.loss() == pytest.approx(op_full.loss(), rel=1e-13)
+        op_full.matvec(v)  # the cached operator's loss now comes from its graph
+        assert op.loss() == pytest.approx(op_full.loss(), rel=1e-13)
+
+
+def test_cached_graph_is_reused_and_can_be_freed():
+    x, y = data("mlp")
+    model = mlp()
+    h = dense_hessian(model, F.cross_entropy, (x, y))
+    op = HessianOperator(model, F.cross_entropy, (x, y))
+    v = torch.randn(op.dim, dtype=DT, generator=torch.Generator().manual_seed(4))
+    op.matvec(v)
+    graphs = op._graphs
+    g, hg = op.gradient_and_hvp()
+    assert op._graphs is graphs  # no second forward pass
+    assert torch.allclose(hg, h @ g, rtol=1e-10, atol=1e-12)
+    op.clear_cache()
+    assert op._graphs is None
+    assert torch.allclose(op.matvec(v), h @ v, rtol=1e-10, atol=1e-12)  # rebuilt on demand
+    with pytest.raises(ConfigError, match="cache_graph"):
+        HessianOperator(model, F.cross_entropy, (x, y), cache_graph="yes")
 
 
 def test_float64_copy_and_linear_operator_view():

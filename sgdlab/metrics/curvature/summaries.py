@@ -33,7 +33,7 @@ class CurvatureSummary:
 
     top: torch.Tensor
     bottom: torch.Tensor
-    condition_ratio: float  # lambda_1 / lambda_k; inf when lambda_k <= 0 (k reaches the null space)
+    condition_ratio: float  # lambda_1 / lambda_k; inf unless lambda_k > its residual (certified > 0)
     lambda_min: float
     negative_ratio: float  # |lambda_min| / lambda_max if lambda_min < 0 else 0
     n_negative: int  # how many of the k_neg smallest are certified < 0 (a lower bound on the count)
@@ -51,9 +51,11 @@ def condition_ratio(op, k: int, *, tol: float = DEFAULT_TOL, **lanczos_kw) -> fl
 
 def _ratio(res: EigResult) -> float:
     lam1, lamk = float(res.eigenvalues[0]), float(res.eigenvalues[-1])
-    if lamk <= 0:
-        raise ConfigError(f"lambda_k = {lamk:.3g} <= 0: the ratio lambda_1/lambda_k needs k within the "
-                          f"positive part of the spectrum; choose a smaller k")
+    # Some eigenvalue lies within the residual of lambda_k: positive only if it clears that bound.
+    if lamk <= float(res.residual_norms[-1]):
+        raise ConfigError(f"lambda_k = {lamk:.3g} is not certified > 0 (residual {float(res.residual_norms[-1]):.1e}): "
+                          f"the ratio lambda_1/lambda_k needs k within the positive part of the spectrum; "
+                          f"choose a smaller k")
     return lam1 / lamk
 
 
@@ -78,7 +80,7 @@ def curvature_summary(op, k: int = 10, k_neg: int = 1, *, tol: float = DEFAULT_T
     return CurvatureSummary(
         top=top.eigenvalues,
         bottom=bot.eigenvalues,
-        condition_ratio=lam_max / lamk if lamk > 0 else float("inf"),
+        condition_ratio=lam_max / lamk if lamk > float(top.residual_norms[-1]) else float("inf"),
         lambda_min=lam_min,
         negative_ratio=abs(lam_min) / lam_max if (lam_min < 0 and lam_max > 0) else 0.0,
         n_negative=int(certified.sum()),
