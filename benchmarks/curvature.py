@@ -300,7 +300,8 @@ SETTINGS = {
 
 
 def top_eigenvalue_rows(name, model, data, bn_mode, check: bool, libs: dict[str, str], cap: int, n_seeds: int,
-                        ref_dtype=torch.float64, ref_tol=1e-10):
+                        ref_dtype=torch.float64, ref_tol=1e-10, settings: tuple[str, ...] = (),
+                        eigsh: bool = True):
     rows = []
 
     def add(solver, setting, lam, hvp, wall, note="", oracle=False):
@@ -341,13 +342,16 @@ def top_eigenvalue_rows(name, model, data, bn_mode, check: bool, libs: dict[str,
         return {"lam": lam, "hvp": op2.n_hvp, "wall": t, "note": ""}
 
     add_runs("sgdlab", "default (tol 1e-4)", run_sgdlab)
-    add_runs("scipy eigsh on sgdlab op", "tol 1e-4", run_eigsh)
+    if eigsh:
+        add_runs("scipy eigsh on sgdlab op", "tol 1e-4", run_eigsh)
     for mod, status in libs.items():
         if not status.startswith("ok"):
             rows.append({"model": name, "solver": LIBS[mod], "setting": "not installed", "lam": float("nan"),
                          "err": float("nan"), "hvp": 0, "wall": float("nan"), "note": "", "oracle": False})
             continue
         for setting, tol, kw, oracle in SETTINGS[mod]:
+            if settings and not any(f in setting for f in settings):
+                continue
             add_runs(LIBS[mod], setting, lambda seed, mod=mod, tol=tol, kw=kw: RUNNERS[mod](
                 model, data, tol, cap, seed=seed, **kw), oracle)
     return rows
@@ -461,6 +465,12 @@ def main(argv=None):
                          "runnable setting on the MLP), a comma list of module names, or none")
     ap.add_argument("--seeds", type=int, default=3,
                     help="start-vector seeds per one-off solve; rows report medians (default 3)")
+    ap.add_argument("--libs", default="all",
+                    help="comma list of compared library modules (pyhessian, hessian_eigenthings, curvlinops) or all")
+    ap.add_argument("--settings", default="",
+                    help="comma list of substrings: run only library settings whose label contains one "
+                         "(e.g. 'oracle,tol 1e-4'); default all")
+    ap.add_argument("--no-eigsh", action="store_true", help="skip scipy eigsh on sgdlab's operator")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: methods,mlp,conv,track")
     ap.add_argument("--check-reference", action="store_true",
                     help="also confirm the reference with eigsh in float64")
@@ -470,7 +480,9 @@ def main(argv=None):
     n_mlp, n_conv, n_track = (300, 64, 300) if args.quick else (1000, 256, 500)
     steps = 500 if args.quick else 2000
     t0 = time.perf_counter()
-    libs = library_status()
+    libs = {m: st for m, st in library_status().items()
+            if args.libs == "all" or m in args.libs.split(",")}
+    settings = tuple(filter(None, args.settings.split(",")))
     print(f"torch {torch.__version__}, {args.threads} thread(s), quick={args.quick}")
     for mod, s in libs.items():
         print(f"  {LIBS[mod]}: {s}")
@@ -499,7 +511,8 @@ def main(argv=None):
             continue
         print(f"\nTop Hessian eigenvalue, {name}: float32 operators; median HVPs and wall time over "
               f"{args.seeds} start-vector seeds, largest rel. error vs the reference")
-        rows = top_eigenvalue_rows(name, model, data, bn, args.check_reference, libs, cap, args.seeds, *ref)
+        rows = top_eigenvalue_rows(name, model, data, bn, args.check_reference, libs, cap, args.seeds, *ref,
+                                   settings=settings, eigsh=not args.no_eigsh)
         sg, best, line = verdict(rows)
         print_table(rows, sg["wall"])
         print("  " + line)
