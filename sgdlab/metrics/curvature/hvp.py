@@ -39,7 +39,7 @@ depends on v. With the cache, forward pass and gradient (``create_graph=True``) 
 chunk and every product is a single backward pass through the kept graph (``retain_graph``).
 Measured per product, 2 threads, float32 (benchmarks/curvature.py): MLP 784-512-512-10 on 1000
 examples 74 -> 43 ms; CIFAR ResNet-18 on 256 images, width 4 713 -> 375 ms, width 16 2695 ->
-2127 ms, width 64 46.5 -> 25.2 s; width 4 in float64 2478 (rev_rev) / 2636 (fwd_rev) -> 2190 ms. It is faster than
+2127 ms; width 4 in float64 2478 (rev_rev) / 2636 (fwd_rev) -> 2190 ms. It is faster than
 both methods in every case measured, so a cached operator always uses it (``method`` then only
 matters for the one-off products of uncached chunks). The price is memory: the kept graph (the
 activations a product needs anyway) lives as long as the operator, or until
