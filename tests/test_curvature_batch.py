@@ -88,9 +88,22 @@ def test_monte_carlo_matches_brute_force_within_standard_errors(sampler, batches
     assert all(e.converged and e.rse < 0.05 and e.n_batches < 500 for e in est.values())
 
 
+def test_default_sampler_is_without_replacement():
+    """The paper's estimator (Andreyev & Beneventano): b distinct examples per batch."""
+    model, loss, data = problem()
+    kw = {"seed": 5, "rse_tol": 0.05}
+    assert batch_sharpness(model, loss, data, B, **kw) == batch_sharpness(model, loss, data, B,
+                                                                          sampler="without_replacement", **kw)
+    assert batch_sharpness(model, loss, data, B, **kw) != batch_sharpness(model, loss, data, B,
+                                                                          sampler="with_replacement", **kw)
+    # the same draws as the default: each batch is randperm(n)[:b] of the generator
+    explicit = batch_sharpness(model, loss, data, sampler=lambda g: torch.randperm(N, generator=g)[:B], **kw)
+    assert explicit.mean == batch_sharpness(model, loss, data, B, **kw).mean
+
+
 def test_wrappers_reproducible_and_minibs_bounds_sharpness():
     model, loss, data = problem()
-    kw = {"sampler": "without_replacement", "seed": 3, "rse_tol": 0.05}
+    kw = {"seed": 3, "rse_tol": 0.05}  # default sampler: without replacement
     a, b = batch_sharpness(model, loss, data, B, **kw), batch_sharpness(model, loss, data, B, **kw)
     assert a == b and a.name == "batch_sharpness" and "mean over examples" in a.loss_reduction
     assert batch_sharpness(model, loss, data, B, ratio=True, **kw).name == "batch_sharpness_ratio"
@@ -113,7 +126,7 @@ def test_bad_sampler_arguments():
     with pytest.raises(ConfigError, match="batch_size"):
         batch_sharpness(model, loss, data, sampler="with_replacement")
     with pytest.raises(ConfigError, match="impossible"):
-        batch_sharpness(model, loss, data, 7, sampler="without_replacement")
+        batch_sharpness(model, loss, data, 7)  # the default draws b distinct examples
     with pytest.raises(ConfigError, match="batch_size"):
         batch_sharpness(model, loss, data, 2, sampler=lambda g: torch.tensor([0, 1]))
     with pytest.raises(ConfigError, match="outside"):

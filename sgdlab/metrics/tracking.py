@@ -37,11 +37,13 @@ curvature is measured.
 
 Other evaluation steps get NaN for these metrics. The warm-start vectors live in the tracker; a
 resumed run starts cold (same values up to the tolerance, a few more products).
+
+Warm starts, the subset rule, the random stream and the estimators are those of
+:mod:`sgdlab.metrics.measure`, which ``sgdlab.Monitor`` uses too.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,17 +51,19 @@ import torch
 
 from ..errors import ConfigError
 from .config import MetricsConfig
-from .curvature import HessianOperator, batch_curvature, lanczos
-from .curvature.batch import DEFAULT_MIN_BATCHES
+from .curvature import HessianOperator
+from .measure import (
+    DEAD_THRESHOLD,
+    STREAM_CURVATURE,
+    WarmStart,
+    batch_estimates,
+    dead_fraction,
+    eig_names,
+    measurement_generator,
+    subset_indices,
+)
 
 __all__ = ["DEAD_THRESHOLD", "STREAM_CURVATURE", "CurvatureTracker", "RunLoss", "run_operator"]
-
-# Jastrzebski et al. (2018): a neuron is dead if its mean |activation| over a batch is below this.
-DEAD_THRESHOLD = 1e-3
-# Random stream of the curvature measurements, disjoint from optim.samplers' STREAM_* (0, 1, 2).
-STREAM_CURVATURE = 101
-# Seed of the fixed subset (same subset for every run and every measurement).
-SUBSET_SEED = 0
 
 
 def _identity_loss(out: torch.Tensor, _idx: torch.Tensor) -> torch.Tensor:
@@ -146,14 +150,22 @@ class CurvatureTracker:
         n = data.n
         if cfg.curvature_subset > n:
             raise ConfigError(f"metrics.curvature_subset={cfg.curvature_subset} exceeds the {n} training examples")
-        if cfg.curvature_subset and cfg.curvature_subset < n:
-            gen = torch.Generator().manual_seed(SUBSET_SEED)
-            self.subset = torch.randperm(n, generator=gen)[: cfg.curvature_subset].sort().values
-        else:
-            self.subset = torch.arange(n)
-        self.vectors: dict[int, torch.Tensor] = {}  # run -> (p, k) warm start
-        self.total_hvps = 0
+        self.subset = subset_indices(n, cfg.curvature_subset or None)
+        self.warm = WarmStart()  # run index -> (p, k) warm start
         self._cache: tuple | None = None
+
+    @property
+    def vectors(self) -> dict:
+        """Warm-start eigenvectors per run index, (p, k)."""
+        return self.warm.vectors
+
+    @vectors.setter
+    def vectors(self, store: dict) -> None:
+        self.warm.vectors = store
+
+    @property
+    def total_hvps(self) -> int:
+        return self.warm.total_hvps
 
     @classmethod
     def for_engine(cls, eng) -> CurvatureTracker:
@@ -167,8 +179,7 @@ class CurvatureTracker:
         return cls(eng.model, eng.data, eng.cfg.metrics, [runs[i] for i in sorted(runs)], eng.eval_steps)
 
     def names(self) -> list[str]:
-        k = self.cfg.curvature_k
-        out = ["sharpness", *[f"hessian_eig{i}" for i in range(2, k + 1)], "hessian_cond", "curvature_hvps"]
+        out = eig_names(self.cfg.curvature_k)
         if hasattr(self.model, "activations"):
             out.append("dead_fraction")
         return out + list(self.cfg.batch_curvature)
@@ -200,40 +211,27 @@ class CurvatureTracker:
     # ------------------------------------------------------------------ pieces
     def _measure_run(self, run: RunBatching, params: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         cfg, x, y = self.cfg, self.data.x_train, self.data.y_train
-        gen = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([run.seed, STREAM_CURVATURE, step]).generate_state(1)[0]))
+        gen = measurement_generator(run.seed, step)
         op = run_operator(self.model, params, x, y, idx=self.subset, weight_decay=run.weight_decay,
                           dtype=self.dtype)
-        res = lanczos(op, cfg.curvature_k, which="LA", tol=cfg.curvature_tol, v0=self.vectors.get(run.index),
-                      generator=gen)
-        self.vectors[run.index] = res.eigenvectors
-        self.total_hvps += res.n_hvp
-        ev = res.eigenvalues.tolist()
-        out = {"sharpness": ev[0], "curvature_hvps": float(res.n_hvp),
-               "hessian_cond": ev[0] / ev[-1] if ev[-1] != 0 else math.inf}
-        out.update({f"hessian_eig{i}": ev[i - 1] for i in range(2, len(ev) + 1)})
+        out = self.warm.measure(op, cfg.curvature_k, cfg.curvature_tol, gen, key=run.index)
+        del op  # its cached gradient graph goes with it: nothing but the eigenvectors is kept
         if cfg.batch_curvature:
             out.update(self._batch(run, params, gen))
         return out
 
     def _batch(self, run: RunBatching, params, gen: torch.Generator) -> dict[str, float]:
         x, y = self.data.x_train, self.data.y_train
-        n = len(x)
         module = RunLoss(self.model, params, x, y, run.weight_decay)
-        idx = torch.arange(n)
-        full = run.batch_size is None or run.batch_size >= n
-        kw = {"max_batches": 1, "min_batches": 1} if full else {
-            "max_batches": self.cfg.batch_max_batches,
-            "min_batches": min(self.cfg.batch_max_batches, DEFAULT_MIN_BATCHES)}
-        est = batch_curvature(module, LOSS_FN, (idx, idx), n if full else run.batch_size,
-                              quantities=self.cfg.batch_curvature, sampler="without_replacement",
-                              generator=gen, rse_tol=self.cfg.batch_rse_tol, dtype=self.dtype, **kw)
-        return {k: e.mean for k, e in est.items()}
+        idx = torch.arange(len(x))
+        est = batch_estimates(module, LOSS_FN, (idx, idx), run.batch_size, self.cfg.batch_curvature,
+                              generator=gen, rse_tol=self.cfg.batch_rse_tol, max_batches=self.cfg.batch_max_batches,
+                              dtype=self.dtype)
+        return {k: est[k] for k in self.cfg.batch_curvature}
 
     def _dead(self, params: dict[str, torch.Tensor]) -> np.ndarray:
         """Fraction of hidden neurons with mean |activation| over the tracked examples < threshold."""
         x = self.data.x_train[self.subset.to(self.data.x_train.device)]
         with torch.no_grad():
             acts = self.model.activations(params, x)  # [(R, n, h_l)]
-            dead = torch.cat([(a.abs().mean(-2) < DEAD_THRESHOLD).double() for a in acts], dim=-1)
-        return dead.mean(-1).cpu().numpy()
+        return dead_fraction(acts, DEAD_THRESHOLD).cpu().numpy()

@@ -11,10 +11,11 @@ over B; g = grad L and H = Hessian of the full loss L (mean over the dataset). A
                                along the SGD step -eta g_B: L(theta - eta g_B) ~ L - eta g^T g_B
                                + eta^2/2 ||g_B||^2 * this; sgdlab's name, see docs/curvature.md)
 
-Batches are drawn iid with an explicit generator: ``"with_replacement"`` = b iid uniform indices
-(duplicates possible); ``"without_replacement"`` = a uniform b-subset (the law of one batch of a
-random-reshuffling epoch; batches are still drawn independently so the standard error is valid);
-or any callable ``draw(generator) -> LongTensor (b,)``. Sampling stops when every requested
+Batches are drawn iid with an explicit generator: ``"without_replacement"`` (the default, the
+estimator of Andreyev & Beneventano) = a uniform b-subset, b distinct examples (the law of one
+batch of a random-reshuffling epoch and of SGD that draws distinct examples; batches are still
+drawn independently of each other, so the standard error is valid); ``"with_replacement"`` = b iid
+uniform indices (duplicates possible); or any callable ``draw(generator) -> LongTensor (b,)``. Sampling stops when every requested
 estimate has relative standard error stderr/|mean| < rse_tol (default 0.005, at most 500 batches,
 the rule of Andreyev & Beneventano) after at least ``min_batches``.
 
@@ -132,7 +133,7 @@ class _Stats:
 
 def batch_curvature(model: torch.nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Tensor],
                     batch_size: int | None = None, *, quantities: Sequence[str] = ("batch_sharpness",),
-                    sampler: Sampler = "with_replacement", generator: torch.Generator | None = None,
+                    sampler: Sampler = "without_replacement", generator: torch.Generator | None = None,
                     seed: int = 0, rse_tol: float = DEFAULT_RSE_TOL, max_batches: int = DEFAULT_MAX_BATCHES,
                     min_batches: int = DEFAULT_MIN_BATCHES, bn_mode: BNMode | None = None,
                     dtype: torch.dtype | None = None, method: HVPMethod = "auto",
