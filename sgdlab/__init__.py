@@ -25,4 +25,8 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name in {"Monitor", "LogSpaced"}:
+        from . import monitor
+
+        return getattr(monitor, name)
     raise AttributeError(f"module 'sgdlab' has no attribute {name!r}")

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from . import external  # noqa: F401  (registers the `external` kinds of monitor run directories)
 from .config import check
 from .data.base import DataConfig
 from .data.synthetic import SparseRegression

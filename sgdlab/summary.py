@@ -9,7 +9,8 @@ import numpy as np
 from .experiment import ExperimentConfig
 
 # Columns of the printed table, in this order when present.
-TABLE_METRICS = ("train_loss", "test_loss", "l0", "l0_robust", "jacobian_rank", "support_mass")
+TABLE_METRICS = ("train_loss", "test_loss", "l0", "l0_robust", "jacobian_rank", "support_mass", "sharpness",
+                 "batch_sharpness")
 
 
 def _stats(x: np.ndarray) -> dict:

@@ -72,9 +72,11 @@ def subset_indices(n: int, size: int | None, seed: int = SUBSET_SEED) -> torch.T
     return torch.randperm(n, generator=gen)[:size].sort().values
 
 
-def measurement_generator(seed: int, step: int) -> torch.Generator:
-    """CPU generator of the measurement of run ``seed`` at ``step``: stream STREAM_CURVATURE."""
-    state = np.random.SeedSequence([int(seed), STREAM_CURVATURE, int(step)]).generate_state(1)[0]
+def measurement_generator(seed: int, step: int, *substream: int) -> torch.Generator:
+    """CPU generator of the measurement of run ``seed`` at ``step``: stream STREAM_CURVATURE
+    (``substream`` integers separate independent draws of one measurement)."""
+    key = [int(seed), STREAM_CURVATURE, int(step), *map(int, substream)]
+    state = np.random.SeedSequence(key).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
 
 

@@ -31,6 +31,7 @@ __all__ = ["FIGURES", "draw_metric_panels", "plot_panels", "plot_run"]
 
 from . import (
     curvature,  # noqa: F401  (registers sharpness_edge, sharpest_directions)
+    monitor,  # noqa: F401  (registers monitor: run directories written by sgdlab.Monitor)
     related,  # noqa: F401  (registers linear2_large_step, support_identification, replacement)
     relu,  # noqa: F401  (registers neuron_movement, neuron_movement_gif, learned_function_1d)
     surface,  # noqa: F401  (registers loss_surface, loss_surface_gif)

@@ -219,10 +219,13 @@ class FunctionalLoss:
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: t.view(s) for n, t, s in zip(self.names, theta.split(self.sizes), self.shapes)}
 
+    def output(self, theta: torch.Tensor, x: torch.Tensor):
+        """model(x; theta) on the functional copy (forward hooks fire); call inside :meth:`context`."""
+        return functional_call(self.model, {**self.unflatten(theta), **self.constants}, (x,))
+
     def loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Scalar loss_fn(model(x; theta), y); call inside :meth:`context`."""
-        out = functional_call(self.model, {**self.unflatten(theta), **self.constants}, (x,))
-        val = self.loss_fn(out, y)
+        val = self.loss_fn(self.output(theta, x), y)
         if not isinstance(val, torch.Tensor) or val.ndim != 0:
             shape = tuple(val.shape) if isinstance(val, torch.Tensor) else type(val).__name__
             raise ConfigError(f"loss_fn must return the mean loss over the batch (a scalar tensor), got {shape}")

@@ -1,0 +1,384 @@
+"""Named measurements of any ``nn.Module`` during training, the engine behind ``sgdlab.Monitor``.
+
+A :class:`Prober` holds a model, the loss exactly as trained (``loss_fn(output, y)`` = the mean
+over the batch), a fixed measurement set and, optionally, the optimizer; ``measure(names, step)``
+returns ``{metric: value}`` for the named :data:`PROBES` entries and leaves parameters, ``.grad``,
+buffers (BatchNorm statistics), train/eval flags, the optimizer and every RNG (CPU and CUDA)
+exactly as they were. Curvature goes through :mod:`sgdlab.metrics.measure`, the implementation the
+engine's tracking uses. Nothing is kept between calls except the warm-start eigenvectors.
+
+Measurement set (:func:`measurement_set`, taken once): tensors ``(x, y)`` -> the fixed subset
+:func:`~sgdlab.metrics.measure.subset_indices` ``(n, subset, seed)`` (sorted ``randperm(n)[:subset]``
+of a generator seeded with ``seed``; all examples when ``subset`` is None); a ``DataLoader`` over a
+map-style dataset -> the same rule on its dataset, collated with the loader's ``collate_fn`` (the
+loader itself is never iterated: that would advance its sampler's random state and change the
+training order); a list of ``(x, y)`` batches -> concatenated, then the rule.
+
+Which mode. Loss and Hessian quantities use a functional copy with dropout off and BatchNorm as
+``bn_mode`` says (required when the model has BatchNorm; see :mod:`sgdlab.metrics.curvature.hvp`).
+Forward-only metrics (sparsity, dead units, Jacobian rank) use the model as evaluated: dropout
+off, BatchNorm with its running statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, IterableDataset
+
+from ..config import check
+from ..errors import ConfigError
+from ..registry import Registry
+from .curvature import QUANTITIES, HessianOperator
+from .curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
+from .curvature.hvp import FunctionalLoss
+from .curvature.lanczos import DEFAULT_TOL
+from .features import layer_features, resolve_layers
+from .jacobian import DEFAULT_RTOL, matrix_rank, per_example_jacobian
+from .measure import (
+    SUBSET_SEED,
+    WarmStart,
+    batch_estimates,
+    dead_fraction,
+    eig_names,
+    measurement_generator,
+    stability_thresholds,
+    subset_indices,
+)
+from .sparsity import DEEP_MAX_NEURONS, TAU_SHALLOW, feature_sparsity
+
+__all__ = ["PROBES", "Probe", "ProbeSettings", "Prober", "measurement_set", "optimizer_hparams"]
+
+# Jacobian rank: default probe size keeps phi ((n k) x p) under this many entries (128 MiB in float64).
+JACOBIAN_MAX_ENTRIES = 2**24
+# ... and at most this many inputs (the paper uses as many as there are parameters; an SVD of more
+# rows than this costs more than the rest of a measurement).
+JACOBIAN_MAX_INPUTS = 256
+# Substream of the Monte Carlo batches within one measurement (Lanczos uses the bare key).
+_BATCH_SUBSTREAM = 1
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How precisely to measure (what to measure is the probe names)."""
+
+    k: int = 2  # top-k Hessian eigenvalues; >= 2 keeps the warm start on lambda_1 when the top two cross
+    tol: float = DEFAULT_TOL  # Lanczos: relative residual bound of every eigenvalue
+    dtype: torch.dtype | None = None  # functional copy for the Hessian; None = the model's dtype
+    chunk_size: int | None = None  # examples per forward pass; None = one chunk (its graph serves every HVP)
+    rse_tol: float = DEFAULT_RSE_TOL  # batch metrics: stop at relative standard error < this (the paper's)
+    max_batches: int = DEFAULT_MAX_BATCHES  # ... or after this many batches (the paper's cap)
+    min_batches: int = DEFAULT_MIN_BATCHES  # a standard error from fewer draws is too noisy to stop on
+    sparsity_tau: float = TAU_SHALLOW  # merge neurons with |corr| > tau (paper: 0.99 small nets, 0.95 deep)
+    normalize_features: bool = False  # L2-normalise each example's features first (the paper's toy nets)
+    max_neurons: int = DEEP_MAX_NEURONS  # sparsity: above this many units a fixed random subset (paper: 1000)
+    rank_rtol: float = DEFAULT_RTOL  # Jacobian rank: singular value / largest > rank_rtol (paper: 1e-4)
+    seed: int = 0  # random stream of the measurements (start vectors, batches, unit subsets)
+
+    def __post_init__(self):
+        check(self.k >= 1, f"k must be >= 1, got {self.k}")
+        check(0 < self.tol < 1, f"tol must be in (0, 1), got {self.tol}")
+        check(self.chunk_size is None or self.chunk_size >= 1, f"chunk_size must be >= 1 or None, got {self.chunk_size}")
+        check(0 <= self.rse_tol < 1, f"rse_tol must be in [0, 1), got {self.rse_tol}")
+        check(1 <= self.min_batches <= self.max_batches,
+              f"need 1 <= min_batches <= max_batches, got {self.min_batches}, {self.max_batches}")
+        check(0 < self.sparsity_tau <= 1, f"sparsity_tau must be in (0, 1], got {self.sparsity_tau}")
+        check(self.max_neurons >= 2, f"max_neurons must be >= 2, got {self.max_neurons}")
+        check(0 < self.rank_rtol < 1, f"rank_rtol must be in (0, 1), got {self.rank_rtol}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A named measurement: ``doc`` (its formula), the metric names it writes, and how to measure."""
+
+    doc: str
+    outputs: Callable[[Prober], list[str]]
+    run: Callable[[_Moment], dict[str, float]]
+    needs_finite: bool = True  # skipped (NaN) when the loss on the measurement set is not finite
+    needs_optimizer: bool = False
+
+
+PROBES: Registry[Probe] = Registry("monitor metric")
+
+
+# --------------------------------------------------------------------------- measurement set
+
+def _pair(batch, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, torch.Tensor) for t in batch)):
+        raise ConfigError(f"{where}: expected (x, y) tensors, got {type(batch).__name__}; pass the measurement "
+                          f"set as tensors (x, y) (e.g. for dict batches: (batch['input_ids'], batch['labels']))")
+    return batch[0], batch[1]
+
+
+def measurement_set(data, subset: int | None = None, seed: int = SUBSET_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed measurement set ``(x (n, ...), y (n, ...))`` (module doc for the rule)."""
+    with torch.random.fork_rng(devices=[]):  # dataset transforms draw from a private RNG state
+        if isinstance(data, DataLoader):
+            ds = data.dataset
+            if isinstance(ds, IterableDataset) or not hasattr(ds, "__len__"):
+                raise ConfigError("the DataLoader's dataset is not indexable (an IterableDataset): "
+                                  "pass the measurement set as tensors (x, y)")
+            idx = subset_indices(len(ds), subset, seed).tolist()
+            size = data.batch_size or len(idx)
+            parts = [_pair(data.collate_fn([ds[i] for i in idx[lo:lo + size]]), "DataLoader batch")
+                     for lo in range(0, len(idx), size)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+            x, y = data
+        elif isinstance(data, (tuple, list)) and data:
+            parts = [_pair(b, f"batch {i}") for i, b in enumerate(data)]
+            x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        else:
+            raise ConfigError(f"data must be tensors (x, y), a DataLoader or a list of (x, y) batches, "
+                              f"got {type(data).__name__}")
+        if len(x) != len(y) or len(x) == 0:
+            raise ConfigError(f"x and y need the same non-zero number of examples, got {len(x)} and {len(y)}")
+        idx = subset_indices(len(x), subset, seed)
+        return x[idx.to(x.device)], y[idx.to(y.device)]
+
+
+def optimizer_hparams(optimizer) -> dict | None:
+    """{lr, momentum, dampening, nesterov, weight_decay} shared by every param group, or None for
+    adaptive methods (groups with ``betas``, whose edge is not a function of the step size)."""
+    groups = optimizer.param_groups
+    if any("betas" in g for g in groups):
+        return None
+    keys = {"lr": 0.0, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
+    vals = [tuple(float(g.get(k, d)) for k, d in keys.items()) for g in groups]
+    if len(set(vals)) != 1:
+        warnings.warn("param groups differ in lr/momentum/weight decay: stability thresholds are NaN "
+                      "(no single edge)", RuntimeWarning, stacklevel=3)
+        return None
+    return dict(zip(keys, vals[0]))
+
+
+# --------------------------------------------------------------------------- the prober
+
+class Prober:
+    """Measures :data:`PROBES` entries of ``model`` on a fixed measurement set (module doc).
+
+    data: see :func:`measurement_set`; optimizer: read (never written) for lr and momentum;
+    batch_size: the training batch size of the batch metrics (default: the DataLoader's);
+    layers: module names for sparsity / dead units (default every ReLU-like activation);
+    probe: inputs of the Jacobian rank, or how many of the first measurement inputs (default:
+    as many as keep phi under JACOBIAN_MAX_ENTRIES, at most JACOBIAN_MAX_INPUTS);
+    bn_mode: "eval" | "train", required for the loss and Hessian when the model has BatchNorm.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn, data, probes: Sequence[str], *, optimizer=None,
+                 subset: int | None = None, batch_size: int | None = None, layers: Sequence[str] | None = None,
+                 probe: torch.Tensor | int | None = None, bn_mode: str | None = None,
+                 settings: ProbeSettings | None = None):
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model, self.loss_fn, self.optimizer, self.bn_mode = model, loss_fn, optimizer, bn_mode
+        self.settings = settings or ProbeSettings()
+        self.probes = {name: PROBES.get(name) for name in dict.fromkeys(probes)}
+        for name, p in self.probes.items():
+            if p.needs_optimizer and optimizer is None:
+                raise ConfigError(f"metric {name!r} reads the step size from the optimizer: pass optimizer=")
+        self.x, self.y = measurement_set(data, subset, self.settings.seed)
+        self.batch_size = batch_size if batch_size is not None else getattr(data, "batch_size", None)
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if any(n in QUANTITIES for n in self.probes) and self.batch_size is None:
+            raise ConfigError("batch metrics need the training batch size: pass batch_size= (or a DataLoader)")
+        self.warm = WarmStart()
+        has_bn = any(isinstance(m, _BatchNorm) for m in model.modules())
+        self._eval_bn = "eval" if has_bn else None
+        with self.preserved():
+            self._check_loss()  # a bad loss_fn or bn_mode fails here, not at the first measurement
+            self.layers = resolve_layers(model, layers) if {"sparsity", "dead_units"} & set(self.probes) else []
+            self.feature_keys = list(self._features(self.x[:2])) if self.layers else []
+            self.probe_x = self._probe_inputs(probe) if "jacobian_rank" in self.probes else None
+
+    # ----------------------------------------------------------------- plumbing
+    def preserved(self):
+        """Forks every RNG (CPU and all CUDA devices) for the duration of a measurement."""
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        return torch.random.fork_rng(devices=cuda)
+
+    def functional(self, *, evaluated: bool = False, dtype=None) -> FunctionalLoss:
+        """Snapshot of the current parameters: for the loss (bn_mode) or as evaluated (running BN)."""
+        return FunctionalLoss(self.model, self.loss_fn, bn_mode=self._eval_bn if evaluated else self.bn_mode,
+                              dtype=dtype)
+
+    def _check_loss(self) -> None:
+        self.functional(dtype=self.settings.dtype).value(self.x[:2], self.y[:2])
+
+    def _features(self, x: torch.Tensor):
+        s = self.settings
+        return layer_features(self.functional(evaluated=True), x, self.layers, max_neurons=s.max_neurons,
+                              seed=s.seed, chunk_size=s.chunk_size)
+
+    def _probe_inputs(self, probe) -> torch.Tensor:
+        if isinstance(probe, torch.Tensor):
+            return probe
+        if probe is not None and (isinstance(probe, bool) or not isinstance(probe, int) or probe < 1):
+            raise ConfigError(f"probe must be input tensors or a positive number of examples, got {probe!r}")
+        if probe is None:
+            fn = self.functional(evaluated=True)
+            with fn.context(), torch.no_grad():
+                x1 = self.x[:1]
+                out = fn.output(fn.theta, x1.to(fn.device, fn.dtype) if x1.is_floating_point() else x1.to(fn.device))
+            outputs = out.numel() if isinstance(out, torch.Tensor) else 1
+            probe = max(1, min(JACOBIAN_MAX_INPUTS, JACOBIAN_MAX_ENTRIES // max(1, outputs * fn.dim)))
+        return self.x[:probe]
+
+    # ----------------------------------------------------------------- interface
+    def names(self) -> list[str]:
+        """Metric names the probes write, in probe order (each once)."""
+        return list(dict.fromkeys(n for p in self.probes.values() for n in p.outputs(self)))
+
+    def measure(self, due: Sequence[str], step: int) -> dict[str, float]:
+        """{metric: value} of the probes in ``due`` at ``step``; NaN where skipped (module doc)."""
+        out: dict[str, float] = {}
+        with self.preserved():
+            moment = _Moment(self, step, due)
+            finite = math.isfinite(moment.loss())
+            for name in due:
+                probe = self.probes[name]
+                if probe.needs_finite and not finite:
+                    out.update({k: math.nan for k in probe.outputs(self)})
+                    continue
+                try:
+                    out.update(probe.run(moment))
+                except FloatingPointError as e:  # non-finite products of a diverging model: never stop training
+                    warnings.warn(f"metric {name!r} at step {step}: {e}", RuntimeWarning, stacklevel=2)
+                    out.update({k: math.nan for k in probe.outputs(self)})
+            moment.release()
+        return out
+
+
+class _Moment:
+    """One measurement: lazily built operator, features and batch estimates, shared by probes."""
+
+    def __init__(self, prober: Prober, step: int, due: Sequence[str]):
+        self.p, self.step = prober, step
+        self.gen = measurement_generator(prober.settings.seed, step)
+        self.batch_names = [n for n in due if n in QUANTITIES]
+        self.curvature = "sharpness" in due
+        self._op: HessianOperator | None = None
+        self._feats = None
+        self._batch = None
+        self._loss: float | None = None
+
+    def operator(self) -> HessianOperator:
+        if self._op is None:
+            s = self.p.settings
+            self._op = HessianOperator(self.p.model, self.p.loss_fn, (self.p.x, self.p.y), bn_mode=self.p.bn_mode,
+                                       dtype=s.dtype, chunk_size=s.chunk_size)
+        return self._op
+
+    def loss(self) -> float:
+        if self._loss is None:
+            op = self.operator()
+            if self.curvature and op.cache_graph:
+                op.gradient()  # builds the graph the eigensolver needs anyway: the loss comes free with it
+            self._loss = op.loss()
+        return self._loss
+
+    def features(self):
+        if self._feats is None:
+            self._feats = self.p._features(self.p.x)
+        return self._feats
+
+    def batch(self) -> dict[str, float]:
+        if self._batch is None:
+            s = self.p.settings
+            self._batch = batch_estimates(self.p.model, self.p.loss_fn, (self.p.x, self.p.y), self.p.batch_size,
+                                          self.batch_names, rse_tol=s.rse_tol, max_batches=s.max_batches,
+                                          min_batches=s.min_batches, dtype=s.dtype, bn_mode=self.p.bn_mode,
+                                          generator=measurement_generator(s.seed, self.step, _BATCH_SUBSTREAM))
+        return self._batch
+
+    def release(self) -> None:
+        """Drop the operator (and its gradient graph) and the features: memory stays bounded."""
+        self._op = self._feats = None
+
+
+# --------------------------------------------------------------------------- the registry
+
+def _one(name: str) -> Callable[[Prober], list[str]]:
+    return lambda _p: [name]
+
+
+PROBES.add("train_loss", Probe(
+    "L = sum_b n_b loss_fn(model(x_b), y_b) / N over the measurement set (dropout off, BatchNorm per bn_mode)",
+    _one("train_loss"), lambda m: {"train_loss": m.loss()}, needs_finite=False))
+
+PROBES.add("sharpness", Probe(
+    "lambda_1 >= ... >= lambda_k of the Hessian of L (Lanczos, relative residual <= tol, warm-started from the "
+    "previous k eigenvectors); hessian_cond = lambda_1 / lambda_k; curvature_hvps = products used",
+    lambda p: eig_names(p.settings.k),
+    lambda m: m.p.warm.measure(m.operator(), m.p.settings.k, m.p.settings.tol, m.gen)))
+
+
+def _thresholds(m: _Moment) -> dict[str, float]:
+    hp = optimizer_hparams(m.p.optimizer)
+    if hp is None:
+        lr = float(m.p.optimizer.param_groups[0]["lr"])
+        return {"lr": lr, "momentum": math.nan, "threshold": math.nan, "threshold_momentum": math.nan}
+    t = stability_thresholds(hp["lr"], hp["momentum"], dampening=hp["dampening"], nesterov=bool(hp["nesterov"]),
+                             weight_decay=hp["weight_decay"])
+    return {"lr": t.lr, "momentum": t.momentum, "threshold": t.gd, "threshold_momentum": t.momentum_edge}
+
+
+PROBES.add("threshold", Probe(
+    "lr and momentum of the optimizer now; threshold = 2/lr, threshold_momentum = (2 + 2 mu)/lr (heavy ball; "
+    "Nesterov (2 + 2 mu)/(lr (1 + 2 mu)); dampening folded in), both minus SGD's coupled weight decay; "
+    "NaN for adaptive optimizers", lambda _p: ["lr", "momentum", "threshold", "threshold_momentum"], _thresholds,
+    needs_finite=False, needs_optimizer=True))
+
+def _batch_probe(q: str, formula: str) -> Probe:
+    return Probe(f"{formula} over batches B of batch_size drawn without replacement from the measurement set; "
+                 f"Monte Carlo stopped at relative standard error < rse_tol (at most max_batches); "
+                 f"batch_draws = batches used", lambda _p: [q, "batch_draws"],
+                 lambda m: {q: m.batch()[q], "batch_draws": m.batch()["batch_draws"]})
+
+
+for _q, _formula in QUANTITIES.items():
+    PROBES.add(_q, _batch_probe(_q, _formula))
+
+
+def _sparsity(m: _Moment) -> dict[str, float]:
+    s, out = m.p.settings, {}
+    for key, f in m.features().items():
+        out[f"{key}_active"] = f.positive_fraction
+        out[f"{key}_sparsity"] = float(feature_sparsity(f.sample, s.sparsity_tau, normalize=s.normalize_features,
+                                                        with_effective_rank=False).coefficient)
+    return out
+
+
+PROBES.add("sparsity", Probe(
+    "per layer: <layer>_active = mean_ij 1[A_ij > 0] (raw positive fraction, all units), <layer>_sparsity = the "
+    "merged feature sparsity coefficient (sgdlab.metrics.sparsity, |corr| > sparsity_tau merged, at most "
+    "max_neurons units) of its output A (n x units) on the measurement set",
+    lambda p: [f"{k}_{w}" for k in p.feature_keys for w in ("active", "sparsity")], _sparsity))
+
+PROBES.add("dead_units", Probe(
+    "dead_fraction = fraction of the hooked layers' units whose mean |activation| over the measurement set "
+    "is < DEAD_THRESHOLD = 1e-3 (Jastrzebski et al. 2018)", _one("dead_fraction"),
+    lambda m: {"dead_fraction": float(dead_fraction([f.mean_abs[None] for f in m.features().values()]))}))
+
+
+def _jacobian_rank(m: _Moment) -> dict[str, float]:
+    fn = m.p.functional(evaluated=True)
+    x = m.p.probe_x
+    x = x.to(fn.device, fn.dtype) if x.is_floating_point() else x.to(fn.device)
+    with fn.context():
+        phi = per_example_jacobian(lambda prm, xb: functional_call(fn.model, {**prm, **fn.constants}, (xb,)),
+                                   fn.unflatten(fn.theta), x)
+    return {"jacobian_rank": float(matrix_rank(phi, m.p.settings.rank_rtol))}
+
+
+PROBES.add("jacobian_rank", Probe(
+    "rank of phi = the per-example Jacobian d model(x_i) / d theta ((n k) x p) on the probe inputs: singular "
+    "values > rank_rtol x the largest (sgdlab.metrics.jacobian)", _one("jacobian_rank"), _jacobian_rank))
