@@ -154,8 +154,8 @@ class Thresholds:
     """Sharpness above which the optimizer is unstable along that eigendirection (loss units).
 
     gd: 2 / lr (plain GD on the loss as passed). momentum: the optimizer's own edge: heavy ball
-    (2 + 2 mu) / (lr (1 - dampening)), Nesterov (2 + 2 mu) / (lr (1 + mu + mu (1 - dampening))).
-    Both minus the coupled weight decay wd (the trained objective's Hessian is H + wd I).
+    (2 + 2 mu) / (lr (1 - dampening)), Nesterov (2 + 2 mu) / (lr (1 + 2 mu)). Both minus the
+    coupled weight decay wd (the trained objective's Hessian is H + wd I).
     """
 
     lr: float
@@ -169,15 +169,17 @@ def stability_thresholds(lr: float, momentum: float = 0.0, *, dampening: float =
     """Edges of stability on a quadratic with curvature lambda (PyTorch's SGD convention).
 
     Heavy ball (b <- mu b + (1 - d) g, theta <- theta - lr b): x_{t+1} = (1 + mu - lr c lambda) x_t
-    - mu x_{t-1} with c = 1 - d, stable iff lr c lambda < 2 + 2 mu. Nesterov (direction g + mu b):
-    the iteration matrix has trace 1 + mu - lr lambda (1 + mu c) and determinant mu (1 - lr lambda),
-    stable iff lr lambda (1 + mu + mu c) < 2 + 2 mu (Jury). PyTorch ignores dampening without
-    momentum. Coupled weight decay shifts lambda by +wd.
+    - mu x_{t-1} with c = 1 - d, stable iff lr c lambda < 2 + 2 mu. Nesterov (direction g + mu b,
+    no dampening in PyTorch): the iteration matrix has trace 1 + mu - lr lambda (1 + mu) and
+    determinant mu (1 - lr lambda), stable iff lr lambda (1 + 2 mu) < 2 + 2 mu (Jury). PyTorch
+    ignores dampening without momentum. Coupled weight decay shifts lambda by +wd.
     """
+    if nesterov and dampening:
+        raise ConfigError("Nesterov momentum has no dampening (torch.optim.SGD refuses it)")
     if not lr > 0 or not math.isfinite(lr):
         raise ConfigError(f"the step size must be a positive number, got {lr!r}")
     mu = float(momentum)
     c = 1.0 - float(dampening) if mu else 1.0
-    denom = lr * (1 + mu + mu * c) if nesterov else lr * c
+    denom = lr * (1 + 2 * mu) if nesterov else lr * c
     edge = (2 + 2 * mu) / denom if denom > 0 else math.inf  # dampening 1: momentum never moves
     return Thresholds(lr=float(lr), momentum=mu, gd=2.0 / lr - weight_decay, momentum_edge=edge - weight_decay)

@@ -333,7 +333,7 @@ def _thresholds(m: _Moment) -> dict[str, float]:
 
 PROBES.add("threshold", Probe(
     "lr and momentum of the optimizer now; threshold = 2/lr, threshold_momentum = (2 + 2 mu)/lr (heavy ball; "
-    "Nesterov (2 + 2 mu)/(lr (1 + 2 mu)); dampening folded in), both minus SGD's coupled weight decay; "
+    "Nesterov (2 + 2 mu)/(lr (1 + 2 mu)); dampening d divides by 1 - d), both minus SGD's coupled weight decay; "
     "NaN for adaptive optimizers", lambda _p: ["lr", "momentum", "threshold", "threshold_momentum"], _thresholds,
     needs_finite=False, needs_optimizer=True))
 
