@@ -23,6 +23,7 @@ off, BatchNorm with its running statistics.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ class ProbeSettings:
     tol: float = DEFAULT_TOL  # Lanczos: relative residual bound of every eigenvalue
     dtype: torch.dtype | None = None  # functional copy for the Hessian; None = the model's dtype
     chunk_size: int | None = None  # examples per forward pass; None = one chunk (its graph serves every HVP)
+    # Keep every chunk's gradient graph for the HVPs of one measurement (freed after it): None = only
+    # when there is a single chunk; True trades memory (the whole set's graph) for 1 backward per HVP.
+    cache_graph: bool | None = None
     rse_tol: float = DEFAULT_RSE_TOL  # batch metrics: stop at relative standard error < this (the paper's)
     max_batches: int = DEFAULT_MAX_BATCHES  # ... or after this many batches (the paper's cap)
     min_batches: int = DEFAULT_MIN_BATCHES  # a standard error from fewer draws is too noisy to stop on
@@ -191,6 +195,8 @@ class Prober:
         if any(n in QUANTITIES for n in self.probes) and self.batch_size is None:
             raise ConfigError("batch metrics need the training batch size: pass batch_size= (or a DataLoader)")
         self.warm = WarmStart()
+        # wall seconds per probe; the first probe that needs the Hessian's gradient graph builds it
+        self.seconds: dict[str, float] = dict.fromkeys(self.probes, 0.0)
         has_bn = any(isinstance(m, _BatchNorm) for m in model.modules())
         self._eval_bn = "eval" if has_bn else None
         with self.preserved():
@@ -242,17 +248,21 @@ class Prober:
         out: dict[str, float] = {}
         with self.preserved():
             moment = _Moment(self, step, due)
-            finite = math.isfinite(moment.loss())
+            t0 = time.perf_counter()
+            finite = math.isfinite(moment.loss())  # with sharpness due, this builds its gradient graph
+            self.seconds["train_loss"] = self.seconds.get("train_loss", 0.0) + time.perf_counter() - t0
             for name in due:
                 probe = self.probes[name]
                 if probe.needs_finite and not finite:
                     out.update({k: math.nan for k in probe.outputs(self)})
                     continue
+                t0 = time.perf_counter()
                 try:
                     out.update(probe.run(moment))
                 except FloatingPointError as e:  # non-finite products of a diverging model: never stop training
                     warnings.warn(f"metric {name!r} at step {step}: {e}", RuntimeWarning, stacklevel=2)
                     out.update({k: math.nan for k in probe.outputs(self)})
+                self.seconds[name] += time.perf_counter() - t0
             moment.release()
         return out
 
@@ -274,7 +284,7 @@ class _Moment:
         if self._op is None:
             s = self.p.settings
             self._op = HessianOperator(self.p.model, self.p.loss_fn, (self.p.x, self.p.y), bn_mode=self.p.bn_mode,
-                                       dtype=s.dtype, chunk_size=s.chunk_size)
+                                       dtype=s.dtype, chunk_size=s.chunk_size, cache_graph=s.cache_graph)
         return self._op
 
     def loss(self) -> float:
