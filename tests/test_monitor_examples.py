@@ -16,7 +16,7 @@ from sgdlab.train import Engine
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
-import monitor_chebyshev as cheb  # noqa: E402
+import monitor_chebyshev as cheb
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_gd_sharpness_rises_to_two_over_eta_and_hovers_negative_control_below():
     ratios = {}
     for lr in (0.07, 0.05):
         mon = cheb.train(cheb.build_model(0), lr, steps)
-        t, m = mon.metrics()
+        _, m = mon.metrics()
         assert np.allclose(m["threshold"], 2 / lr)
         ratios[lr] = m["sharpness"] / m["threshold"]
     r = ratios[0.07]
