@@ -7,6 +7,9 @@ Python API (no CLI parsing involved)::
     cfg = sgdlab.override(cfg, ["seeds=4", "steps=20001"])
     result = sgdlab.run(cfg, out="runs/diag")         # trains, writes the run directory
     result.metrics["test_loss"]                       # (n_evals, n_runs) numpy array
+
+    monitor = sgdlab.Monitor(model, loss_fn, (x, y), optimizer, out="runs/mine")  # YOUR loop
+    monitor.step()                                    # once per step; docs/curvature.md
 """
 
 from importlib.metadata import PackageNotFoundError, version
