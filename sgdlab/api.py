@@ -51,8 +51,11 @@ class RunResult:
         return self.metrics[name][-1]
 
     def arm(self, name: str) -> np.ndarray:
-        """Indices of the runs of one arm."""
-        idx = [r["index"] for r in self.runs if r["arm"] == name]
+        """Indices of the runs of one arm, by its label (or by its name as written in the config,
+        placeholders included)."""
+        labels = {a.name: a.label for a in self.config.arms}
+        label = name if any(r["arm"] == name for r in self.runs) else labels.get(name, name)
+        idx = [r["index"] for r in self.runs if r["arm"] == label]
         if not idx:
             raise ConfigError(choices_message("arm", name, {r["arm"] for r in self.runs}))
         return np.array(idx)

@@ -127,6 +127,9 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
     every point that has them; other arms are renamed ``"<arm> | <point label>"``.
     """
     base = override(base, list(sets)) if sets else base
+    # Points are named by the base experiment's arm labels (after `sets`, before the axes), so an
+    # arm keeps one identity across the grid while its resolved label follows each point's values.
+    base_labels = [a.label for a in base.arms]
     keys = [k for k, _ in axes]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"grid axes repeat a key: {keys}")
@@ -144,12 +147,13 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
         job = jobs[key]
         mapping = {}
         label = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
-        for arm in cfg.arms:
+        literal = label.replace("{", "{{").replace("}", "}}")  # arm names may hold {placeholders}
+        for base_label, arm in zip(base_labels, cfg.arms):
             sig = json.dumps(to_dict(dataclasses.replace(arm, name="_")), sort_keys=True)
             if sig not in job["arms"]:
-                name = arm.name if not label else f"{arm.name} | {label}"
+                name = arm.name if not label else f"{arm.name} | {literal}"
                 job["arms"][sig] = dataclasses.replace(arm, name=name)
-            mapping[arm.name] = job["arms"][sig].name
+            mapping[base_label] = job["arms"][sig].label
         points.append(Point(pid, values, job["id"], mapping))
     out_jobs = []
     for j in sorted(jobs.values(), key=lambda j: j["id"]):

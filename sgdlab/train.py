@@ -80,7 +80,7 @@ def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[Run
         seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
         seeds = [seeds[0]] if deterministic else seeds
         for s in seeds:
-            runs.append(RunSpec(len(runs), arm.name, s, arm.schedule.describe(),
+            runs.append(RunSpec(len(runs), arm.label, s, arm.schedule.describe(),
                                 f"{arm.optimizer.kind}" + (f"(b={arm.optimizer.batch_size}"
                                 f"{'' if arm.optimizer.replacement else ', without replacement'})"
                                 if hasattr(arm.optimizer, "batch_size") else ""),
@@ -103,12 +103,12 @@ class Engine:
         if cfg.snapshots > 0:
             pick = np.unique(np.round(np.linspace(0, len(self.eval_steps) - 1, cfg.snapshots + 2)).astype(int))
             self.snapshot_steps = {int(self.eval_steps[i]) for i in pick}
-        arm_of = {a.name: a for a in cfg.arms}
+        arm_of = {a.label: a for a in cfg.arms}
         by_key: dict[tuple, list[RunSpec]] = {}
         for r in self.runs:
             by_key.setdefault(arm_of[r.arm].optimizer.group_key(), []).append(r)
         self.groups = []
-        sched = {a.name: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
+        sched = {a.label: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
         for members in by_key.values():
             opt = arm_of[members[0].arm].optimizer
             self.groups.append(Group(

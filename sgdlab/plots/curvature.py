@@ -24,8 +24,8 @@ def _arms(cfg, runs):
     out = []
     for a in cfg.arms:
         eta = float(np.broadcast_to(a.schedule.build(cfg.steps)(np.array([0])), (1,))[0])
-        idx = np.array([r["index"] for r in runs if r["arm"] == a.name])
-        out.append((a.name, eta, getattr(a.optimizer, "batch_size", None), idx))
+        idx = np.array([r["index"] for r in runs if r["arm"] == a.label])
+        out.append((a.label, eta, getattr(a.optimizer, "batch_size", None), idx))
     return out
 
 

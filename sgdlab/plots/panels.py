@@ -90,7 +90,7 @@ def plot_panels(rd: RunDir, names: tuple[str, ...] | None = None, fmt: str = "pn
     if not summary:  # unfinished run: divergence = a run whose last logged values are NaN
         last = metrics["train_loss"][-1]
         diverged = {r["index"]: (int(steps[-1]) if not np.isfinite(last[r["index"]]) else None) for r in runs}
-    arms = [a.name for a in cfg.arms]
+    arms = [a.label for a in cfg.arms]
     names = tuple(names or cfg.figure)
     fig = draw_metric_panels(steps, metrics, runs, names, arms,
                              title=f"{cfg.name}: median over seeds, band = interquartile range", diverged=diverged)
