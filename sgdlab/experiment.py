@@ -11,14 +11,13 @@ import numpy as np
 
 from .config import check, to_dict
 from .data.base import DataConfig
-from .errors import ConfigError
 from .data.synthetic import SparseRegression
+from .errors import ConfigError
 from .metrics.config import MetricsConfig
 from .models.base import ModelConfig
 from .models.diagonal import DiagonalNetConfig
 from .optim.config import SGD, OptimizerConfig
 from .schedules import Constant, ScheduleConfig
-
 
 # Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
 LABEL_FLOAT_CHARS = 8
