@@ -6,6 +6,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -13,15 +14,16 @@ import numpy as np
 
 from . import config as _config
 from .config import to_dict
-from .errors import CheckpointError, ConfigError, choices_message
+from .errors import CheckpointError, ConfigError, SgdlabError, choices_message
 from .experiment import ExperimentConfig
-from .runs import RunDir
+from .runs import RunDir, metrics_row, rows_to_arrays
 from .summary import summarize
 from .train import Engine, TrainState
 
 __all__ = [
     "ExperimentConfig",
     "RunResult",
+    "export_run",
     "list_experiments",
     "load_experiment",
     "load_run",
@@ -51,8 +53,11 @@ class RunResult:
         return self.metrics[name][-1]
 
     def arm(self, name: str) -> np.ndarray:
-        """Indices of the runs of one arm."""
-        idx = [r["index"] for r in self.runs if r["arm"] == name]
+        """Indices of the runs of one arm, by its label (or by its name as written in the config,
+        placeholders included)."""
+        labels = {a.name: a.label for a in self.config.arms}
+        label = name if any(r["arm"] == name for r in self.runs) else labels.get(name, name)
+        idx = [r["index"] for r in self.runs if r["arm"] == label]
         if not idx:
             raise ConfigError(choices_message("arm", name, {r["arm"] for r in self.runs}))
         return np.array(idx)
@@ -105,18 +110,36 @@ def override(cfg: ExperimentConfig, assignments) -> ExperimentConfig:
 
 # --------------------------------------------------------------------------- running
 
+# The progress bar shows no time estimate until this share of the steps is done and this many
+# seconds have passed: the first steps of a run (kernel compilation, the dense early evaluation
+# grid) say nothing about the rest, and an estimate from them reads as days.
+ETA_MIN_FRACTION = 0.02
+ETA_MIN_SECONDS = 3.0
+NO_ETA_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, estimating{postfix}]"
+
+
 def _progress(total: int, initial: int, desc: str, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", unit_scale=True, dynamic_ncols=True, mininterval=0.5,
-                file=sys.stderr)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", unit_scale=True, dynamic_ncols=True,
+                mininterval=0.5, file=sys.stderr, bar_format=NO_ETA_FORMAT)
+
+
+def _advance_bar(bar, steps: int) -> None:
+    bar.update(steps)
+    if bar.bar_format == NO_ETA_FORMAT and bar.n >= ETA_MIN_FRACTION * bar.total \
+            and bar.format_dict["elapsed"] >= ETA_MIN_SECONDS:
+        bar.bar_format = None  # tqdm's default format, with the remaining time
 
 
 def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, rows: list,
-             stop_after: int | None = None, fresh: bool = True):
+             stop_after: int | None = None, fresh: bool = True, wall0: float = 0.0):
+    """Advance to the end, logging every evaluation and checkpointing; ``wall0`` is the wall time
+    of earlier segments (a resumed run), carried in every checkpoint."""
     cfg = eng.cfg
+    t_start = time.monotonic()
     bar = _progress(cfg.steps, state.step, f"{cfg.name} ({eng.n_runs} runs)", progress)
     ex_per_step = sum(len(g.runs) * g.sampler.b for g in eng.groups)  # throughput in examples (images)
     last_ckpt = [-np.inf]
@@ -144,14 +167,14 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
             rd.save_snapshot(s.step, eng.params_by_run(s))
         now = time.monotonic()
         if rd is not None and (now - last_ckpt[0] >= cfg.checkpoint_seconds or s.step >= cfg.steps):
-            rd.save_checkpoint({"state": s.to_dict(), "config": to_dict(cfg)})
+            rd.save_checkpoint({"state": s.to_dict(), "config": to_dict(cfg), "wall_seconds": wall0 + now - t_start})
             last_ckpt[0] = now
         if stop_after is not None and s.step >= stop_after:
             raise KeyboardInterrupt  # test hook: behaves like Ctrl-C right after this evaluation
 
     try:
-        eng.run(state, on_eval=on_eval, on_progress=(bar.update if bar is not None else None), after_eval=after_eval,
-                evaluate_start=fresh)
+        eng.run(state, on_eval=on_eval, on_progress=(partial(_advance_bar, bar) if bar is not None else None),
+                after_eval=after_eval, evaluate_start=fresh)
     finally:
         if bar is not None:
             bar.close()
@@ -160,17 +183,30 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
     return state
 
 
+def _draw_figures(rd: RunDir, quiet: bool) -> None:
+    """Draw every figure, then record them in meta.json with "finished": only then is the run
+    complete (a kill while drawing leaves it resumable, and resume draws them again)."""
+    from .plots import plot_run
+
+    if not quiet:
+        print("drawing figures ...", file=sys.stderr, flush=True)
+    drawn, errors = [], []
+    try:
+        drawn = plot_run(rd.path, errors=errors)
+    except (SgdlabError, OSError, ValueError) as e:  # a figure must never lose a finished run
+        errors.append(f"{type(e).__name__}: {e}")
+    for err in errors:
+        print(f"warning: figure not drawn: {err}", file=sys.stderr)
+    rd.update_meta(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   figures=[str(Path(p).relative_to(rd.path)) for p in drawn], figure_errors=errors)
+
+
 def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, wall: float, quiet: bool) -> dict:
     summary = summarize(eng.cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, state.diverged, wall)
     if rd is not None:
         rd.write_summary(summary)
-        rd.update_meta(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=wall)
-        try:
-            from .plots import plot_run
-
-            plot_run(rd.path)
-        except Exception as e:  # a figure must never lose a finished run  # noqa: BLE001
-            print(f"warning: figure not drawn: {type(e).__name__}: {e}", file=sys.stderr)
+        rd.update_meta(wall_seconds=wall)
+        _draw_figures(rd, quiet)
     if not quiet:
         from .summary import format_table
 
@@ -178,11 +214,17 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
     return summary
 
 
+def _interrupted(rd: RunDir | None, state: TrainState) -> None:
+    if rd is not None:
+        print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
+
+
 def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress: bool = True, quiet: bool = False,
         overwrite: bool = False, _stop_after: int | None = None) -> RunResult:
     """Train every run of ``cfg`` (a config or an experiment name) and return the result.
 
-    With ``out`` the run directory is written as it goes (resumable); without, runs in memory.
+    With ``out`` the run directory is written as it goes (resumable; locked against a second
+    writer); without, runs in memory. ``overwrite`` replaces an existing run directory.
     """
     if isinstance(cfg, (str, Path)):
         cfg = load_experiment(cfg)
@@ -190,63 +232,97 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
 
     for fig in cfg.extra_figures:
         FIGURES.get(fig)  # unknown figure names fail before any training
+    if out is not None:
+        RunDir.check_target(out, overwrite)
     t0 = time.monotonic()
     eng = Engine(cfg)
+    eng.check_names()
     rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite) if out is not None else None
-    state = eng.initial_state()
-    rows: list = []
     try:
-        _execute(eng, rd, state, progress, rows, stop_after=_stop_after)
-    except KeyboardInterrupt:
+        state = eng.initial_state()
+        rows: list = []
+        try:
+            _execute(eng, rd, state, progress, rows, stop_after=_stop_after)
+        except KeyboardInterrupt:
+            _interrupted(rd, state)
+            raise
+        steps = np.array([t for t, _ in rows])
+        metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
+        summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet)
+    finally:
         if rd is not None:
-            print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
-        raise
-    steps = np.array([t for t, _ in rows])
-    metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
-    summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet)
+            rd.release()
     return RunResult(rd.path if rd else None, cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, summary)
 
 
 def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
            _stop_after: int | None = None) -> RunResult:
-    """Continue a killed run from its last checkpoint; the result equals an uninterrupted run."""
+    """Continue a killed run from its last checkpoint; the result equals an uninterrupted run.
+
+    The metrics written so far are checked against the checkpoint (one row per evaluation step up
+    to it; a corrupt row that cannot be recomputed is an error naming its line); a run killed
+    while drawing its figures gets them drawn.
+    """
     rd = RunDir(path)
-    if not rd.path.is_dir():
-        raise CheckpointError(f"run directory {str(rd.path)!r} does not exist")
     cfg = rd.config()
-    if rd.summary() is not None:
-        if not quiet:
-            print(f"{rd.path} is already complete; nothing to resume", file=sys.stderr)
-        return load_run(rd.path)
-    ckpt = rd.load_checkpoint()
-    try:  # re-read through today's dataclasses: fields added since (with defaults) still match
-        same = to_dict(_config.from_dict(ExperimentConfig, ckpt.get("config") or {})) == to_dict(cfg)
-    except ConfigError:
-        same = False
-    if not same:
-        raise CheckpointError(f"checkpoint in {str(rd.path)!r} was written by a different config than config.toml; "
-                              f"restore the original config.toml or start a new run")
-    t0 = time.monotonic()
-    eng = Engine(cfg)
-    state = TrainState.from_dict(ckpt["state"])
-    rd.truncate_metrics(state.step)
-    rd.update_meta(resumed_from_step=state.step)
-    steps0, metrics0 = rd.metrics()
-    rows = [(int(t), {k: v[i] for k, v in metrics0.items()}) for i, t in enumerate(steps0)]
+    rd.open_writer()
     try:
-        _execute(eng, rd, state, progress, rows, stop_after=_stop_after, fresh=False)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
-        raise
-    steps, metrics = rd.metrics()
-    summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet)
+        if rd.complete():
+            if not quiet:
+                print(f"{rd.path} is already complete; nothing to resume", file=sys.stderr)
+            return load_run(rd.path)
+        if rd.summary() is not None:  # trained and summarized; killed while drawing figures
+            _draw_figures(rd, quiet)
+            return load_run(rd.path)
+        ckpt = rd.load_checkpoint()
+        try:  # re-read through today's dataclasses: fields added since (with defaults) still match
+            same = to_dict(_config.from_dict(ExperimentConfig, ckpt.get("config") or {})) == to_dict(cfg)
+        except ConfigError:
+            same = False
+        if not same:
+            raise CheckpointError(f"checkpoint in {str(rd.path)!r} was written by a different config than "
+                                  f"config.toml; restore the original config.toml or start a new run")
+        t0 = time.monotonic()
+        wall0 = float(ckpt.get("wall_seconds", 0.0))
+        eng = Engine(cfg)
+        state = TrainState.from_dict(ckpt["state"])
+        keep, redo = rd.validated_rows(eng.eval_steps, state.step, eng.n_runs)
+        if redo is not None:  # the row of the checkpoint step was torn: recompute it from the state
+            keep.append(metrics_row(redo, eng.evaluate(state)))
+        rd.write_rows(keep)
+        rd.update_meta(resumed_from_step=state.step)
+        steps0, metrics0 = rows_to_arrays(keep)
+        rows = [(int(t), {k: v[i] for k, v in metrics0.items()}) for i, t in enumerate(steps0)]
+        try:
+            _execute(eng, rd, state, progress, rows, stop_after=_stop_after, fresh=False, wall0=wall0)
+        except KeyboardInterrupt:
+            _interrupted(rd, state)
+            raise
+        steps, metrics = rd.metrics()
+        summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet)
+    finally:
+        rd.release()
     return RunResult(rd.path, cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, summary)
+
+
+def export_run(run_dir: str | Path, backend: str) -> Path:
+    """Replay a run directory's metrics into ``RUN_DIR/<backend>`` (TensorBoard, W&B offline,
+    MLflow local); returns that folder."""
+    from .loggers import Logger
+
+    rd = RunDir(run_dir)
+    steps, metrics = rd.metrics()
+    lg = Logger(backend, rd.path, rd.runs(), rd.config().name)
+    try:
+        for e, t in enumerate(steps):
+            lg.log(int(t), {k: v[e] for k, v in metrics.items()})
+    finally:
+        lg.close()
+    return lg.out
 
 
 def load_run(path: str | Path) -> RunResult:
     """Read a run directory (finished or not) from disk."""
     rd = RunDir(path)
-    if not rd.path.is_dir():
-        raise CheckpointError(f"run directory {str(rd.path)!r} does not exist")
     steps, metrics = rd.metrics()
     return RunResult(rd.path, rd.config(), rd.runs(), steps, metrics, rd.summary())

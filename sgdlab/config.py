@@ -179,15 +179,21 @@ def to_dict(obj) -> Any:
     return obj
 
 
-def load_toml(cls, path: str | Path):
+def load_toml_table(path: str | Path, what: str = "config file") -> dict:
+    """The table of a TOML file, with one-line errors for a missing, unreadable or invalid file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} " + ("is a directory" if path.is_dir() else "does not exist"))
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
-    return from_dict(cls, data)
+        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read: {e}") from None
+
+
+def load_toml(cls, path: str | Path):
+    return from_dict(cls, load_toml_table(path))
 
 
 def dump_toml(obj) -> str:

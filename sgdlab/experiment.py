@@ -3,25 +3,66 @@
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from . import external  # noqa: F401  (registers the `external` kinds of monitor run directories)
-from .config import check
+from .config import check, to_dict
 from .data.base import DataConfig
 from .data.synthetic import SparseRegression
+from .errors import ConfigError
 from .metrics.config import MetricsConfig
 from .models.base import ModelConfig
 from .models.diagonal import DiagonalNetConfig
 from .optim.config import SGD, OptimizerConfig
 from .schedules import Constant, ScheduleConfig
 
+# Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
+LABEL_FLOAT_CHARS = 8
+
+
+class _ArmFields(string.Formatter):
+    """Resolves ``{schedule.lr}``-style placeholders of an arm name against the arm's own keys."""
+
+    def __init__(self, arm: ArmConfig):
+        self.tree = to_dict(arm)
+        self.aliases = {"lr": "schedule.lr", "batch_size": "optimizer.batch_size"}
+
+    def get_field(self, field_name, args, kwargs):
+        path = self.aliases.get(field_name, field_name)
+        node = self.tree
+        for key in path.split("."):
+            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            elif isinstance(node, dict) and key in node:
+                node = node[key]
+            else:
+                raise ConfigError(f"arm name {self.tree['name']!r}: placeholder {{{field_name}}} names no key of "
+                                  f"the arm; use dotted keys such as {{schedule.lr}}, {{schedule.factors.0}}, "
+                                  f"{{optimizer.batch_size}} (aliases: {', '.join(self.aliases)})")
+        return node, field_name
+
+    def format_field(self, value, format_spec):
+        if format_spec:
+            return format(value, format_spec)
+        if isinstance(value, float) and len(repr(value)) > LABEL_FLOAT_CHARS:
+            return format(value, ".6g")  # 0.30000000000000004 (a linspace grid value) -> 0.3
+        return str(value)
+
 
 @dataclass(frozen=True)
 class ArmConfig:
-    """One training recipe; every arm is run once per seed."""
+    """One training recipe; every arm is run once per seed.
+
+    ``name`` identifies the arm in tables, legends and ``RunResult.arm``. It may hold placeholders
+    for the arm's own keys, resolved after every override so that labels never go stale:
+    ``"SGD eta={schedule.lr} /{schedule.factors.0} at {schedule.milestones.0:.0%}"`` reads
+    "SGD eta=0.27 /4.8 at 10%" after ``--set arms.1.schedule.lr=0.27``. ``label`` is the
+    resolved name.
+    """
 
     name: str = "sgd"
     optimizer: OptimizerConfig = field(default_factory=SGD)
@@ -31,6 +72,20 @@ class ArmConfig:
     def __post_init__(self):
         check(bool(self.name.strip()), "arm name must not be empty")
         check(all(s >= 0 for s in self.seeds), f"arm seeds must be >= 0, got {self.seeds}")
+        self.label  # noqa: B018  (a bad placeholder fails here, naming the key)
+
+    @property
+    def label(self) -> str:
+        """The name with its placeholders resolved (the name itself when it has none)."""
+        if "{" not in self.name:
+            return self.name
+        try:
+            return _ArmFields(self).format(self.name)
+        except ConfigError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError) as e:
+            raise ConfigError(f"arm name {self.name!r}: {e} (placeholders look like {{schedule.lr}}; "
+                              f"write {{{{ and }}}} for literal braces)") from None
 
 
 @dataclass(frozen=True)
@@ -85,7 +140,7 @@ class ExperimentConfig:
 
     def __post_init__(self):
         check(len(self.arms) >= 1, "an experiment needs at least one arm")
-        names = [a.name for a in self.arms]
+        names = [a.label for a in self.arms]
         check(len(set(names)) == len(names), f"arm names must be unique, got {names}")
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")

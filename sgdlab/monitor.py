@@ -183,13 +183,18 @@ class Monitor:
         self._loggers: list = []
         if loggers and out is None:
             raise ConfigError("loggers write next to the run directory: pass out=")
-        if out is not None:
+        if out is not None:  # the directory stays locked against other writers until close()
             self.rd = RunDir.create(out, self._config(1, loggers), [self._run()], overwrite=overwrite)
-            self.rd.update_meta(monitor=self._record(plan, subset, layers))
-            if loggers:
-                from .loggers import Logger
+            try:
+                self.rd.update_meta(monitor=self._record(plan, subset, layers))
+                if loggers:
+                    from .loggers import Logger
 
-                self._loggers = [Logger(b, self.rd.path, [dataclasses.asdict(self._run())], name) for b in loggers]
+                    self._loggers = [Logger(b, self.rd.path, [dataclasses.asdict(self._run())], name)
+                                     for b in loggers]
+            except BaseException:
+                self.rd.release()
+                raise
 
     # ----------------------------------------------------------------- measuring
     def step(self, step: int | None = None) -> Measurement | None:
@@ -233,7 +238,8 @@ class Monitor:
 
     # ----------------------------------------------------------------- closing
     def close(self) -> dict | None:
-        """Write summary.json (last finite value of every metric) and close the loggers."""
+        """Write summary.json (last finite value of every metric) and the figures, mark the run
+        directory finished and release it; close the loggers."""
         if self._closed:
             return None
         self._closed = True
@@ -241,6 +247,15 @@ class Monitor:
             lg.close()
         if self.rd is None:
             return None
+        try:
+            return self._finish()
+        finally:
+            self.rd.release()
+
+    def _finish(self) -> dict:
+        # the engine's last step: figures, then "finished" in meta.json
+        from .api import _draw_figures
+
         steps, m = self.metrics()
         last_step = int(steps[-1]) if len(steps) else 0
         cfg = self._config(max(1, last_step), tuple(lg.backend for lg in self._loggers))
@@ -256,8 +271,8 @@ class Monitor:
         summary["last_measured"] = measured_at
         summary["monitor_seconds"] = self.seconds
         self.rd.write_summary(summary)
-        self.rd.update_meta(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=wall,
-                            monitor_seconds=self.seconds)
+        self.rd.update_meta(wall_seconds=wall, monitor_seconds=self.seconds)
+        _draw_figures(self.rd, quiet=True)
         return summary
 
     def __enter__(self) -> Self:

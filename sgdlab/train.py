@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .errors import ConfigError, choices_message
 from .experiment import ExperimentConfig
 from .metrics.tracking import CurvatureTracker
 from .optim.config import Optimizer
@@ -73,6 +74,21 @@ class TrainState:
                    d.get("opt_state") or [{} for _ in d["params"]])
 
 
+def check_device(device: str) -> torch.device:
+    """The torch device, refusing one this machine does not have (one line, not a CUDA trace)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: this machine has no CUDA device (torch "
+                              f"{torch.__version__}, cuda build: {torch.version.cuda or 'no'}); use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use device='cpu'")
+    return dev
+
+
 def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[RunSpec]:
     runs = []
     for arm in cfg.arms:
@@ -80,7 +96,7 @@ def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[Run
         seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
         seeds = [seeds[0]] if deterministic else seeds
         for s in seeds:
-            runs.append(RunSpec(len(runs), arm.name, s, arm.schedule.describe(),
+            runs.append(RunSpec(len(runs), arm.label, s, arm.schedule.describe(),
                                 f"{arm.optimizer.kind}" + (f"(b={arm.optimizer.batch_size}"
                                 f"{'' if arm.optimizer.replacement else ', without replacement'})"
                                 if hasattr(arm.optimizer, "batch_size") else ""),
@@ -94,7 +110,7 @@ class Engine:
     def __init__(self, cfg: ExperimentConfig):
         self.cfg = cfg
         self.dtype = getattr(torch, cfg.dtype)
-        self.device = torch.device(cfg.device)
+        self.device = check_device(cfg.device)
         self.data = cfg.data.build().to(dtype=self.dtype, device=self.device)
         self.model = cfg.model.build(self.data)
         self.runs = plan_runs(cfg, self.data.n, self.model.random_init)
@@ -103,12 +119,12 @@ class Engine:
         if cfg.snapshots > 0:
             pick = np.unique(np.round(np.linspace(0, len(self.eval_steps) - 1, cfg.snapshots + 2)).astype(int))
             self.snapshot_steps = {int(self.eval_steps[i]) for i in pick}
-        arm_of = {a.name: a for a in cfg.arms}
+        arm_of = {a.label: a for a in cfg.arms}
         by_key: dict[tuple, list[RunSpec]] = {}
         for r in self.runs:
             by_key.setdefault(arm_of[r.arm].optimizer.group_key(), []).append(r)
         self.groups = []
-        sched = {a.name: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
+        sched = {a.label: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
         for members in by_key.values():
             opt = arm_of[members[0].arm].optimizer
             self.groups.append(Group(
@@ -122,6 +138,33 @@ class Engine:
     @property
     def n_runs(self) -> int:
         return len(self.runs)
+
+    def metric_names(self) -> list[str]:
+        """Every metric this experiment can log: the model family's, EMA copies, curvature."""
+        names = set(self.model.metric_names(self.data, self.cfg.metrics))
+        if any(g.opt.ema for g in self.groups):
+            names |= {"ema_" + k for k in names}
+        if self.curvature.enabled:
+            names |= set(self.curvature.names())
+        return sorted(names)
+
+    def check_names(self) -> None:
+        """Refuse metric names (``metrics.names``) and figure panels (``figure``) that this
+        experiment does not log, listing the ones it does, before anything is trained."""
+        if not self.cfg.metrics.names and not self.cfg.figure:
+            return
+        valid = self.metric_names()
+        logged = set(valid)
+        if self.cfg.metrics.names:  # the model's metrics are filtered; curvature ones always logged
+            logged = set(self.cfg.metrics.names) | {"train_loss"} | (
+                set(self.curvature.names()) if self.curvature.enabled else set())
+        for key, asked in (("metrics.names", self.cfg.metrics.names), ("figure", self.cfg.figure)):
+            for name in asked:
+                if name not in valid:
+                    raise ConfigError(f"{key}: {choices_message('metric', name, valid)}")
+                if key == "figure" and name not in logged:
+                    raise ConfigError(f"figure: panel {name!r} is not in metrics.names, so it is never logged; "
+                                      f"add it there or drop the panel")
 
     def params_by_run(self, state: TrainState) -> dict[int, dict[str, torch.Tensor]]:
         """{run index: {name: tensor}} (copies, on CPU)."""

@@ -298,7 +298,8 @@ def test_run_directory_plot_summary_export_and_refusal_to_rerun(tmp_path):
     assert np.isfinite(metrics["batch_sharpness"][:, 0]).tolist() == [True, False, True, False, True]
     assert rd.config().steps == 8 and rd.meta()["monitor"]["batch_size"] == 16
     assert rd.summary()["arms"]["mine"]["final"]["sharpness"]["median"] == pytest.approx(metrics["sharpness"][-1, 0])
-    assert list((out / "tensorboard").iterdir())
+    assert list((out / "tensorboard").iterdir()) and rd.complete()  # summary, figures, "finished"
+    assert (out / "figures" / "mine-monitor.png").exists()
     runner = CliRunner()
     res = runner.invoke(main, ["plot", str(out)])
     assert res.exit_code == 0 and "mine-monitor.png" in res.output, res.output

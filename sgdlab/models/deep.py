@@ -177,6 +177,16 @@ class ModuleModel(BatchedModel):
             wrong += int((out.argmax(-1) != yb).sum())
         return tot / len(x), wrong / len(x)
 
+    def metric_names(self, data, cfg) -> list[str]:
+        """Losses, errors and every block's ``_active`` / ``_sparsity`` (block names from one
+        forward pass of two images, not a whole evaluation)."""
+        self.template.eval()
+        with torch.no_grad():
+            x = self._inputs(data.x_train[:2], next(self.template.parameters()).dtype)
+            _, blocks = self.template(x, return_blocks=True)
+        out = ["train_loss", "train_error", "test_loss", "test_error"]
+        return sorted(out + [f"{b}_{m}" for b in blocks for m in ("active", "sparsity")])
+
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
         want = (lambda k: names is None or k in names)
         blocks = names is None or any(k.endswith(("_sparsity", "_active")) for k in names)

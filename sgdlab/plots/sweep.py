@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..errors import ConfigError, choices_message
 from ..runs import RunDir
 from ..sweep import Sweep
-from .panels import LOG_METRICS, save_figure
+from .panels import LOG_METRICS, quiet_nan, save_figure
 
 
 def _finals(sw: Sweep, metric: str):
@@ -31,6 +32,11 @@ def _finals(sw: Sweep, metric: str):
             ndiv = sum(r["diverged_at"] is not None for r in runs)
             out.setdefault(base, []).append((p.values, vals, ndiv, len(runs), merged, p.job))
     return out
+
+
+def _job_metrics(job_dir: Path) -> list[str]:
+    s = RunDir(job_dir).summary() if (job_dir / "summary.json").exists() else None
+    return [k for a in s["arms"].values() for k in a["final"]] if s else []
 
 
 def _lines(finals, key, what):
@@ -58,6 +64,10 @@ def _numeric_axis(axes):
 def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Path]:
     sw = Sweep(path)
     index = sw.index()
+    logged = sorted({k for j in index["jobs"] for k in _job_metrics(sw.path / j["dir"])})
+    for m in metrics:
+        if logged and m not in logged:
+            raise ConfigError(f"{sw.path}: {choices_message('metric', m, logged)} (the metrics its jobs logged)")
     axes = index["axes"]
     fig_dir = sw.path / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -72,7 +82,7 @@ def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Pa
     for ax, metric in zip(axs, metrics):
         for c, (label, pts) in enumerate(_lines(_finals(sw, metric), key, 1)):
             xs = np.array([x for x, _ in pts], dtype=float)
-            with np.errstate(all="ignore"):
+            with quiet_nan():
                 q = np.array([np.nanpercentile(v, [25, 50, 75]) if np.isfinite(v).any() else [np.nan] * 3
                               for _, v in pts])
             ax.plot(xs, q[:, 1], "o-", color=f"C{c % 10}", label=label, ms=3)
@@ -108,7 +118,7 @@ def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Pa
             rd = RunDir(sw.path / index["jobs"][job]["dir"])
             steps, m = rd.metrics()
             idx = [r["index"] for r in rd.runs() if r["arm"] == merged]
-            with np.errstate(all="ignore"):
+            with quiet_nan():
                 med = np.nanmedian(m[metrics[0]][:, idx], axis=1) if idx else None
             if med is not None:
                 ax.plot(steps, med, color=cmap(i / max(len(order) - 1, 1)), label=f"{key}={vals_.get(key):.4g}")
@@ -124,7 +134,7 @@ def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Pa
         grid = np.full((len(v2), len(v1)), np.nan)
         arm, items = next(iter(_finals(sw, metrics[-1]).items()))
         for vals_, v, *_ in items:
-            with np.errstate(all="ignore"):
+            with quiet_nan():
                 grid[v2.index(vals_[k2]), v1.index(vals_[k1])] = np.nanmedian(v) if np.isfinite(v).any() else np.nan
         fig = Figure(figsize=(5.5, 4), layout="constrained")
         ax = fig.subplots()
