@@ -1,6 +1,7 @@
 """Cost of ``sgdlab.Monitor``: a plain SGD loop with and without monitoring, overhead ratio printed.
 
-    python benchmarks/monitor.py [--threads 2] [--steps 1000] [--subset 256] [--batch 128] [--quick]
+    python benchmarks/monitor.py [--threads 2] [--steps 1000] [--subset 256] [--batch 128] [--cases mlp,resnet18]
+                                 [--k 2] [--tol 1e-4] [--max-batches 500] [--quick]
 
 What is timed: the same user-style loop twice from the same initial weights and batches, once bare
 and once calling ``monitor.step()`` every step, with sharpness (top-2 Hessian eigenvalues,
@@ -90,8 +91,9 @@ def run_case(name: str, device, args) -> dict:
     # BatchNorm in train mode: each chunk of the Hessian's data is normalised like a training batch;
     # every chunk's graph is kept during a measurement (one backward pass per HVP).
     chunked = {"chunk_size": args.batch, "cache_graph": True} if bn == "train" else {}
-    quick = {"max_batches": QUICK_MAX_BATCHES} if args.quick else {}
-    settings = ProbeSettings(**chunked, **quick)
+    max_batches = QUICK_MAX_BATCHES if args.quick else args.max_batches
+    settings = ProbeSettings(k=args.k, tol=args.tol, max_batches=max_batches,
+                             min_batches=min(max_batches, ProbeSettings.min_batches), **chunked)
     bare = loop(copy.deepcopy(model0), x, y, args.steps, args.batch, None)
     model = copy.deepcopy(model0)
     dummy = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)  # replaced by the loop's own
@@ -115,13 +117,19 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--subset", type=int, default=256, help="measurement subset (examples)")
     ap.add_argument("--batch", type=int, default=BATCH, help="training batch size")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--k", type=int, default=ProbeSettings.k, help="top-k eigenvalues (monitor default 2)")
+    ap.add_argument("--tol", type=float, default=ProbeSettings.tol, help="Lanczos tolerance (default 1e-4)")
+    ap.add_argument("--max-batches", type=int, default=ProbeSettings.max_batches,
+                    help="batch sharpness: at most this many batches (default 500, the paper's cap)")
     ap.add_argument("--cases", default="mlp,resnet18")
     ap.add_argument("--quick", action="store_true", help="tiny models and data, measurements at steps/4 and /2")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} steps, batch {args.batch}, "
-          f"measurement subset {args.subset}, quick={args.quick}")
+          f"measurement subset {args.subset}, k={args.k}, tol={args.tol:g}, batch sharpness: RSE < "
+          f"{ProbeSettings.rse_tol:g} or {QUICK_MAX_BATCHES if args.quick else args.max_batches} batches, "
+          f"quick={args.quick}")
     rows = [run_case(c, d, args) for d in devices for c in args.cases.split(",")]
     print(f"\n{'case':9s} {'device':6s} {'params':>9s} {'bare s':>8s} {'monitored s':>12s} {'overhead':>9s}  "
           f"sharpness (n, HVPs, s)   batch sharpness (n, batches, s)")
