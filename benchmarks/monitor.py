@@ -130,13 +130,17 @@ def main(argv=None) -> list[dict]:
           f"measurement subset {args.subset}, k={args.k}, tol={args.tol:g}, batch sharpness: RSE < "
           f"{ProbeSettings.rse_tol:g} or {QUICK_MAX_BATCHES if args.quick else args.max_batches} batches, "
           f"quick={args.quick}")
-    rows = [run_case(c, d, args) for d in devices for c in args.cases.split(",")]
     print(f"\n{'case':9s} {'device':6s} {'params':>9s} {'bare s':>8s} {'monitored s':>12s} {'overhead':>9s}  "
-          f"sharpness (n, HVPs, s)   batch sharpness (n, batches, s)")
-    for r in rows:
-        print(f"{r['case']:9s} {r['device']:6s} {r['p']:9d} {r['bare']:8.2f} {r['monitored']:12.2f} "
-              f"{100 * r['overhead']:8.1f}%  every {r['every']}: {r['n_sharp']}, {r['hvps']:.1f}, {r['t_sharp']:.2f}"
-              f"   every {r['bs_every']}: {r['n_bs']}, {r['draws']:.0f}, {r['t_bs']:.2f}")
+          f"sharpness (n, mean HVPs, s)   batch sharpness (n, mean batches, s)", flush=True)
+    rows = []
+    for d in devices:
+        for c in args.cases.split(","):
+            r = run_case(c, d, args)
+            rows.append(r)
+            print(f"{r['case']:9s} {r['device']:6s} {r['p']:9d} {r['bare']:8.2f} {r['monitored']:12.2f} "
+                  f"{100 * r['overhead']:8.1f}%  every {r['every']}: {r['n_sharp']}, {r['hvps']:.1f}, "
+                  f"{r['t_sharp']:.2f}   every {r['bs_every']}: {r['n_bs']}, {r['draws']:.0f}, {r['t_bs']:.2f}",
+                  flush=True)
     for r in rows:
         if r["device"] == "cpu":
             met = "met" if r["overhead"] <= TARGET else "NOT met"

@@ -305,5 +305,7 @@ def test_run_directory_plot_summary_export_and_refusal_to_rerun(tmp_path):
     assert res.exit_code == 0 and "mine-monitor.png" in res.output, res.output
     res = runner.invoke(main, ["summary", str(out)])
     assert res.exit_code == 0 and "sharpness" in res.output and "batch_sharpness" in res.output, res.output
+    res = runner.invoke(main, ["export", str(out), "--to", "tensorboard"])
+    assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["run", str(out / "config.toml"), "--out", str(tmp_path / "again")])
     assert res.exit_code == 2 and "sgdlab.Monitor" in res.output and "Traceback" not in res.output
