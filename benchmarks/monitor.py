@@ -8,8 +8,10 @@ and once calling ``monitor.step()`` every step, with sharpness (top-2 Hessian ei
 warm-started Lanczos, tol 1e-4) and the 2/eta threshold every 100 steps and batch sharpness (the
 paper's estimator: batches of the training batch size without replacement, RSE < 0.005, at most
 500 batches) every 500 steps, on a fixed measurement subset of ``--subset`` training examples.
-Overhead = monitored time / bare time - 1 (target <= 10% on CPU); the time per metric comes from
-the monitor's own per-probe timer.
+Overhead = monitored time / bare time - 1, and in-loop overhead = time inside ``monitor.step()`` /
+time outside it in the monitored loop (immune to the machine's load changing between the two loops);
+the verdict (target <= 10% on CPU) uses the larger. The time per metric comes from the monitor's
+own per-probe timer.
 
 Models (random CIFAR-shaped data, 10 classes, cross-entropy, SGD lr 0.05 momentum 0.9, batch 128):
 * MLP 3072-512-512-10 (ReLU), 4096 training images;
@@ -95,6 +97,9 @@ def run_case(name: str, device, args) -> dict:
     settings = ProbeSettings(k=args.k, tol=args.tol, max_batches=max_batches,
                              min_batches=min(max_batches, ProbeSettings.min_batches), **chunked)
     bare = loop(copy.deepcopy(model0), x, y, args.steps, args.batch, None)
+    if args.batch >= min(args.subset, len(x)):
+        print(f"note: batch {args.batch} >= measurement subset {args.subset}: batch sharpness is the one full "
+              f"batch (exact, one draw), not a Monte Carlo estimate")
     model = copy.deepcopy(model0)
     dummy = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)  # replaced by the loop's own
     mon = Monitor(model, F.cross_entropy, (x, y), dummy, subset=min(args.subset, len(x)), batch_size=args.batch,
@@ -105,6 +110,7 @@ def run_case(name: str, device, args) -> dict:
     sec = mon.prober.seconds
     return {"case": name, "device": str(device), "p": sum(q.numel() for q in model.parameters()),
             "bare": bare, "monitored": monitored, "overhead": monitored / bare - 1,
+            "in_loop": mon.seconds / (monitored - mon.seconds),
             "n_sharp": int(np.isfinite(m["sharpness"]).sum()), "hvps": float(np.nanmean(m["curvature_hvps"])),
             "n_bs": int(np.isfinite(m["batch_sharpness"]).sum()), "draws": float(np.nanmean(m["batch_draws"])),
             "t_sharp": sec["sharpness"] + sec["train_loss"], "t_bs": sec["batch_sharpness"],
@@ -130,21 +136,25 @@ def main(argv=None) -> list[dict]:
           f"measurement subset {args.subset}, k={args.k}, tol={args.tol:g}, batch sharpness: RSE < "
           f"{ProbeSettings.rse_tol:g} or {QUICK_MAX_BATCHES if args.quick else args.max_batches} batches, "
           f"quick={args.quick}")
-    print(f"\n{'case':9s} {'device':6s} {'params':>9s} {'bare s':>8s} {'monitored s':>12s} {'overhead':>9s}  "
-          f"sharpness (n, mean HVPs, s)   batch sharpness (n, mean batches, s)", flush=True)
+    print(f"\n{'case':9s} {'device':6s} {'params':>9s} {'bare s':>8s} {'monitored s':>12s} {'overhead':>9s} "
+          f"{'in-loop':>8s}  sharpness (n, mean HVPs, s)   batch sharpness (n, mean batches, s)", flush=True)
     rows = []
     for d in devices:
         for c in args.cases.split(","):
             r = run_case(c, d, args)
             rows.append(r)
             print(f"{r['case']:9s} {r['device']:6s} {r['p']:9d} {r['bare']:8.2f} {r['monitored']:12.2f} "
-                  f"{100 * r['overhead']:8.1f}%  every {r['every']}: {r['n_sharp']}, {r['hvps']:.1f}, "
+                  f"{100 * r['overhead']:8.1f}% {100 * r['in_loop']:7.1f}%  every {r['every']}: {r['n_sharp']}, {r['hvps']:.1f}, "
                   f"{r['t_sharp']:.2f}   every {r['bs_every']}: {r['n_bs']}, {r['draws']:.0f}, {r['t_bs']:.2f}",
                   flush=True)
+    print("overhead = monitored / bare - 1 (two loops, back to back); in-loop = time inside monitor.step() / "
+          "time outside it in the monitored loop (the same loop: robust to load changing between the loops)")
     for r in rows:
         if r["device"] == "cpu":
-            met = "met" if r["overhead"] <= TARGET else "NOT met"
-            print(f"target <= {100 * TARGET:.0f}% overhead on CPU, {r['case']}: {met} ({100 * r['overhead']:.1f}%)")
+            worst = max(r["overhead"], r["in_loop"])
+            met = "met" if worst <= TARGET else "NOT met"
+            print(f"target <= {100 * TARGET:.0f}% overhead on CPU, {r['case']}: {met} (the larger of the two: "
+                  f"{100 * worst:.1f}%)")
     return rows
 
 
