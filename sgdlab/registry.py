@@ -33,10 +33,9 @@ class Registry(Generic[T]):
         return self.register(name)(obj)
 
     def get(self, name: str) -> T:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise ConfigError(choices_message(self.what, name, self._items)) from None
+        if not isinstance(name, str) or name not in self._items:
+            raise ConfigError(choices_message(self.what, name, self._items))
+        return self._items[name]
 
     def names(self) -> list[str]:
         return sorted(self._items)

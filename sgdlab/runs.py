@@ -80,6 +80,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def check_writable_dir(path: str | Path, what: str = "output directory") -> None:
+    """Like :func:`ensure_writable_dir`, but leaves no trace: directories it had to create to
+    find out are removed again."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    ensure_writable_dir(path, what)
+    for d in missing:
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
 def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
     """Create ``path`` (and parents) if needed and check that files can be written in it; raises
     a one-line CheckpointError otherwise (under a file, in /proc, without permission, ...)."""
@@ -216,7 +233,7 @@ class RunDir:
             raise CheckpointError(f"{str(rd.path)!r} is a file; choose a directory for --out")
         trash = None
         if rd.path.exists() and any(rd.path.iterdir()):
-            if not (rd.path / CONFIG).exists() and not overwrite:
+            if not _ours(rd.path) and not overwrite:
                 raise CheckpointError(f"{str(rd.path)!r} exists and is not an sgdlab run directory; "
                                       f"choose an empty or new --out")
             if not overwrite:
@@ -224,7 +241,7 @@ class RunDir:
                     f"run directory {str(rd.path)!r} already holds a run; resume it with "
                     f"`sgdlab run --resume {rd.path}`, replace it with --overwrite, or choose another "
                     f"--out (nothing was changed)")
-            if not (rd.path / CONFIG).exists() and not (rd.path / LOCK).exists():
+            if not _ours(rd.path):
                 raise CheckpointError(f"{str(rd.path)!r} is not an sgdlab run directory; --overwrite "
                                       f"replaces run directories only (nothing was changed)")
             with DirLock(rd.path):  # refuses while another process writes the old run
@@ -255,6 +272,9 @@ class RunDir:
         except OSError as e:
             rd.release()
             raise os_error("write the run directory", rd.path, e) from None
+        except BaseException:
+            rd.release()
+            raise
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
         remove_stale_trash(rd.path)
@@ -269,8 +289,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise CheckpointError(f"{str(path)!r} is a file; choose a directory for --out")
         if path.is_dir() and any(path.iterdir()):
-            is_run = (path / CONFIG).exists() or (path / LOCK).exists()
-            if not is_run:
+            if not _ours(path):
                 raise CheckpointError(f"{str(path)!r} exists and is not an sgdlab run directory; "
                                       f"choose an empty or new --out")
             if not overwrite:
@@ -279,9 +298,9 @@ class RunDir:
                     f"`sgdlab run --resume {path}`, replace it with --overwrite, or choose another "
                     f"--out (nothing was changed)")
             check_unlocked(path)
-            ensure_writable_dir(path.parent, "parent directory")
+            check_writable_dir(path.parent, "parent directory")
             return
-        ensure_writable_dir(path, "run directory")
+        check_writable_dir(path, "run directory")
 
     def open_writer(self) -> RunDir:
         """Take the directory's lock (fails if another live process writes it) and remove the
@@ -479,6 +498,12 @@ def rows_to_arrays(rows: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]
     out = {k: np.array([[np.nan if v is None else v for v in r[k]] for r in rows], dtype=np.float64)
            for k in names}
     return steps, out
+
+
+def _ours(path: Path) -> bool:
+    """A run directory, complete or cut short while being created: only sgdlab's own entries."""
+    own = {CONFIG, META, RUNS, METRICS, CHECKPOINT, SUMMARY, FIGURES, SNAPSHOTS, LOCK}
+    return (path / CONFIG).exists() or all(e.name in own or e.match(TMP_GLOB) for e in path.iterdir())
 
 
 def remove_stale_trash(path: Path) -> None:

@@ -141,7 +141,7 @@ class Engine:
 
     def metric_names(self) -> list[str]:
         """Every metric this experiment can log: the model family's, EMA copies, curvature."""
-        names = set(self.model.metric_names(self.data, self.cfg.metrics))
+        names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype))
         if any(g.opt.ema for g in self.groups):
             names |= {"ema_" + k for k in names}
         if self.curvature.enabled:

@@ -177,7 +177,7 @@ class ModuleModel(BatchedModel):
             wrong += int((out.argmax(-1) != yb).sum())
         return tot / len(x), wrong / len(x)
 
-    def metric_names(self, data, cfg) -> list[str]:
+    def metric_names(self, data, cfg, dtype=torch.float32) -> list[str]:
         """Losses, errors and every block's ``_active`` / ``_sparsity`` (block names from one
         forward pass of two images, not a whole evaluation)."""
         self.template.eval()
