@@ -255,9 +255,32 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
     return RunResult(rd.path if rd else None, cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, summary)
 
 
+def _from_checkpoint(rd: RunDir, eng: Engine, cfg: ExperimentConfig) -> tuple[TrainState, list, float]:
+    """(state, metric rows so far, wall seconds so far) of a checkpointed run: the rows are
+    checked against the checkpoint, and the row of its step recomputed if it was torn."""
+    ckpt = rd.load_checkpoint()
+    try:  # re-read through today's dataclasses: fields added since (with defaults) still match
+        same = to_dict(_config.from_dict(ExperimentConfig, ckpt.get("config") or {})) == to_dict(cfg)
+    except ConfigError:
+        same = False
+    if not same:
+        raise CheckpointError(f"checkpoint in {str(rd.path)!r} was written by a different config than "
+                              f"config.toml; restore the original config.toml or start a new run")
+    state = TrainState.from_dict(ckpt["state"])
+    keep, redo = rd.validated_rows(eng.eval_steps, state.step, eng.n_runs)
+    if redo is not None:  # the row of the checkpoint step was torn: recompute it from the state
+        keep.append(metrics_row(redo, eng.evaluate(state)))
+    rd.write_rows(keep)
+    rd.update_meta(resumed_from_step=state.step)
+    steps0, metrics0 = rows_to_arrays(keep)
+    rows = [(int(t), {k: v[i] for k, v in metrics0.items()}) for i, t in enumerate(steps0)]
+    return state, rows, float(ckpt.get("wall_seconds", 0.0))
+
+
 def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
            _stop_after: int | None = None) -> RunResult:
-    """Continue a killed run from its last checkpoint; the result equals an uninterrupted run.
+    """Continue a killed run from its last checkpoint (from step 0 if it was killed before its
+    first one); the result equals an uninterrupted run.
 
     The metrics written so far are checked against the checkpoint (one row per evaluation step up
     to it; a corrupt row that cannot be recomputed is an error naming its line); a run killed
@@ -274,27 +297,16 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
         if rd.summary() is not None:  # trained and summarized; killed while drawing figures
             _draw_figures(rd, quiet)
             return load_run(rd.path)
-        ckpt = rd.load_checkpoint()
-        try:  # re-read through today's dataclasses: fields added since (with defaults) still match
-            same = to_dict(_config.from_dict(ExperimentConfig, ckpt.get("config") or {})) == to_dict(cfg)
-        except ConfigError:
-            same = False
-        if not same:
-            raise CheckpointError(f"checkpoint in {str(rd.path)!r} was written by a different config than "
-                                  f"config.toml; restore the original config.toml or start a new run")
         t0 = time.monotonic()
-        wall0 = float(ckpt.get("wall_seconds", 0.0))
         eng = Engine(cfg)
-        state = TrainState.from_dict(ckpt["state"])
-        keep, redo = rd.validated_rows(eng.eval_steps, state.step, eng.n_runs)
-        if redo is not None:  # the row of the checkpoint step was torn: recompute it from the state
-            keep.append(metrics_row(redo, eng.evaluate(state)))
-        rd.write_rows(keep)
-        rd.update_meta(resumed_from_step=state.step)
-        steps0, metrics0 = rows_to_arrays(keep)
-        rows = [(int(t), {k: v[i] for k, v in metrics0.items()}) for i, t in enumerate(steps0)]
+        if rd.has_checkpoint():
+            state, rows, wall0 = _from_checkpoint(rd, eng, cfg)
+            fresh = False
+        else:  # killed before its first checkpoint (its first seconds): start again from step 0
+            rd.restart(eng.runs)
+            state, rows, wall0, fresh = eng.initial_state(), [], 0.0, True
         try:
-            _execute(eng, rd, state, progress, rows, stop_after=_stop_after, fresh=False, wall0=wall0)
+            _execute(eng, rd, state, progress, rows, stop_after=_stop_after, fresh=fresh, wall0=wall0)
         except KeyboardInterrupt:
             _interrupted(rd, state)
             raise

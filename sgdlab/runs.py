@@ -255,18 +255,7 @@ class RunDir:
             rd.open_writer()
             (rd.path / FIGURES).mkdir(exist_ok=True)
             atomic_write_text(rd.path / CONFIG, dump_toml(cfg))
-            meta = {
-                "sgdlab_version": __version__,
-                "git_revision": git_revision(),
-                "command": sys.argv,
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "host": socket.gethostname(),
-                "platform": platform.platform(),
-                "started": _dt.datetime.now(_dt.UTC).isoformat(),
-            }
-            atomic_write_text(rd.path / META, dumps(meta))
+            atomic_write_text(rd.path / META, dumps(_provenance()))
             atomic_write_text(rd.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
             atomic_write_text(rd.path / METRICS, "")
         except OSError as e:
@@ -444,6 +433,18 @@ class RunDir:
         torch.save(to_tensors(state), buf)
         atomic_write_bytes(self.path / CHECKPOINT, buf.getvalue())
 
+    def has_checkpoint(self) -> bool:
+        return (self.path / CHECKPOINT).exists()
+
+    def restart(self, runs: list) -> None:
+        """Back to the state right after ``create`` (config kept): for a run killed before its
+        first checkpoint, which has nothing to continue from."""
+        if not (self.path / META).exists():
+            atomic_write_text(self.path / META, dumps(_provenance()))
+        atomic_write_text(self.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
+        atomic_write_text(self.path / METRICS, "")
+        (self.path / FIGURES).mkdir(exist_ok=True)
+
     def load_checkpoint(self) -> dict:
         p = self.path / CHECKPOINT
         if not p.exists():
@@ -484,6 +485,20 @@ class RunDir:
     def figures(self) -> Path:
         (self.path / FIGURES).mkdir(exist_ok=True)
         return self.path / FIGURES
+
+
+def _provenance() -> dict:
+    return {
+        "sgdlab_version": __version__,
+        "git_revision": git_revision(),
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "started": _dt.datetime.now(_dt.UTC).isoformat(),
+    }
 
 
 def metrics_row(step: int, values: dict[str, np.ndarray]) -> dict:

@@ -392,3 +392,13 @@ def test_sweep_progress_reads_the_last_complete_row(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 40}\n{"step": 8')
     assert _last_step(tmp_path) == 40
     assert _last_step(tmp_path / "none") == 0
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_on_resume(tmp_path):
+    full = sgdlab.run(tiny(), None, progress=False, quiet=True)
+    _cut(tmp_path, 400)
+    (tmp_path / "r" / CHECKPOINT).unlink()  # as if killed between creation and the first checkpoint
+    (tmp_path / "r" / "runs.json").unlink()
+    res = sgdlab.resume(tmp_path / "r", progress=False, quiet=True)
+    np.testing.assert_array_equal(res.metrics["test_loss"], full.metrics["test_loss"])
+    assert RunDir(tmp_path / "r").complete()
