@@ -34,7 +34,8 @@ class MLPNet(BlockNet):
             raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
         hidden = [int(h) for h in hidden]
         if not hidden or min(hidden) < 1 or min(input_shape) < 1 or num_classes < 1:
-            raise ValueError(f"hidden must list positive widths, got {hidden}")
+            raise ValueError(f"hidden widths, input_shape and num_classes must be positive, got hidden={hidden}, "
+                             f"input_shape={tuple(input_shape)}, num_classes={num_classes}")
         blocks, c = [], math.prod(input_shape)
         for h in hidden:
             blocks.append(nn.Sequential(nn.Linear(c, h, bias=bias), ACTIVATIONS[activation]()))
