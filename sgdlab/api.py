@@ -16,6 +16,7 @@ from . import config as _config
 from .config import to_dict
 from .errors import CheckpointError, ConfigError, SgdlabError, choices_message
 from .experiment import ExperimentConfig
+from .plugins import resolve_spec
 from .runs import RunDir, metrics_row, rows_to_arrays
 from .summary import summarize
 from .train import Engine, TrainState
@@ -91,16 +92,25 @@ def list_experiments() -> list[str]:
 def load_experiment(name_or_path: str | Path) -> ExperimentConfig:
     """A bundled experiment by name (e.g. "diag-net") or any config TOML file by path."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.is_file():
-        return _config.load_toml(ExperimentConfig, p)
     if p.is_dir() and (p / "config.toml").exists():
-        return _config.load_toml(ExperimentConfig, p / "config.toml")
+        p = p / "config.toml"
+    if p.suffix == ".toml" or p.is_file():
+        return _from_file(p)
     res = _experiments_dir() / f"{name_or_path}.toml"
     if not res.is_file():
         raise ConfigError(choices_message("experiment", str(name_or_path), list_experiments())
                           + " (or give a path to a .toml config)")
     with resources.as_file(res) as f:
         return _config.load_toml(ExperimentConfig, f)
+
+
+def _from_file(path: Path) -> ExperimentConfig:
+    """A config file; its ``imports`` are found relative to the file, not the current directory."""
+    table = _config.load_toml_table(path)
+    if isinstance(table.get("imports"), list):
+        table["imports"] = [resolve_spec(s, path.parent) if isinstance(s, str) and s.strip() else s
+                            for s in table["imports"]]
+    return _config.from_dict(ExperimentConfig, table)
 
 
 def override(cfg: ExperimentConfig, assignments) -> ExperimentConfig:

@@ -172,6 +172,9 @@ def from_dict(cls, data: dict, path: str = ""):
             cls = cls.registry.get(kind)
         except ConfigError as e:
             raise ConfigError(f"{path}.kind: {e}") from None
+    prepare = getattr(cls, "prepare_dict", None)
+    if prepare is not None:  # e.g. ExperimentConfig imports the modules that define user kinds first
+        data = prepare(data)
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = set(data) - set(fields)

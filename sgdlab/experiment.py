@@ -17,6 +17,7 @@ from .metrics.config import MetricsConfig
 from .models.base import ModelConfig
 from .models.diagonal import DiagonalNetConfig
 from .optim.config import SGD, OptimizerConfig
+from .plugins import import_modules, load_entry_points
 from .schedules import Constant, ScheduleConfig
 
 # Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
@@ -115,6 +116,10 @@ class EvalConfig:
 class ExperimentConfig:
     name: str = "experiment"
     description: str = ""
+    # Python modules to import before the config is built: they register your own kinds
+    # (sgdlab.register). Module names or .py files (relative to the config file); files are
+    # recorded by absolute path, so resume, sweep workers and `sgdlab plot` import the same ones.
+    imports: tuple[str, ...] = ()
     data: DataConfig = field(default_factory=SparseRegression)
     model: ModelConfig = field(default_factory=DiagonalNetConfig)
     arms: tuple[ArmConfig, ...] = (ArmConfig(),)
@@ -136,6 +141,14 @@ class ExperimentConfig:
     # first and last) under DIR/snapshots/, for figures of the weights over training.
     snapshots: int = 0
     loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
+
+    @classmethod
+    def prepare_dict(cls, data: dict) -> dict:
+        """Before the kinds are looked up: load installed plugins and import ``imports``."""
+        load_entry_points()
+        if "imports" in data:
+            data = {**data, "imports": list(import_modules(data["imports"], "imports"))}
+        return data
 
     def __post_init__(self):
         check(len(self.arms) >= 1, "an experiment needs at least one arm")

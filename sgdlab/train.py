@@ -18,6 +18,7 @@ import torch
 
 from .errors import ConfigError, choices_message
 from .experiment import ExperimentConfig
+from .metrics.custom import METRICS
 from .metrics.tracking import CurvatureTracker
 from .optim.config import Optimizer
 from .optim.samplers import STREAM_INIT, Sampler
@@ -141,7 +142,7 @@ class Engine:
 
     def metric_names(self) -> list[str]:
         """Every metric this experiment can log: the model family's, EMA copies, curvature."""
-        names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype))
+        names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype)) | set(METRICS.names())
         if any(g.opt.ema for g in self.groups):
             names |= {"ema_" + k for k in names}
         if self.curvature.enabled:
@@ -154,7 +155,7 @@ class Engine:
         if not self.cfg.metrics.names and not self.cfg.figure:
             return
         valid = self.metric_names()
-        logged = set(valid)
+        logged = set(valid) - set(METRICS.names())  # user metrics are logged when named
         if self.cfg.metrics.names:  # the model's metrics are filtered; curvature ones always logged
             logged = set(self.cfg.metrics.names) | {"train_loss"} | (
                 set(self.curvature.names()) if self.curvature.enabled else set())
@@ -211,6 +212,7 @@ class Engine:
         with torch.no_grad():
             for g, p, st in zip(self.groups, state.params, state.opt_state):
                 m = self.model.metrics(p, self.data, self.cfg.metrics, names)
+                m.update(self._custom_metrics(p, names))
                 if g.opt.ema:  # the EMA weights, with their own BatchNorm statistics if any
                     pe = self.model.with_weights(p, {k[4:]: v for k, v in st.items() if k.startswith("ema:")},
                                                  self.data)
@@ -225,6 +227,20 @@ class Engine:
         dead = (state.diverged >= 0) & (state.diverged <= state.step)
         for v in out.values():
             v[dead] = np.nan
+        return out
+
+    def _custom_metrics(self, params, names) -> dict[str, torch.Tensor]:
+        """The user-registered metrics (sgdlab.register_metric) the config names, (R,) each."""
+        out = {}
+        for name in names or ():
+            fn = METRICS.get_or_none(name)
+            if fn is not None:
+                v = torch.as_tensor(fn(self.model, params, self.data)).reshape(-1)
+                R = next(iter(params.values())).shape[0]
+                if v.numel() != R:
+                    raise ConfigError(f"metric {name!r} returned {v.numel()} values for {R} runs; it must "
+                                      f"return one value per run, shape (R,)")
+                out[name] = v
         return out
 
     def advance_to(self, state: TrainState, target: int) -> None:

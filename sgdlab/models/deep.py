@@ -283,11 +283,17 @@ class DeepNetConfig(ModelConfig):
     def build(self, data) -> ModuleModel:
         from .cifar import build_deep_model
 
+        opts = dict(self.options or {})
+        return self.module_model(data, lambda g, n_classes, in_ch, shape: build_deep_model(
+            self.name, num_classes=n_classes, width=self.width or None, in_channels=in_ch, generator=g,
+            input_shape=shape, **opts))
+
+    def module_model(self, data, make: Callable) -> ModuleModel:
+        """The engine model of ``make(generator, num_classes, in_channels, input_shape) -> nn.Module``
+        with this config's training settings (also used for a user's registered module)."""
         check(not data.y_train.is_floating_point(), "deep_net needs integer class labels y (n,)")
         n_classes = num_classes(data)
         in_ch, shape = data.x_train.shape[1], tuple(data.x_train.shape[1:])
-        opts = dict(self.options or {})
-        factory = lambda g: build_deep_model(self.name, num_classes=n_classes, width=self.width or None,
-                                             in_channels=in_ch, generator=g, input_shape=shape, **opts)
-        return ModuleModel(factory, self.loss, n_classes, self.eval_train, self.sparsity_examples,
-                           self.sparsity_max_neurons, self.autocast, self.bn_examples, sample_dims=len(shape))
+        return ModuleModel(lambda g: make(g, n_classes, in_ch, shape), self.loss, n_classes, self.eval_train,
+                           self.sparsity_examples, self.sparsity_max_neurons, self.autocast, self.bn_examples,
+                           sample_dims=len(shape))
