@@ -215,21 +215,43 @@ def list_cmd():
 @main.command("show")
 @click.argument("experiment")
 @click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--keys", is_flag=True, help="list every settable key with its type and default")
+@click.option("--keys", is_flag=True, help="list every settable key of this experiment with its type and value")
 @_imports_option
 def show_cmd(experiment, sets, keys, imports):
     """Print the resolved config of EXPERIMENT as TOML (save it, edit it, run it)."""
-    from .config import dump_toml, flat_fields, typing_repr
-    from .experiment import ExperimentConfig
+    from .config import dump_toml, flat_items
 
     cfg = _load(experiment, imports, sets)
     if keys:
-        for name, tp, default in flat_fields(ExperimentConfig):
-            click.echo(f"{name:32s} {typing_repr(tp):40s} default={default!r}")
-        click.echo("arms.N.optimizer / arms.N.schedule / data / model: tables with a 'kind'; "
-                   "see `sgdlab show NAME` for their keys")
+        items = flat_items(cfg)
+        width = max(len(k) for k, _, _ in items)
+        for name, tp, value in items:
+            click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
+        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind "
+                   "(sgdlab show NAME --set data.kind=... --keys lists its keys)")
         return
     click.echo(dump_toml(cfg), nl=False)
+
+
+def _compact(value) -> str:
+    """A value as one line of TOML ("(unset)" for None)."""
+    from .config import toml_value
+
+    if value is None:
+        return "(unset)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return toml_value(value)
+
+
+def _short_type(tp: str) -> str:
+    """A type hint as a user reads it: "one of 'a', 'b'", "table | unset", "list of float"."""
+    import re
+
+    tp = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", tp)
+    tp = re.sub(r"sgdlab\.[\w.]+\.(\w+)Config", lambda m: f"{m.group(1).lower()} table", tp)
+    tp = re.sub(r"tuple\[(\w+), \.\.\.\]", r"list of \1", tp)
+    return tp.replace(" | None", " | unset").replace("typing.", "")
 
 
 SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict}

@@ -292,6 +292,26 @@ def flat_fields(cls, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return out
 
 
+def flat_items(obj, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(dotted key, type, value) of every settable scalar of a config *instance*: its own values
+    (tables of a ``kind`` show that kind's keys, lists of tables are numbered), for ``--set``."""
+    out = []
+    hints = get_type_hints(type(obj))
+    if isinstance(obj, Choice):
+        out.append((f"{prefix}kind", "str", obj.kind))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(v):
+            out.extend(flat_items(v, name + "."))
+        elif isinstance(v, tuple) and v and all(dataclasses.is_dataclass(x) for x in v):
+            for i, x in enumerate(v):
+                out.extend(flat_items(x, f"{name}.{i}."))
+        else:
+            out.append((name, typing_repr(hints[f.name]), v))
+    return out
+
+
 def toml_value(value) -> str:
     """A Python scalar/list as a TOML value (the inverse of override's value parsing)."""
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()

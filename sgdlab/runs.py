@@ -9,7 +9,8 @@ Layout of a run directory::
     metrics.jsonl   one JSON line per evaluation step {"step": t, "<metric>": [value per run]},
                     appended and flushed as produced (readable while running)
     checkpoint.pt   latest training state (atomic replace; tensors only)
-    snapshots/      parameters of every run at chosen steps (config `snapshots`), one file per step
+    snapshots/      parameters of every run at chosen steps (config `snapshots`), written in parts
+                    (one file per checkpoint, holding every step since the last one)
     summary.json    per run: final metrics, seed, schedule, divergence step
     figures/        PNG figures
     .lock           the PID and host of the one process writing the directory (sgdlab.locking)
@@ -464,22 +465,44 @@ class RunDir:
         meta.update(kw)
         atomic_write_text(self.path / META, dumps(meta))
 
-    def save_snapshot(self, step: int, params: dict[int, dict[str, torch.Tensor]]) -> None:
-        """Parameters of every run at one step: {run index: {name: tensor}}."""
+    def save_snapshots(self, snaps: dict[int, dict[int, dict[str, torch.Tensor]]]) -> None:
+        """Parameters of every run at several steps, ``{step: {run index: {name: tensor}}}``, as
+        one file (one atomic write for many steps: snapshots are buffered by the caller and
+        written with each checkpoint, never one synced file per step)."""
+        if not snaps:
+            return
         d = self.path / SNAPSHOTS
         d.mkdir(exist_ok=True)
+        steps = sorted(snaps)
         buf = io.BytesIO()
-        torch.save({"step": int(step), "params": params}, buf)
-        atomic_write_bytes(d / f"step_{int(step):010d}.pt", buf.getvalue())
+        torch.save({"steps": steps, "params": {int(t): snaps[t] for t in steps}}, buf)
+        atomic_write_bytes(d / f"part_{steps[0]:010d}_{steps[-1]:010d}.pt", buf.getvalue())
 
     def snapshots(self) -> list[tuple[int, dict[int, dict[str, torch.Tensor]]]]:
-        """[(step, {run: {name: tensor}})] sorted by step; empty if none were saved."""
+        """[(step, {run: {name: tensor}})] sorted by step; empty if none were saved. (A step
+        written twice, by a run resumed from an earlier checkpoint, holds the same values.)"""
         d = self.path / SNAPSHOTS
-        out = []
-        for f in sorted(d.glob("step_*.pt")) if d.exists() else []:
+        out: dict[int, dict] = {}
+        for f in sorted(d.glob("*.pt")) if d.exists() else []:
             s = safe_load(f, "snapshot")
-            out.append((s["step"], s["params"]))
-        return out
+            if "steps" in s:  # a part: many steps
+                out.update({int(t): v for t, v in s["params"].items()})
+            else:  # one step (sgdlab <= 0.1)
+                out[int(s["step"])] = s["params"]
+        return sorted(out.items())
+
+    def final_params(self) -> tuple[int, dict[int, dict[str, torch.Tensor]]] | None:
+        """(step, {run: {name: tensor}}) of the checkpoint, if it records which runs each of its
+        parameter groups holds (checkpoints of this version do)."""
+        if not self.has_checkpoint():
+            return None
+        ck = self.load_checkpoint()
+        groups = ck.get("groups")
+        if groups is None:
+            return None
+        params = ck["state"]["params"]
+        out = {int(r): {k: v[j] for k, v in p.items()} for runs, p in zip(groups, params) for j, r in enumerate(runs)}
+        return int(ck["state"]["step"]), out
 
     @property
     def figures(self) -> Path:

@@ -93,7 +93,8 @@ def check_device(device: str) -> torch.device:
 def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[RunSpec]:
     runs = []
     for arm in cfg.arms:
-        deterministic = not random_init and not arm.optimizer.build(data_n, cfg.steps).stochastic
+        deterministic = (not random_init and arm.init is None
+                         and not arm.optimizer.build(data_n, cfg.steps).stochastic)
         seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
         seeds = [seeds[0]] if deterministic else seeds
         for s in seeds:
@@ -187,10 +188,21 @@ class Engine:
         # Parameters of run s come from stream STREAM_INIT of seed s: independent of batches.
         return [int(np.random.SeedSequence([int(s), STREAM_INIT]).generate_state(1)[0]) for s in g.seeds]
 
-    def initial_state(self) -> TrainState:
+    def initial_state(self, overrides: dict[int, dict[str, torch.Tensor]] | None = None) -> TrainState:
+        """Step 0: every run's parameters from its seed, except ``overrides`` ({run index:
+        {name: tensor}}, e.g. an arm's ``init`` from a file or another run), which must have the
+        model's names and shapes."""
         params = []
         for g in self.groups:
             p = self.model.init_params(self.init_seeds(g), dtype=self.dtype)
+            for j, r in enumerate(g.runs):
+                for k, v in (overrides or {}).get(r, {}).items():
+                    if k not in p or tuple(v.shape) != tuple(p[k].shape[1:]):
+                        want = {n: tuple(t.shape[1:]) for n, t in p.items()}
+                        got = "absent from the model" if k not in p else f"shape {tuple(v.shape)}"
+                        raise ConfigError(f"initial parameters of run {r} ({self.runs[r].arm}, seed "
+                                          f"{self.runs[r].seed}): {k!r} is {got}; the model has {want}")
+                    p[k][j] = v.to(p[k].dtype)
             params.append({k: v.to(self.device).contiguous() for k, v in p.items()})
         R = self.n_runs
         opt_state = [g.opt.init_state(p, self.model.trainable(p)) for g, p in zip(self.groups, params)]
