@@ -79,6 +79,27 @@ class _Main(click.Group):
             sys.exit(2)
 
 
+def _imports_option(fn):
+    return click.option("--import", "imports", multiple=True, metavar="MODULE",
+                        help="a module name or ./file.py to import first: it registers your own kinds "
+                             "(repeatable; recorded in the config as `imports`)")(fn)
+
+
+def _load(experiment, imports, sets=()):
+    """The experiment with ``--import`` modules imported first and recorded in ``imports``, then
+    ``sets`` applied."""
+    import dataclasses
+
+    from . import api
+    from .plugins import import_modules
+
+    given = import_modules(list(imports), "--import") if imports else ()
+    cfg = api.load_experiment(experiment)
+    if given:
+        cfg = dataclasses.replace(cfg, imports=tuple(dict.fromkeys(given + cfg.imports)))
+    return api.override(cfg, list(sets)) if sets else cfg
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sgdlab")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
@@ -100,22 +121,23 @@ def main(threads, debug):
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
 @click.option("--progress/--no-progress", default=True, help="progress bar on the terminal")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and the runs; train nothing")
+@_imports_option
 @_typed_flags
-def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, **typed):
+def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from . import api
     from .config import dump_toml, toml_value
 
     if resume:
-        if experiment or sets or any(v is not None for v in typed.values()):
-            raise click.UsageError("--resume takes only the run directory: the config is read from it")
+        if experiment or sets or imports or any(v is not None for v in typed.values()):
+            raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
+                                   "is read from it")
         api.resume(resume, progress=progress)
         return
     if not experiment:
         raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
-    cfg = api.load_experiment(experiment)
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
-    cfg = api.override(cfg, list(sets) + extra)
+    cfg = _load(experiment, imports, list(sets) + extra)
     if dry_run:
         from .train import Engine
 
@@ -193,21 +215,43 @@ def list_cmd():
 @main.command("show")
 @click.argument("experiment")
 @click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--keys", is_flag=True, help="list every settable key with its type and default")
-def show_cmd(experiment, sets, keys):
+@click.option("--keys", is_flag=True, help="list every settable key of this experiment with its type and value")
+@_imports_option
+def show_cmd(experiment, sets, keys, imports):
     """Print the resolved config of EXPERIMENT as TOML (save it, edit it, run it)."""
-    from . import api
-    from .config import dump_toml, flat_fields, typing_repr
-    from .experiment import ExperimentConfig
+    from .config import dump_toml, flat_items
 
-    cfg = api.override(api.load_experiment(experiment), list(sets))
+    cfg = _load(experiment, imports, sets)
     if keys:
-        for name, tp, default in flat_fields(ExperimentConfig):
-            click.echo(f"{name:32s} {typing_repr(tp):40s} default={default!r}")
-        click.echo("arms.N.optimizer / arms.N.schedule / data / model: tables with a 'kind'; "
-                   "see `sgdlab show NAME` for their keys")
+        items = flat_items(cfg)
+        width = max(len(k) for k, _, _ in items)
+        for name, tp, value in items:
+            click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
+        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind "
+                   "(sgdlab show NAME --set data.kind=... --keys lists its keys)")
         return
     click.echo(dump_toml(cfg), nl=False)
+
+
+def _compact(value) -> str:
+    """A value as one line of TOML ("(unset)" for None)."""
+    from .config import toml_value
+
+    if value is None:
+        return "(unset)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return toml_value(value)
+
+
+def _short_type(tp: str) -> str:
+    """A type hint as a user reads it: "one of 'a', 'b'", "table | unset", "list of float"."""
+    import re
+
+    tp = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", tp)
+    tp = re.sub(r"sgdlab\.[\w.]+\.(\w+)Config", lambda m: f"{m.group(1).lower()} table", tp)
+    tp = re.sub(r"tuple\[(\w+), \.\.\.\]", r"list of \1", tp)
+    return tp.replace(" | None", " | unset").replace("typing.", "")
 
 
 SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict}
@@ -244,18 +288,18 @@ def _read_sweep_file(path: str) -> dict:
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
+@_imports_option
 def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
-              dry_run):
+              dry_run, imports):
     """Run EXPERIMENT over a grid; compatible points are batched into one job."""
     import time
 
-    from . import api
     from .compare import format_rows, rows_of
     from .sweep import Sweep, parse_axis, parse_values, plan
 
     executor = executor or ("ray" if (use_ray or address) else "inprocess")
     if resume:
-        if experiment or grids or sets or sweep_file:
+        if experiment or grids or sets or sweep_file or imports:
             raise click.UsageError("--resume takes only the sweep directory: the plan is read from it")
         sw = Sweep(resume)
         sw.index()
@@ -275,7 +319,7 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
         if not axes:
             raise click.UsageError("give at least one --grid KEY=V1,V2,...")
         sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
-        base = api.load_experiment(experiment)
+        base = _load(experiment, imports)
         if dry_run:
             points, jobs = plan(base, axes, tuple(sets))
             for j in jobs:
@@ -335,15 +379,15 @@ def compare_cmd(dirs, csv_out, metrics):
 @click.option("--tol", type=float, default=1e-3, show_default=True,
               help="converged if the late loss level < tol x initial loss")
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="where window.json/.png go")
-def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out):
+@_imports_option
+def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports):
     """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
     import dataclasses
 
-    from . import api
     from .runs import ensure_writable_dir
     from .window import find_window, format_window, save_window
 
-    cfg = api.override(api.load_experiment(experiment), list(sets))
+    cfg = _load(experiment, imports, sets)
     if not 0 <= arm < len(cfg.arms):
         raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
     cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))

@@ -18,6 +18,7 @@ from .metrics.config import MetricsConfig
 from .models.base import ModelConfig
 from .models.diagonal import DiagonalNetConfig
 from .optim.config import SGD, OptimizerConfig
+from .plugins import import_modules, load_entry_points
 from .schedules import Constant, ScheduleConfig
 
 # Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
@@ -54,6 +55,28 @@ class _ArmFields(string.Formatter):
 
 
 @dataclass(frozen=True)
+class InitConfig:
+    """Initial parameters of an arm's runs, exactly, from a tensor file or from another run.
+
+    ``file``: a ``.pt`` (tensors, loaded safely) or ``.npz`` with one entry per parameter, either
+    of the parameter's shape (every seed starts there) or with a leading seed axis (one entry
+    per seed of the arm, in seed order). ``run``: a run directory; each (arm, seed) run starts
+    from the parameters of the run there with the same seed and the arm named ``arm`` (default:
+    this arm's label), at ``step`` (a saved snapshot or its final checkpoint; -1 = the last).
+    """
+
+    file: str = ""
+    run: str = ""
+    step: int = -1  # for `run`: which saved step; -1 = the last one
+    arm: str = ""  # for `run`: the source arm's label; "" = this arm's own label
+
+    def __post_init__(self):
+        check(bool(self.file) != bool(self.run), "init: give exactly one of file = '...' or run = '...'")
+        check(self.step >= -1, f"init.step must be >= 0 or -1 (the last), got {self.step}")
+        check(not (self.file and (self.arm or self.step != -1)), "init: arm and step go with run, not file")
+
+
+@dataclass(frozen=True)
 class ArmConfig:
     """One training recipe; every arm is run once per seed.
 
@@ -68,6 +91,8 @@ class ArmConfig:
     optimizer: OptimizerConfig = field(default_factory=SGD)
     schedule: ScheduleConfig = field(default_factory=Constant)
     seeds: tuple[int, ...] = ()  # explicit seeds for this arm; empty = the experiment's seeds
+    # Exact initial parameters from a file or another run (InitConfig); none = the model's init.
+    init: InitConfig | None = None
 
     def __post_init__(self):
         check(bool(self.name.strip()), "arm name must not be empty")
@@ -116,6 +141,10 @@ class EvalConfig:
 class ExperimentConfig:
     name: str = "experiment"
     description: str = ""
+    # Python modules to import before the config is built: they register your own kinds
+    # (sgdlab.register). Module names or .py files (relative to the config file); files are
+    # recorded by absolute path, so resume, sweep workers and `sgdlab plot` import the same ones.
+    imports: tuple[str, ...] = ()
     data: DataConfig = field(default_factory=SparseRegression)
     model: ModelConfig = field(default_factory=DiagonalNetConfig)
     arms: tuple[ArmConfig, ...] = (ArmConfig(),)
@@ -137,6 +166,14 @@ class ExperimentConfig:
     # first and last) under DIR/snapshots/, for figures of the weights over training.
     snapshots: int = 0
     loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
+
+    @classmethod
+    def prepare_dict(cls, data: dict) -> dict:
+        """Before the kinds are looked up: load installed plugins and import ``imports``."""
+        load_entry_points()
+        if "imports" in data:
+            data = {**data, "imports": list(import_modules(data["imports"], "imports"))}
+        return data
 
     def __post_init__(self):
         check(len(self.arms) >= 1, "an experiment needs at least one arm")

@@ -9,7 +9,8 @@ Layout of a run directory::
     metrics.jsonl   one JSON line per evaluation step {"step": t, "<metric>": [value per run]},
                     appended and flushed as produced (readable while running)
     checkpoint.pt   latest training state (atomic replace; tensors only)
-    snapshots/      parameters of every run at chosen steps (config `snapshots`), one file per step
+    snapshots/      parameters of every run at chosen steps (config `snapshots`), written in parts
+                    (one file per checkpoint, holding every step since the last one)
     summary.json    per run: final metrics, seed, schedule, divergence step
     figures/        PNG figures
     .lock           the PID and host of the one process writing the directory (sgdlab.locking)
@@ -78,6 +79,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def check_writable_dir(path: str | Path, what: str = "output directory") -> None:
+    """Like :func:`ensure_writable_dir`, but leaves no trace: directories it had to create to
+    find out are removed again."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    ensure_writable_dir(path, what)
+    for d in missing:
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
@@ -216,7 +234,7 @@ class RunDir:
             raise CheckpointError(f"{str(rd.path)!r} is a file; choose a directory for --out")
         trash = None
         if rd.path.exists() and any(rd.path.iterdir()):
-            if not (rd.path / CONFIG).exists() and not overwrite:
+            if not _ours(rd.path) and not overwrite:
                 raise CheckpointError(f"{str(rd.path)!r} exists and is not an sgdlab run directory; "
                                       f"choose an empty or new --out")
             if not overwrite:
@@ -224,7 +242,7 @@ class RunDir:
                     f"run directory {str(rd.path)!r} already holds a run; resume it with "
                     f"`sgdlab run --resume {rd.path}`, replace it with --overwrite, or choose another "
                     f"--out (nothing was changed)")
-            if not (rd.path / CONFIG).exists() and not (rd.path / LOCK).exists():
+            if not _ours(rd.path):
                 raise CheckpointError(f"{str(rd.path)!r} is not an sgdlab run directory; --overwrite "
                                       f"replaces run directories only (nothing was changed)")
             with DirLock(rd.path):  # refuses while another process writes the old run
@@ -238,23 +256,15 @@ class RunDir:
             rd.open_writer()
             (rd.path / FIGURES).mkdir(exist_ok=True)
             atomic_write_text(rd.path / CONFIG, dump_toml(cfg))
-            meta = {
-                "sgdlab_version": __version__,
-                "git_revision": git_revision(),
-                "command": sys.argv,
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "host": socket.gethostname(),
-                "platform": platform.platform(),
-                "started": _dt.datetime.now(_dt.UTC).isoformat(),
-            }
-            atomic_write_text(rd.path / META, dumps(meta))
+            atomic_write_text(rd.path / META, dumps(_provenance()))
             atomic_write_text(rd.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
             atomic_write_text(rd.path / METRICS, "")
         except OSError as e:
             rd.release()
             raise os_error("write the run directory", rd.path, e) from None
+        except BaseException:
+            rd.release()
+            raise
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
         remove_stale_trash(rd.path)
@@ -269,8 +279,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise CheckpointError(f"{str(path)!r} is a file; choose a directory for --out")
         if path.is_dir() and any(path.iterdir()):
-            is_run = (path / CONFIG).exists() or (path / LOCK).exists()
-            if not is_run:
+            if not _ours(path):
                 raise CheckpointError(f"{str(path)!r} exists and is not an sgdlab run directory; "
                                       f"choose an empty or new --out")
             if not overwrite:
@@ -279,9 +288,9 @@ class RunDir:
                     f"`sgdlab run --resume {path}`, replace it with --overwrite, or choose another "
                     f"--out (nothing was changed)")
             check_unlocked(path)
-            ensure_writable_dir(path.parent, "parent directory")
+            check_writable_dir(path.parent, "parent directory")
             return
-        ensure_writable_dir(path, "run directory")
+        check_writable_dir(path, "run directory")
 
     def open_writer(self) -> RunDir:
         """Take the directory's lock (fails if another live process writes it) and remove the
@@ -425,6 +434,18 @@ class RunDir:
         torch.save(to_tensors(state), buf)
         atomic_write_bytes(self.path / CHECKPOINT, buf.getvalue())
 
+    def has_checkpoint(self) -> bool:
+        return (self.path / CHECKPOINT).exists()
+
+    def restart(self, runs: list) -> None:
+        """Back to the state right after ``create`` (config kept): for a run killed before its
+        first checkpoint, which has nothing to continue from."""
+        if not (self.path / META).exists():
+            atomic_write_text(self.path / META, dumps(_provenance()))
+        atomic_write_text(self.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
+        atomic_write_text(self.path / METRICS, "")
+        (self.path / FIGURES).mkdir(exist_ok=True)
+
     def load_checkpoint(self) -> dict:
         p = self.path / CHECKPOINT
         if not p.exists():
@@ -444,27 +465,63 @@ class RunDir:
         meta.update(kw)
         atomic_write_text(self.path / META, dumps(meta))
 
-    def save_snapshot(self, step: int, params: dict[int, dict[str, torch.Tensor]]) -> None:
-        """Parameters of every run at one step: {run index: {name: tensor}}."""
+    def save_snapshots(self, snaps: dict[int, dict[int, dict[str, torch.Tensor]]]) -> None:
+        """Parameters of every run at several steps, ``{step: {run index: {name: tensor}}}``, as
+        one file (one atomic write for many steps: snapshots are buffered by the caller and
+        written with each checkpoint, never one synced file per step)."""
+        if not snaps:
+            return
         d = self.path / SNAPSHOTS
         d.mkdir(exist_ok=True)
+        steps = sorted(snaps)
         buf = io.BytesIO()
-        torch.save({"step": int(step), "params": params}, buf)
-        atomic_write_bytes(d / f"step_{int(step):010d}.pt", buf.getvalue())
+        torch.save({"steps": steps, "params": {int(t): snaps[t] for t in steps}}, buf)
+        atomic_write_bytes(d / f"part_{steps[0]:010d}_{steps[-1]:010d}.pt", buf.getvalue())
 
     def snapshots(self) -> list[tuple[int, dict[int, dict[str, torch.Tensor]]]]:
-        """[(step, {run: {name: tensor}})] sorted by step; empty if none were saved."""
+        """[(step, {run: {name: tensor}})] sorted by step; empty if none were saved. (A step
+        written twice, by a run resumed from an earlier checkpoint, holds the same values.)"""
         d = self.path / SNAPSHOTS
-        out = []
-        for f in sorted(d.glob("step_*.pt")) if d.exists() else []:
+        out: dict[int, dict] = {}
+        for f in sorted(d.glob("*.pt")) if d.exists() else []:
             s = safe_load(f, "snapshot")
-            out.append((s["step"], s["params"]))
-        return out
+            if "steps" in s:  # a part: many steps
+                out.update({int(t): v for t, v in s["params"].items()})
+            else:  # one step (sgdlab <= 0.1)
+                out[int(s["step"])] = s["params"]
+        return sorted(out.items())
+
+    def final_params(self) -> tuple[int, dict[int, dict[str, torch.Tensor]]] | None:
+        """(step, {run: {name: tensor}}) of the checkpoint, if it records which runs each of its
+        parameter groups holds (checkpoints of this version do)."""
+        if not self.has_checkpoint():
+            return None
+        ck = self.load_checkpoint()
+        groups = ck.get("groups")
+        if groups is None:
+            return None
+        params = ck["state"]["params"]
+        out = {int(r): {k: v[j] for k, v in p.items()} for runs, p in zip(groups, params) for j, r in enumerate(runs)}
+        return int(ck["state"]["step"]), out
 
     @property
     def figures(self) -> Path:
         (self.path / FIGURES).mkdir(exist_ok=True)
         return self.path / FIGURES
+
+
+def _provenance() -> dict:
+    return {
+        "sgdlab_version": __version__,
+        "git_revision": git_revision(),
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "started": _dt.datetime.now(_dt.UTC).isoformat(),
+    }
 
 
 def metrics_row(step: int, values: dict[str, np.ndarray]) -> dict:
@@ -479,6 +536,12 @@ def rows_to_arrays(rows: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]
     out = {k: np.array([[np.nan if v is None else v for v in r[k]] for r in rows], dtype=np.float64)
            for k in names}
     return steps, out
+
+
+def _ours(path: Path) -> bool:
+    """A run directory, complete or cut short while being created: only sgdlab's own entries."""
+    own = {CONFIG, META, RUNS, METRICS, CHECKPOINT, SUMMARY, FIGURES, SNAPSHOTS, LOCK}
+    return (path / CONFIG).exists() or all(e.name in own or e.match(TMP_GLOB) for e in path.iterdir())
 
 
 def remove_stale_trash(path: Path) -> None:

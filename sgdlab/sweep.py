@@ -94,7 +94,8 @@ class Point:
     id: int
     values: dict  # axis key -> value
     job: int
-    arms: dict  # arm name in the base experiment -> arm name inside the job
+    arms: dict  # arm label in the base experiment -> arm label inside the job
+    labels: dict = dataclasses.field(default_factory=dict)  # base label -> the arm's label at this point
 
     @property
     def label(self) -> str:
@@ -147,7 +148,7 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
         if key not in jobs:
             jobs[key] = {"id": len(jobs), "cfg": cfg, "arms": {}}
         job = jobs[key]
-        mapping = {}
+        mapping, labels = {}, {}
         label = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         literal = label.replace("{", "{{").replace("}", "}}")  # arm names may hold {placeholders}
         for base_label, arm in zip(base_labels, cfg.arms):
@@ -156,7 +157,8 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
                 name = arm.name if not label else f"{arm.name} | {literal}"
                 job["arms"][sig] = dataclasses.replace(arm, name=name)
             mapping[base_label] = job["arms"][sig].label
-        points.append(Point(pid, values, job["id"], mapping))
+            labels[base_label] = arm.label
+        points.append(Point(pid, values, job["id"], mapping, labels))
     out_jobs = []
     for j in sorted(jobs.values(), key=lambda j: j["id"]):
         cfg = dataclasses.replace(j["cfg"], arms=tuple(j["arms"].values()),
@@ -322,7 +324,7 @@ class Sweep:
         atomic_write_text(self.path / INDEX, dumps(index))
 
     def points(self) -> list[Point]:
-        return [Point(p["id"], p["values"], p["job"], p["arms"]) for p in self.index()["points"]]
+        return [Point(p["id"], p["values"], p["job"], p["arms"], p.get("labels", {})) for p in self.index()["points"]]
 
     def pending(self) -> list[dict]:
         def done(j):

@@ -18,6 +18,7 @@ import torch
 
 from .errors import ConfigError, choices_message
 from .experiment import ExperimentConfig
+from .metrics.custom import METRICS
 from .metrics.tracking import CurvatureTracker
 from .optim.config import Optimizer
 from .optim.samplers import STREAM_INIT, Sampler
@@ -92,7 +93,8 @@ def check_device(device: str) -> torch.device:
 def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[RunSpec]:
     runs = []
     for arm in cfg.arms:
-        deterministic = not random_init and not arm.optimizer.build(data_n, cfg.steps).stochastic
+        deterministic = (not random_init and arm.init is None
+                         and not arm.optimizer.build(data_n, cfg.steps).stochastic)
         seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
         seeds = [seeds[0]] if deterministic else seeds
         for s in seeds:
@@ -141,7 +143,7 @@ class Engine:
 
     def metric_names(self) -> list[str]:
         """Every metric this experiment can log: the model family's, EMA copies, curvature."""
-        names = set(self.model.metric_names(self.data, self.cfg.metrics))
+        names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype)) | set(METRICS.names())
         if any(g.opt.ema for g in self.groups):
             names |= {"ema_" + k for k in names}
         if self.curvature.enabled:
@@ -154,7 +156,7 @@ class Engine:
         if not self.cfg.metrics.names and not self.cfg.figure:
             return
         valid = self.metric_names()
-        logged = set(valid)
+        logged = set(valid) - set(METRICS.names())  # user metrics are logged when named
         if self.cfg.metrics.names:  # the model's metrics are filtered; curvature ones always logged
             logged = set(self.cfg.metrics.names) | {"train_loss"} | (
                 set(self.curvature.names()) if self.curvature.enabled else set())
@@ -186,10 +188,21 @@ class Engine:
         # Parameters of run s come from stream STREAM_INIT of seed s: independent of batches.
         return [int(np.random.SeedSequence([int(s), STREAM_INIT]).generate_state(1)[0]) for s in g.seeds]
 
-    def initial_state(self) -> TrainState:
+    def initial_state(self, overrides: dict[int, dict[str, torch.Tensor]] | None = None) -> TrainState:
+        """Step 0: every run's parameters from its seed, except ``overrides`` ({run index:
+        {name: tensor}}, e.g. an arm's ``init`` from a file or another run), which must have the
+        model's names and shapes."""
         params = []
         for g in self.groups:
             p = self.model.init_params(self.init_seeds(g), dtype=self.dtype)
+            for j, r in enumerate(g.runs):
+                for k, v in (overrides or {}).get(r, {}).items():
+                    if k not in p or tuple(v.shape) != tuple(p[k].shape[1:]):
+                        want = {n: tuple(t.shape[1:]) for n, t in p.items()}
+                        got = "absent from the model" if k not in p else f"shape {tuple(v.shape)}"
+                        raise ConfigError(f"initial parameters of run {r} ({self.runs[r].arm}, seed "
+                                          f"{self.runs[r].seed}): {k!r} is {got}; the model has {want}")
+                    p[k][j] = v.to(p[k].dtype)
             params.append({k: v.to(self.device).contiguous() for k, v in p.items()})
         R = self.n_runs
         opt_state = [g.opt.init_state(p, self.model.trainable(p)) for g, p in zip(self.groups, params)]
@@ -211,6 +224,7 @@ class Engine:
         with torch.no_grad():
             for g, p, st in zip(self.groups, state.params, state.opt_state):
                 m = self.model.metrics(p, self.data, self.cfg.metrics, names)
+                m.update(self._custom_metrics(p, names))
                 if g.opt.ema:  # the EMA weights, with their own BatchNorm statistics if any
                     pe = self.model.with_weights(p, {k[4:]: v for k, v in st.items() if k.startswith("ema:")},
                                                  self.data)
@@ -225,6 +239,20 @@ class Engine:
         dead = (state.diverged >= 0) & (state.diverged <= state.step)
         for v in out.values():
             v[dead] = np.nan
+        return out
+
+    def _custom_metrics(self, params, names) -> dict[str, torch.Tensor]:
+        """The user-registered metrics (sgdlab.register_metric) the config names, (R,) each."""
+        out = {}
+        for name in names or ():
+            fn = METRICS.get_or_none(name)
+            if fn is not None:
+                v = torch.as_tensor(fn(self.model, params, self.data)).reshape(-1)
+                R = next(iter(params.values())).shape[0]
+                if v.numel() != R:
+                    raise ConfigError(f"metric {name!r} returned {v.numel()} values for {R} runs; it must "
+                                      f"return one value per run, shape (R,)")
+                out[name] = v
         return out
 
     def advance_to(self, state: TrainState, target: int) -> None:

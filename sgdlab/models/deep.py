@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from ..data.images import UINT8_MAX, to_unit_float
 from ..metrics.config import MetricsConfig
 from ..metrics.sparsity import feature_sparsity
 from .base import BatchedModel, ModelConfig, Params
+from .mlp import num_classes
 
 BUFFER = "buffer:"
 # Examples per forward pass in evaluation: bounds activation memory on CPU and GPU.
@@ -40,8 +41,10 @@ SPARSITY_SUBSET_SEED = 0
 def _losses(kind: str):
     if kind == "cross_entropy":
         return lambda out, y: F.cross_entropy(out, y, reduction="none")
-    # MSE on one-hot targets, summed over classes (the EoSS / "sharpest directions" convention).
-    return lambda out, y: ((out - F.one_hot(y, out.shape[-1]).to(out.dtype)) ** 2).sum(-1)
+    # MSE on one-hot targets, summed over classes (the EoSS / "sharpest directions" convention);
+    # half_mse: 1/2 of it (Cohen et al.).
+    half = 0.5 if kind == "half_mse" else 1.0
+    return lambda out, y: half * ((out - F.one_hot(y, out.shape[-1]).to(out.dtype)) ** 2).sum(-1)
 
 
 class ModuleModel(BatchedModel):
@@ -49,8 +52,9 @@ class ModuleModel(BatchedModel):
 
     def __init__(self, factory: Callable[[torch.Generator], torch.nn.Module], loss: str, num_classes: int,
                  eval_train: int, sparsity_examples: int, sparsity_max_neurons: int, autocast: str = "none",
-                 bn_examples: int = 10000):
+                 bn_examples: int = 10000, sample_dims: int = 3):
         self.factory = factory
+        self.sample_dims = sample_dims  # rank of one input: 3 for (C, H, W) images, 1 for flat features
         self.template = factory(torch.Generator().manual_seed(0))
         self.param_names = [n for n, _ in self.template.named_parameters()]
         self.buffer_names = [n for n, _ in self.template.named_buffers()]
@@ -80,10 +84,11 @@ class ModuleModel(BatchedModel):
 
     @staticmethod
     def _inputs(x: torch.Tensor, dtype) -> torch.Tensor:
-        """uint8 [0, 255] -> [0, 1] in the compute dtype directly (float64 runs stay exact)."""
+        """uint8 [0, 255] -> [0, 1] in the compute dtype directly; floating inputs (images in
+        [0, 1] or flat features) cast to it (float64 runs stay exact)."""
         if x.dtype == torch.uint8:
             return x.to(dtype).div_(UINT8_MAX)
-        return to_unit_float(x).to(dtype)
+        return x.to(dtype) if x.is_floating_point() else to_unit_float(x)
 
     def _call(self, params, r, x, train: bool, leaves=None, blocks=False):
         self.template.train(train)
@@ -95,7 +100,8 @@ class ModuleModel(BatchedModel):
         dt = params[self.param_names[0]].dtype
         R = params[self.param_names[0]].shape[0]
         with torch.no_grad():
-            return torch.stack([self._call(params, r, self._inputs(x if x.dim() == 4 else x[r], dt), False)
+            shared = x.dim() == self.sample_dims + 1
+            return torch.stack([self._call(params, r, self._inputs(x if shared else x[r], dt), False)
                                 for r in range(R)])
 
     def loss(self, params, x, y):
@@ -105,7 +111,7 @@ class ModuleModel(BatchedModel):
         R = params[self.param_names[0]].shape[0]
         out = []
         for r in range(R):
-            xb = self._inputs(x[r] if x.dim() == 5 else x, dt)
+            xb = self._inputs(x[r] if x.dim() == self.sample_dims + 2 else x, dt)
             yb = y[r] if y.dim() == 2 else y
             out.append(self.per_example_loss(self._call(params, r, xb, False), yb).mean())
         return torch.stack(out)
@@ -118,7 +124,7 @@ class ModuleModel(BatchedModel):
         losses, grads = [], {n: [] for n in self.param_names}
         for r in range(R):
             leaves = {n: params[n][r].detach().requires_grad_(True) for n in self.param_names}
-            xb = self._inputs(x[r] if x.dim() == 5 else x, p0.dtype)
+            xb = self._inputs(x[r] if x.dim() == self.sample_dims + 2 else x, p0.dtype)
             yb = y[r] if y.dim() == 2 else y
             with self._autocast(xb):
                 out = self._call(params, r, xb, True, leaves)
@@ -177,7 +183,7 @@ class ModuleModel(BatchedModel):
             wrong += int((out.argmax(-1) != yb).sum())
         return tot / len(x), wrong / len(x)
 
-    def metric_names(self, data, cfg) -> list[str]:
+    def metric_names(self, data, cfg, dtype=torch.float32) -> list[str]:
         """Losses, errors and every block's ``_active`` / ``_sparsity`` (block names from one
         forward pass of two images, not a whole evaluation)."""
         self.template.eval()
@@ -253,12 +259,16 @@ class DeepNetConfig(ModelConfig):
     kind: ClassVar[str] = "deep_net"
     name: str = "resnet18"  # see sgdlab.models.cifar.DEEP_MODELS
     width: int = 0  # the model's width knob (0 = the paper's default, see DEFAULT_WIDTHS)
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    # "mse": sum over classes of (f - onehot)^2 (EoSS), "half_mse": 1/2 of it (Cohen et al.)
+    loss: Literal["cross_entropy", "mse", "half_mse"] = "cross_entropy"
     eval_train: int = 10000  # training examples for train loss/error at evaluation
     sparsity_examples: int = 10000  # unaugmented training images for the block feature sparsity
     sparsity_max_neurons: int = 1000  # above this many units of a block, a fixed random subset
     autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision of training steps, CUDA only
     bn_examples: int = 10000  # training images used to recompute BN statistics of EMA weights
+    # Extra keyword arguments of the model factory (see sgdlab.models.cifar), e.g. for name = "mlp"
+    # {hidden = [200, 200], activation = "tanh"} or {depth = 3}; unknown ones fail listing the valid.
+    options: Any = None
 
     def __post_init__(self):
         from .cifar import DEEP_MODELS
@@ -267,13 +277,23 @@ class DeepNetConfig(ModelConfig):
         check(self.width >= 0, f"width must be >= 0 (0 = default), got {self.width}")
         check(self.eval_train >= 1 and self.sparsity_examples >= 2, "eval_train >= 1, sparsity_examples >= 2")
         check(self.sparsity_max_neurons >= 2, "sparsity_max_neurons must be >= 2")
+        check(self.options is None or isinstance(self.options, dict),
+              f"options must be a table of keyword arguments, got {self.options!r}")
 
     def build(self, data) -> ModuleModel:
         from .cifar import build_deep_model
 
-        n_classes = int(data.extras["num_classes"])
-        in_ch = data.x_train.shape[1]
-        factory = lambda g: build_deep_model(self.name, num_classes=n_classes,
-                                             width=self.width or None, in_channels=in_ch, generator=g)
-        return ModuleModel(factory, self.loss, n_classes, self.eval_train, self.sparsity_examples,
-                           self.sparsity_max_neurons, self.autocast, self.bn_examples)
+        opts = dict(self.options or {})
+        return self.module_model(data, lambda g, n_classes, in_ch, shape: build_deep_model(
+            self.name, num_classes=n_classes, width=self.width or None, in_channels=in_ch, generator=g,
+            input_shape=shape, **opts))
+
+    def module_model(self, data, make: Callable) -> ModuleModel:
+        """The engine model of ``make(generator, num_classes, in_channels, input_shape) -> nn.Module``
+        with this config's training settings (also used for a user's registered module)."""
+        check(not data.y_train.is_floating_point(), "deep_net needs integer class labels y (n,)")
+        n_classes = num_classes(data)
+        in_ch, shape = data.x_train.shape[1], tuple(data.x_train.shape[1:])
+        return ModuleModel(lambda g: make(g, n_classes, in_ch, shape), self.loss, n_classes, self.eval_train,
+                           self.sparsity_examples, self.sparsity_max_neurons, self.autocast, self.bn_examples,
+                           sample_dims=len(shape))

@@ -15,7 +15,8 @@ from .panels import LOG_METRICS, quiet_nan, save_figure
 
 
 def _finals(sw: Sweep, metric: str):
-    """{base arm: [(point values, finals per seed (S,), n_diverged)]}."""
+    """{arm legend name: [(point values, finals per seed (S,), n_diverged)]}."""
+    legend = _legend_names(sw)
     index = sw.index()
     jobs = {j["id"]: j for j in index["jobs"]}
     cache: dict[int, dict | None] = {}
@@ -30,8 +31,32 @@ def _finals(sw: Sweep, metric: str):
             runs = [r for r in s["runs"] if r["arm"] == merged]
             vals = np.array([np.nan if r["final"].get(metric) is None else r["final"][metric] for r in runs])
             ndiv = sum(r["diverged_at"] is not None for r in runs)
-            out.setdefault(base, []).append((p.values, vals, ndiv, len(runs), merged, p.job))
+            out.setdefault(legend[base], []).append((p.values, vals, ndiv, len(runs), merged, p.job))
     return out
+
+
+def _legend_names(sw: Sweep) -> dict[str, str]:
+    """Per base arm, a legend name true at every point: its label where all points agree, else the
+    label with the words that differ between points replaced by "*" (e.g. "SGD eta=* /4.8 at 10%")."""
+    seen: dict[str, list[str]] = {}
+    for p in sw.points():
+        for base in p.arms:
+            seen.setdefault(base, []).append(p.labels.get(base, base))
+    out = {}
+    for base, labels in seen.items():
+        words = [lab.split(" ") for lab in labels]
+        if len({len(w) for w in words}) != 1:
+            out[base] = f"{base} (varies)"
+            continue
+        out[base] = " ".join(w[0] if len(set(w)) == 1 else _star(w) for w in zip(*words))
+    taken = list(out.values())
+    return {b: (n if taken.count(n) == 1 else f"{n} [{b}]") for b, n in out.items()}
+
+
+def _star(words) -> str:
+    """The common "key=" prefix of differing words, then "*"."""
+    pre = words[0].split("=", 1)[0]
+    return f"{pre}=*" if all("=" in w and w.split("=", 1)[0] == pre for w in words) else "*"
 
 
 def _job_metrics(job_dir: Path) -> list[str]:
