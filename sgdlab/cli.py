@@ -167,7 +167,7 @@ def plot_cmd(run_dir, metrics):
     if (Path(run_dir) / INDEX).exists():
         from .plots.sweep import plot_sweep
 
-        for p in plot_sweep(run_dir, tuple(metrics) or ("train_loss", "test_loss")):
+        for p in plot_sweep(run_dir, tuple(metrics) or None):
             click.echo(str(p))
         return
     for p in plot_run(run_dir, tuple(metrics) or None):
