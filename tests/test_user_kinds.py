@@ -95,7 +95,7 @@ def test_user_kinds_run_resume_plot_summary_from_the_cli(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     rd = RunDir(tmp_path / "r")
     assert rd.config().imports == (str(proj / "uk1_tasks.py"),)  # recorded by absolute path
-    steps, m = rd.metrics()
+    _, m = rd.metrics()
     assert m["uk1_sq"].shape == (4, 2) and np.all(m["uk1_sq"] > 0) and "block1_sparsity" in m
     assert (tmp_path / "r" / "figures" / "uk1_fig.txt").exists() and rd.complete()
     for args in (["run", "--resume", tmp_path / "r"], ["plot", tmp_path / "r"], ["summary", tmp_path / "r"],
@@ -154,7 +154,7 @@ def test_registration_errors(tmp_path):
 
     with pytest.raises(ConfigError, match="has no default"):
         @register_data("uk4_bad")
-        def bad(n):  # noqa: ARG001
+        def bad(n):
             return {}
     with pytest.raises(ConfigError, match="must subclass"):
         register_model("uk4_cls")(dict)
