@@ -200,13 +200,13 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
-def _die_with_parent() -> None:
-    """Pool-worker initializer: a worker never outlives the sweep that started it (a killed
-    driver would otherwise leave workers writing into job directories for many seconds)."""
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: a worker never outlives the sweep (PID ``parent``) that started it
+    (a killed driver would otherwise leave workers writing into job directories for many seconds,
+    or waiting for work forever)."""
     import os
     import threading
 
-    parent = os.getppid()
     try:  # Linux: the kernel kills us when the parent dies
         import ctypes
         import signal
@@ -214,6 +214,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # the driver died while this worker was starting
+        os._exit(1)
 
     def watch():  # everywhere: we are re-parented when the driver dies
         import time
@@ -385,10 +387,11 @@ class Sweep:
     @staticmethod
     def _pool(todo, args, workers, record, bar) -> None:
         import multiprocessing as mp
+        import os
         from concurrent.futures import FIRST_COMPLETED, wait
 
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_die_with_parent)
+                                   initializer=_die_with_parent, initargs=(os.getpid(),))
         ok = False
         try:
             futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
