@@ -85,7 +85,7 @@ class ModuleStepper:
         self.param_names, self.buffer_names = param_names, buffer_names
         self.per_example_loss = per_example_loss
         self.options = options
-        # None until the first step decides (vectorisation probe); then True / False.
+        # None until the first step of several runs decides (vectorisation probe); then True / False.
         self.vectorized: bool | None = None if options.vectorize else False
         self._compiled: dict[str, Callable] = {}
 
@@ -124,10 +124,11 @@ class ModuleStepper:
     def __call__(self, params: dict, x: torch.Tensor, y: torch.Tensor):
         p0 = params[self.param_names[0]]
         xb = self._inputs(x, p0.dtype)
-        if self.vectorized is None:
+        many = p0.shape[0] > 1  # one run: the plain step (vmap would only add overhead)
+        if many and self.vectorized is None:
             self.vectorized = self._probe(params, xb, y)
         self.template.train(True)
-        if self.vectorized:
+        if many and self.vectorized:
             return self._step_vmap(params, xb, y)
         return self._step_loop(params, xb, y)
 
@@ -152,6 +153,8 @@ class ModuleStepper:
             losses.append(loss.detach())
             for n, gi in zip(self.param_names, g):
                 grads[n].append(gi)
+        if R == 1:  # views, not copies (a GPU step would launch one copy per tensor)
+            return losses[0][None], {n: v[0][None] for n, v in grads.items()}
         return torch.stack(losses), {n: torch.stack(v) for n, v in grads.items()}
 
     def _probe(self, params, x, y) -> bool:
