@@ -205,13 +205,19 @@ def show_cmd(experiment, sets, keys):
               help="sweep TOML: experiment, seeds, set = [...], [grid] key = [values] or 'logspace(...)'")
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="sweep directory (default sweeps/NAME-TIME)")
 @click.option("--resume", type=click.Path(file_okay=False), help="re-run only the unfinished jobs of a sweep")
-@click.option("--executor", type=click.Choice(["inprocess", "pool", "ray"]), default=None,
-              help="where jobs run (default in-process; --ray/--address imply ray)")
+@click.option("--executor", type=click.Choice(["inprocess", "pool", "ray", "slurm"]), default=None,
+              help="where jobs run (default in-process; --ray/--address imply ray; slurm: one array job)")
 @click.option("--workers", type=int, default=2, show_default=True, help="processes / Ray CPUs")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
-def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor, workers, use_ray, address, dry_run):
+@click.option("--partition", help="slurm: partition of the array job")
+@click.option("--time", "time_min", type=int, help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
+@click.option("--cpus", type=int, help="slurm: CPUs per job (= torch threads)")
+@click.option("--gpus", type=int, help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
+@click.option("--mem", type=float, help="slurm: GB of memory per job")
+def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor, workers, use_ray, address, dry_run,
+              partition, time_min, cpus, gpus, mem):
     """Run EXPERIMENT over a grid; compatible points are batched into one job."""
     import time
     import tomllib
@@ -222,6 +228,7 @@ def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor,
 
     try:
         executor = executor or ("ray" if (use_ray or address) else "inprocess")
+        slurm_table = None
         if resume:
             sw = Sweep(resume)
             sw.index()
@@ -230,10 +237,11 @@ def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor,
             sets = list(sets)
             if sweep_file:
                 spec = tomllib.loads(Path(sweep_file).read_text())
-                unknown = set(spec) - {"experiment", "seeds", "set", "grid"}
+                unknown = set(spec) - {"experiment", "seeds", "set", "grid", "slurm"}
                 if unknown:
                     raise SgdlabError(f"sweep file: unknown key {min(unknown)!r}; allowed: experiment, grid, "
-                                      f"seeds, set")
+                                      f"seeds, set, slurm")
+                slurm_table = spec.get("slurm")
                 experiment = experiment or spec.get("experiment")
                 seeds = seeds or spec.get("seeds")
                 sets = list(spec.get("set", [])) + sets
@@ -256,7 +264,13 @@ def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor,
                 return
             out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
-        sw.execute(executor, workers=workers, address=address)
+        slurm = None
+        if executor == "slurm":
+            from .slurm import resolve_options
+
+            slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
+                                              "mem": mem}, slurm_table)
+        sw.execute(executor, workers=workers, address=address, slurm=slurm)
         click.echo(format_rows(rows_of(sw.path)))
         from .plots.sweep import plot_sweep
 

@@ -32,7 +32,7 @@ from .runs import atomic_write_text, dumps
 
 INDEX = "index.json"
 JOBS = "jobs"
-EXECUTORS = ("inprocess", "pool", "ray")
+EXECUTORS = ("inprocess", "pool", "ray", "slurm")
 
 
 # --------------------------------------------------------------------------- grid syntax
@@ -226,8 +226,9 @@ class Sweep:
         return [j for j in self.index()["jobs"] if not (self.path / j["dir"] / "summary.json").exists()]
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
-                progress: bool = True) -> dict:
-        """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised."""
+                progress: bool = True, slurm=None) -> dict:
+        """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised.
+        ``slurm``: the :class:`sgdlab.slurm.SlurmOptions` of the slurm executor (None: saved / defaults)."""
         if executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
         todo = self.pending()
@@ -257,6 +258,11 @@ class Sweep:
                 futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
                 for f in as_completed(futs):
                     record(futs[f], f.result())
+        elif executor == "slurm":
+            from .slurm import resolve_options, run_slurm
+
+            for job_id, res in run_slurm(todo, args, self.path, slurm or resolve_options(self.path), run_job):
+                record(job_id, res)
         else:
             for job_id, res in _run_ray(todo, args, workers, address):
                 record(job_id, res)
