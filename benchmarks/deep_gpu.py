@@ -23,8 +23,8 @@ the engine is ``sgdlab.train.Engine.advance_to`` (functional_call on stacked run
     python benchmarks/deep_gpu.py --device cuda --compile --json out.json
 
 Rates are medians (ratios: median and IQR of the per-round ratios) over ``--repeats`` timed blocks of ``--steps`` steps after warm-up steps
-(allocations, cuDNN autotuning, compilation); the blocks of the compared runners alternate, so a
-busy machine slows both alike. ``torch.backends.cudnn.benchmark`` is on for both.
+(allocations, cuDNN autotuning, compilation); the blocks of the compared runners alternate (in
+alternating order), so a busy machine slows both alike. ``torch.backends.cudnn.benchmark`` is on for both.
 """
 
 from __future__ import annotations
@@ -89,12 +89,15 @@ def timed(fn, device: str) -> float:
 
 
 def paired(a, device: str, runners: list) -> list[np.ndarray]:
-    """Images/s of each (block, images) runner per round: timed blocks interleaved (1, 2, 1, 2,
-    ...) over ``a.repeats`` rounds so that all see the same machine load."""
+    """Images/s of each (block, images) runner per round: timed blocks interleaved over
+    ``a.repeats`` rounds, in alternating order (1 2, 2 1, 1 2, ...: what runs first in a round was
+    measured to gain or lose a few percent), so that all see the same machine load."""
     rates = [[] for _ in runners]
-    for _ in range(a.repeats):
-        for r, (block, images) in zip(rates, runners):
-            r.append(images / timed(block, device))
+    for i in range(a.repeats):
+        order = range(len(runners)) if i % 2 == 0 else reversed(range(len(runners)))
+        for k in order:
+            block, images = runners[k]
+            rates[k].append(images / timed(block, device))
     return [np.asarray(r) for r in rates]
 
 
@@ -173,25 +176,43 @@ def verdict(value: float, target: float, at_least: bool) -> str:
     return f"met ({gap:+.1%} margin)" if ok else f"MISSED by {gap:.1%}"
 
 
-def run(a) -> dict:
-    device = a.device
-    variants = list(VARIANTS)
-    if a.compile:
-        variants.append(COMPILE_VARIANT)
-    rows = []
-    for label, deep in variants:
+def variant_row(a, device: str, label: str, deep: dict) -> dict:
+    try:
         plain, eng = paired(a, device, [plain_runner(a, device, **deep), engine_runner(a, device, **deep)])
-        rows.append({"variant": label, "engine": float(np.median(eng)), "plain": float(np.median(plain)),
-                     **ratio(eng, plain)})
-        print(f"  {label:14s} engine {rows[-1]['engine']:9.1f} img/s   plain {rows[-1]['plain']:9.1f} img/s   "
-              f"{rows[-1]['ratio']:.3f}x", flush=True)
-    base = rows[0]
-    ev = eval_overhead(a, device, a.batch / base["engine"])
+    except Exception as e:  # one failing switch (e.g. compile) must not lose the other rows
+        if not deep:
+            raise
+        print(f"  {label:14s} FAILED: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+        return {"variant": label, "error": f"{type(e).__name__}: {e}"[:500]}
+    row = {"variant": label, "engine": float(np.median(eng)), "plain": float(np.median(plain)), **ratio(eng, plain)}
+    print(f"  {label:14s} engine {row['engine']:9.1f} img/s   plain {row['plain']:9.1f} img/s   {row['ratio']:.3f}x",
+          flush=True)
+    return row
+
+
+def run(a, save=lambda res: None) -> dict:
+    """All measurements; ``save(partial results)`` after each (a time limit keeps what was done).
+    torch.compile comes last: its compilation is the slowest and most fragile part."""
+    device = a.device
+    res: dict = {"rows": []}
+    for label, deep in VARIANTS:
+        res["rows"].append(variant_row(a, device, label, deep))
+        save(res)
+    base = res["rows"][0]
+    res["eval"] = eval_overhead(a, device, a.batch / base["engine"])
+    ev = res["eval"]
+    print(f"  evaluation     {ev['eval_s']:.2f} s per evaluation, {ev['ratio']:.1%} of {EVAL_EVERY} steps", flush=True)
+    save(res)
     R = a.seeds
     vec, loop = paired(a, device, [engine_runner(a, device, seeds=R), engine_runner(a, device, seeds=R, vectorize=False)])
-    seeds = {"R": R, "vmap": float(np.median(vec)), "loop": float(np.median(loop)), "plain": base["plain"],
-             **ratio(vec, loop)}
-    return {"rows": rows, "eval": ev, "seeds": seeds}
+    res["seeds"] = {"R": R, "vmap": float(np.median(vec)), "loop": float(np.median(loop)), "plain": base["plain"],
+                    **ratio(vec, loop)}
+    print(f"  R = {R} seeds    vmap {res['seeds']['vmap']:9.1f} img/s   loop {res['seeds']['loop']:9.1f} img/s", flush=True)
+    save(res)
+    if a.compile:
+        res["rows"].append(variant_row(a, device, *COMPILE_VARIANT))
+        save(res)
+    return res
 
 
 def report(a, res: dict) -> None:
@@ -203,6 +224,9 @@ def report(a, res: dict) -> None:
           f"{'target >= ' + str(PARITY_TARGET):20s} {'effect: engine':>14s} {'plain':>6s}")
     base = res["rows"][0]
     for r in res["rows"]:
+        if "error" in r:
+            print(f"{r['variant']:16s} failed: {r['error'][:150]}")
+            continue
         eff = (f"{r['engine'] / base['engine']:13.2f}x {r['plain'] / base['plain']:5.2f}x"
                if r is not base else f"{'(reference)':>14s} {'':>6s}")
         rr = f"{r['ratio']:.3f}x [{r['iqr'][0]:.2f}-{r['iqr'][1]:.2f}]"
@@ -247,13 +271,17 @@ def main(argv=None):
         a.compile = a.device.startswith("cuda") and not a.quick
     torch.backends.cudnn.benchmark = True
     print(f"deep_gpu: device {a.device}, width {a.width}, batch {a.batch}, R = {a.seeds}", flush=True)
-    res = run(a)
+    meta = {"settings": {k: v for k, v in vars(a).items() if k != "json"}, "torch": torch.__version__,
+            "device_name": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu",
+            "date": time.strftime("%Y-%m-%d")}
+
+    def save(res):
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({**meta, **res}, f, indent=1)
+
+    res = run(a, save)
     report(a, res)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"settings": {k: v for k, v in vars(a).items() if k != "json"}, "torch": torch.__version__,
-                       "device_name": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu",
-                       **res}, f, indent=1)
     return res
 
 
