@@ -55,6 +55,8 @@ EVAL_EVERY = 200  # the paper's evaluation frequency (iterations)
 PAPER_EVAL_IMAGES = 10_000  # per split
 CLASSES = 10
 SIDE = 32  # CIFAR images
+SECTIONS = ("parity", "eval", "seeds", "profile")
+PROFILE_ROWS = 15  # operators listed by the profile section
 LR, MOMENTUM, WD = 0.01, 0.9, 5e-4  # the SOTA step; timing does not depend on the values
 THROUGHPUT_EVAL_IMAGES = 256  # engine runs timed for speed evaluate only their initial loss
 # Fast-path variants: (label, DeepNetConfig keys); compile is added with --compile or on CUDA.
@@ -108,11 +110,11 @@ def ratio(num: np.ndarray, den: np.ndarray) -> dict:
 
 
 def config(a, device: str, seeds: int, n_eval: int, **deep) -> ExperimentConfig:
-    data = SyntheticImages(n_train=max(a.n_train, a.batch, n_eval), n_test=n_eval, channels=3, size=SIDE,
+    data = SyntheticImages(n_train=max(a.n_train, a.batch, n_eval), n_test=n_eval, channels=3, size=a.side,
                            num_classes=CLASSES, augment=True, seed=0)
     return ExperimentConfig(
         name="bench-deep-gpu", data=data,
-        model=DeepNetConfig(name="resnet18", width=a.width, eval_train=n_eval, sparsity_examples=n_eval, **deep),
+        model=DeepNetConfig(name=a.model, width=a.width, eval_train=n_eval, sparsity_examples=n_eval, **deep),
         arms=(ArmConfig("sota", SGD(a.batch, momentum=MOMENTUM, weight_decay=WD), Constant(LR)),),
         steps=10**9, seeds=seeds, eval=EvalConfig("linear", 2), dtype="float32", device=device)
 
@@ -129,7 +131,7 @@ def plain_runner(a, device: str, channels_last=False, autocast="none", compile="
     """The reference: a hand-written loop doing the engine's work on one model; warm."""
     data = config(a, device, 1, THROUGHPUT_EVAL_IMAGES).data.build()
     x, y = data.x_train.to(device), data.y_train.to(device)
-    net = build_deep_model("resnet18", num_classes=CLASSES, width=a.width,
+    net = build_deep_model(a.model, num_classes=CLASSES, width=a.width,
                            generator=torch.Generator().manual_seed(0)).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt).train()
@@ -190,26 +192,61 @@ def variant_row(a, device: str, label: str, deep: dict) -> dict:
     return row
 
 
+def op_profile(a, device: str) -> list[dict]:
+    """Per operator: time per step in the plain loop and in the engine (fp32 NCHW), from the
+    torch profiler over ``a.repeats`` alternating blocks; host time, and device time on CUDA."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    runners = {"plain": plain_runner(a, device)[0], "engine": engine_runner(a, device)[0]}
+    tot: dict = {k: {} for k in runners}
+    for i in range(a.repeats):
+        for k in (("plain", "engine") if i % 2 == 0 else ("engine", "plain")):
+            with profile(activities=acts) as prof:
+                runners[k]()
+                sync(device)
+            for e in prof.key_averages():
+                host, dev = tot[k].get(e.key, (0.0, 0.0))
+                tot[k][e.key] = (host + e.self_cpu_time_total, dev + getattr(e, "self_device_time_total", 0.0))
+    per_step = 1e3 * a.repeats * a.steps  # microseconds summed over blocks -> ms per step
+    rows = [{"op": op, **{f"{k}_{w}_ms": tot[k].get(op, (0.0, 0.0))[j] / per_step for k in runners
+                          for j, w in enumerate(("host", "device"))}} for op in set(tot["plain"]) | set(tot["engine"])]
+    key = "device" if device.startswith("cuda") else "host"
+    rows.sort(key=lambda r: -abs(r[f"engine_{key}_ms"] - r[f"plain_{key}_ms"]))
+    for k in runners:
+        print(f"  profile        {k}: {sum(r[f'{k}_{key}_ms'] for r in rows):.1f} ms {key} operator time per step")
+    return rows
+
+
 def run(a, save=lambda res: None) -> dict:
-    """All measurements; ``save(partial results)`` after each (a time limit keeps what was done).
-    torch.compile comes last: its compilation is the slowest and most fragile part."""
+    """The measurements of ``a.sections``; ``save(partial results)`` after each (a time limit
+    keeps what was done). torch.compile comes last: its compilation is the slowest and most
+    fragile part."""
     device = a.device
     res: dict = {"rows": []}
-    for label, deep in VARIANTS:
-        res["rows"].append(variant_row(a, device, label, deep))
+    if "parity" in a.sections:
+        for label, deep in VARIANTS:
+            res["rows"].append(variant_row(a, device, label, deep))
+            save(res)
+    if "eval" in a.sections:
+        engine_rate = res["rows"][0]["engine"] if res["rows"] else paired(a, device, [engine_runner(a, device)])[0]
+        res["eval"] = ev = eval_overhead(a, device, a.batch / float(np.median(engine_rate)))
+        print(f"  evaluation     {ev['eval_s']:.2f} s per evaluation, {ev['ratio']:.1%} of {EVAL_EVERY} steps",
+              flush=True)
         save(res)
-    base = res["rows"][0]
-    res["eval"] = eval_overhead(a, device, a.batch / base["engine"])
-    ev = res["eval"]
-    print(f"  evaluation     {ev['eval_s']:.2f} s per evaluation, {ev['ratio']:.1%} of {EVAL_EVERY} steps", flush=True)
-    save(res)
-    R = a.seeds
-    vec, loop = paired(a, device, [engine_runner(a, device, seeds=R), engine_runner(a, device, seeds=R, vectorize=False)])
-    res["seeds"] = {"R": R, "vmap": float(np.median(vec)), "loop": float(np.median(loop)), "plain": base["plain"],
-                    **ratio(vec, loop)}
-    print(f"  R = {R} seeds    vmap {res['seeds']['vmap']:9.1f} img/s   loop {res['seeds']['loop']:9.1f} img/s", flush=True)
-    save(res)
-    if a.compile:
+    if "seeds" in a.sections:
+        R = a.seeds
+        vec, loop = paired(a, device, [engine_runner(a, device, seeds=R),
+                                       engine_runner(a, device, seeds=R, vectorize=False)])
+        res["seeds"] = {"R": R, "vmap": float(np.median(vec)), "loop": float(np.median(loop)),
+                        "plain": res["rows"][0]["plain"] if res["rows"] else None, **ratio(vec, loop)}
+        print(f"  R = {R} seeds    vmap {res['seeds']['vmap']:9.1f} img/s   loop {res['seeds']['loop']:9.1f} img/s",
+              flush=True)
+        save(res)
+    if "profile" in a.sections:
+        res["profile"] = op_profile(a, device)
+        save(res)
+    if "parity" in a.sections and a.compile:
         res["rows"].append(variant_row(a, device, *COMPILE_VARIANT))
         save(res)
     return res
@@ -217,35 +254,51 @@ def run(a, save=lambda res: None) -> dict:
 
 def report(a, res: dict) -> None:
     dev = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} thread(s)"
-    print(f"\nResNet-18 width {a.width}, batch {a.batch}, float32, SGD momentum {MOMENTUM} + wd {WD} + crop/flip, "
-          f"synthetic {SIDE}x{SIDE}x3 data on the device; {dev}; torch {torch.__version__}; "
+    print(f"\n{a.model} width {a.width}, batch {a.batch}, float32, SGD momentum {MOMENTUM} + wd {WD} + crop/flip, "
+          f"synthetic {a.side}x{a.side}x3 data on the device; {dev}; torch {torch.__version__}; "
           f"median of {a.repeats} x {a.steps} steps after {a.warmup} warm-up; {a.clock} clock")
-    print(f"\n{'variant':16s} {'engine img/s':>12s} {'plain img/s':>12s} {'engine/plain [IQR]':>22s}  "
-          f"{'target >= ' + str(PARITY_TARGET):20s} {'effect: engine':>14s} {'plain':>6s}")
-    base = res["rows"][0]
-    for r in res["rows"]:
-        if "error" in r:
-            print(f"{r['variant']:16s} failed: {r['error'][:150]}")
-            continue
-        eff = (f"{r['engine'] / base['engine']:13.2f}x {r['plain'] / base['plain']:5.2f}x"
-               if r is not base else f"{'(reference)':>14s} {'':>6s}")
-        rr = f"{r['ratio']:.3f}x [{r['iqr'][0]:.2f}-{r['iqr'][1]:.2f}]"
-        print(f"{r['variant']:16s} {r['engine']:12.1f} {r['plain']:12.1f} {rr:>22s}  "
-              f"{verdict(r['ratio'], PARITY_TARGET, True):20s} {eff}")
-    ev = res["eval"]
-    note = f" (timed on {ev['scaled_from']} images/split, scaled to {PAPER_EVAL_IMAGES})" if ev["scaled_from"] else ""
-    print(f"\nevaluation every {EVAL_EVERY} steps: {ev['eval_s']:.2f} s vs {ev['train_200_s']:.1f} s of training = "
-          f"{ev['ratio']:.1%}, target <= {EVAL_TARGET:.0%}: {verdict(ev['ratio'], EVAL_TARGET, False)}{note}")
-    s = res["seeds"]
-    print(f"\nbatched seeds, R = {s['R']} runs of one config: vmap {s['vmap']:.1f} img/s, loop over runs "
-          f"{s['loop']:.1f} img/s: vmap/loop = {s['ratio']:.2f}x [IQR {s['iqr'][0]:.2f}-{s['iqr'][1]:.2f}]; vs {s['R']} plain loops one after "
-          f"another ({s['plain']:.1f} img/s): {s['vmap'] / s['plain']:.2f}x")
+    if res["rows"]:
+        print(f"\n{'variant':16s} {'engine img/s':>12s} {'plain img/s':>12s} {'engine/plain [IQR]':>22s}  "
+              f"{'target >= ' + str(PARITY_TARGET):20s} {'effect: engine':>14s} {'plain':>6s}")
+        base = res["rows"][0]
+        for r in res["rows"]:
+            if "error" in r:
+                print(f"{r['variant']:16s} failed: {r['error'][:150]}")
+                continue
+            eff = (f"{r['engine'] / base['engine']:13.2f}x {r['plain'] / base['plain']:5.2f}x"
+                   if r is not base else f"{'(reference)':>14s} {'':>6s}")
+            rr = f"{r['ratio']:.3f}x [{r['iqr'][0]:.2f}-{r['iqr'][1]:.2f}]"
+            print(f"{r['variant']:16s} {r['engine']:12.1f} {r['plain']:12.1f} {rr:>22s}  "
+                  f"{verdict(r['ratio'], PARITY_TARGET, True):20s} {eff}")
+    if "eval" in res:
+        ev = res["eval"]
+        note = f" (timed on {ev['scaled_from']} images/split, scaled to {PAPER_EVAL_IMAGES})" if ev["scaled_from"] else ""
+        print(f"\nevaluation every {EVAL_EVERY} steps: {ev['eval_s']:.2f} s vs {ev['train_200_s']:.1f} s of training = "
+              f"{ev['ratio']:.1%}, target <= {EVAL_TARGET:.0%}: {verdict(ev['ratio'], EVAL_TARGET, False)}{note}")
+    if "seeds" in res:
+        s = res["seeds"]
+        vs_plain = (f"; vs {s['R']} plain loops one after another ({s['plain']:.1f} img/s): "
+                    f"{s['vmap'] / s['plain']:.2f}x" if s["plain"] else "")
+        print(f"\nbatched seeds, R = {s['R']} runs of one config: vmap {s['vmap']:.1f} img/s, loop over runs "
+              f"{s['loop']:.1f} img/s: vmap/loop = {s['ratio']:.2f}x [IQR {s['iqr'][0]:.2f}-{s['iqr'][1]:.2f}]"
+              + vs_plain)
+    if "profile" in res:
+        key = "device" if a.device.startswith("cuda") else "host"
+        print(f"\noperators with the largest engine - plain difference ({key} time, ms per step; "
+              f"host time of the engine / plain in brackets):")
+        for r in res["profile"][:PROFILE_ROWS]:
+            print(f"  {r['op'][:48]:48s} engine {r[f'engine_{key}_ms']:9.3f}  plain {r[f'plain_{key}_ms']:9.3f}"
+                  + (f"  [{r['engine_host_ms']:.3f} / {r['plain_host_ms']:.3f}]" if key == "device" else ""))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:i]")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (width 2, batch 32)")
+    ap.add_argument("--sections", default="parity,eval,seeds",
+                    help=f"comma-separated, of {', '.join(SECTIONS)} (profile: per-operator engine vs plain)")
+    ap.add_argument("--model", default="resnet18", help="a name of sgdlab.models.cifar.DEEP_MODELS")
+    ap.add_argument("--side", type=int, default=SIDE, help="image side (synthetic images side x side x 3)")
     for k in ("width", "batch", "n_train", "steps", "warmup", "seeds", "eval_images"):
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None, help="override the device preset")
     ap.add_argument("--repeats", type=int, default=None, help="timed blocks per measurement (median)")
@@ -256,6 +309,10 @@ def main(argv=None):
                     help="wall (default on CUDA) or cpu: this process's CPU time (default on CPU)")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args(argv)
+    a.sections = [x.strip() for x in a.sections.split(",") if x.strip()]
+    bad = sorted(set(a.sections) - set(SECTIONS))
+    if bad:
+        ap.error(f"unknown section {bad[0]!r}; allowed: {', '.join(SECTIONS)}")
     torch.set_num_threads(a.threads)
     if a.device == "auto":
         a.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -263,14 +320,15 @@ def main(argv=None):
     for k, v in preset.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
-    a.repeats = a.repeats or (1 if a.quick else 5)
+    a.repeats = a.repeats or (1 if a.quick else 6)  # even: each runner goes first equally often
     a.clock = a.clock or ("wall" if a.device.startswith("cuda") else "cpu")
     global CLOCK
     CLOCK = CLOCKS[a.clock]
     if a.compile is None:
         a.compile = a.device.startswith("cuda") and not a.quick
     torch.backends.cudnn.benchmark = True
-    print(f"deep_gpu: device {a.device}, width {a.width}, batch {a.batch}, R = {a.seeds}", flush=True)
+    print(f"deep_gpu: device {a.device}, {a.model} width {a.width}, batch {a.batch}, R = {a.seeds}, "
+          f"sections {','.join(a.sections)}", flush=True)
     meta = {"settings": {k: v for k, v in vars(a).items() if k != "json"}, "torch": torch.__version__,
             "device_name": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu",
             "date": time.strftime("%Y-%m-%d")}
