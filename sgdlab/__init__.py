@@ -17,12 +17,25 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+unknown"
 
 
+_API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "override", "export_run",
+        "ExperimentConfig", "RunResult"}
+_REGISTER = {"register_data", "register_model", "register_optimizer", "register_schedule", "register_metric",
+             "register_figure"}
+
+
 def __getattr__(name):
     # Lazy: importing sgdlab must stay cheap and must not pull in the trainer for
     # users who only want sgdlab.metrics.
-    if name in {"run", "resume", "load_run", "load_experiment", "list_experiments", "override",
-                "ExperimentConfig"}:
+    if name in _API:
         from . import api
 
         return getattr(api, name)
+    if name in _REGISTER:
+        from . import register
+
+        return getattr(register, name)
     raise AttributeError(f"module 'sgdlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _API | _REGISTER)

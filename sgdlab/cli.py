@@ -18,7 +18,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
-from .errors import SgdlabError
+from .errors import ConfigError, SgdlabError
+
+# Kept in sync with sgdlab.sweep.EXECUTORS (not imported: the CLI module must stay light).
+EXECUTORS = ("inprocess", "pool", "ray", "slurm")
 
 
 def _scalar_fields():
@@ -50,20 +53,63 @@ def _typed_flags(fn):
     return fn
 
 
-def _fail(e: Exception):
-    click.echo(f"error: {e}", err=True)
-    sys.exit(2)
+def error_line(e: BaseException) -> str:
+    """One line saying what is wrong (and, for file errors, where)."""
+    if isinstance(e, OSError) and not isinstance(e, SgdlabError) and e.strerror:
+        where = f": {e.filename!r}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The error boundary of every command: sgdlab's own errors, file-system errors and bad
+    values print one line (exit 2); ``--debug`` shows the traceback instead."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except (SgdlabError, OSError, ValueError) as e:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {error_line(e)}", err=True)
+            sys.exit(2)
+
+
+def _imports_option(fn):
+    return click.option("--import", "imports", multiple=True, metavar="MODULE",
+                        help="a module name or ./file.py to import first: it registers your own kinds "
+                             "(repeatable; recorded in the config as `imports`)")(fn)
+
+
+def _load(experiment, imports, sets=()):
+    """The experiment with ``--import`` modules imported first and recorded in ``imports``, then
+    ``sets`` applied."""
+    import dataclasses
+
+    from . import api
+    from .plugins import import_modules
+
+    given = import_modules(list(imports), "--import") if imports else ()
+    cfg = api.load_experiment(experiment)
+    if given:
+        cfg = dataclasses.replace(cfg, imports=tuple(dict.fromkeys(given + cfg.imports)))
+    return api.override(cfg, list(sets)) if sets else cfg
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sgdlab")
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch intra-op threads (toy nets run fastest on 1; raise it for deep nets)")
-def main(threads):
+@click.option("--debug", is_flag=True, help="show the full traceback of an error")
+def main(threads, debug):
     """Study the hidden dynamics of SGD: loss stabilization, sparse features, sharpness."""
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(threads)
 
 
 @main.command("run")
@@ -75,62 +121,57 @@ def main(threads):
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
 @click.option("--progress/--no-progress", default=True, help="progress bar on the terminal")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and the runs; train nothing")
+@_imports_option
 @_typed_flags
-def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, **typed):
+def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from . import api
     from .config import dump_toml, toml_value
 
-    try:
-        if resume:
-            if experiment or sets or any(v is not None for v in typed.values()):
-                raise click.UsageError("--resume takes only the run directory: the config is read from it")
-            api.resume(resume, progress=progress)
-            return
-        if not experiment:
-            raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
-        cfg = api.load_experiment(experiment)
-        extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
-        cfg = api.override(cfg, list(sets) + extra)
-        if dry_run:
-            from .train import Engine
+    if resume:
+        if experiment or sets or imports or any(v is not None for v in typed.values()):
+            raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
+                                   "is read from it")
+        api.resume(resume, progress=progress)
+        return
+    if not experiment:
+        raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
+    extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
+    cfg = _load(experiment, imports, list(sets) + extra)
+    if dry_run:
+        from .train import Engine
 
-            click.echo(dump_toml(cfg))
-            eng = Engine(cfg)
-            click.echo(f"# {eng.n_runs} runs in {len(eng.groups)} batched group(s), "
-                       f"{len(eng.eval_steps)} evaluation steps")
-            return
-        if out is None:
-            import time
+        click.echo(dump_toml(cfg))
+        eng = Engine(cfg)
+        eng.check_names()
+        click.echo(f"# {eng.n_runs} runs in {len(eng.groups)} batched group(s), "
+                   f"{len(eng.eval_steps)} evaluation steps")
+        return
+    if out is None:
+        import time
 
-            out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        res = api.run(cfg, out, progress=progress, overwrite=overwrite)
-        click.echo(f"run directory: {res.path}")
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except SgdlabError as e:
-        _fail(e)
+        out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    res = api.run(cfg, out, progress=progress, overwrite=overwrite)
+    click.echo(f"run directory: {res.path}")
 
 
 @main.command("plot")
 @click.argument("run_dir", type=click.Path())
-@click.option("--metric", "-m", "metrics", multiple=True, help="panels to draw (default: the config's figure)")
+@click.option("--metric", "-m", "metrics", multiple=True,
+              help="panels to draw into their own file (default: the config's figure and extra figures)")
 def plot_cmd(run_dir, metrics):
     """Redraw the figures of RUN_DIR (a run or a sweep directory) from disk."""
     from .plots import plot_run
     from .sweep import INDEX
 
-    try:
-        if (Path(run_dir) / INDEX).exists():
-            from .plots.sweep import plot_sweep
+    if (Path(run_dir) / INDEX).exists():
+        from .plots.sweep import plot_sweep
 
-            for p in plot_sweep(run_dir, tuple(metrics) or ("train_loss", "test_loss")):
-                click.echo(str(p))
-            return
-        for p in plot_run(run_dir, tuple(metrics) or None):
+        for p in plot_sweep(run_dir, tuple(metrics) or None):
             click.echo(str(p))
-    except SgdlabError as e:
-        _fail(e)
+        return
+    for p in plot_run(run_dir, tuple(metrics) or None):
+        click.echo(str(p))
 
 
 @main.command("summary")
@@ -138,28 +179,27 @@ def plot_cmd(run_dir, metrics):
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="also export the rows (.csv or .parquet)")
 def summary_cmd(run_dir, csv_out):
     """Print the per-arm table of a finished run, or the per-point table of a sweep."""
-    from .runs import RunDir
+    from .runs import RunDir, ensure_writable_dir
     from .summary import format_table
     from .sweep import INDEX
 
-    try:
-        if (Path(run_dir) / INDEX).exists() or csv_out:
-            from .compare import export, format_rows, rows_of
+    if csv_out:
+        ensure_writable_dir(Path(csv_out).parent or Path("."), "directory of --csv")
+    if (Path(run_dir) / INDEX).exists() or csv_out:
+        from .compare import export, format_rows, rows_of
 
-            rows = rows_of(run_dir)
-            click.echo(format_rows(rows))
-            if csv_out:
-                click.echo(f"wrote {export(rows, csv_out)}")
-            return
-        rd = RunDir(run_dir)
-        rd.runs()  # raises a clear error if this is not a run directory at all
-        s = rd.summary()
-        if s is None:
-            raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
-                              f"`sgdlab run --resume {run_dir}`")
-        click.echo(format_table(s))
-    except SgdlabError as e:
-        _fail(e)
+        rows = rows_of(run_dir)
+        click.echo(format_rows(rows))
+        if csv_out:
+            click.echo(f"wrote {export(rows, csv_out)}")
+        return
+    rd = RunDir(run_dir)
+    rd.runs()  # raises a clear error if this is not a run directory at all
+    s = rd.summary()
+    if s is None:
+        raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
+                          f"`sgdlab run --resume {run_dir}`")
+    click.echo(format_table(s))
 
 
 @main.command("list")
@@ -175,24 +215,61 @@ def list_cmd():
 @main.command("show")
 @click.argument("experiment")
 @click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--keys", is_flag=True, help="list every settable key with its type and default")
-def show_cmd(experiment, sets, keys):
+@click.option("--keys", is_flag=True, help="list every settable key of this experiment with its type and value")
+@_imports_option
+def show_cmd(experiment, sets, keys, imports):
     """Print the resolved config of EXPERIMENT as TOML (save it, edit it, run it)."""
-    from . import api
-    from .config import dump_toml, flat_fields, typing_repr
-    from .experiment import ExperimentConfig
+    from .config import dump_toml, flat_items
 
-    try:
-        cfg = api.override(api.load_experiment(experiment), list(sets))
-        if keys:
-            for name, tp, default in flat_fields(ExperimentConfig):
-                click.echo(f"{name:32s} {typing_repr(tp):40s} default={default!r}")
-            click.echo("arms.N.optimizer / arms.N.schedule / data / model: tables with a 'kind'; "
-                       "see `sgdlab show NAME` for their keys")
-            return
-        click.echo(dump_toml(cfg), nl=False)
-    except SgdlabError as e:
-        _fail(e)
+    cfg = _load(experiment, imports, sets)
+    if keys:
+        items = flat_items(cfg)
+        width = max(len(k) for k, _, _ in items)
+        for name, tp, value in items:
+            click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
+        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind "
+                   "(sgdlab show NAME --set data.kind=... --keys lists its keys)")
+        return
+    click.echo(dump_toml(cfg), nl=False)
+
+
+def _compact(value) -> str:
+    """A value as one line of TOML ("(unset)" for None)."""
+    from .config import toml_value
+
+    if value is None:
+        return "(unset)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return toml_value(value)
+
+
+def _short_type(tp: str) -> str:
+    """A type hint as a user reads it: "one of 'a', 'b'", "table | unset", "list of float"."""
+    import re
+
+    tp = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", tp)
+    tp = re.sub(r"sgdlab\.[\w.]+\.(\w+)Config", lambda m: f"{m.group(1).lower()} table", tp)
+    tp = re.sub(r"tuple\[(\w+), \.\.\.\]", r"list of \1", tp)
+    return tp.replace(" | None", " | unset").replace("typing.", "")
+
+
+SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict, "slurm": dict}
+
+
+def _read_sweep_file(path: str) -> dict:
+    """A sweep TOML, checked: experiment, seeds, steps, set = [...], [grid] key = [values] or 'range(...)',
+    [slurm] resources of the slurm executor (sgdlab.slurm.SlurmOptions)."""
+    from .config import load_toml_table
+
+    spec = load_toml_table(path, "sweep file")
+    for k, v in spec.items():
+        if k not in SWEEP_FILE_KEYS:
+            raise ConfigError(f"sweep file {path!r}: unknown key {k!r}; allowed: {', '.join(sorted(SWEEP_FILE_KEYS))}")
+        want = SWEEP_FILE_KEYS[k]
+        if not isinstance(v, want) or isinstance(v, bool):
+            raise ConfigError(f"sweep file {path!r}: {k} must be a {want.__name__}, got {v!r}")
+    return spec
 
 
 @main.command("sweep")
@@ -200,88 +277,82 @@ def show_cmd(experiment, sets, keys):
 @click.option("--grid", "-g", "grids", multiple=True, metavar="KEY=V1,V2,...",
               help="an axis: values, or linspace/logspace/uniform/loguniform(lo, hi, n[, seed]) (repeatable)")
 @click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE", help="override for every point")
-@click.option("--seeds", type=int, help="seeds per arm (shortcut for --set seeds=N)")
+@click.option("--seeds", type=click.IntRange(min=1), help="seeds per arm (shortcut for --set seeds=N)")
+@click.option("--steps", type=click.IntRange(min=1), help="steps of every run (shortcut for --set steps=N)")
 @click.option("--file", "sweep_file", type=click.Path(dir_okay=False),
-              help="sweep TOML: experiment, seeds, set = [...], [grid] key = [values] or 'logspace(...)'")
+              help="sweep TOML: experiment, seeds, steps, set = [...], [grid] key = [values] or 'logspace(...)'")
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="sweep directory (default sweeps/NAME-TIME)")
-@click.option("--resume", type=click.Path(file_okay=False), help="re-run only the unfinished jobs of a sweep")
-@click.option("--executor", type=click.Choice(["inprocess", "pool", "ray", "slurm"]), default=None,
+@click.option("--resume", type=click.Path(), help="re-run only the unfinished jobs of a sweep")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
               help="where jobs run (default in-process; --ray/--address imply ray; slurm: one array job)")
-@click.option("--workers", type=int, default=2, show_default=True, help="processes / Ray CPUs")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="processes / Ray CPUs")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
 @click.option("--partition", help="slurm: partition of the array job")
-@click.option("--time", "time_min", type=int, help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
-@click.option("--cpus", type=int, help="slurm: CPUs per job (= torch threads)")
-@click.option("--gpus", type=int, help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
-@click.option("--mem", type=float, help="slurm: GB of memory per job")
-def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor, workers, use_ray, address, dry_run,
-              partition, time_min, cpus, gpus, mem):
+@click.option("--time", "time_min", type=click.IntRange(min=1),
+              help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
+@click.option("--cpus", type=click.IntRange(min=1), help="slurm: CPUs per job (= torch threads)")
+@click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
+@click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
+@_imports_option
+def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
+              dry_run, partition, time_min, cpus, gpus, mem, imports):
     """Run EXPERIMENT over a grid; compatible points are batched into one job."""
     import time
-    import tomllib
 
-    from . import api
     from .compare import format_rows, rows_of
     from .sweep import Sweep, parse_axis, parse_values, plan
 
-    try:
-        executor = executor or ("ray" if (use_ray or address) else "inprocess")
-        slurm_table = None
-        if resume:
-            sw = Sweep(resume)
-            sw.index()
-        else:
-            axes = [parse_axis(g) for g in grids]
-            sets = list(sets)
-            if sweep_file:
-                spec = tomllib.loads(Path(sweep_file).read_text())
-                unknown = set(spec) - {"experiment", "seeds", "set", "grid", "slurm"}
-                if unknown:
-                    raise SgdlabError(f"sweep file: unknown key {min(unknown)!r}; allowed: experiment, grid, "
-                                      f"seeds, set, slurm")
-                slurm_table = spec.get("slurm")
-                experiment = experiment or spec.get("experiment")
-                seeds = seeds or spec.get("seeds")
-                sets = list(spec.get("set", [])) + sets
-                for k, v in spec.get("grid", {}).items():
-                    axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
-            if not experiment:
-                raise click.UsageError("name an experiment (or give --file with experiment = ...)")
-            if not axes:
-                raise click.UsageError("give at least one --grid KEY=V1,V2,...")
-            if seeds:
-                sets.append(f"seeds={seeds}")
-            base = api.load_experiment(experiment)
-            if dry_run:
-                points, jobs = plan(base, axes, tuple(sets))
-                for j in jobs:
-                    members = [p.label for p in points if p.job == j.id]
-                    click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
-                               f"points: {'; '.join(members)}")
-                click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
-                return
-            out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
-        slurm = None
-        if executor == "slurm":
-            from .slurm import resolve_options
+    executor = executor or ("ray" if (use_ray or address) else "inprocess")
+    slurm_table = None
+    if resume:
+        if experiment or grids or sets or sweep_file or imports:
+            raise click.UsageError("--resume takes only the sweep directory: the plan is read from it")
+        sw = Sweep(resume)
+        sw.index()
+    else:
+        axes = [parse_axis(g) for g in grids]
+        sets = list(sets)
+        if sweep_file:
+            spec = _read_sweep_file(sweep_file)
+            slurm_table = spec.get("slurm")
+            experiment = experiment or spec.get("experiment")
+            seeds = seeds or spec.get("seeds")
+            steps = steps or spec.get("steps")
+            sets = [str(x) for x in spec.get("set", [])] + sets
+            for k, v in spec.get("grid", {}).items():
+                axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
+        if not experiment:
+            raise click.UsageError("name an experiment (or give --file with experiment = ...)")
+        if not axes:
+            raise click.UsageError("give at least one --grid KEY=V1,V2,...")
+        sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
+        base = _load(experiment, imports)
+        if dry_run:
+            points, jobs = plan(base, axes, tuple(sets))
+            for j in jobs:
+                members = [p.label for p in points if p.job == j.id]
+                click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
+                           f"points: {'; '.join(members)}")
+            click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
+            return
+        out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
+    slurm = None
+    if executor == "slurm":
+        from .slurm import resolve_options
 
-            slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
-                                              "mem": mem}, slurm_table)
-        sw.execute(executor, workers=workers, address=address, slurm=slurm)
-        click.echo(format_rows(rows_of(sw.path)))
-        from .plots.sweep import plot_sweep
+        slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
+                                          "mem": mem}, slurm_table)
+    sw.execute(executor, workers=workers, address=address, slurm=slurm)
+    click.echo(format_rows(rows_of(sw.path)))
+    from .plots.sweep import plot_sweep
 
-        for p in plot_sweep(sw.path):
-            click.echo(str(p))
-        failed = [j for j in sw.index()["jobs"] if j["status"] == "failed"]
-        click.echo(f"sweep directory: {sw.path}" + (f" ({len(failed)} job(s) failed; see index.json)" if failed else ""))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except SgdlabError as e:
-        _fail(e)
+    for p in plot_sweep(sw.path):
+        click.echo(str(p))
+    failed = [j for j in sw.index()["jobs"] if j["status"] == "failed"]
+    click.echo(f"sweep directory: {sw.path}" + (f" ({len(failed)} job(s) failed; see index.json)" if failed else ""))
 
 
 @main.command("export")
@@ -290,12 +361,9 @@ def sweep_cmd(experiment, grids, sets, seeds, sweep_file, out, resume, executor,
               help="writes RUN_DIR/<backend>/ (wandb offline, mlflow local files; the package must be installed)")
 def export_cmd(run_dir, backend):
     """Replay a run directory's metrics into TensorBoard, W&B (offline) or MLflow (local)."""
-    from .loggers import export
+    from .api import export_run
 
-    try:
-        click.echo(str(export(run_dir, backend)))
-    except SgdlabError as e:
-        _fail(e)
+    click.echo(str(export_run(run_dir, backend)))
 
 
 @main.command("compare")
@@ -305,14 +373,14 @@ def export_cmd(run_dir, backend):
 def compare_cmd(dirs, csv_out, metrics):
     """One table across run and sweep directories (medians and IQR over seeds)."""
     from .compare import export, format_rows, rows_of
+    from .runs import ensure_writable_dir
 
-    try:
-        rows = [r for d in dirs for r in rows_of(d)]
-        click.echo(format_rows(rows, tuple(metrics) or ("train_loss", "test_loss", "l0", "l0_robust")))
-        if csv_out:
-            click.echo(f"wrote {export(rows, csv_out)}")
-    except SgdlabError as e:
-        _fail(e)
+    if csv_out:
+        ensure_writable_dir(Path(csv_out).parent or Path("."), "directory of --csv")
+    rows = [r for d in dirs for r in rows_of(d)]
+    click.echo(format_rows(rows, tuple(metrics) or ("train_loss", "test_loss", "l0", "l0_robust")))
+    if csv_out:
+        click.echo(f"wrote {export(rows, csv_out)}")
 
 
 @main.command("window")
@@ -321,30 +389,28 @@ def compare_cmd(dirs, csv_out, metrics):
 @click.option("--arm", type=int, default=0, show_default=True, help="whose optimizer is used (index)")
 @click.option("--lo", type=float, required=True, help="smallest step size of the grid")
 @click.option("--hi", type=float, required=True, help="largest step size of the grid")
-@click.option("--points", type=int, default=12, show_default=True, help="log-spaced grid points")
-@click.option("--bisect", type=int, default=3, show_default=True, help="bisection rounds per edge")
+@click.option("--points", type=click.IntRange(min=2), default=12, show_default=True, help="log-spaced grid points")
+@click.option("--bisect", type=click.IntRange(min=0), default=3, show_default=True, help="bisection rounds per edge")
 @click.option("--tol", type=float, default=1e-3, show_default=True,
               help="converged if the late loss level < tol x initial loss")
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="where window.json/.png go")
-def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out):
+@_imports_option
+def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports):
     """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
     import dataclasses
 
-    from . import api
+    from .runs import ensure_writable_dir
     from .window import find_window, format_window, save_window
 
-    try:
-        cfg = api.override(api.load_experiment(experiment), list(sets))
-        if not 0 <= arm < len(cfg.arms):
-            raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
-        cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))
-        res = find_window(cfg, lo, hi, points=points, bisect=bisect, tol=tol)
-        click.echo(format_window(res))
-        out = out or Path("runs") / f"{cfg.name}-window"
-        for p in save_window(res, out, title=f"{cfg.name}: stabilization window of {cfg.arms[0].optimizer.kind}"):
-            click.echo(str(p))
-    except SgdlabError as e:
-        _fail(e)
+    cfg = _load(experiment, imports, sets)
+    if not 0 <= arm < len(cfg.arms):
+        raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
+    cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))
+    out = ensure_writable_dir(out or Path("runs") / f"{cfg.name}-window", "--out directory")  # before the work
+    res = find_window(cfg, lo, hi, points=points, bisect=bisect, tol=tol)
+    click.echo(format_window(res))
+    for p in save_window(res, out, title=f"{cfg.name}: stabilization window of {cfg.arms[0].optimizer.kind}"):
+        click.echo(str(p))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,12 +12,16 @@ from .sweep import INDEX, Sweep
 STATS = ("median", "q25", "q75")
 
 
-def _arm_rows(summary: dict, source: str, extra: dict | None = None, arm_map: dict | None = None) -> list[dict]:
+def _arm_rows(summary: dict, source: str, extra: dict | None = None, arm_map: dict | None = None,
+              labels: dict | None = None) -> list[dict]:
+    """One row per arm; ``arm_map``: shown arm -> arm in the summary; ``labels``: the arm's label
+    at this grid point (it follows the point's values) for the shown name."""
     rows = []
     names = arm_map or {a: a for a in summary["arms"]}
+    labels = labels or {}
     for base_name, name in names.items():
         a = summary["arms"][name]
-        row = {"source": source, **(extra or {}), "arm": base_name, "schedule": a["schedule"],
+        row = {"source": source, **(extra or {}), "arm": labels.get(base_name, base_name), "schedule": a["schedule"],
                "n_runs": a["n_runs"], "n_diverged": a["n_diverged"]}
         for metric, s in a["final"].items():
             for st in STATS:
@@ -41,7 +45,7 @@ def rows_of(path: str | Path) -> list[dict]:
                 rows.append({"source": path.name, **p.values, "arm": ", ".join(p.arms), "status": job["status"],
                              "error": job.get("error", "")})
                 continue
-            rows += _arm_rows(s, path.name, p.values, p.arms)
+            rows += _arm_rows(s, path.name, p.values, p.arms, p.labels)
         return rows
     rd = RunDir(path)
     s = rd.summary()

@@ -67,7 +67,29 @@ def _is_choice_base(tp) -> bool:
     return isinstance(tp, type) and issubclass(tp, Choice) and "registry" in tp.__dict__
 
 
+def _accepts_shape(tp, value) -> bool:
+    """Whether ``tp`` takes values shaped like ``value``: tables for configs, lists for tuples
+    (for a list, the deepest-nested tuple type that fits; see the Union branch of _convert)."""
+    if isinstance(value, dict):
+        return dataclasses.is_dataclass(tp) or _is_choice_base(tp)
+    if isinstance(value, (list, tuple)):
+        return get_origin(tp) is tuple and _depth(tp) == _depth(value)
+    return False
+
+
+def _depth(x) -> int:
+    """Nesting depth of a tuple type or of a list value (scalars: 0)."""
+    if isinstance(x, (list, tuple)):
+        return 1 + max((_depth(v) for v in x), default=0)
+    if get_origin(x) is tuple:
+        return 1 + max((_depth(a) for a in get_args(x) if a is not Ellipsis), default=0)
+    return 0
+
+
 def _type_name(tp) -> str:
+    if get_origin(tp) is tuple:  # written as a TOML list
+        return "list of " + ("lists" if _depth(tp) > 1 else "numbers" if get_args(tp)[0] is float else
+                             _type_name(get_args(tp)[0]))
     return getattr(tp, "__name__", str(tp))
 
 
@@ -86,8 +108,14 @@ def _convert(tp, value, path: str):
             try:
                 return _convert(a, value, path)
             except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{path}: {value!r} matches none of {', '.join(map(_type_name, args))}")
+                errors.append((a, e))
+        # A table or list that fails the one member of its shape: that member's error is the
+        # informative one (e.g. a schedule table's bad key), not "matches none of ...".
+        same_shape = [e for a, e in errors if _accepts_shape(a, value)]
+        if len(same_shape) == 1:
+            raise same_shape[0]
+        names = dict.fromkeys(_type_name(a) for a in args if a is not type(None))
+        raise ConfigError(f"{path}: {value!r} matches none of {', '.join(names)}")
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
@@ -144,6 +172,9 @@ def from_dict(cls, data: dict, path: str = ""):
             cls = cls.registry.get(kind)
         except ConfigError as e:
             raise ConfigError(f"{path}.kind: {e}") from None
+    prepare = getattr(cls, "prepare_dict", None)
+    if prepare is not None:  # e.g. ExperimentConfig imports the modules that define user kinds first
+        data = prepare(data)
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = set(data) - set(fields)
@@ -179,15 +210,21 @@ def to_dict(obj) -> Any:
     return obj
 
 
-def load_toml(cls, path: str | Path):
+def load_toml_table(path: str | Path, what: str = "config file") -> dict:
+    """The table of a TOML file, with one-line errors for a missing, unreadable or invalid file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} " + ("is a directory" if path.is_dir() else "does not exist"))
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
-    return from_dict(cls, data)
+        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read: {e}") from None
+
+
+def load_toml(cls, path: str | Path):
+    return from_dict(cls, load_toml_table(path))
 
 
 def dump_toml(obj) -> str:
@@ -252,6 +289,26 @@ def flat_fields(cls, prefix: str = "") -> list[tuple[str, Any, Any]]:
             out.extend(flat_fields(tp, name + "."))
         else:
             out.append((name, tp, default))
+    return out
+
+
+def flat_items(obj, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(dotted key, type, value) of every settable scalar of a config *instance*: its own values
+    (tables of a ``kind`` show that kind's keys, lists of tables are numbered), for ``--set``."""
+    out = []
+    hints = get_type_hints(type(obj))
+    if isinstance(obj, Choice):
+        out.append((f"{prefix}kind", "str", obj.kind))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(v):
+            out.extend(flat_items(v, name + "."))
+        elif isinstance(v, tuple) and v and all(dataclasses.is_dataclass(x) for x in v):
+            for i, x in enumerate(v):
+                out.extend(flat_items(x, f"{name}.{i}."))
+        else:
+            out.append((name, typing_repr(hints[f.name]), v))
     return out
 
 

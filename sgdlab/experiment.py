@@ -3,33 +3,113 @@
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from .config import check
+from .config import check, to_dict
 from .data.base import DataConfig
 from .data.synthetic import SparseRegression
+from .errors import ConfigError
 from .metrics.config import MetricsConfig
 from .models.base import ModelConfig
 from .models.diagonal import DiagonalNetConfig
 from .optim.config import SGD, OptimizerConfig
+from .plugins import import_modules, load_entry_points
 from .schedules import Constant, ScheduleConfig
+
+# Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
+LABEL_FLOAT_CHARS = 8
+
+
+class _ArmFields(string.Formatter):
+    """Resolves ``{schedule.lr}``-style placeholders of an arm name against the arm's own keys."""
+
+    def __init__(self, arm: ArmConfig):
+        self.tree = to_dict(arm)
+        self.aliases = {"lr": "schedule.lr", "batch_size": "optimizer.batch_size"}
+
+    def get_field(self, field_name, args, kwargs):
+        path = self.aliases.get(field_name, field_name)
+        node = self.tree
+        for key in path.split("."):
+            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            elif isinstance(node, dict) and key in node:
+                node = node[key]
+            else:
+                raise ConfigError(f"arm name {self.tree['name']!r}: placeholder {{{field_name}}} names no key of "
+                                  f"the arm; use dotted keys such as {{schedule.lr}}, {{schedule.factors.0}}, "
+                                  f"{{optimizer.batch_size}} (aliases: {', '.join(self.aliases)})")
+        return node, field_name
+
+    def format_field(self, value, format_spec):
+        if format_spec:
+            return format(value, format_spec)
+        if isinstance(value, float) and len(repr(value)) > LABEL_FLOAT_CHARS:
+            return format(value, ".6g")  # 0.30000000000000004 (a linspace grid value) -> 0.3
+        return str(value)
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Initial parameters of an arm's runs, exactly, from a tensor file or from another run.
+
+    ``file``: a ``.pt`` (tensors, loaded safely) or ``.npz`` with one entry per parameter, either
+    of the parameter's shape (every seed starts there) or with a leading seed axis (one entry
+    per seed of the arm, in seed order). ``run``: a run directory; each (arm, seed) run starts
+    from the parameters of the run there with the same seed and the arm named ``arm`` (default:
+    this arm's label), at ``step`` (a saved snapshot or its final checkpoint; -1 = the last).
+    """
+
+    file: str = ""
+    run: str = ""
+    step: int = -1  # for `run`: which saved step; -1 = the last one
+    arm: str = ""  # for `run`: the source arm's label; "" = this arm's own label
+
+    def __post_init__(self):
+        check(bool(self.file) != bool(self.run), "init: give exactly one of file = '...' or run = '...'")
+        check(self.step >= -1, f"init.step must be >= 0 or -1 (the last), got {self.step}")
+        check(not (self.file and (self.arm or self.step != -1)), "init: arm and step go with run, not file")
 
 
 @dataclass(frozen=True)
 class ArmConfig:
-    """One training recipe; every arm is run once per seed."""
+    """One training recipe; every arm is run once per seed.
+
+    ``name`` identifies the arm in tables, legends and ``RunResult.arm``. It may hold placeholders
+    for the arm's own keys, resolved after every override so that labels never go stale:
+    ``"SGD eta={schedule.lr} /{schedule.factors.0} at {schedule.milestones.0:.0%}"`` reads
+    "SGD eta=0.27 /4.8 at 10%" after ``--set arms.1.schedule.lr=0.27``. ``label`` is the
+    resolved name.
+    """
 
     name: str = "sgd"
     optimizer: OptimizerConfig = field(default_factory=SGD)
     schedule: ScheduleConfig = field(default_factory=Constant)
     seeds: tuple[int, ...] = ()  # explicit seeds for this arm; empty = the experiment's seeds
+    # Exact initial parameters from a file or another run (InitConfig); none = the model's init.
+    init: InitConfig | None = None
 
     def __post_init__(self):
         check(bool(self.name.strip()), "arm name must not be empty")
         check(all(s >= 0 for s in self.seeds), f"arm seeds must be >= 0, got {self.seeds}")
+        self.label  # noqa: B018  (a bad placeholder fails here, naming the key)
+
+    @property
+    def label(self) -> str:
+        """The name with its placeholders resolved (the name itself when it has none)."""
+        if "{" not in self.name:
+            return self.name
+        try:
+            return _ArmFields(self).format(self.name)
+        except ConfigError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError) as e:
+            raise ConfigError(f"arm name {self.name!r}: {e} (placeholders look like {{schedule.lr}}; "
+                              f"write {{{{ and }}}} for literal braces)") from None
 
 
 @dataclass(frozen=True)
@@ -60,6 +140,10 @@ class EvalConfig:
 class ExperimentConfig:
     name: str = "experiment"
     description: str = ""
+    # Python modules to import before the config is built: they register your own kinds
+    # (sgdlab.register). Module names or .py files (relative to the config file); files are
+    # recorded by absolute path, so resume, sweep workers and `sgdlab plot` import the same ones.
+    imports: tuple[str, ...] = ()
     data: DataConfig = field(default_factory=SparseRegression)
     model: ModelConfig = field(default_factory=DiagonalNetConfig)
     arms: tuple[ArmConfig, ...] = (ArmConfig(),)
@@ -82,9 +166,17 @@ class ExperimentConfig:
     snapshots: int = 0
     loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
 
+    @classmethod
+    def prepare_dict(cls, data: dict) -> dict:
+        """Before the kinds are looked up: load installed plugins and import ``imports``."""
+        load_entry_points()
+        if "imports" in data:
+            data = {**data, "imports": list(import_modules(data["imports"], "imports"))}
+        return data
+
     def __post_init__(self):
         check(len(self.arms) >= 1, "an experiment needs at least one arm")
-        names = [a.name for a in self.arms]
+        names = [a.label for a in self.arms]
         check(len(set(names)) == len(names), f"arm names must be unique, got {names}")
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")

@@ -3,7 +3,7 @@ next to sgdlab's own metrics.jsonl. Each backend is used only when its package i
 none of them ever needs the network.
 
 Live: ``ExperimentConfig.loggers = ["tensorboard"]`` logs at every evaluation. After the fact:
-``sgdlab export DIR --to tensorboard`` replays a run directory's metrics.jsonl.
+``sgdlab export DIR --to tensorboard`` (``sgdlab.api.export_run``) replays a run directory's metrics.jsonl.
 Every run of a batched experiment is logged as its own series, tagged ``<metric>/<arm>/seed<s>``
 (TensorBoard) or as its own W&B / MLflow run.
 """
@@ -82,18 +82,3 @@ class Logger:
         else:
             for rid in self.ids:
                 self.client.set_terminated(rid)
-
-
-def export(run_dir: str | Path, backend: str) -> Path:
-    """Replay a run directory's metrics into ``RUN_DIR/<backend>``; returns that folder."""
-    from .runs import RunDir
-
-    rd = RunDir(run_dir)
-    steps, metrics = rd.metrics()
-    lg = Logger(backend, rd.path, rd.runs(), rd.config().name)
-    try:
-        for e, t in enumerate(steps):
-            lg.log(int(t), {k: v[e] for k, v in metrics.items()})
-    finally:
-        lg.close()
-    return lg.out

@@ -33,10 +33,16 @@ class Registry(Generic[T]):
         return self.register(name)(obj)
 
     def get(self, name: str) -> T:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise ConfigError(choices_message(self.what, name, self._items)) from None
+        if isinstance(name, str) and name not in self._items:
+            from .plugins import load_entry_points
+
+            load_entry_points()  # an installed plugin may provide it (once per process)
+        if not isinstance(name, str) or name not in self._items:
+            raise ConfigError(choices_message(self.what, name, self._items))
+        return self._items[name]
+
+    def get_or_none(self, name: str) -> T | None:
+        return self._items.get(name) if isinstance(name, str) else None
 
     def names(self) -> list[str]:
         return sorted(self._items)

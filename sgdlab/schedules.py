@@ -54,6 +54,15 @@ def piecewise(lr: float, total_steps: int, milestones=(), factors=()) -> Schedul
     return fn
 
 
+def steps(values, total_steps: int, milestones=()) -> Schedule:
+    """eta_t = values[i] with i = #{j : t > floor(p_j T)}: values[0] up to step floor(p_1 T)
+    included, values[1] after it, ... (the step of ``piecewise``, with explicit values)."""
+    thresholds = np.floor(np.asarray(milestones, dtype=np.float64) * total_steps)
+    vals = np.asarray(values, dtype=np.float64)
+    # searchsorted(side="left") counts the thresholds strictly below t.
+    return lambda t: _out(vals[np.searchsorted(thresholds, np.asarray(t), side="left")])
+
+
 def warmup_decay(lr: float, total_steps: int, until: float, coef: float, power: float, decay: float) -> Schedule:
     """Warm-up of the authors' toy ReLU nets, then one decay.
 
@@ -176,6 +185,44 @@ class Piecewise(ScheduleConfig):
     def describe(self):
         decays = ", ".join(f"/{k:g} at {100 * p:g}%" for p, k in zip(self.milestones, self.factors))
         return f"eta={self.lr:g}" + (f", {decays}" if decays else " constant")
+
+
+@dataclass(frozen=True)
+class Steps(ScheduleConfig):
+    """Explicit values per phase: ``values[0]`` up to step ``floor(milestones[0] T)`` included,
+    then ``values[1]``, ... (the convention of ``piecewise``). The one schedule whose values may
+    be 0, which switches a noise level off: ``sigma = {kind = "steps", values = [1.0, 0.0],
+    milestones = [0.8]}`` is label noise for the first 80% of the run, none after."""
+
+    kind: ClassVar[str] = "steps"
+    values: tuple[float, ...] = (0.1,)  # one value per phase, >= 0 (len(milestones) + 1 of them)
+    milestones: tuple[float, ...] = ()  # increasing fractions of the run where the next phase starts
+
+    def __post_init__(self):
+        check(len(self.values) == len(self.milestones) + 1,
+              f"values needs one value per phase (len(milestones) + 1 = {len(self.milestones) + 1}), "
+              f"got {len(self.values)}")
+        for v in self.values:
+            check(math.isfinite(v) and v >= 0, f"values must be finite numbers >= 0, got {v}")
+        for p in self.milestones:
+            _check_frac("milestones", p)
+        check(list(self.milestones) == sorted(self.milestones),
+              f"milestones must be increasing, got {list(self.milestones)}")
+
+    @property
+    def lr(self) -> float:
+        """The largest value (what range checks and labels read, e.g. label_flip's p <= 1)."""
+        return max(self.values)
+
+    def build(self, total_steps):
+        return steps(self.values, total_steps, self.milestones)
+
+    def describe(self):
+        if not self.milestones:
+            return f"eta={self.values[0]:g} constant"
+        later = [f"{v:g} after {100 * p:g}%" for p, v in zip(self.milestones, self.values[1:])]
+        parts = [f"eta={self.values[0]:g}", *later]
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)

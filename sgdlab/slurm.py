@@ -21,6 +21,7 @@ system that the compute nodes share (as usual on clusters).
 from __future__ import annotations
 
 import json
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -141,9 +142,11 @@ def _outcome(job) -> dict:
 
 
 def run_slurm(todo: list[dict], args: list[tuple], sweep_dir: str | Path, opts: SlurmOptions,
-              fn: Callable[[dict, str, int], dict]) -> Iterator[tuple[int, dict]]:
+              fn: Callable[[dict, str, int], dict], poll: Callable[[], None] = lambda: None
+              ) -> Iterator[tuple[int, dict]]:
     """Run the sweep's unfinished jobs ``todo`` (index entries) as one array job; yield
-    ``(job id, result)`` as tasks end. ``args[i] = (config dict, job dir)`` of ``todo[i]``."""
+    ``(job id, result)`` as tasks end. ``args[i] = (config dict, job dir)`` of ``todo[i]``;
+    ``poll()`` is called between status checks (the sweep's progress display)."""
     submitit = _submitit()
     folder = Path(sweep_dir) / SLURM_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,6 +172,9 @@ def run_slurm(todo: list[dict], args: list[tuple], sweep_dir: str | Path, opts: 
             waiting[jid] = job
             submitted[str(jid)] = job.job_id
         atomic_write_text(record, json.dumps(submitted, indent=1))
-    by_job = {id(job): jid for jid, job in waiting.items()}
-    for job in submitit.helpers.as_completed(list(waiting.values()), poll_frequency=opts.poll):
-        yield by_job[id(job)], _outcome(job)
+    while waiting:
+        for jid in [jid for jid, job in waiting.items() if job.done()]:
+            yield jid, _outcome(waiting.pop(jid))
+        poll()
+        if waiting:
+            time.sleep(opts.poll)

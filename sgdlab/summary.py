@@ -32,9 +32,9 @@ def summarize(cfg: ExperimentConfig, runs: list[dict], steps: np.ndarray, metric
         per_run.append({**r, "diverged_at": d if d >= 0 else None, "final": final})
     arms = {}
     for arm in cfg.arms:
-        idx = [r["index"] for r in runs if r["arm"] == arm.name]
+        idx = [r["index"] for r in runs if r["arm"] == arm.label]
         div = [runs[i]["seed"] for i in idx if diverged[i] >= 0]
-        arms[arm.name] = {
+        arms[arm.label] = {
             "schedule": arm.schedule.describe(),
             "n_runs": len(idx),
             "n_diverged": len(div),

@@ -18,8 +18,9 @@ import itertools
 import json
 import math
 import re
+import sys
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import numpy as np
 from .config import from_dict, override, to_dict, toml_value
 from .errors import CheckpointError, ConfigError
 from .experiment import ExperimentConfig
-from .runs import atomic_write_text, dumps
+from .locking import DirLock, check_unlocked
+from .runs import RunDir, atomic_write_text, dumps, ensure_writable_dir
 
 INDEX = "index.json"
 JOBS = "jobs"
@@ -92,7 +94,8 @@ class Point:
     id: int
     values: dict  # axis key -> value
     job: int
-    arms: dict  # arm name in the base experiment -> arm name inside the job
+    arms: dict  # arm label in the base experiment -> arm label inside the job
+    labels: dict = dataclasses.field(default_factory=dict)  # base label -> the arm's label at this point
 
     @property
     def label(self) -> str:
@@ -127,6 +130,9 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
     every point that has them; other arms are renamed ``"<arm> | <point label>"``.
     """
     base = override(base, list(sets)) if sets else base
+    # Points are named by the base experiment's arm labels (after `sets`, before the axes), so an
+    # arm keeps one identity across the grid while its resolved label follows each point's values.
+    base_labels = [a.label for a in base.arms]
     keys = [k for k, _ in axes]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"grid axes repeat a key: {keys}")
@@ -142,15 +148,17 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
         if key not in jobs:
             jobs[key] = {"id": len(jobs), "cfg": cfg, "arms": {}}
         job = jobs[key]
-        mapping = {}
+        mapping, labels = {}, {}
         label = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
-        for arm in cfg.arms:
+        literal = label.replace("{", "{{").replace("}", "}}")  # arm names may hold {placeholders}
+        for base_label, arm in zip(base_labels, cfg.arms):
             sig = json.dumps(to_dict(dataclasses.replace(arm, name="_")), sort_keys=True)
             if sig not in job["arms"]:
-                name = arm.name if not label else f"{arm.name} | {label}"
+                name = arm.name if not label else f"{arm.name} | {literal}"
                 job["arms"][sig] = dataclasses.replace(arm, name=name)
-            mapping[arm.name] = job["arms"][sig].name
-        points.append(Point(pid, values, job["id"], mapping))
+            mapping[base_label] = job["arms"][sig].label
+            labels[base_label] = arm.label
+        points.append(Point(pid, values, job["id"], mapping, labels))
     out_jobs = []
     for j in sorted(jobs.values(), key=lambda j: j["id"]):
         cfg = dataclasses.replace(j["cfg"], arms=tuple(j["arms"].values()),
@@ -161,7 +169,14 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
 
 # --------------------------------------------------------------------------- execution
 
-def run_job(cfg_dict: dict, job_dir: str, threads: int = 1) -> dict:
+# Seconds between checks of the driver's liveness in pool workers, and between progress polls.
+WATCHDOG_SECONDS = 0.5
+POLL_SECONDS = 1.0
+# Linux prctl option: signal a child when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False) -> dict:
     """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}."""
     import os
 
@@ -173,16 +188,95 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1) -> dict:
         from . import api
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
-        p = Path(job_dir)
-        if (p / "summary.json").exists():
+        rd = RunDir(job_dir)
+        if rd.path.is_dir() and (rd.path / "summary.json").exists() and rd.complete():
             return {"status": "done"}
-        if (p / "checkpoint.pt").exists():
-            api.resume(p, progress=False, quiet=True)
+        if (rd.path / "checkpoint.pt").exists() or (rd.path / "summary.json").exists():
+            api.resume(rd.path, progress=progress, quiet=True)
         else:
-            api.run(cfg, p, progress=False, quiet=True, overwrite=True)
+            api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True)
         return {"status": "done"}
     except Exception as e:  # a failing job is recorded, the sweep goes on  # noqa: BLE001
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
+def _die_with_parent() -> None:
+    """Pool-worker initializer: a worker never outlives the sweep that started it (a killed
+    driver would otherwise leave workers writing into job directories for many seconds)."""
+    import os
+    import threading
+
+    parent = os.getppid()
+    try:  # Linux: the kernel kills us when the parent dies
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+    def watch():  # everywhere: we are re-parented when the driver dies
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _last_step(job_dir: Path) -> int:
+    """Step of the last complete row of a job's metrics.jsonl (0 if none yet)."""
+    p = job_dir / "metrics.jsonl"
+    try:
+        with open(p, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return 0
+    for line in reversed(tail.split("\n")[:-1]):  # the part after the last newline may be torn
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+class _Progress:
+    """One bar over the steps of all pending jobs, fed by reading their metrics files (works for
+    every executor: the workers write where the driver can read)."""
+
+    def __init__(self, root: Path, todo: list[dict], enabled: bool):
+        self.root, self.todo = root, todo
+        self.bar = None
+        if enabled and todo:
+            from tqdm.auto import tqdm
+
+            total = sum(int(j["config"]["steps"]) for j in todo)
+            self.bar = tqdm(total=total, desc=f"sweep ({len(todo)} jobs)", unit="step", unit_scale=True,
+                            dynamic_ncols=True, mininterval=POLL_SECONDS, file=sys.stderr)
+        self.done: set[int] = set()
+
+    def poll(self) -> None:
+        if self.bar is None:
+            return
+        n = sum(int(j["config"]["steps"]) if j["id"] in self.done else _last_step(self.root / j["dir"])
+                for j in self.todo)
+        self.bar.update(max(0, n - self.bar.n))
+
+    def finished(self, job_id: int, line: str) -> None:
+        self.done.add(job_id)
+        if self.bar is None:
+            print(line, flush=True)
+            return
+        self.bar.write(line, file=sys.stderr)
+        self.poll()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class Sweep:
@@ -194,11 +288,15 @@ class Sweep:
     @classmethod
     def create(cls, path, base: ExperimentConfig, axes, sets=(), experiment: str = "") -> Sweep:
         sw = cls(path)
+        if sw.path.exists() and not sw.path.is_dir():
+            raise CheckpointError(f"{str(sw.path)!r} is a file; choose a directory for the sweep")
         if (sw.path / INDEX).exists():
             raise CheckpointError(f"{str(sw.path)!r} already holds a sweep; resume it with "
                                   f"`sgdlab sweep --resume {sw.path}` (nothing was changed)")
+        if sw.path.is_dir() and any(sw.path.iterdir()):
+            raise CheckpointError(f"{str(sw.path)!r} exists and is not a sweep directory; choose an empty or new --out")
         points, jobs = plan(base, axes, tuple(sets))
-        sw.path.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(sw.path, "sweep directory")
         index = {
             "experiment": experiment or base.name,
             "axes": [[k, v] for k, v in axes],
@@ -212,27 +310,50 @@ class Sweep:
 
     def index(self) -> dict:
         p = self.path / INDEX
+        if not self.path.is_dir():
+            raise CheckpointError(f"{str(self.path)!r} " + ("is a file, not a sweep directory" if self.path.exists()
+                                                           else "does not exist"))
         if not p.exists():
             raise CheckpointError(f"{str(self.path)!r} is not a sweep directory: {INDEX} is missing")
-        return json.loads(p.read_text())
+        try:
+            return json.loads(p.read_text())
+        except ValueError as e:
+            raise CheckpointError(f"{str(p)!r} is corrupt ({e})") from None
 
     def _write(self, index: dict) -> None:
         atomic_write_text(self.path / INDEX, dumps(index))
 
     def points(self) -> list[Point]:
-        return [Point(p["id"], p["values"], p["job"], p["arms"]) for p in self.index()["points"]]
+        return [Point(p["id"], p["values"], p["job"], p["arms"], p.get("labels", {})) for p in self.index()["points"]]
 
     def pending(self) -> list[dict]:
-        return [j for j in self.index()["jobs"] if not (self.path / j["dir"] / "summary.json").exists()]
+        def done(j):
+            d = self.path / j["dir"]
+            return (d / "summary.json").exists() and RunDir(d).complete()
+
+        return [j for j in self.index()["jobs"] if not done(j)]
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
                 progress: bool = True, slurm=None) -> dict:
         """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised.
-        ``slurm``: the :class:`sgdlab.slurm.SlurmOptions` of the slurm executor (None: saved / defaults)."""
+
+        The sweep directory is locked for the duration, and a job directory still held by a live
+        process (a worker of a killed sweep) makes the whole call refuse before anything runs.
+        ``slurm``: the :class:`sgdlab.slurm.SlurmOptions` of the slurm executor (None: saved / defaults).
+        """
         if executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
-        todo = self.pending()
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        with DirLock(self.path, "sweep directory"):
+            todo = self.pending()
+            for j in todo:
+                check_unlocked(self.path / j["dir"], f"job {j['id']} of the sweep")
+            return self._execute(todo, executor, workers, address, progress, slurm)
+
+    def _execute(self, todo, executor, workers, address, progress, slurm=None) -> dict:
         results: dict[int, dict] = {}
+        bar = _Progress(self.path, todo, progress and executor != "inprocess")
 
         def record(job_id: int, res: dict):
             results[job_id] = res
@@ -245,31 +366,58 @@ class Sweep:
                         j["error"] = res["error"]
             self._write(index)
             if progress:
-                print(f"job {job_id}: {res['status']}" + (f" ({res['error']})" if "error" in res else ""), flush=True)
+                bar.finished(job_id, f"job {job_id} ({len(results)}/{len(todo)}): {res['status']}"
+                             + (f" ({res['error']})" if "error" in res else ""))
 
         args = [(j["config"], str(self.path / j["dir"])) for j in todo]
-        if executor == "inprocess":
-            for j, a in zip(todo, args):
-                record(j["id"], run_job(*a))
-        elif executor == "pool":
-            import multiprocessing as mp
+        try:
+            if executor == "inprocess":
+                for j, a in zip(todo, args):
+                    record(j["id"], run_job(*a, progress=progress))
+            elif executor == "pool":
+                self._pool(todo, args, workers, record, bar)
+            elif executor == "slurm":
+                from .slurm import resolve_options, run_slurm
 
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-                futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
-                for f in as_completed(futs):
-                    record(futs[f], f.result())
-        elif executor == "slurm":
-            from .slurm import resolve_options, run_slurm
-
-            for job_id, res in run_slurm(todo, args, self.path, slurm or resolve_options(self.path), run_job):
-                record(job_id, res)
-        else:
-            for job_id, res in _run_ray(todo, args, workers, address):
-                record(job_id, res)
+                opts = slurm or resolve_options(self.path)
+                for job_id, res in run_slurm(todo, args, self.path, opts, run_job, bar.poll):
+                    record(job_id, res)
+            else:
+                for job_id, res in _run_ray(todo, args, workers, address, bar.poll):
+                    record(job_id, res)
+        finally:
+            bar.close()
         return results
 
+    @staticmethod
+    def _pool(todo, args, workers, record, bar) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, wait
 
-def _run_ray(todo, args, workers, address):
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_die_with_parent)
+        ok = False
+        try:
+            futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
+            pending = set(futs)
+            while pending:
+                done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for f in done:
+                    try:
+                        res = f.result()
+                    except Exception as e:  # the worker process died  # noqa: BLE001
+                        res = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                    record(futs[f], res)
+                bar.poll()
+            ok = True
+        finally:
+            if not ok:  # interrupted: stop the workers now, do not wait for their jobs to end
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.kill()
+            pool.shutdown(wait=ok, cancel_futures=not ok)
+
+
+def _run_ray(todo, args, workers, address, poll=lambda: None):
     try:
         import ray
     except ImportError:
@@ -287,7 +435,8 @@ def _run_ray(todo, args, workers, address):
         refs = {remote.remote(*a): j["id"] for j, a in zip(todo, args)}
         pending = list(refs)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+            poll()
             for r in done:
                 try:
                     res = ray.get(r)

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .errors import ConfigError, choices_message
 from .experiment import ExperimentConfig
+from .metrics.custom import METRICS
 from .metrics.tracking import CurvatureTracker
 from .optim.config import Optimizer
 from .optim.samplers import STREAM_INIT, Sampler
@@ -73,14 +75,30 @@ class TrainState:
                    d.get("opt_state") or [{} for _ in d["params"]])
 
 
+def check_device(device: str) -> torch.device:
+    """The torch device, refusing one this machine does not have (one line, not a CUDA trace)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: this machine has no CUDA device (torch "
+                              f"{torch.__version__}, cuda build: {torch.version.cuda or 'no'}); use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use device='cpu'")
+    return dev
+
+
 def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[RunSpec]:
     runs = []
     for arm in cfg.arms:
-        deterministic = not random_init and not arm.optimizer.build(data_n, cfg.steps).stochastic
+        deterministic = (not random_init and arm.init is None
+                         and not arm.optimizer.build(data_n, cfg.steps).stochastic)
         seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
         seeds = [seeds[0]] if deterministic else seeds
         for s in seeds:
-            runs.append(RunSpec(len(runs), arm.name, s, arm.schedule.describe(),
+            runs.append(RunSpec(len(runs), arm.label, s, arm.schedule.describe(),
                                 f"{arm.optimizer.kind}" + (f"(b={arm.optimizer.batch_size}"
                                 f"{'' if arm.optimizer.replacement else ', without replacement'})"
                                 if hasattr(arm.optimizer, "batch_size") else ""),
@@ -94,7 +112,7 @@ class Engine:
     def __init__(self, cfg: ExperimentConfig):
         self.cfg = cfg
         self.dtype = getattr(torch, cfg.dtype)
-        self.device = torch.device(cfg.device)
+        self.device = check_device(cfg.device)
         self.data = cfg.data.build().to(dtype=self.dtype, device=self.device)
         self.model = cfg.model.build(self.data)
         self.runs = plan_runs(cfg, self.data.n, self.model.random_init)
@@ -103,12 +121,12 @@ class Engine:
         if cfg.snapshots > 0:
             pick = np.unique(np.round(np.linspace(0, len(self.eval_steps) - 1, cfg.snapshots + 2)).astype(int))
             self.snapshot_steps = {int(self.eval_steps[i]) for i in pick}
-        arm_of = {a.name: a for a in cfg.arms}
+        arm_of = {a.label: a for a in cfg.arms}
         by_key: dict[tuple, list[RunSpec]] = {}
         for r in self.runs:
             by_key.setdefault(arm_of[r.arm].optimizer.group_key(), []).append(r)
         self.groups = []
-        sched = {a.name: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
+        sched = {a.label: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
         for members in by_key.values():
             opt = arm_of[members[0].arm].optimizer
             self.groups.append(Group(
@@ -122,6 +140,33 @@ class Engine:
     @property
     def n_runs(self) -> int:
         return len(self.runs)
+
+    def metric_names(self) -> list[str]:
+        """Every metric this experiment can log: the model family's, EMA copies, curvature."""
+        names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype)) | set(METRICS.names())
+        if any(g.opt.ema for g in self.groups):
+            names |= {"ema_" + k for k in names}
+        if self.curvature.enabled:
+            names |= set(self.curvature.names())
+        return sorted(names)
+
+    def check_names(self) -> None:
+        """Refuse metric names (``metrics.names``) and figure panels (``figure``) that this
+        experiment does not log, listing the ones it does, before anything is trained."""
+        if not self.cfg.metrics.names and not self.cfg.figure:
+            return
+        valid = self.metric_names()
+        logged = set(valid) - set(METRICS.names())  # user metrics are logged when named
+        if self.cfg.metrics.names:  # the model's metrics are filtered; curvature ones always logged
+            logged = set(self.cfg.metrics.names) | {"train_loss"} | (
+                set(self.curvature.names()) if self.curvature.enabled else set())
+        for key, asked in (("metrics.names", self.cfg.metrics.names), ("figure", self.cfg.figure)):
+            for name in asked:
+                if name not in valid:
+                    raise ConfigError(f"{key}: {choices_message('metric', name, valid)}")
+                if key == "figure" and name not in logged:
+                    raise ConfigError(f"figure: panel {name!r} is not in metrics.names, so it is never logged; "
+                                      f"add it there or drop the panel")
 
     def params_by_run(self, state: TrainState) -> dict[int, dict[str, torch.Tensor]]:
         """{run index: {name: tensor}} (copies, on CPU)."""
@@ -143,10 +188,21 @@ class Engine:
         # Parameters of run s come from stream STREAM_INIT of seed s: independent of batches.
         return [int(np.random.SeedSequence([int(s), STREAM_INIT]).generate_state(1)[0]) for s in g.seeds]
 
-    def initial_state(self) -> TrainState:
+    def initial_state(self, overrides: dict[int, dict[str, torch.Tensor]] | None = None) -> TrainState:
+        """Step 0: every run's parameters from its seed, except ``overrides`` ({run index:
+        {name: tensor}}, e.g. an arm's ``init`` from a file or another run), which must have the
+        model's names and shapes."""
         params = []
         for g in self.groups:
             p = self.model.init_params(self.init_seeds(g), dtype=self.dtype)
+            for j, r in enumerate(g.runs):
+                for k, v in (overrides or {}).get(r, {}).items():
+                    if k not in p or tuple(v.shape) != tuple(p[k].shape[1:]):
+                        want = {n: tuple(t.shape[1:]) for n, t in p.items()}
+                        got = "absent from the model" if k not in p else f"shape {tuple(v.shape)}"
+                        raise ConfigError(f"initial parameters of run {r} ({self.runs[r].arm}, seed "
+                                          f"{self.runs[r].seed}): {k!r} is {got}; the model has {want}")
+                    p[k][j] = v.to(p[k].dtype)
             params.append({k: v.to(self.device).contiguous() for k, v in p.items()})
         R = self.n_runs
         opt_state = [g.opt.init_state(p, self.model.trainable(p)) for g, p in zip(self.groups, params)]
@@ -168,6 +224,7 @@ class Engine:
         with torch.no_grad():
             for g, p, st in zip(self.groups, state.params, state.opt_state):
                 m = self.model.metrics(p, self.data, self.cfg.metrics, names)
+                m.update(self._custom_metrics(p, names))
                 if g.opt.ema:  # the EMA weights, with their own BatchNorm statistics if any
                     pe = self.model.with_weights(p, {k[4:]: v for k, v in st.items() if k.startswith("ema:")},
                                                  self.data)
@@ -182,6 +239,20 @@ class Engine:
         dead = (state.diverged >= 0) & (state.diverged <= state.step)
         for v in out.values():
             v[dead] = np.nan
+        return out
+
+    def _custom_metrics(self, params, names) -> dict[str, torch.Tensor]:
+        """The user-registered metrics (sgdlab.register_metric) the config names, (R,) each."""
+        out = {}
+        for name in names or ():
+            fn = METRICS.get_or_none(name)
+            if fn is not None:
+                v = torch.as_tensor(fn(self.model, params, self.data)).reshape(-1)
+                R = next(iter(params.values())).shape[0]
+                if v.numel() != R:
+                    raise ConfigError(f"metric {name!r} returned {v.numel()} values for {R} runs; it must "
+                                      f"return one value per run, shape (R,)")
+                out[name] = v
         return out
 
     def advance_to(self, state: TrainState, target: int) -> None:

@@ -17,7 +17,7 @@ def test_run_plot_summary(tmp_path):
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["steps"] == 2000 and len(s["runs"]) == 9
     r = CliRunner().invoke(main, ["plot", str(tmp_path / "r"), "-m", "train_loss", "-m", "l1"])
-    assert r.exit_code == 0 and "diag-net.png" in r.output
+    assert r.exit_code == 0 and "diag-net-train_loss-l1.png" in r.output  # chosen panels: their own file
     r = CliRunner().invoke(main, ["summary", str(tmp_path / "r")])
     assert r.exit_code == 0 and "GD eta=1.0" in r.output
     r = CliRunner().invoke(main, ["run", "--resume", str(tmp_path / "r"), "--no-progress"])

@@ -58,7 +58,7 @@ def test_bad_overrides_name_the_key_and_the_allowed_values(assignment, needle):
 
 def test_duplicate_arm_names_rejected():
     d = to_dict(sgdlab.load_experiment("diag-net"))
-    d["arms"][1]["name"] = d["arms"][0]["name"]
+    d["arms"][1]["name"] = "SGD eta=0.25"  # arm 0's resolved label ("SGD eta={schedule.lr}")
     with pytest.raises(ConfigError, match="unique"):
         from_dict(ExperimentConfig, d)
 

@@ -16,12 +16,12 @@ from sgdlab.models.cifar import (
 # Small widths keep every forward pass in the tens of milliseconds on one CPU thread.
 SMALL_WIDTHS = {
     "resnet18": 4, "preact-resnet18": 4, "resnet34": 4, "resnet32": 4, "wrn28": 1,
-    "densenet100-bc": 4, "vgg11": 4, "vgg11-bn": 4, "vgg16": 4, "vgg16-bn": 4,
+    "densenet100-bc": 4, "vgg11": 4, "vgg11-bn": 4, "vgg16": 4, "vgg16-bn": 4, "mlp": 4,
 }
 # Stage count of each model = number of blocks it reports.
 NUM_BLOCKS = {
     "resnet18": 4, "preact-resnet18": 4, "resnet34": 4, "resnet32": 3, "wrn28": 3,
-    "densenet100-bc": 3, "vgg11": 5, "vgg11-bn": 5, "vgg16": 5, "vgg16-bn": 5,
+    "densenet100-bc": 3, "vgg11": 5, "vgg11-bn": 5, "vgg16": 5, "vgg16-bn": 5, "mlp": 2,
 }
 
 
@@ -48,7 +48,7 @@ def _batch(seed=0, shape=(2, 3, 32, 32)):
 
 @pytest.mark.parametrize("name", sorted(SMALL_WIDTHS))
 def test_forward_and_block_protocol(name):
-    model = build_deep_model(name, num_classes=10, width=SMALL_WIDTHS[name],
+    model = build_deep_model(name, num_classes=10, width=SMALL_WIDTHS[name], input_shape=(3, 32, 32),
                              generator=torch.Generator().manual_seed(0)).eval()
     assert isinstance(model, BlockNet)
     x = _batch()
@@ -68,7 +68,7 @@ def test_forward_and_block_protocol(name):
     assert list(blocks) == names == list(model.block_names)
     assert model.last_block == names[-1]
     for b in names:
-        assert blocks[b].dim() == 4 and blocks[b].shape[0] == 2
+        assert blocks[b].dim() == (2 if name == "mlp" else 4) and blocks[b].shape[0] == 2  # mlp: (N, h)
         assert torch.equal(blocks[b], hooked[b])
     # The last block is the post-ReLU feature map the head pools.
     assert (blocks[model.last_block] >= 0).all()

@@ -48,7 +48,7 @@ def test_tensorboard_live_and_export(tmp_path):
     assert tag in tags
     vals = [e.value for e in acc.Scalars(tag)]
     assert vals == pytest.approx(res.metrics["test_loss"][:, 0].tolist(), rel=1e-6)
-    from sgdlab.loggers import export
+    from sgdlab.api import export_run as export
 
     out = export(tmp_path / "r", "tensorboard")
     assert out.exists()

@@ -53,9 +53,11 @@ def test_sweep_equals_runs_one_by_one_and_exports(tmp_path):
         alone = sgdlab.run(sgdlab.override(base(), [f"arms.1.schedule.lr={p.values['arms.1.schedule.lr']}"]),
                            progress=False, quiet=True)
         job = RunDir(tmp_path / "sw" / sw.index()["jobs"][p.job]["dir"]).summary()
-        for arm, merged in p.arms.items():
+        # p.arms maps the base labels, in arm order, to the job's arms; the lone run labels its arms
+        # from its own (overridden) config
+        for (arm, merged), own in zip(p.arms.items(), alone.config.arms):
             got = sorted((r["seed"], r["final"]["test_loss"]) for r in job["runs"] if r["arm"] == merged)
-            want = sorted((r["seed"], r["final"]["test_loss"]) for r in alone.summary["runs"] if r["arm"] == arm)
+            want = sorted((r["seed"], r["final"]["test_loss"]) for r in alone.summary["runs"] if r["arm"] == own.label)
             assert [s for s, _ in got] == [s for s, _ in want]
             np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-10)
     text = format_rows(rows)
@@ -78,7 +80,7 @@ def test_failing_and_diverging_jobs_are_recorded_and_others_finish(tmp_path):
     assert "batch_size 4 exceeds the 3 training examples" in failed["error"]
     done = next(j for j in index["jobs"] if j["status"] == "done")
     s = RunDir(tmp_path / "sw" / done["dir"]).summary()
-    wild = next(a for a in s["arms"] if a.startswith("SGD eta=0.282 /4.8"))
+    wild = next(a for a in s["arms"] if a.startswith("SGD eta=50.0 /4.8"))  # the label follows the override
     assert s["arms"][wild]["n_diverged"] == 2  # eta=50 diverges on every seed, recorded
     assert len(res) == 2
     rows = rows_of(tmp_path / "sw")

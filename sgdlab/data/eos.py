@@ -24,6 +24,7 @@ import torch
 from ..config import check
 from . import toy
 from .base import DataConfig, Dataset
+from .toy_configs import TeacherActivation
 
 
 def chebyshev_t(k: int, x: np.ndarray) -> np.ndarray:
@@ -56,6 +57,10 @@ class Chebyshev(DataConfig):
         return Dataset(t(x[:, None]), t(chebyshev_t(self.k, x)), t(xt[:, None]), t(chebyshev_t(self.k, xt)))
 
 
+def _toy(c) -> toy.SharpestDirectionsConfig:
+    return toy.SharpestDirectionsConfig(c.d, c.hidden, c.n_train, c.n_test, c.label_noise_var, activation=c.activation)
+
+
 def _teacher_student(seed: int, cfg: toy.SharpestDirectionsConfig) -> Dataset:
     ds = toy.sharpest_directions(seed, cfg)
     return Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test, {f"teacher_{k}": v for k, v in ds.teacher.items()})
@@ -70,15 +75,16 @@ class SharpestDirections(DataConfig):
     hidden: tuple[int, ...] = (100, 100)  # teacher widths (paper: two layers of 100 ReLU)
     n_train: int = 1000  # not given by the paper
     n_test: int = 1000
-    label_noise_var: float = 0.2  # paper: 0.2
+    label_noise_var: float = 0.2  # variance of the Gaussian label noise on training labels (paper: 0.2)
     seed: int = 0  # the one data seed shared by every run
+    activation: TeacherActivation = "relu"  # the teacher's hidden activation (paper: relu)
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _toy(self)  # validates the generator keys
 
     def build(self) -> Dataset:
-        cfg = toy.SharpestDirectionsConfig(self.d, self.hidden, self.n_train, self.n_test, self.label_noise_var)
-        return _teacher_student(self.seed, cfg)
+        return _teacher_student(self.seed, _toy(self))
 
 
 @dataclass(frozen=True)
@@ -88,15 +94,16 @@ class EoSSRegression(DataConfig):
 
     kind: ClassVar[str] = "eoss_regression"
     d: int = 10
-    hidden: tuple[int, ...] = (32,)
+    hidden: tuple[int, ...] = (32,)  # teacher widths
     n_train: int = 256
     n_test: int = 1000
-    label_noise_var: float = 0.2
+    label_noise_var: float = 0.2  # variance of the Gaussian label noise on training labels
     seed: int = 0
+    activation: TeacherActivation = "relu"  # the teacher's hidden activation
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _toy(self)  # validates the generator keys
 
     def build(self) -> Dataset:
-        cfg = toy.SharpestDirectionsConfig(self.d, self.hidden, self.n_train, self.n_test, self.label_noise_var)
-        return _teacher_student(self.seed, cfg)
+        return _teacher_student(self.seed, _toy(self))

@@ -18,6 +18,7 @@ import torch
 
 from ..config import check
 from .base import DataConfig, Dataset
+from .synthetic import InputDistribution, check_inputs, unit_inputs
 
 
 def _t(a) -> torch.Tensor:
@@ -54,6 +55,8 @@ class SupportRegression(DataConfig):
     """x ~ N(0, I_d); y = sum_{j<support} x_j + product x_0 x_1 (+ noise N(0, 1) on train labels).
 
     Draws, from ``default_rng(seed)`` in this order: x_train (n, d), x_test (n_test, d), label noise (n,).
+    ``inputs`` / ``input_scale`` change the distribution of the input coordinates (any mean-0
+    independent coordinates keep x_0 x_1 orthogonal to every linear function).
     extras: ``support`` (d,) bool, True on the first ``support`` coordinates.
     """
 
@@ -65,9 +68,14 @@ class SupportRegression(DataConfig):
     noise: float = 0.0  # std of Gaussian label noise on the training labels
     n_test: int = 1000  # test examples (noise-free labels)
     seed: int = 0  # the one data seed shared by every run
+    # Distribution of every input coordinate, mean 0 and variance 1 before input_scale:
+    # "gaussian" N(0, 1) (default), "uniform" U(-sqrt 3, sqrt 3), "rademacher" +-1.
+    inputs: InputDistribution = "gaussian"
+    input_scale: float = 1.0  # std of every input coordinate
 
     def __post_init__(self):
         check(self.n >= 1 and self.n_test >= 1, "n and n_test must be positive")
+        check_inputs(self.input_scale)
         check(self.d >= 2, f"d must be >= 2 (the target uses x_0 and x_1), got {self.d}")
         check(2 <= self.support <= self.d, f"support must be in [2, d={self.d}], got {self.support}")
         check(self.noise >= 0 and np.isfinite(self.product), "noise must be >= 0 and product finite")
@@ -78,8 +86,8 @@ class SupportRegression(DataConfig):
 
     def build(self) -> Dataset:
         rng = np.random.default_rng(self.seed)
-        x = rng.standard_normal((self.n, self.d))
-        x_test = rng.standard_normal((self.n_test, self.d))
+        x = self.input_scale * unit_inputs(rng, self.inputs, (self.n, self.d), rng.standard_normal)
+        x_test = self.input_scale * unit_inputs(rng, self.inputs, (self.n_test, self.d), rng.standard_normal)
         noise = self.noise * rng.standard_normal(self.n) if self.noise > 0 else 0.0
         y = support_target(x, self.support, self.product) + noise
         mask = np.zeros(self.d, dtype=bool)

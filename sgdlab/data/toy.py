@@ -7,7 +7,10 @@ teacher's weights (``teacher``, empty for the 1-D regression, which has no teach
 
 Teacher networks are dicts ``{"W1": (h1, d), "b1": (h1,), ..., "WL": (1, h_{L-1}), "bL": (1,)}``
 (``torch.nn.Linear`` layout; bias keys absent for bias-free teachers), evaluated by
-:func:`teacher_forward` as ``h(x) = W_L relu(... relu(W_1 x + b_1) ...) + b_L``.
+:func:`teacher_forward` as ``h(x) = W_L s(... s(W_1 x + b_1) ...) + b_L`` with the teacher's
+activation ``s`` (``activation``: relu, the papers' choice, tanh, gelu or linear).
+Label noise, where a config has it, is drawn after every other draw, so the default (none)
+leaves the data of a seed unchanged.
 
 Randomness: ``seed`` is an ``int`` or a ``numpy.random.Generator``; all draws come from that
 one generator in the order documented per builder, so the same seed gives the same dataset.
@@ -26,6 +29,7 @@ from torch import Tensor
 from ..config import check
 
 __all__ = [
+    "TEACHER_ACTIVATIONS",
     "Regression1DConfig",
     "SharpestDirectionsConfig",
     "TeacherStudent2DConfig",
@@ -49,6 +53,10 @@ _REG1D_X_SCALE = 4.0
 _REG1D_X_SHIFT = 0.07
 _REG1D_Y_OFFSET = 0.345
 _REG1D_Y = (-2.0, 1.5, 0.0, 0.0, 2.0, 1.0, 0.0, -1.0, 0.0, 1.0, 2.0, -1.0)
+
+# Hidden-layer activations a teacher may use.
+TEACHER_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
+                       "linear": lambda z: z}
 
 
 @dataclass(frozen=True)
@@ -84,30 +92,47 @@ def _positive(name: str, value: int) -> None:
           f"{name} must be a positive integer, got {value!r}")
 
 
-def teacher_forward(teacher: Mapping[str, Tensor], x: Tensor) -> Tensor:
-    """``(n, d) -> (n,)``: ReLU MLP with layers ``W1, (b1), W2, (b2), ...``; last layer linear."""
+def _check_activation(activation: str) -> None:
+    check(activation in TEACHER_ACTIVATIONS,
+          f"activation: unknown {activation!r}; allowed: {', '.join(TEACHER_ACTIVATIONS)}")
+
+
+def _check_noise(noise: float) -> None:
+    check(np.isfinite(noise) and noise >= 0, f"noise must be a finite number >= 0, got {noise!r}")
+
+
+def teacher_forward(teacher: Mapping[str, Tensor], x: Tensor, activation: str = "relu") -> Tensor:
+    """``(n, d) -> (n,)``: MLP with layers ``W1, (b1), W2, (b2), ...``, hidden activation
+    ``TEACHER_ACTIVATIONS[activation]``; last layer linear."""
     n_layers = sum(1 for k in teacher if k.startswith("W"))
     if n_layers == 0 or any(f"W{i}" not in teacher for i in range(1, n_layers + 1)):
         raise ValueError(f"teacher must hold W1..WL, got keys {sorted(teacher)}")
+    act = TEACHER_ACTIVATIONS[activation]
     h = x
     for i in range(1, n_layers + 1):
         h = h @ teacher[f"W{i}"].T
         if f"b{i}" in teacher:
             h = h + teacher[f"b{i}"]
         if i < n_layers:
-            h = torch.relu(h)
+            h = act(h)
     return h.reshape(-1)
 
 
-def hidden_preactivations(teacher: Mapping[str, Tensor], x: Tensor) -> list[Tensor]:
+def hidden_preactivations(teacher: Mapping[str, Tensor], x: Tensor, activation: str = "relu") -> list[Tensor]:
     """Pre-activations ``(n, h_l)`` of each hidden layer of a :func:`teacher_forward` teacher."""
     n_layers = sum(1 for k in teacher if k.startswith("W"))
+    act = TEACHER_ACTIVATIONS[activation]
     out, h = [], x
     for i in range(1, n_layers):
         z = h @ teacher[f"W{i}"].T + (teacher.get(f"b{i}", 0.0))
         out.append(z)
-        h = torch.relu(z)
+        h = act(z)
     return out
+
+
+def _noisy(y: Tensor, rng: np.random.Generator, noise: float) -> Tensor:
+    """``y + noise N(0, 1)``, drawn only when noise > 0 (the draw order of noiseless data)."""
+    return y + _t(noise * rng.standard_normal(len(y))) if noise > 0 else y
 
 
 # --------------------------------------------------------------------------- (a) 1-D regression
@@ -142,16 +167,21 @@ def regression_1d(cfg: Regression1DConfig = Regression1DConfig()) -> ToyDataset:
 # ------------------------------------------------------------- (b) 2-D two-layer teacher-student
 @dataclass(frozen=True)
 class TeacherStudent2DConfig:
-    """Inputs uniform on the unit circle; teacher ``sum_k a_k relu(<w_k, x>)`` with unit-norm
-    ``w_k`` (uniform directions), ``a_k = +-1`` (random signs), no biases, no label noise."""
+    """Inputs uniform on the unit circle; teacher ``sum_k a_k s(<w_k, x>)`` with unit-norm
+    ``w_k`` (uniform directions), ``a_k = +-1`` (random signs), no biases, ``s`` = ``activation``
+    (relu); training labels plus ``noise`` N(0, 1) (default 0: none), test labels clean."""
 
     n_train: int = 15
     n_test: int = 1000
     n_teacher: int = 3
+    activation: str = "relu"
+    noise: float = 0.0
 
     def __post_init__(self):
         for name in ("n_train", "n_test", "n_teacher"):
             _positive(name, getattr(self, name))
+        _check_activation(self.activation)
+        _check_noise(self.noise)
 
 
 def _circle(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -163,15 +193,15 @@ def teacher_student_2d(
     seed: int | np.random.Generator, cfg: TeacherStudent2DConfig = TeacherStudent2DConfig()
 ) -> ToyDataset:
     """Draw order: teacher rows ``(n_teacher, 2)`` Gaussian then normalised, signs, train
-    inputs, test inputs. teacher = ``{"W1": (n_teacher, 2), "W2": (1, n_teacher)}``."""
+    inputs, test inputs, (label noise). teacher = ``{"W1": (n_teacher, 2), "W2": (1, n_teacher)}``."""
     rng = _rng(seed)
     w = rng.standard_normal((cfg.n_teacher, 2))
     w /= np.linalg.norm(w, axis=1, keepdims=True)  # Gaussian / norm: uniform direction
     a = rng.choice(np.array([-1.0, 1.0]), size=cfg.n_teacher)
     teacher = {"W1": _t(w), "W2": _t(a[None, :])}
     x_train, x_test = _t(_circle(rng, cfg.n_train)), _t(_circle(rng, cfg.n_test))
-    return ToyDataset(x_train, teacher_forward(teacher, x_train), x_test,
-                      teacher_forward(teacher, x_test), teacher)
+    y_train = _noisy(teacher_forward(teacher, x_train, cfg.activation), rng, cfg.noise)
+    return ToyDataset(x_train, y_train, x_test, teacher_forward(teacher, x_test, cfg.activation), teacher)
 
 
 # ------------------------------------------------------------ (c) three-layer 5-D teacher-student
@@ -186,6 +216,8 @@ class ThreeLayerTeacherConfig:
     constant teacher, others a dead unit), so the teacher is redrawn until every hidden unit is
     active on a fraction in ``[min_active_fraction, 1 - min_active_fraction]`` of the training
     inputs (rejection sampling; ``min_active_fraction = 0`` disables it and keeps the first draw).
+    A unit is "active" where its pre-activation is positive, whatever the ``activation`` (relu,
+    the paper's; tanh, gelu, linear). Training labels plus ``noise`` N(0, 1) (default 0).
     """
 
     d: int = 5
@@ -195,8 +227,12 @@ class ThreeLayerTeacherConfig:
     weight_std: float = 1.0
     bias_std: float = 1.0
     min_active_fraction: float = 0.1
+    activation: str = "relu"
+    noise: float = 0.0
 
     def __post_init__(self):
+        _check_activation(self.activation)
+        _check_noise(self.noise)
         for name in ("d", "n_train", "n_test"):
             _positive(name, getattr(self, name))
         check(0.0 <= self.min_active_fraction < 0.5,
@@ -217,8 +253,8 @@ def three_layer_teacher(
     seed: int | np.random.Generator, cfg: ThreeLayerTeacherConfig = ThreeLayerTeacherConfig()
 ) -> ToyDataset:
     """Draw order: train inputs, test inputs, then teacher draws ``(W1, b1), (W2, b2), (W3, b3)``
-    until accepted (see config). Shapes: x ``(n, d)`` unit rows; teacher W1 ``(h1, d)``,
-    W2 ``(h2, h1)``, W3 ``(1, h2)``, biases ``(h1,)``, ``(h2,)``, ``(1,)``."""
+    until accepted (see config), (label noise). Shapes: x ``(n, d)`` unit rows; teacher W1
+    ``(h1, d)``, W2 ``(h2, h1)``, W3 ``(1, h2)``, biases ``(h1,)``, ``(h2,)``, ``(1,)``."""
     rng = _rng(seed)
     x_train, x_test = _t(_sphere(rng, cfg.n_train, cfg.d)), _t(_sphere(rng, cfg.n_test, cfg.d))
     widths = (cfg.d, *cfg.hidden, 1)
@@ -228,7 +264,7 @@ def three_layer_teacher(
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths), start=1):
             teacher[f"W{i}"] = _t(cfg.weight_std * rng.standard_normal((fan_out, fan_in)))
             teacher[f"b{i}"] = _t(cfg.bias_std * rng.standard_normal(fan_out))
-        fractions = [(h > 0).double().mean(0) for h in hidden_preactivations(teacher, x_train)]
+        fractions = [(h > 0).double().mean(0) for h in hidden_preactivations(teacher, x_train, cfg.activation)]
         if all(bool(((f >= lo) & (f <= hi)).all()) for f in fractions):
             break
     else:
@@ -236,8 +272,8 @@ def three_layer_teacher(
             f"no teacher with every hidden unit active on a fraction in [{lo}, {hi}] of the "
             f"training inputs after {_MAX_TEACHER_DRAWS} draws; lower min_active_fraction"
         )
-    return ToyDataset(x_train, teacher_forward(teacher, x_train), x_test,
-                      teacher_forward(teacher, x_test), teacher)
+    y_train = _noisy(teacher_forward(teacher, x_train, cfg.activation), rng, cfg.noise)
+    return ToyDataset(x_train, y_train, x_test, teacher_forward(teacher, x_test, cfg.activation), teacher)
 
 
 # ------------------------------------------- (d) "SGD smooths the sharpest directions" teacher MLP
@@ -250,7 +286,8 @@ class SharpestDirectionsConfig:
     already have variance 1/d, so pre-activations have unit variance), later layers
     ``N(0, 2 / fan_in)`` (He scaling keeps them O(1) through ReLUs), so the clean signal has
     variance ~1 against label noise 0.2. ``n_train`` / ``n_test`` are not given by the paper:
-    1000 each is our default. Test labels are clean unless ``noisy_test``.
+    1000 each is our default. Test labels are clean unless ``noisy_test``. ``activation``: the
+    teacher's hidden activation (relu, the paper's; tanh, gelu, linear; the weight scaling stays).
     """
 
     d: int = 300
@@ -259,8 +296,10 @@ class SharpestDirectionsConfig:
     n_test: int = 1000
     label_noise_var: float = 0.2
     noisy_test: bool = False
+    activation: str = "relu"
 
     def __post_init__(self):
+        _check_activation(self.activation)
         for name in ("d", "n_train", "n_test"):
             _positive(name, getattr(self, name))
         check(len(self.hidden) >= 1, f"hidden must list at least one width, got {self.hidden!r}")
@@ -284,8 +323,8 @@ def sharpest_directions(
     x_train = _t(input_std * rng.standard_normal((cfg.n_train, cfg.d)))
     x_test = _t(input_std * rng.standard_normal((cfg.n_test, cfg.d)))
     noise_std = np.sqrt(cfg.label_noise_var)
-    y_train = teacher_forward(teacher, x_train) + _t(noise_std * rng.standard_normal(cfg.n_train))
-    y_test = teacher_forward(teacher, x_test)
+    y_train = teacher_forward(teacher, x_train, cfg.activation) + _t(noise_std * rng.standard_normal(cfg.n_train))
+    y_test = teacher_forward(teacher, x_test, cfg.activation)
     if cfg.noisy_test:
         y_test = y_test + _t(noise_std * rng.standard_normal(cfg.n_test))
     return ToyDataset(x_train, y_train, x_test, y_test, teacher)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from .base import DataConfig, Dataset
 
 # 1-D regression: the authors compute the Jacobian rank on 300 inputs over the data range.
 RANK_INPUTS_1D = 300
+
+# A teacher's hidden activation (toy.TEACHER_ACTIVATIONS): the papers use relu.
+TeacherActivation = Literal["relu", "tanh", "gelu", "linear"]
 
 
 def from_toy(ds: toy.ToyDataset, **extras: torch.Tensor) -> Dataset:
@@ -62,15 +65,20 @@ class TeacherStudent2D(DataConfig):
     kind: ClassVar[str] = "teacher_student_2d"
     n_train: int = 15  # paper: 15
     n_test: int = 1000  # paper: 1000
-    n_teacher: int = 3  # paper: 3
+    n_teacher: int = 3  # teacher width: hidden neurons (paper: 3)
     seed: int = 0  # the one data seed shared by every run
+    activation: TeacherActivation = "relu"  # the teacher neurons' activation (paper: relu)
+    noise: float = 0.0  # std of Gaussian label noise on the training labels (paper: none; test clean)
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        self._toy()  # validates the generator keys
+
+    def _toy(self) -> toy.TeacherStudent2DConfig:
+        return toy.TeacherStudent2DConfig(self.n_train, self.n_test, self.n_teacher, self.activation, self.noise)
 
     def build(self) -> Dataset:
-        cfg = toy.TeacherStudent2DConfig(self.n_train, self.n_test, self.n_teacher)
-        return from_toy(toy.teacher_student_2d(self.seed, cfg))
+        return from_toy(toy.teacher_student_2d(self.seed, self._toy()))
 
 
 @dataclass(frozen=True)
@@ -79,21 +87,26 @@ class ThreeLayerTeacher(DataConfig):
 
     kind: ClassVar[str] = "three_layer_teacher"
     d: int = 5
-    hidden: tuple[int, ...] = (2, 2)
+    hidden: tuple[int, ...] = (2, 2)  # teacher widths of its two hidden layers (paper: 2, 2)
     n_train: int = 50  # paper: 50
     n_test: int = 1000
     weight_std: float = 1.0  # teacher weights N(0, weight_std^2): not stated by the paper
     bias_std: float = 1.0
     min_active_fraction: float = 0.1  # redraw degenerate teachers (see toy.ThreeLayerTeacherConfig)
     seed: int = 0
+    activation: TeacherActivation = "relu"  # the teacher's hidden activation (paper: relu)
+    noise: float = 0.0  # std of Gaussian label noise on the training labels (paper: none; test clean)
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        self._toy()  # validates the generator keys
+
+    def _toy(self) -> toy.ThreeLayerTeacherConfig:
+        return toy.ThreeLayerTeacherConfig(self.d, self.hidden, self.n_train, self.n_test, self.weight_std,
+                                           self.bias_std, self.min_active_fraction, self.activation, self.noise)
 
     def build(self) -> Dataset:
-        cfg = toy.ThreeLayerTeacherConfig(self.d, self.hidden, self.n_train, self.n_test, self.weight_std,
-                                          self.bias_std, self.min_active_fraction)
-        return from_toy(toy.three_layer_teacher(self.seed, cfg))
+        return from_toy(toy.three_layer_teacher(self.seed, self._toy()))
 
 
 def _require(module: str, kind: str):

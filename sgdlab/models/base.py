@@ -65,6 +65,14 @@ class BatchedModel:
         models with data-dependent buffers (BatchNorm) recompute them for the new weights."""
         return {**params, **weights}
 
+    def metric_names(self, data, cfg, dtype=torch.float64) -> list[str]:
+        """Every metric ``metrics(..., names=None)`` logs for this model and data (in ``dtype``,
+        the run's). The default evaluates one run at its initial parameters; models override it
+        where that is costly."""
+        with torch.no_grad():
+            p = {k: v.to(data.x_train.device) for k, v in self.init_params([0], dtype=dtype).items()}
+            return sorted(self.metrics(p, data, cfg, None))
+
     def metrics(self, params: Params, data, cfg, names=None) -> dict[str, torch.Tensor]:
         """Measurements of every run, name -> (R,); only ``names`` (all if None). Must include
         "train_loss" (the engine's divergence check reads it)."""

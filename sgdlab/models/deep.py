@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal, get_args, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from ..metrics.config import MetricsConfig
 from ..metrics.sparsity import feature_sparsity
 from .base import BatchedModel, ModelConfig, Params
 from .deep_step import BUFFER, DEFAULT_OPTIONS, ModuleStepper, StepOptions, to_inputs
+from .mlp import num_classes
 
 # Examples per forward pass in evaluation: bounds activation memory on CPU and GPU.
 EVAL_CHUNK = 512
@@ -42,8 +43,10 @@ SPARSITY_SUBSET_SEED = 0
 def _losses(kind: str):
     if kind == "cross_entropy":
         return lambda out, y: F.cross_entropy(out, y, reduction="none")
-    # MSE on one-hot targets, summed over classes (the EoSS / "sharpest directions" convention).
-    return lambda out, y: ((out - F.one_hot(y, out.shape[-1]).to(out.dtype)) ** 2).sum(-1)
+    # MSE on one-hot targets, summed over classes (the EoSS / "sharpest directions" convention);
+    # half_mse: 1/2 of it (Cohen et al.).
+    half = 0.5 if kind == "half_mse" else 1.0
+    return lambda out, y: half * ((out - F.one_hot(y, out.shape[-1]).to(out.dtype)) ** 2).sum(-1)
 
 
 class ModuleModel(BatchedModel):
@@ -51,15 +54,17 @@ class ModuleModel(BatchedModel):
 
     def __init__(self, factory: Callable[[torch.Generator], torch.nn.Module], loss: str, num_classes: int,
                  eval_train: int, sparsity_examples: int, sparsity_max_neurons: int,
-                 bn_examples: int = 10000, step: StepOptions = DEFAULT_OPTIONS):
+                 bn_examples: int = 10000, sample_dims: int = 3, step: StepOptions = DEFAULT_OPTIONS):
         self.factory = factory
+        self.sample_dims = sample_dims  # rank of one input: 3 for (C, H, W) images, 1 for flat features
         self.template = factory(torch.Generator().manual_seed(0))
         self.param_names = [n for n, _ in self.template.named_parameters()]
         self.buffer_names = [n for n, _ in self.template.named_buffers()]
         self.loss_kind = loss
         self.per_example_loss = _losses(loss)
         self.num_classes = num_classes
-        self.stepper = ModuleStepper(self.template, self.param_names, self.buffer_names, self.per_example_loss, step)
+        self.stepper = ModuleStepper(self.template, self.param_names, self.buffer_names, self.per_example_loss, step,
+                                     sample_dims)
         self.bn_examples = bn_examples
         self.eval_train = eval_train
         self.sparsity_examples = sparsity_examples
@@ -90,7 +95,8 @@ class ModuleModel(BatchedModel):
         dt = params[self.param_names[0]].dtype
         R = params[self.param_names[0]].shape[0]
         with torch.no_grad():
-            return torch.stack([self._call(params, r, to_inputs(x if x.dim() == 4 else x[r], dt), False)
+            shared = x.dim() == self.sample_dims + 1
+            return torch.stack([self._call(params, r, to_inputs(x if shared else x[r], dt), False)
                                 for r in range(R)])
 
     def loss(self, params, x, y):
@@ -100,16 +106,16 @@ class ModuleModel(BatchedModel):
         R = params[self.param_names[0]].shape[0]
         out = []
         for r in range(R):
-            xb = to_inputs(x[r] if x.dim() == 5 else x, dt)
+            xb = to_inputs(x[r] if x.dim() == self.sample_dims + 2 else x, dt)
             yb = y[r] if y.dim() == 2 else y
             out.append(self.per_example_loss(self._call(params, r, xb, False), yb).mean())
         return torch.stack(out)
 
     def loss_and_grad(self, params, x, y):
         """Per run: mean batch loss (R,) and its gradient, in train mode (BN batch statistics,
-        running statistics updated in place). x: (R, b, C, H, W) uint8 or float, or (b, C, H, W)
-        shared; y: (R, b) or (b,) class labels. All runs at once (vmap) unless the model cannot
-        be vectorised; see :class:`.deep_step.ModuleStepper`."""
+        running statistics updated in place). x: (R, b, *sample) uint8 or float per-run batches,
+        or (b, *sample) shared; y: (R, b) or (b,) class labels. All runs at once (vmap) unless the
+        model cannot be vectorised; see :class:`.deep_step.ModuleStepper`."""
         return self.stepper(params, x, y)
 
     def with_weights(self, params, weights, data):
@@ -151,6 +157,16 @@ class ModuleModel(BatchedModel):
             tot += float(self.per_example_loss(out, yb).sum())
             wrong += int((out.argmax(-1) != yb).sum())
         return tot / len(x), wrong / len(x)
+
+    def metric_names(self, data, cfg, dtype=torch.float32) -> list[str]:
+        """Losses, errors and every block's ``_active`` / ``_sparsity`` (block names from one
+        forward pass of two images, not a whole evaluation)."""
+        self.template.eval()
+        with torch.no_grad():
+            x = to_inputs(data.x_train[:2], next(self.template.parameters()).dtype)
+            _, blocks = self.template(x, return_blocks=True)
+        out = ["train_loss", "train_error", "test_loss", "test_error"]
+        return sorted(out + [f"{b}_{m}" for b in blocks for m in ("active", "sparsity")])
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
         want = (lambda k: names is None or k in names)
@@ -218,17 +234,21 @@ class DeepNetConfig(ModelConfig):
     kind: ClassVar[str] = "deep_net"
     name: str = "resnet18"  # see sgdlab.models.cifar.DEEP_MODELS
     width: int = 0  # the model's width knob (0 = the paper's default, see DEFAULT_WIDTHS)
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    # "mse": sum over classes of (f - onehot)^2 (EoSS), "half_mse": 1/2 of it (Cohen et al.)
+    loss: Literal["cross_entropy", "mse", "half_mse"] = "cross_entropy"
     eval_train: int = 10000  # training examples for train loss/error at evaluation
     sparsity_examples: int = 10000  # unaugmented training images for the block feature sparsity
     sparsity_max_neurons: int = 1000  # above this many units of a block, a fixed random subset
     bn_examples: int = 10000  # training images used to recompute BN statistics of EMA weights
+    # Extra keyword arguments of the model factory (see sgdlab.models.cifar), e.g. for name = "mlp"
+    # {hidden = [200, 200], activation = "tanh"} or {depth = 3}; unknown ones fail listing the valid.
+    options: Any = None
     # Fast paths of the training step (evaluation always runs in the run's dtype, NCHW, eager):
     # all runs of a group as one torch.func.vmap computation (False: a loop over runs; a model
     # that cannot be vectorised falls back to the loop with a notice).
     vectorize: bool = True
     autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 on CPU/CUDA, fp16 on CUDA
-    channels_last: bool = False  # NHWC memory format of the inputs (tensor-core convolutions on GPUs)
+    channels_last: bool = False  # NHWC memory format of image inputs (tensor-core convolutions on GPUs)
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"  # torch.compile mode of the step
 
     def __post_init__(self):
@@ -238,6 +258,8 @@ class DeepNetConfig(ModelConfig):
         check(self.width >= 0, f"width must be >= 0 (0 = default), got {self.width}")
         check(self.eval_train >= 1 and self.sparsity_examples >= 2, "eval_train >= 1, sparsity_examples >= 2")
         check(self.sparsity_max_neurons >= 2, "sparsity_max_neurons must be >= 2")
+        check(self.options is None or isinstance(self.options, dict),
+              f"options must be a table of keyword arguments, got {self.options!r}")
         for key in ("loss", "autocast", "compile"):  # Literal keys, also when built in Python
             allowed = get_args(get_type_hints(DeepNetConfig)[key])
             check(getattr(self, key) in allowed, f"model.{key}: " + choices_message("value", getattr(self, key), allowed))
@@ -245,10 +267,20 @@ class DeepNetConfig(ModelConfig):
     def build(self, data) -> ModuleModel:
         from .cifar import build_deep_model
 
-        n_classes = int(data.extras["num_classes"])
-        in_ch = data.x_train.shape[1]
-        factory = lambda g: build_deep_model(self.name, num_classes=n_classes,
-                                             width=self.width or None, in_channels=in_ch, generator=g)
+        opts = dict(self.options or {})
+        return self.module_model(data, lambda g, n_classes, in_ch, shape: build_deep_model(
+            self.name, num_classes=n_classes, width=self.width or None, in_channels=in_ch, generator=g,
+            input_shape=shape, **opts))
+
+    def module_model(self, data, make: Callable) -> ModuleModel:
+        """The engine model of ``make(generator, num_classes, in_channels, input_shape) -> nn.Module``
+        with this config's training settings (also used for a user's registered module)."""
+        check(not data.y_train.is_floating_point(), "deep_net needs integer class labels y (n,)")
+        n_classes = num_classes(data)
+        in_ch, shape = data.x_train.shape[1], tuple(data.x_train.shape[1:])
+        check(not self.channels_last or len(shape) == 3,
+              f"model.channels_last needs image inputs (N, C, H, W), got samples of shape {shape}")
         step = StepOptions(self.vectorize, self.channels_last, self.autocast, self.compile)
-        return ModuleModel(factory, self.loss, n_classes, self.eval_train, self.sparsity_examples,
-                           self.sparsity_max_neurons, self.bn_examples, step)
+        return ModuleModel(lambda g: make(g, n_classes, in_ch, shape), self.loss, n_classes, self.eval_train,
+                           self.sparsity_examples, self.sparsity_max_neurons, self.bn_examples,
+                           sample_dims=len(shape), step=step)

@@ -59,10 +59,11 @@ DEFAULT_OPTIONS = StepOptions()
 
 
 def to_inputs(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 [0, 255] -> [0, 1] in the compute dtype directly (float64 runs stay exact); on x's device."""
+    """uint8 [0, 255] -> [0, 1] in the compute dtype directly; floating inputs (images in [0, 1]
+    or flat features) cast to it (float64 runs stay exact); on x's device."""
     if x.dtype == torch.uint8:
         return x.to(dtype).div_(UINT8_MAX)
-    return to_unit_float(x).to(dtype)
+    return x.to(dtype) if x.is_floating_point() else to_unit_float(x)
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -75,13 +76,15 @@ class ModuleStepper:
     """``stepper(params, x, y) -> (loss (R,), {name: grad (R, ...)})`` for a module template.
 
     params: the engine's dict of stacked parameters and ``"buffer:<name>"`` buffers (buffers
-    are updated in place); x: ``(R, b, C, H, W)`` per-run batches or ``(b, C, H, W)`` shared,
-    uint8 or float; y: ``(R, b)`` or ``(b,)`` class labels.
+    are updated in place); x: ``(R, b, *sample)`` per-run batches or ``(b, *sample)`` shared,
+    uint8 or float, with ``len(sample) = sample_dims`` (3 for images (C, H, W), 1 for flat
+    features); y: ``(R, b)`` or ``(b,)`` class labels.
     """
 
     def __init__(self, template: torch.nn.Module, param_names: list[str], buffer_names: list[str],
-                 per_example_loss: Callable, options: StepOptions = DEFAULT_OPTIONS):
+                 per_example_loss: Callable, options: StepOptions = DEFAULT_OPTIONS, sample_dims: int = 3):
         self.template = template
+        self.sample_dims = sample_dims
         self.param_names, self.buffer_names = param_names, buffer_names
         self.per_example_loss = per_example_loss
         self.options = options
@@ -98,7 +101,7 @@ class ModuleStepper:
         return self.per_example_loss(out, y).mean()
 
     def _vmapped(self, leaves, buffers, x, y):
-        dims = (0, 0, 0 if x.dim() == 5 else None, 0 if y.dim() == 2 else None)
+        dims = (0, 0, 0 if self._per_run(x) else None, 0 if y.dim() == 2 else None)
         return vmap(self._one, in_dims=dims, randomness="error")(leaves, buffers, x, y)
 
     def _fn(self, kind: str) -> Callable:
@@ -115,6 +118,9 @@ class ModuleStepper:
         if self.options.autocast == "none":
             return torch.autocast(device.type, enabled=False)
         return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[self.options.autocast])
+
+    def _per_run(self, x: torch.Tensor) -> bool:
+        return x.dim() == self.sample_dims + 2
 
     def _inputs(self, x: torch.Tensor, dtype) -> torch.Tensor:
         x = to_inputs(x, dtype)
@@ -148,7 +154,7 @@ class ModuleStepper:
             leaves = {n: params[n][r].detach().requires_grad_(True) for n in self.param_names}
             buffers = {n: params[BUFFER + n][r] for n in self.buffer_names}
             with self._autocast(x.device):
-                loss = fn(leaves, buffers, x[r] if x.dim() == 5 else x, y[r] if y.dim() == 2 else y)
+                loss = fn(leaves, buffers, x[r] if self._per_run(x) else x, y[r] if y.dim() == 2 else y)
             g = torch.autograd.grad(loss, [leaves[n] for n in self.param_names])
             losses.append(loss.detach())
             for n, gi in zip(self.param_names, g):
@@ -162,7 +168,7 @@ class ModuleStepper:
         copies of the state (a failure half-way must not leave the real buffers updated)."""
         leaves = {n: params[n].detach().clone().requires_grad_(True) for n in self.param_names}
         buffers = {n: params[BUFFER + n].clone() for n in self.buffer_names}
-        xs = x[:, :PROBE_EXAMPLES] if x.dim() == 5 else x[:PROBE_EXAMPLES]
+        xs = x[:, :PROBE_EXAMPLES] if self._per_run(x) else x[:PROBE_EXAMPLES]
         ys = y[:, :PROBE_EXAMPLES] if y.dim() == 2 else y[:PROBE_EXAMPLES]
         self.template.train(True)
         try:

@@ -11,6 +11,7 @@ from ..config import check
 from ..metrics import diagonal as dm
 from ..metrics.config import MetricsConfig
 from .base import BatchedModel, ModelConfig, Params
+from .explicit_init import check_init_values, init_vector
 
 # Authors' toy code: rank of phi on 2d test inputs with relative threshold 1e-15.
 AUTHORS_RANK_RTOL = 1e-15
@@ -19,20 +20,26 @@ AUTHORS_RANK_RTOL = 1e-15
 class DiagonalNet(BatchedModel):
     """params: u, v of shape (R, d); beta = u * v; h(x) = <x, beta>.
 
-    Init (authors): u_0 = init_scale * 1, v_0 = 0, the same for every seed.
+    Init, the same for every seed: u_0 = init_scale * 1, v_0 = 0 (authors), or the explicit
+    ``u0`` / ``v0`` (d,) when given. With u_0 = v_0 the updates of u and v are equal, so u = v
+    holds exactly along GD / SGD / label-noise trajectories: beta = u * u, the quadratic
+    parametrisation of label-noise analyses.
     """
 
     random_init = False
 
-    def __init__(self, d: int, init_scale: float):
+    def __init__(self, d: int, init_scale: float, u0: torch.Tensor | None = None, v0: torch.Tensor | None = None):
         self.d = d
         self.init_scale = init_scale
+        self.u0, self.v0 = u0, v0  # (d,) float64 or None
         self._rank = {}
 
     def init_params(self, seeds, dtype=torch.float64) -> Params:
         R = len(seeds)
-        return {"u": torch.full((R, self.d), self.init_scale, dtype=dtype),
-                "v": torch.zeros(R, self.d, dtype=dtype)}
+        u = (torch.full((R, self.d), self.init_scale, dtype=dtype) if self.u0 is None
+             else self.u0.to(dtype).expand(R, self.d).clone())
+        v = torch.zeros(R, self.d, dtype=dtype) if self.v0 is None else self.v0.to(dtype).expand(R, self.d).clone()
+        return {"u": u, "v": v}
 
     def forward(self, params, x):
         beta = params["u"] * params["v"]
@@ -87,10 +94,18 @@ class DiagonalNet(BatchedModel):
 @dataclass(frozen=True)
 class DiagonalNetConfig(ModelConfig):
     kind: ClassVar[str] = "diagonal_net"
-    init_scale: float = 0.1  # u_0 = init_scale * 1, v_0 = 0 (authors)
+    init_scale: float = 0.1  # u_0 = init_scale * 1 (authors) when u0 is not given
+    # Explicit initial values, the same for every seed (no seed hunting): one number for every
+    # coordinate or a list of d numbers. u0 replaces init_scale; v0 omitted = 0 (authors).
+    # u0 = v0 = 1.0: beta = u * u, the quadratic parametrisation (u = v stays exact).
+    u0: float | tuple[float, ...] | None = None
+    v0: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
         check(self.init_scale > 0, f"init_scale must be positive, got {self.init_scale}")
+        for name in ("u0", "v0"):
+            check_init_values(name, getattr(self, name))
 
     def build(self, data) -> DiagonalNet:
-        return DiagonalNet(data.x_train.shape[1], self.init_scale)
+        d = data.x_train.shape[1]
+        return DiagonalNet(d, self.init_scale, init_vector("model.u0", self.u0, d), init_vector("model.v0", self.v0, d))

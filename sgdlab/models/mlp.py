@@ -15,7 +15,10 @@ one step costs 340 us by hand vs 2260 us through the generic ``torch.func`` vmap
 
 Losses (per example, the batch loss is their mean): ``"mse"`` ``(f - y)^2`` (the authors' toy
 nets: mean, no 1/2), ``"half_mse"`` ``(f - y)^2 / 2``, ``"cross_entropy"`` (``k`` logits,
-integer labels).
+integer labels). With ``k > 1`` outputs the squared losses are summed over the outputs,
+``sum_c (f_c - t_c)^2`` (``mse``, the EoSS convention) or ``1/2 sum_c (f_c - t_c)^2``
+(``half_mse``, Cohen et al.'s), with ``t`` the vector target ``y (n, k)`` or, for integer class
+labels, the one-hot row of the label (``k`` = number of classes).
 """
 
 from __future__ import annotations
@@ -43,12 +46,32 @@ MAX_RANK_INPUTS = 2000
 LOSSES = ("mse", "half_mse", "cross_entropy")
 
 
+def one_hot(y: torch.Tensor, k: int, dtype) -> torch.Tensor:
+    """Integer labels ``(...)`` -> one-hot rows ``(..., k)`` (a comparison, so vmap-able)."""
+    return (y.long().unsqueeze(-1) == torch.arange(k, device=y.device)).to(dtype)
+
+
+def targets(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The regression target of outputs ``out``: ``y`` itself, or the one-hot rows of integer
+    class labels (``out (..., k)``, ``y (...)``)."""
+    return y if y.is_floating_point() else one_hot(y, out.shape[-1], out.dtype)
+
+
 def _mse(out, y):
     return (out - y) ** 2
 
 
 def _half_mse(out, y):
     return 0.5 * (out - y) ** 2
+
+
+def _mse_sum(out, y):
+    """out (..., k), y labels (...) or targets (..., k) -> sum_c (f_c - t_c)^2, shape (...)."""
+    return ((out - targets(out, y)) ** 2).sum(-1)
+
+
+def _half_mse_sum(out, y):
+    return 0.5 * ((out - targets(out, y)) ** 2).sum(-1)
 
 
 def _cross_entropy(out, y):
@@ -58,16 +81,18 @@ def _cross_entropy(out, y):
 
 
 def loss_derivative(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d per-example loss / d output, shape like ``out``."""
+    """d per-example loss / d output, shape like ``out`` (integer labels: one-hot targets)."""
     if kind == "mse":
-        return 2.0 * (out - y)
+        return 2.0 * (out - targets(out, y))
     if kind == "half_mse":
-        return out - y
+        return out - targets(out, y)
     p = torch.softmax(out, -1)
-    return p - torch.nn.functional.one_hot(y.long(), out.shape[-1]).to(p.dtype)
+    return p - one_hot(y, out.shape[-1], p.dtype)
 
 
+# Per-example losses of scalar outputs (R, b) and of vector outputs (R, b, k) -> (R, b).
 PER_EXAMPLE = {"mse": _mse, "half_mse": _half_mse, "cross_entropy": _cross_entropy}
+PER_EXAMPLE_VECTOR = {"mse": _mse_sum, "half_mse": _half_mse_sum, "cross_entropy": _cross_entropy}
 
 
 class MLP(BatchedModel):
@@ -75,14 +100,15 @@ class MLP(BatchedModel):
 
     def __init__(self, widths: tuple[int, ...], biases: tuple[bool, ...], activation: str, loss: str,
                  init: str, init_scales: tuple[float, ...], bias_init: str, normalize_features: bool,
-                 rank_inputs: torch.Tensor | None = None):
+                 rank_inputs: torch.Tensor | None = None, classes: bool = False):
         self.widths, self.biases, self.activation = widths, biases, activation
         self.n_layers = len(widths) - 1
         self.loss_kind, self.init, self.init_scales, self.bias_init = loss, init, init_scales, bias_init
         self.normalize_features = normalize_features
-        self.per_example_loss: Callable = PER_EXAMPLE[loss]
         self.rank_inputs = rank_inputs
         self.k = widths[-1]
+        self.classes = classes or loss == "cross_entropy"  # integer labels: also train/test error
+        self.per_example_loss: Callable = (PER_EXAMPLE if self.k == 1 else PER_EXAMPLE_VECTOR)[loss]
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -219,7 +245,7 @@ class MLP(BatchedModel):
         def losses(x, y, tag):
             o = self.forward(params, x)
             out[f"{tag}_loss"] = self.per_example_loss(o, y).mean(-1)
-            if self.loss_kind == "cross_entropy" and want(f"{tag}_error"):
+            if self.classes and want(f"{tag}_error"):
                 out[f"{tag}_error"] = (o.argmax(-1) != y.long()).to(o.dtype).mean(-1)
 
         losses(data.x_train, data.y_train, "train")
@@ -255,14 +281,19 @@ Activation = Literal["relu", "tanh"]
 
 @dataclass(frozen=True)
 class MLPConfig(ModelConfig):
-    """A fully connected net ``d -> hidden... -> k``; d and k come from the data
-    (``k = 1`` for regression, number of classes for ``cross_entropy``)."""
+    """A fully connected net ``d -> hidden... -> k``; d and k come from the data: ``k = 1`` for
+    scalar targets ``y (n,)``, ``k`` for vector targets ``y (n, k)``, the number of classes for
+    integer labels (``data.extras["num_classes"]`` if given, else the largest label + 1), which
+    any of the three losses accepts (``mse`` / ``half_mse``: one-hot targets)."""
 
     kind: ClassVar[str] = "relu_mlp"
     hidden: tuple[int, ...] = (20,)  # hidden widths (paper: 20 teacher-student, 100 1-D, (10, 10) 3-layer)
     biases: tuple[bool, ...] = (False, False)  # one flag per layer (len(hidden) + 1)
     activation: Activation = "relu"
-    loss: Literal["mse", "half_mse", "cross_entropy"] = "mse"  # authors' toy nets: mean (f-y)^2, no 1/2
+    # Per example, mean over the batch: "mse" (f-y)^2 (authors' toy nets, no 1/2; k outputs: summed
+    # over them, the EoSS convention), "half_mse" (1/2 of it, Cohen et al.), "cross_entropy".
+    # Integer class labels: mse / half_mse use one-hot targets.
+    loss: Literal["mse", "half_mse", "cross_entropy"] = "mse"
     init: Literal["gaussian", "blanc"] = "gaussian"  # blanc: the authors' 1-D regression init
     init_scales: tuple[float, ...] = (0.5, 0.0)  # per layer; teacher-student: W1 ~ 0.5 N, W2 = 0
     bias_init: Literal["torch_uniform", "zeros", "gaussian"] = "torch_uniform"  # gaussian init only
@@ -280,12 +311,27 @@ class MLPConfig(ModelConfig):
             check(L == 2, f"init='blanc' is the authors' two-layer init; got {L} layers")
 
     def build(self, data) -> MLP:
+        check(data.x_train.dim() == 2, f"relu_mlp needs flat inputs x (n, d), got shape {tuple(data.x_train.shape)}; "
+              "for images use model kind deep_net with name = 'mlp'")
         d = data.x_train.shape[1]
-        if self.loss == "cross_entropy":
-            check(not data.y_train.is_floating_point(), "loss='cross_entropy' needs integer class labels")
-            k = int(max(data.y_train.max(), data.y_test.max())) + 1
+        y = data.y_train
+        classes = not y.is_floating_point()
+        if classes:
+            check(y.dim() == 1, f"class labels must be y (n,), got shape {tuple(y.shape)}")
+            k = num_classes(data)
         else:
-            check(data.y_train.dim() == 1, "regression losses need scalar targets y (n,)")
-            k = 1
+            check(self.loss != "cross_entropy", "loss='cross_entropy' needs integer class labels")
+            check(y.dim() in (1, 2), f"targets must be y (n,) or (n, k), got shape {tuple(y.shape)}")
+            k = 1 if y.dim() == 1 else y.shape[1]
         return MLP((d, *self.hidden, k), self.biases, self.activation, self.loss, self.init,
-                   self.init_scales, self.bias_init, self.normalize_features)
+                   self.init_scales, self.bias_init, self.normalize_features, classes=classes)
+
+
+def num_classes(data) -> int:
+    """``data.extras["num_classes"]`` when the data says it, else the largest label + 1 (>= 2)."""
+    if "num_classes" in data.extras:
+        k = int(data.extras["num_classes"])
+    else:
+        k = int(max(data.y_train.max(), data.y_test.max() if data.y_test.numel() else 0)) + 1
+    check(k >= 2, f"classification needs at least 2 classes, got {k}")
+    return k

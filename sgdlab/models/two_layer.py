@@ -13,6 +13,9 @@ Two uses (docs/related-*.md):
 Initialization: every column of W has norm exactly ``w_scale`` (direction uniform on the sphere)
 and v has norm exactly ``v_scale``. The initial column norms are therefore known without storing
 the initial parameters, and lambda_0, Q_0 are the same for every seed (only directions vary).
+Explicit initial values ``w0`` (W) and ``v0`` (v) replace the draw of their layer: every seed
+starts there (with both given the init is deterministic: GD runs once, not once per seed), e.g.
+``width = 1, w0 = 2.0, v0 = 0.1`` is the scalar network from ``(a_0, b_0) = (2, 0.1)``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch.func import hessian, vmap
 from ..config import check
 from ..metrics.config import MetricsConfig
 from .base import BatchedModel, ModelConfig, Params
+from .explicit_init import InitValues, check_init_values, init_tensor
 
 # The dense Hessian (p x p, p = width * (d + 1)) is formed only for models this small; above,
 # the "sharpness" metric is not logged (use sgdlab.metrics.curvature on larger models).
@@ -42,23 +46,31 @@ def _sphere(rng: np.random.Generator, shape: tuple[int, ...], radius: float, axi
 class TwoLayerNet(BatchedModel):
     """params: W (R, width, d), v (R, width); f(x) = v^T s(W x) for x (b, d) or (R, b, d) -> (R, b)."""
 
-    random_init = True
-
-    def __init__(self, d: int, width: int, activation: str, w_scale: float, v_scale: float):
+    def __init__(self, d: int, width: int, activation: str, w_scale: float, v_scale: float,
+                 w0: torch.Tensor | None = None, v0: torch.Tensor | None = None):
         self.d, self.width, self.activation = d, width, activation
         self.w_scale, self.v_scale = w_scale, v_scale
+        self.w0, self.v0 = w0, v0  # explicit (width, d) / (width,) float64 initial values, or None
+        self.random_init = w0 is None or v0 is None
         self.n_params = width * (d + 1)
 
     def init_params(self, seeds, dtype=torch.float64) -> Params:
         """Per seed (an integer the engine derives from SeedSequence([seed, STREAM_INIT])):
         rng = default_rng(seed); W = columns of N(0, 1) (width, d) scaled to norm w_scale;
-        then v = N(0, 1) (width,) scaled to norm v_scale."""
+        then v = N(0, 1) (width,) scaled to norm v_scale. An explicit ``w0`` / ``v0`` replaces
+        its layer (the draws still happen, so the other layer is the same as without it)."""
         Ws, vs = [], []
         for s in seeds:
             rng = np.random.default_rng(int(s))
             Ws.append(_sphere(rng, (self.width, self.d), self.w_scale, axis=0))
             vs.append(_sphere(rng, (self.width,), self.v_scale, axis=0))
-        return {"W": torch.as_tensor(np.stack(Ws), dtype=dtype), "v": torch.as_tensor(np.stack(vs), dtype=dtype)}
+        W = torch.as_tensor(np.stack(Ws), dtype=dtype)
+        v = torch.as_tensor(np.stack(vs), dtype=dtype)
+        if self.w0 is not None:
+            W = self.w0.to(dtype).expand_as(W).clone()
+        if self.v0 is not None:
+            v = self.v0.to(dtype).expand_as(v).clone()
+        return {"W": W, "v": v}
 
     def _hidden(self, W, x):
         """(pre-activation, activation), both (R, b, width)."""
@@ -136,6 +148,9 @@ class TwoLayerNet(BatchedModel):
             col = W.norm(dim=1)  # (R, d) column norms; each is w_scale at init
 
             def rel(m):
+                if self.w0 is not None:  # RMS column norm / its value at the explicit init
+                    col0 = self.w0.to(col).norm(dim=0)[m]
+                    return col[:, m].pow(2).mean(1).sqrt() / col0.pow(2).mean().sqrt()
                 return col[:, m].pow(2).mean(1).sqrt() / self.w_scale  # RMS column norm / initial
 
             table["irrelevant_norm"] = lambda: rel(~mask)
@@ -152,12 +167,24 @@ class TwoLayerConfig(ModelConfig):
     activation: Literal["linear", "relu"] = "linear"
     w_scale: float = 1.0  # norm of every first-layer column W[:, j] at init (|a_0| for the scalar target)
     v_scale: float = 1.0  # norm of the second layer v at init (|b_0| for the scalar target)
+    # Explicit initial W (width x d), the same for every seed, replacing the w_scale draw: one
+    # number for every entry, a list of `width` rows of d numbers, or (d = 1) a list of `width`
+    # numbers (the vector a = W[:, 0] of the depth-2 linear net). Scalar net: width = 1, w0 = 2.0.
+    w0: InitValues = None
+    # Explicit initial v (width,), replacing the v_scale draw: one number or `width` numbers.
+    # With w0 and v0 both given the init is deterministic (a GD arm runs once, not per seed).
+    v0: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
         check(self.width >= 1, f"width must be >= 1, got {self.width}")
         check(self.w_scale > 0 and self.v_scale > 0,
               f"w_scale and v_scale must be positive, got {self.w_scale}, {self.v_scale}")
+        check_init_values("w0", self.w0)
+        check_init_values("v0", self.v0)
 
     def build(self, data) -> TwoLayerNet:
         check(data.y_train.dim() == 1, "two_layer needs scalar targets y of shape (n,)")
-        return TwoLayerNet(data.x_train.shape[1], self.width, self.activation, self.w_scale, self.v_scale)
+        d, k = data.x_train.shape[1], self.width
+        w0 = init_tensor("model.w0", self.w0, (k, d), f"width = {k} rows of d = {d} inputs", column_ok=True)
+        v0 = init_tensor("model.v0", self.v0, (k,), f"width = {k}")
+        return TwoLayerNet(d, k, self.activation, self.w_scale, self.v_scale, w0, v0)

@@ -14,6 +14,10 @@ pass. Models may provide ``forward_with_vjp(params, x) -> (out, vjp)`` (the ReLU
 hand); otherwise ``torch.func.vjp`` of the batched ``forward`` is used (runs are independent,
 so one VJP of all runs' outputs gives every run its own gradient).
 
+Noise levels (``sigma``, the SDE's ``delta``) are a number or a schedule table, like step sizes:
+``sigma = {kind = "steps", values = [1.0, 0.0], milestones = [0.8]}`` is label noise for the
+first 80% of the run and none after. A constant level takes exactly the arithmetic of a number.
+
 Counter-based randomness: the noise of run ``seed`` at step ``t`` depends only on
 ``(seed, t)`` (and the noise's size): it comes from
 ``SeedSequence([seed, STREAM_NOISE, tag, block])`` with ``block = t // block_len``, like the
@@ -34,6 +38,7 @@ import torch
 
 from ..config import check
 from ..models.base import half_mse
+from ..schedules import Schedule, ScheduleConfig
 from . import samplers
 from .config import Optimizer, OptimizerConfig
 from .samplers import STREAM_NOISE
@@ -108,6 +113,32 @@ def forward_with_vjp(model, params, x):
     return out.detach(), vjp
 
 
+# A noise level as configured: a number, or a schedule table evaluated at every step.
+NoiseLevel = float | ScheduleConfig
+
+
+def build_level(level: NoiseLevel, total_steps: int) -> float | Schedule:
+    """A number stays a number (the exact arithmetic of a constant level); a schedule table
+    becomes its function ``t -> level``."""
+    return level if isinstance(level, (int, float)) else level.build(total_steps)
+
+
+def level_at(level: float | Schedule, t: int) -> float:
+    """The level at step ``t`` of a :func:`build_level` result."""
+    return level if isinstance(level, (int, float)) else float(level(t))
+
+
+def is_noisy(level: float | Schedule) -> bool:
+    """A scheduled level counts as noisy (every seed is run), a number when it is > 0."""
+    return not isinstance(level, (int, float)) or level > 0
+
+
+def check_level(name: str, level: NoiseLevel) -> None:
+    """A number must be finite and >= 0; a schedule table validated itself (values >= 0)."""
+    if isinstance(level, (int, float)):
+        check(level >= 0 and np.isfinite(level), f"{name} must be a finite number >= 0, got {level}")
+
+
 class GradientRule:
     """The step direction of a group of runs; ``stochastic`` if it draws noise.
 
@@ -138,22 +169,24 @@ class NoisyGradient(GradientRule):
     """``d = grad_theta mean_i l(f(x_i), y_i + label_sigma xi_i) + param_sigma zeta``.
 
     The loss reported (divergence check) uses the clean labels. ``label_sigma = param_sigma = 0``
-    is the plain gradient through one VJP.
+    is the plain gradient through one VJP. Each sigma is a number or a schedule ``t -> sigma_t``
+    (:func:`build_level`); a step with sigma_t = 0 draws no noise.
     """
 
-    def __init__(self, label_sigma: float = 0.0, param_sigma: float = 0.0):
+    def __init__(self, label_sigma: float | Schedule = 0.0, param_sigma: float | Schedule = 0.0):
         self.label_sigma, self.param_sigma = label_sigma, param_sigma
-        self.stochastic = label_sigma > 0 or param_sigma > 0
+        self.stochastic = is_noisy(label_sigma) or is_noisy(param_sigma)
 
     def loss_and_grad(self, model, params, xb, yb, t):
         out, vjp = forward_with_vjp(model, params, xb)
         loss = model.per_example_loss(out, yb).mean(-1)
         b = out.shape[1]
-        if self.label_sigma > 0:
-            yb = yb + self.label_sigma * self.stream(TAG_LABEL, b).at(t)  # (R, b): fresh labels
+        label_sigma, param_sigma = level_at(self.label_sigma, t), level_at(self.param_sigma, t)
+        if label_sigma > 0:
+            yb = yb + label_sigma * self.stream(TAG_LABEL, b).at(t)  # (R, b): fresh labels
         grads = vjp(loss_derivative(model, out, yb) / b)
-        if self.param_sigma > 0:
-            grads = add_isotropic(grads, self.param_sigma * self.stream(TAG_PARAM, n_params(params)).at(t))
+        if param_sigma > 0:
+            grads = add_isotropic(grads, param_sigma * self.stream(TAG_PARAM, n_params(params)).at(t))
         return loss, grads
 
 
@@ -200,27 +233,25 @@ class RandomLabels(GradientRule):
 
 
 # --------------------------------------------------------------------------- configs
-def _check_sigma(name, v):
-    check(v >= 0 and np.isfinite(v), f"{name} must be a finite number >= 0, got {v}")
-
-
 @dataclass(frozen=True)
 class LabelNoiseSGD(OptimizerConfig):
     """SGD on labels ``y_i + sigma xi_i`` with fresh ``xi ~ N(0, 1)`` at every step."""
 
     kind: ClassVar[str] = "label_noise_sgd"
-    sigma: float = 0.1  # std of the label noise (in label units)
+    # std of the label noise (label units): a number, or a schedule table evaluated per step,
+    # e.g. {kind = "steps", values = [1.0, 0.0], milestones = [0.8]} (none after 80%)
+    sigma: NoiseLevel = 0.1
     batch_size: int = 1
     replacement: bool = True  # as the sgd optimizer
 
     def __post_init__(self):
-        _check_sigma("sigma", self.sigma)
+        check_level("sigma", self.sigma)
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
 
     def build(self, n, total_steps):
         check(self.batch_size <= n, f"batch_size {self.batch_size} exceeds the {n} training examples")
         cls = samplers.WithReplacement if self.replacement else samplers.WithoutReplacement
-        return with_rule(cls(n, self.batch_size), NoisyGradient(label_sigma=self.sigma))
+        return with_rule(cls(n, self.batch_size), NoisyGradient(label_sigma=build_level(self.sigma, total_steps)))
 
 
 @dataclass(frozen=True)
@@ -228,13 +259,13 @@ class LabelNoiseGD(OptimizerConfig):
     """Full-batch GD on labels ``y + sigma xi`` with fresh ``xi ~ N(0, I_n)`` at every step."""
 
     kind: ClassVar[str] = "label_noise_gd"
-    sigma: float = 0.1
+    sigma: NoiseLevel = 0.1  # std of the label noise: a number or a schedule table (as label_noise_sgd)
 
     def __post_init__(self):
-        _check_sigma("sigma", self.sigma)
+        check_level("sigma", self.sigma)
 
     def build(self, n, total_steps):
-        return with_rule(samplers.FullBatch(n), NoisyGradient(label_sigma=self.sigma))
+        return with_rule(samplers.FullBatch(n), NoisyGradient(label_sigma=build_level(self.sigma, total_steps)))
 
 
 @dataclass(frozen=True)
@@ -244,10 +275,10 @@ class NoisyGD(OptimizerConfig):
     the step like SGD's; per-step parameter noise std is ``eta_t sigma``)."""
 
     kind: ClassVar[str] = "noisy_gd"
-    sigma: float = 0.01
+    sigma: NoiseLevel = 0.01  # std of the gradient noise: a number or a schedule table
 
     def __post_init__(self):
-        _check_sigma("sigma", self.sigma)
+        check_level("sigma", self.sigma)
 
     def build(self, n, total_steps):
-        return with_rule(samplers.FullBatch(n), NoisyGradient(param_sigma=self.sigma))
+        return with_rule(samplers.FullBatch(n), NoisyGradient(param_sigma=build_level(self.sigma, total_steps)))

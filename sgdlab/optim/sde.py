@@ -36,9 +36,20 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from ..config import check
+from ..schedules import Schedule
 from . import samplers
 from .config import OptimizerConfig
-from .noise import TAG_SDE, GradientRule, forward_with_vjp, loss_derivative, with_rule
+from .noise import (
+    TAG_SDE,
+    GradientRule,
+    NoiseLevel,
+    build_level,
+    check_level,
+    forward_with_vjp,
+    level_at,
+    loss_derivative,
+    with_rule,
+)
 
 # mean_i l'_i^2 / L for the two squared losses (see the module docstring).
 DERIVATIVE_SQ_PER_LOSS = {"mse": 4.0, "half_mse": 2.0}
@@ -70,13 +81,16 @@ def delta_from_run(result, arm: str, window: tuple[float, float] = (0.2, 0.5), n
 
 
 class SDERule(GradientRule):
-    """Euler-Maruyama direction ``grad L + sqrt(delta) phi^T xi`` via one VJP (full batch).
-    Noise is applied at steps ``t < noise_steps`` (None: always), plain GD after."""
+    """Euler-Maruyama direction ``grad L + sqrt(delta_t) phi^T xi`` via one VJP (full batch).
+    ``delta`` is a number or a schedule ``t -> delta_t``; noise is applied at steps
+    ``t < noise_steps`` (None: always) where delta_t > 0, plain GD otherwise."""
 
     stochastic = True
 
-    def __init__(self, delta: float, noise_steps: int | None = None):
-        self.scale = math.sqrt(delta)
+    def __init__(self, delta: float | Schedule, noise_steps: int | None = None):
+        # A number keeps its square root precomputed (the arithmetic of a constant level).
+        self.scale = math.sqrt(delta) if isinstance(delta, (int, float)) else None
+        self.delta = delta
         self.noise_steps = noise_steps
 
     def loss_and_grad(self, model, params, xb, yb, t):
@@ -85,7 +99,10 @@ class SDERule(GradientRule):
         n = out.shape[1]
         cot = loss_derivative(model, out, yb) / n
         if self.noise_steps is None or t < self.noise_steps:
-            cot = cot + self.scale * self.stream(TAG_SDE, n).at(t)
+            if self.scale is not None:
+                cot = cot + self.scale * self.stream(TAG_SDE, n).at(t)
+            elif (delta_t := level_at(self.delta, t)) > 0:
+                cot = cot + math.sqrt(delta_t) * self.stream(TAG_SDE, n).at(t)
         return loss, vjp(cot)
 
 
@@ -94,13 +111,15 @@ class ConstantNoiseSDE(OptimizerConfig):
     """The constant-noise SDE (module docstring); ``delta`` from :func:`delta_from_loss`."""
 
     kind: ClassVar[str] = "sde"
-    delta: float = 1e-3  # noise level (loss units / n): see delta_from_loss
+    # noise level (loss units / n; see delta_from_loss): a number, or a schedule table evaluated
+    # per step, e.g. {kind = "steps", values = [1e-3, 0.0], milestones = [0.5]}
+    delta: NoiseLevel = 1e-3
     noise_steps: int | None = None  # noise only for steps t < noise_steps (e.g. the large-step phase)
 
     def __post_init__(self):
-        check(self.delta >= 0 and math.isfinite(self.delta), f"delta must be a finite number >= 0, got {self.delta}")
+        check_level("delta", self.delta)
         check(self.noise_steps is None or self.noise_steps >= 0,
               f"noise_steps must be >= 0 or omitted, got {self.noise_steps}")
 
     def build(self, n, total_steps):
-        return with_rule(samplers.FullBatch(n), SDERule(self.delta, self.noise_steps))
+        return with_rule(samplers.FullBatch(n), SDERule(build_level(self.delta, total_steps), self.noise_steps))

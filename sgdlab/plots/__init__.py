@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import SgdlabError
 from ..registry import Registry
 from ..runs import RunDir
 from .panels import draw_metric_panels, plot_panels
@@ -16,14 +17,25 @@ from .panels import draw_metric_panels, plot_panels
 FIGURES: Registry = Registry("figure")
 
 
-def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png") -> list[Path]:
-    """Draw the panels (``names`` or the config's ``figure``) and the experiment's extra figures."""
+def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png",
+             errors: list[str] | None = None) -> list[Path]:
+    """Draw the panels (``names`` or the config's ``figure``) and the experiment's extra figures.
+
+    Unknown panel names raise (listing the logged metrics) before anything is drawn. With an
+    ``errors`` list, a figure that fails is recorded there and the others are still drawn.
+    """
     rd = RunDir(path)
     cfg = rd.config()
     out = plot_panels(rd, names, fmt)
     if names is None:
         for fig in cfg.extra_figures:
-            out += FIGURES.get(fig)(rd)
+            draw = FIGURES.get(fig)
+            try:
+                out += draw(rd)
+            except (SgdlabError, OSError, ValueError, RuntimeError) as e:
+                if errors is None:
+                    raise
+                errors.append(f"{fig}: {type(e).__name__}: {e}")
     return out
 
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ..runs import RunDir
 from . import FIGURES
-from .panels import save_figure
+from .panels import quiet_nan, save_figure
 
 
 def _arms(cfg, runs):
@@ -24,8 +24,8 @@ def _arms(cfg, runs):
     out = []
     for a in cfg.arms:
         eta = float(np.broadcast_to(a.schedule.build(cfg.steps)(np.array([0])), (1,))[0])
-        idx = np.array([r["index"] for r in runs if r["arm"] == a.name])
-        out.append((a.name, eta, getattr(a.optimizer, "batch_size", None), idx))
+        idx = np.array([r["index"] for r in runs if r["arm"] == a.label])
+        out.append((a.label, eta, getattr(a.optimizer, "batch_size", None), idx))
     return out
 
 
@@ -84,9 +84,10 @@ def sharpest_directions(rd: RunDir) -> list[Path]:
             items.sort()
             etas = np.array([e for e, _ in items])
             final = [m[key][np.isfinite(m[key]).any(axis=1).nonzero()[0][-1], idx] for _, idx in items]
-            med = np.array([np.nanmedian(v) for v in final])
-            lo = med - np.array([np.nanmin(v) for v in final])
-            hi = np.array([np.nanmax(v) for v in final]) - med
+            with quiet_nan():
+                med = np.array([np.nanmedian(v) for v in final])
+                lo = med - np.array([np.nanmin(v) for v in final])
+                hi = np.array([np.nanmax(v) for v in final]) - med
             ax.errorbar(etas, med, yerr=[lo, hi], marker="o", color=f"C{k}", capsize=3,
                         label="GD" if b is None else f"b = {b}")
         ax.set_xscale("log")

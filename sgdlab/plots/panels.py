@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # OO API: no pyplot global state, works headless
 
+from ..errors import ConfigError, choices_message
 from ..runs import RunDir
 
 # Metrics spanning many decades are drawn on a log axis.
@@ -16,6 +19,15 @@ LABELS = {
     "l0": r"$\|u\odot v\|_0$", "l0_robust": r"$\|u\odot v\|_0$ ($>10^{-3}$)", "l1": r"$\|u\odot v\|_1$",
     "support_mass": "support mass", "param_norm": r"$\|(u,v)\|_2$", "balancedness": r"$\||u|-|v|\|$",
 }
+
+
+@contextlib.contextmanager
+def quiet_nan():
+    """Silence numpy's "All-NaN slice" / "Mean of empty slice" warnings: a fully diverged arm or
+    grid point is expected, drawn as a gap, and reported in the tables."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def _band(values: np.ndarray):
@@ -90,8 +102,14 @@ def plot_panels(rd: RunDir, names: tuple[str, ...] | None = None, fmt: str = "pn
     if not summary:  # unfinished run: divergence = a run whose last logged values are NaN
         last = metrics["train_loss"][-1]
         diverged = {r["index"]: (int(steps[-1]) if not np.isfinite(last[r["index"]]) else None) for r in runs}
-    arms = [a.name for a in cfg.arms]
+    arms = [a.label for a in cfg.arms]
+    custom = bool(names)
     names = tuple(names or cfg.figure)
+    for n in names:
+        if n not in metrics:
+            raise ConfigError(f"{rd.path}: {choices_message('metric', n, metrics)} (the metrics this run logged)")
     fig = draw_metric_panels(steps, metrics, runs, names, arms,
                              title=f"{cfg.name}: median over seeds, band = interquartile range", diverged=diverged)
-    return [save_figure(fig, rd.figures / f"{cfg.name}.{fmt}")]
+    # Chosen panels go to their own file: the experiment's own figure is never replaced by them.
+    stem = f"{cfg.name}-{'-'.join(names)}" if custom else cfg.name
+    return [save_figure(fig, rd.figures / f"{stem}.{fmt}")]

@@ -18,7 +18,7 @@ from ..metrics import related as rel
 from ..optim.flow import GF_ATOL, GF_METHOD, GF_RTOL, gradient_flow
 from ..runs import RunDir
 from . import FIGURES
-from .panels import save_figure
+from .panels import quiet_nan, save_figure
 
 # Flow time for gradient flow's limit: near a global minimum the residual contracts at rate
 # lambda >= 2 |Phi|, so t = GF_CONTRACTION / (2 |Phi|) leaves it below e^{-GF_CONTRACTION} |eps_0|.
@@ -29,7 +29,7 @@ GF_TRAJ_POINTS = 400
 
 def _arm_info(cfg, runs):
     """Per run: arm index, step size (first step), replacement flag, batch size (None for GD)."""
-    arms = {a.name: a for a in cfg.arms}
+    arms = {a.label: a for a in cfg.arms}
     lr = np.array([arms[r["arm"]].schedule.build(cfg.steps)(np.array([0]))[0] for r in runs], dtype=float)
     return arms, lr
 
@@ -143,12 +143,12 @@ def support_identification(rd: RunDir) -> list[Path]:
     fig = Figure(figsize=(4.4 * len(names), 3.6), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for k, arm in enumerate(cfg.arms):
-        idx = np.array([r["index"] for r in runs if r["arm"] == arm.name])
+        idx = np.array([r["index"] for r in runs if r["arm"] == arm.label])
         x = _time_axis(cfg, arm, steps)
         for ax, name in zip(axes, names):
             v = m[name][:, idx]
-            with np.errstate(all="ignore"):
-                ax.plot(x, np.nanmedian(v, 1), color=f"C{k % 10}", lw=1.5, label=arm.name)
+            with quiet_nan():
+                ax.plot(x, np.nanmedian(v, 1), color=f"C{k % 10}", lw=1.5, label=arm.label)
                 ax.fill_between(x, np.nanmin(v, 1), np.nanmax(v, 1), color=f"C{k % 10}", alpha=0.15, lw=0)
     for ax, name in zip(axes, names):
         ax.set(xlabel=r"$\eta t$ (sum of step sizes)", title=name.replace("_", " ") +
@@ -176,10 +176,10 @@ def replacement(rd: RunDir) -> list[Path]:
         if not arms:
             continue
         eta = np.array([a.schedule.lr for a in arms])
-        vals = [late[[r["index"] for r in runs if r["arm"] == a.name]] for a in arms]
+        vals = [late[[r["index"] for r in runs if r["arm"] == a.label]] for a in arms]
         for e, v in zip(eta, vals):
             ax.plot(np.full(v.shape, e), v, ".", color="C0" if rep else "C1", alpha=0.4)
-        with np.errstate(all="ignore"):
+        with quiet_nan():
             ax.plot(eta, [np.nanmean(v) for v in vals], ls, marker="o", color="C0" if rep else "C1",
                     label="with replacement" if rep else "without replacement (reshuffling)")
     ax.set(xscale="log", yscale="log", xlabel=r"$\eta$", ylabel=f"{name}, mean over the 2nd half")

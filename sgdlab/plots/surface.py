@@ -40,10 +40,10 @@ def _slice(rd: RunDir):
         first.setdefault(r["arm"], r["index"])
     flat = lambda p: torch.cat([p["u"], p["v"]]).double().abs().numpy()
     traj = {arm: np.stack([flat(params[i]) for _, params in snaps]) for arm, i in first.items()}
-    w0 = traj[cfg.arms[0].name][0]
+    w0 = traj[cfg.arms[0].label][0]
     root = np.sqrt(data.extras["beta_star"].double().numpy())
     e1 = np.concatenate([root, root]) - w0
-    g = traj[cfg.arms[0].name][-1] - w0
+    g = traj[cfg.arms[0].label][-1] - w0
     e2 = g - (g @ e1) / (e1 @ e1) * e1
     basis = np.stack([e1, e2], 1)  # (2d, 2)
     coords = {arm: np.linalg.lstsq(basis, (t - w0).T, rcond=None)[0].T for arm, t in traj.items()}

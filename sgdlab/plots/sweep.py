@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..errors import ConfigError, choices_message
 from ..runs import RunDir
 from ..sweep import Sweep
-from .panels import LOG_METRICS, save_figure
+from .panels import LOG_METRICS, quiet_nan, save_figure
 
 
 def _finals(sw: Sweep, metric: str):
-    """{base arm: [(point values, finals per seed (S,), n_diverged)]}."""
+    """{arm legend name: [(point values, finals per seed (S,), n_diverged)]}."""
+    legend = _legend_names(sw)
     index = sw.index()
     jobs = {j["id"]: j for j in index["jobs"]}
     cache: dict[int, dict | None] = {}
@@ -29,8 +31,37 @@ def _finals(sw: Sweep, metric: str):
             runs = [r for r in s["runs"] if r["arm"] == merged]
             vals = np.array([np.nan if r["final"].get(metric) is None else r["final"][metric] for r in runs])
             ndiv = sum(r["diverged_at"] is not None for r in runs)
-            out.setdefault(base, []).append((p.values, vals, ndiv, len(runs), merged, p.job))
+            out.setdefault(legend[base], []).append((p.values, vals, ndiv, len(runs), merged, p.job))
     return out
+
+
+def _legend_names(sw: Sweep) -> dict[str, str]:
+    """Per base arm, a legend name true at every point: its label where all points agree, else the
+    label with the words that differ between points replaced by "*" (e.g. "SGD eta=* /4.8 at 10%")."""
+    seen: dict[str, list[str]] = {}
+    for p in sw.points():
+        for base in p.arms:
+            seen.setdefault(base, []).append(p.labels.get(base, base))
+    out = {}
+    for base, labels in seen.items():
+        words = [lab.split(" ") for lab in labels]
+        if len({len(w) for w in words}) != 1:
+            out[base] = f"{base} (varies)"
+            continue
+        out[base] = " ".join(w[0] if len(set(w)) == 1 else _star(w) for w in zip(*words))
+    taken = list(out.values())
+    return {b: (n if taken.count(n) == 1 else f"{n} [{b}]") for b, n in out.items()}
+
+
+def _star(words) -> str:
+    """The common "key=" prefix of differing words, then "*"."""
+    pre = words[0].split("=", 1)[0]
+    return f"{pre}=*" if all("=" in w and w.split("=", 1)[0] == pre for w in words) else "*"
+
+
+def _job_metrics(job_dir: Path) -> list[str]:
+    s = RunDir(job_dir).summary() if (job_dir / "summary.json").exists() else None
+    return [k for a in s["arms"].values() for k in a["final"]] if s else []
 
 
 def _lines(finals, key, what):
@@ -55,9 +86,19 @@ def _numeric_axis(axes):
     return None, None
 
 
-def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Path]:
+DEFAULT_METRICS = ("train_loss", "test_loss")
+
+
+def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list[Path]:
+    """The sweep's figures for ``metrics`` (default: train and test loss, those of them logged)."""
     sw = Sweep(path)
     index = sw.index()
+    logged = sorted({k for j in index["jobs"] for k in _job_metrics(sw.path / j["dir"])})
+    if metrics is None:
+        metrics = tuple(m for m in DEFAULT_METRICS if m in logged) or tuple(logged[:1]) or DEFAULT_METRICS[:1]
+    for m in metrics:
+        if logged and m not in logged:
+            raise ConfigError(f"{sw.path}: {choices_message('metric', m, logged)} (the metrics its jobs logged)")
     axes = index["axes"]
     fig_dir = sw.path / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -72,7 +113,7 @@ def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Pa
     for ax, metric in zip(axs, metrics):
         for c, (label, pts) in enumerate(_lines(_finals(sw, metric), key, 1)):
             xs = np.array([x for x, _ in pts], dtype=float)
-            with np.errstate(all="ignore"):
+            with quiet_nan():
                 q = np.array([np.nanpercentile(v, [25, 50, 75]) if np.isfinite(v).any() else [np.nan] * 3
                               for _, v in pts])
             ax.plot(xs, q[:, 1], "o-", color=f"C{c % 10}", label=label, ms=3)
@@ -108,7 +149,7 @@ def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Pa
             rd = RunDir(sw.path / index["jobs"][job]["dir"])
             steps, m = rd.metrics()
             idx = [r["index"] for r in rd.runs() if r["arm"] == merged]
-            with np.errstate(all="ignore"):
+            with quiet_nan():
                 med = np.nanmedian(m[metrics[0]][:, idx], axis=1) if idx else None
             if med is not None:
                 ax.plot(steps, med, color=cmap(i / max(len(order) - 1, 1)), label=f"{key}={vals_.get(key):.4g}")
@@ -124,7 +165,7 @@ def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Pa
         grid = np.full((len(v2), len(v1)), np.nan)
         arm, items = next(iter(_finals(sw, metrics[-1]).items()))
         for vals_, v, *_ in items:
-            with np.errstate(all="ignore"):
+            with quiet_nan():
                 grid[v2.index(vals_[k2]), v1.index(vals_[k1])] = np.nanmedian(v) if np.isfinite(v).any() else np.nan
         fig = Figure(figsize=(5.5, 4), layout="constrained")
         ax = fig.subplots()

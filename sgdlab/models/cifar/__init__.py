@@ -21,7 +21,13 @@ wrn28              widen factor k of WRN-28-k                    10
 densenet100-bc     growth rate                                   12
 vgg11, vgg16       channels of stage 1 (w, 2w, 4w, 8w, 8w)       64
 vgg11-bn, vgg16-bn same, with batch norm                         64
+mlp                every hidden layer's width (``depth`` layers)  200
 =================  ============================================  =======
+
+``mlp`` is a fully connected net on flattened inputs (images or flat features), Cohen et al.'s
+default size (two hidden layers of 200); options ``depth`` (hidden layers, default 2), ``hidden``
+(explicit widths, replacing ``width`` x ``depth``), ``activation`` (relu, tanh, elu, gelu) and
+``bias``; it needs ``input_shape`` (one example's shape), which the engine passes.
 
 Every model also takes ``in_channels`` (default 3; 1 for digits / MNIST-1D) and
 ``generator`` (a ``torch.Generator`` making the initialisation reproducible; ``None`` uses
@@ -40,6 +46,7 @@ from ...errors import ConfigError
 from ...registry import Registry
 from .base import BlockNet, PoolHead, count_parameters, init_weights
 from .densenet import DenseNet
+from .mlp import MLPNet
 from .resnet import CifarResNet, PreActResNet, ResNet
 from .vgg import VGG
 from .wide_resnet import WideResNet
@@ -51,6 +58,7 @@ __all__ = [
     "BlockNet",
     "CifarResNet",
     "DenseNet",
+    "MLPNet",
     "PoolHead",
     "PreActResNet",
     "ResNet",
@@ -64,8 +72,10 @@ DEEP_MODELS: Registry[Callable[..., BlockNet]] = Registry("deep model")
 
 DEFAULT_WIDTHS = {
     "resnet18": 64, "preact-resnet18": 64, "resnet34": 64, "resnet32": 16, "wrn28": 10,
-    "densenet100-bc": 12, "vgg11": 64, "vgg11-bn": 64, "vgg16": 64, "vgg16-bn": 64,
+    "densenet100-bc": 12, "vgg11": 64, "vgg11-bn": 64, "vgg16": 64, "vgg16-bn": 64, "mlp": 200,
 }
+# Hidden layers of the deep-path MLP when neither `depth` nor `hidden` is given (Cohen et al.).
+MLP_DEPTH = 2
 
 RESNET18_BLOCKS = (2, 2, 2, 2)
 RESNET34_BLOCKS = (3, 4, 6, 3)
@@ -102,6 +112,16 @@ def densenet100_bc(num_classes: int, width: int, in_channels: int = 3, generator
     return DenseNet(depth, width, compression, bottleneck, num_classes, in_channels, generator)
 
 
+@DEEP_MODELS.register("mlp")
+def mlp(num_classes: int, width: int, in_channels: int = 3, generator=None, input_shape=None, depth: int = MLP_DEPTH,
+        hidden=None, activation: str = "relu", bias: bool = True) -> BlockNet:
+    """``hidden`` widths, or ``depth`` layers of ``width``; ``input_shape`` (default
+    ``(in_channels,)``, flat features) is one example's shape."""
+    shape = tuple(input_shape) if input_shape is not None else (in_channels,)
+    return MLPNet(shape, list(hidden) if hidden is not None else [width] * depth, num_classes, activation,
+                  bias, generator)
+
+
 def _vgg(depth: int, batch_norm: bool) -> Callable[..., BlockNet]:
     def factory(num_classes: int, width: int, in_channels: int = 3, generator=None) -> BlockNet:
         return VGG(depth, batch_norm, num_classes, width, in_channels, generator)
@@ -124,12 +144,19 @@ def _check_int(name: str, value, allow_none: bool = False) -> None:
 def build_deep_model(name: str, num_classes: int = 10, width: int | None = None, **kw) -> BlockNet:
     """Build the registered model ``name``; raises ConfigError listing valid names / options.
 
-    ``width=None`` picks ``DEFAULT_WIDTHS[name]``. Extra keyword arguments (``in_channels``,
-    ``generator``, model-specific ones listed in the module doc) go to the model.
+    ``width=None`` picks ``DEFAULT_WIDTHS[name]`` (a model registered without one needs an
+    explicit width). Extra keyword arguments (``in_channels``, ``generator``, model-specific ones
+    listed in the module doc) go to the model; ``input_shape`` (one example's shape) goes only to
+    models that take it (``mlp``).
     """
     factory = DEEP_MODELS.get(name)
     _check_int("num_classes", num_classes)
     _check_int("width", width, allow_none=True)
+    if width is None and name not in DEFAULT_WIDTHS:
+        raise ConfigError(f"deep model {name!r} has no default width: set its width (model.width), "
+                          f"e.g. width = 64; models with a default: {', '.join(sorted(DEFAULT_WIDTHS))}")
+    if "input_shape" in kw and "input_shape" not in inspect.signature(factory).parameters:
+        kw.pop("input_shape")
     generator = kw.get("generator")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ConfigError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")

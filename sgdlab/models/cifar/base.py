@@ -49,6 +49,9 @@ class PoolHead(nn.Module):
 class BlockNet(nn.Module):
     """``stem -> blocks["block1"] -> ... -> blocks["blockK"] -> head``; see the module doc."""
 
+    # Rank of the inputs forward() accepts: 4 = (N, C, H, W) images; None = any (MLPs flatten).
+    input_ndim: int | None = 4
+
     def __init__(self, stem: nn.Module, blocks: Iterable[nn.Module], head: nn.Module):
         super().__init__()
         self.stem = stem
@@ -67,7 +70,7 @@ class BlockNet(nn.Module):
 
     def forward(self, x: torch.Tensor, return_blocks: bool = False):
         """``(N, C_in, H, W) -> logits (N, num_classes)``, or ``(logits, {name: block output})``."""
-        if x.dim() != 4:
+        if self.input_ndim is not None and x.dim() != self.input_ndim:
             raise ValueError(f"expected an input of shape (N, C, H, W), got shape {tuple(x.shape)}")
         outputs: dict[str, torch.Tensor] = {}
         h = self.stem(x)

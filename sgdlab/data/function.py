@@ -1,0 +1,83 @@
+"""Data from a Python function: ``kind = "function"`` calls ``module:function(**kwargs)``.
+
+::
+
+    [data]
+    kind = "function"
+    function = "./tasks.py:make_data"     # or "my_package.tasks:make_data" (importable module)
+    kwargs = { n = 100, seed = 0 }
+
+The function returns a dict of arrays (numpy or torch) with the keys of an array file
+(:mod:`sgdlab.data.arrays`: ``x``, ``y``, optional ``x_test``, ``y_test``, extras) or a ready
+:class:`~sgdlab.data.base.Dataset`; both are validated the same way, and ``test_fraction`` /
+``split_seed`` split a result without a test set exactly as for an array file. It runs in every
+process that builds the experiment (resume, sweep workers), so it must be deterministic in its
+arguments: pass a seed through ``kwargs``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..config import check
+from ..errors import DataError, SgdlabError
+from ..user_modules import exception_line, resolve, split_target
+from .arrays import check_split, dataset_from_arrays
+from .base import DataConfig, Dataset
+
+KEY = "data.function"
+
+
+def _as_arrays(ds: Dataset) -> dict[str, Any]:
+    return {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test, **ds.extras}
+
+
+@dataclass(frozen=True)
+class FunctionData(DataConfig):
+    """The dataset a user function returns (module docstring)."""
+
+    kind: ClassVar[str] = "function"
+    # "module:function" (an importable module) or "./file.py:function" (a file, relative to the
+    # current directory); returns a dict with keys x, y (optional x_test, y_test, extras) or a Dataset
+    function: str = ""
+    kwargs: Any = None  # keyword arguments of the call, a table, e.g. {n = 100, seed = 0}
+    # Only for a result without x_test / y_test, as data kind "arrays": 0 = test metrics on the
+    # training set; in (0, 1) = hold out this fraction (seeded by split_seed).
+    test_fraction: float = 0.0
+    split_seed: int = 0
+
+    def __post_init__(self):
+        split_target(self.function, KEY)
+        check(self.kwargs is None or isinstance(self.kwargs, dict),
+              f"kwargs must be a table of keyword arguments, e.g. kwargs = {{n = 100}}, got {self.kwargs!r}")
+        check_split(self.test_fraction, self.split_seed)
+
+    def build(self) -> Dataset:
+        fn = resolve(self.function, KEY)
+        if not callable(fn):
+            raise DataError(f"{KEY}: {self.function!r} is a {type(fn).__name__}, not a function")
+        kwargs = dict(self.kwargs or {})
+        try:
+            inspect.signature(fn).bind(**kwargs)
+        except TypeError as e:
+            raise DataError(f"{KEY}: {self.function}(**{kwargs}) does not match its signature: {e}") from None
+        except ValueError:  # no signature (builtins): let the call decide
+            pass
+        try:
+            out = fn(**kwargs)
+        except SgdlabError:
+            raise
+        except Exception as e:
+            raise DataError(f"{KEY}: {self.function}(**{kwargs}) raised {exception_line(e)}") from e
+        augment = out.augment if isinstance(out, Dataset) else None
+        if isinstance(out, Dataset):
+            out = _as_arrays(out)
+        if not isinstance(out, Mapping):
+            raise DataError(f"{KEY}: {self.function} returned a {type(out).__name__}; expected a dict of arrays "
+                            f"with keys x, y (optional x_test, y_test, extras) or a sgdlab Dataset")
+        ds = dataset_from_arrays(out, self.function, self.test_fraction, self.split_seed)
+        ds.augment = augment
+        return ds
