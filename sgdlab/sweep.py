@@ -347,7 +347,9 @@ class Sweep:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         with DirLock(self.path, "sweep directory"):
             todo = self.pending()
-            for j in todo:
+            # SLURM tasks of an earlier submission may still hold their job directories on other
+            # hosts: the slurm executor waits for those instead (sgdlab.slurm.run_slurm).
+            for j in todo if executor != "slurm" else ():
                 check_unlocked(self.path / j["dir"], f"job {j['id']} of the sweep")
             return self._execute(todo, executor, workers, address, progress, slurm)
 
