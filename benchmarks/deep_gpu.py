@@ -284,8 +284,8 @@ def report(a, res: dict) -> None:
               + vs_plain)
     if "profile" in res:
         key = "device" if a.device.startswith("cuda") else "host"
-        print(f"\noperators with the largest engine - plain difference ({key} time, ms per step; "
-              f"host time of the engine / plain in brackets):")
+        print(f"\noperators with the largest engine - plain difference ({key} time, ms per step"
+              + ("; host time of the engine / plain in brackets):" if key == "device" else "):"))
         for r in res["profile"][:PROFILE_ROWS]:
             print(f"  {r['op'][:48]:48s} engine {r[f'engine_{key}_ms']:9.3f}  plain {r[f'plain_{key}_ms']:9.3f}"
                   + (f"  [{r['engine_host_ms']:.3f} / {r['plain_host_ms']:.3f}]" if key == "device" else ""))
