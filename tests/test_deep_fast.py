@@ -243,13 +243,13 @@ def test_compiled_step_equals_eager_float64(vectorize, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("vectorize", [True, False])
-def test_inductor_compiled_step_is_close_to_eager(vectorize):
-    """The real torch.compile (inductor's generated C++ on CPU, minutes on 2 busy cores): one float32 step
-    of a small ResNet, loss, gradients and BN buffers. The generated kernels may reorder sums,
-    so agreement is to float32 rounding (relative 1e-4 of each tensor's scale), not bitwise."""
+def test_inductor_compiled_step_is_close_to_eager():
+    """The real torch.compile (inductor's generated C++ on CPU; a minute or more on 2 busy cores)
+    of the vectorised step of 2 runs of a small VGG: loss, gradients and BN buffers. The
+    generated kernels may reorder sums, so agreement is to float32 rounding (relative 1e-4 of
+    each tensor's scale), not bitwise. (The loop path's compile plumbing: the test above.)"""
     torch._dynamo.reset()
-    net = build_deep_model("resnet18", num_classes=4, width=2, generator=torch.Generator().manual_seed(0))
+    net = build_deep_model("vgg11-bn", num_classes=4, width=2, generator=torch.Generator().manual_seed(0))
     pn = [n for n, _ in net.named_parameters()]
     bn = [n for n, _ in net.named_buffers()]
     params = {n: torch.stack([p.detach()] * 2) for n, p in net.named_parameters()}
@@ -260,7 +260,7 @@ def test_inductor_compiled_step_is_close_to_eager(vectorize):
     out = {}
     for mode in ("none", "default"):
         p = {k: v.clone() for k, v in params.items()}
-        st = ModuleStepper(net, pn, bn, loss, StepOptions(vectorize=vectorize, compile=mode))
+        st = ModuleStepper(net, pn, bn, loss, StepOptions(compile=mode))
         out[mode] = (*st(p, x, y), p)
     assert st._compiled
     (le, ge, pe), (lc, gc, pc) = out["none"], out["default"]
