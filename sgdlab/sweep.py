@@ -34,7 +34,7 @@ from .runs import RunDir, atomic_write_text, dumps, ensure_writable_dir
 
 INDEX = "index.json"
 JOBS = "jobs"
-EXECUTORS = ("inprocess", "pool", "ray")
+EXECUTORS = ("inprocess", "pool", "ray", "slurm")
 
 
 # --------------------------------------------------------------------------- grid syntax
@@ -336,11 +336,12 @@ class Sweep:
         return [j for j in self.index()["jobs"] if not done(j)]
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, slurm=None) -> dict:
         """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised.
 
         The sweep directory is locked for the duration, and a job directory still held by a live
         process (a worker of a killed sweep) makes the whole call refuse before anything runs.
+        ``slurm``: the :class:`sgdlab.slurm.SlurmOptions` of the slurm executor (None: saved / defaults).
         """
         if executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
@@ -348,11 +349,13 @@ class Sweep:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         with DirLock(self.path, "sweep directory"):
             todo = self.pending()
-            for j in todo:
+            # SLURM tasks of an earlier submission may still hold their job directories on other
+            # hosts: the slurm executor waits for those instead (sgdlab.slurm.run_slurm).
+            for j in todo if executor != "slurm" else ():
                 check_unlocked(self.path / j["dir"], f"job {j['id']} of the sweep")
-            return self._execute(todo, executor, workers, address, progress)
+            return self._execute(todo, executor, workers, address, progress, slurm)
 
-    def _execute(self, todo, executor, workers, address, progress) -> dict:
+    def _execute(self, todo, executor, workers, address, progress, slurm=None) -> dict:
         results: dict[int, dict] = {}
         bar = _Progress(self.path, todo, progress and executor != "inprocess")
 
@@ -377,6 +380,12 @@ class Sweep:
                     record(j["id"], run_job(*a, progress=progress))
             elif executor == "pool":
                 self._pool(todo, args, workers, record, bar)
+            elif executor == "slurm":
+                from .slurm import resolve_options, run_slurm
+
+                opts = slurm or resolve_options(self.path)
+                for job_id, res in run_slurm(todo, args, self.path, opts, run_job, bar.poll):
+                    record(job_id, res)
             else:
                 for job_id, res in _run_ray(todo, args, workers, address, bar.poll):
                     record(job_id, res)
