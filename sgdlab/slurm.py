@@ -89,7 +89,10 @@ class SweepTask:
         self.fn = fn
 
     def __call__(self, cfg: dict, job_dir: str, threads: int) -> dict:
-        return self.fn(cfg, job_dir, threads)
+        # A requeued task may start before its killed predecessor's lock goes stale: wait for it.
+        from .locking import HEARTBEAT_SECONDS, STALE_SECONDS
+
+        return self.fn(cfg, job_dir, threads, lock_wait=STALE_SECONDS + 2 * HEARTBEAT_SECONDS)
 
     def checkpoint(self, *args, **kwargs):
         from submitit.helpers import DelayedSubmission

@@ -176,8 +176,9 @@ POLL_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
 
 
-def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False) -> dict:
-    """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}."""
+def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0) -> dict:
+    """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}. ``lock_wait``:
+    how long a resume waits for the job directory's lock (see sgdlab.locking)."""
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -191,8 +192,8 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         rd = RunDir(job_dir)
         if rd.path.is_dir() and (rd.path / "summary.json").exists() and rd.complete():
             return {"status": "done"}
-        if (rd.path / "checkpoint.pt").exists() or (rd.path / "summary.json").exists():
-            api.resume(rd.path, progress=progress, quiet=True)
+        if (rd.path / "config.toml").exists():  # started before: resume (from step 0 if it has no checkpoint)
+            api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait)
         else:
             api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True)
         return {"status": "done"}
