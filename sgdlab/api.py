@@ -347,10 +347,12 @@ def _from_checkpoint(rd: RunDir, eng: Engine, cfg: ExperimentConfig) -> tuple[Tr
     return state, rows, float(ckpt.get("wall_seconds", 0.0))
 
 
-def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
+def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock_wait: float = 0.0,
            _stop_after: int | None = None) -> RunResult:
     """Continue a killed run from its last checkpoint (from step 0 if it was killed before its
-    first one); the result equals an uninterrupted run.
+    first one); the result equals an uninterrupted run. ``lock_wait``: seconds to wait for the
+    directory's lock while another process holds it (a requeued cluster task waits for its
+    predecessor's lock to go stale).
 
     The metrics written so far are checked against the checkpoint (one row per evaluation step up
     to it; a corrupt row that cannot be recomputed is an error naming its line); a run killed
@@ -358,7 +360,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False,
     """
     rd = RunDir(path)
     cfg = rd.config()
-    rd.open_writer()
+    rd.open_writer(lock_wait)
     try:
         if rd.complete():
             if not quiet:

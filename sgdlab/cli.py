@@ -21,7 +21,7 @@ import click
 from .errors import ConfigError, SgdlabError
 
 # Kept in sync with sgdlab.sweep.EXECUTORS (not imported: the CLI module must stay light).
-EXECUTORS = ("inprocess", "pool", "ray")
+EXECUTORS = ("inprocess", "pool", "ray", "slurm")
 
 
 def _scalar_fields():
@@ -167,7 +167,7 @@ def plot_cmd(run_dir, metrics):
     if (Path(run_dir) / INDEX).exists():
         from .plots.sweep import plot_sweep
 
-        for p in plot_sweep(run_dir, tuple(metrics) or ("train_loss", "test_loss")):
+        for p in plot_sweep(run_dir, tuple(metrics) or None):
             click.echo(str(p))
         return
     for p in plot_run(run_dir, tuple(metrics) or None):
@@ -254,11 +254,12 @@ def _short_type(tp: str) -> str:
     return tp.replace(" | None", " | unset").replace("typing.", "")
 
 
-SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict}
+SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict, "slurm": dict}
 
 
 def _read_sweep_file(path: str) -> dict:
-    """A sweep TOML, checked: experiment, seeds, steps, set = [...], [grid] key = [values] or 'range(...)'."""
+    """A sweep TOML, checked: experiment, seeds, steps, set = [...], [grid] key = [values] or 'range(...)',
+    [slurm] resources of the slurm executor (sgdlab.slurm.SlurmOptions)."""
     from .config import load_toml_table
 
     spec = load_toml_table(path, "sweep file")
@@ -283,14 +284,20 @@ def _read_sweep_file(path: str) -> dict:
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="sweep directory (default sweeps/NAME-TIME)")
 @click.option("--resume", type=click.Path(), help="re-run only the unfinished jobs of a sweep")
 @click.option("--executor", type=click.Choice(EXECUTORS), default=None,
-              help="where jobs run (default in-process; --ray/--address imply ray)")
+              help="where jobs run (default in-process; --ray/--address imply ray; slurm: one array job)")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="processes / Ray CPUs")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
+@click.option("--partition", help="slurm: partition of the array job")
+@click.option("--time", "time_min", type=click.IntRange(min=1),
+              help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
+@click.option("--cpus", type=click.IntRange(min=1), help="slurm: CPUs per job (= torch threads)")
+@click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
+@click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
 @_imports_option
 def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
-              dry_run, imports):
+              dry_run, partition, time_min, cpus, gpus, mem, imports):
     """Run EXPERIMENT over a grid; compatible points are batched into one job."""
     import time
 
@@ -298,6 +305,7 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
     from .sweep import Sweep, parse_axis, parse_values, plan
 
     executor = executor or ("ray" if (use_ray or address) else "inprocess")
+    slurm_table = None
     if resume:
         if experiment or grids or sets or sweep_file or imports:
             raise click.UsageError("--resume takes only the sweep directory: the plan is read from it")
@@ -308,6 +316,7 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
         sets = list(sets)
         if sweep_file:
             spec = _read_sweep_file(sweep_file)
+            slurm_table = spec.get("slurm")
             experiment = experiment or spec.get("experiment")
             seeds = seeds or spec.get("seeds")
             steps = steps or spec.get("steps")
@@ -330,7 +339,13 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
             return
         out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
-    sw.execute(executor, workers=workers, address=address)
+    slurm = None
+    if executor == "slurm":
+        from .slurm import resolve_options
+
+        slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
+                                          "mem": mem}, slurm_table)
+    sw.execute(executor, workers=workers, address=address, slurm=slurm)
     click.echo(format_rows(rows_of(sw.path)))
     from .plots.sweep import plot_sweep
 

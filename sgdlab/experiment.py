@@ -189,7 +189,10 @@ class ExperimentConfig:
 
         bad = [b for b in self.loggers if b not in BACKENDS]
         check(not bad, f"loggers: unknown {bad[0]!r}; allowed: {', '.join(BACKENDS)}" if bad else "")
-        check(getattr(self.model, "autocast", "none") == "none" or self.device.startswith("cuda"),
-              "model.autocast (half/bfloat16) runs on a CUDA device only: set device='cuda' or autocast='none'")
+        # CPU autocast exists for bfloat16 only (float16 kernels are CUDA's).
+        autocast = getattr(self.model, "autocast", "none")
+        check(autocast == "none" or self.device.startswith("cuda") or (autocast == "bf16" and self.device == "cpu"),
+              f"model.autocast={autocast!r} needs a CUDA device (bf16 also runs on cpu): set device='cuda' "
+              "or autocast='none'")
         check(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
               f"device must be cpu, cuda[:i] or mps, got {self.device!r}")

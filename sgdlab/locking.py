@@ -6,8 +6,12 @@
 it over and says so. A live owner makes every other writer fail with a message naming it.
 
 Where ``flock`` is not available (or the file system ignores it, as some network file systems
-do) the recorded PID is the fallback: on the same host a dead PID means a stale lock; a lock
-recorded by another host is never taken over silently (the message says how to clear it).
+do) the recorded PID is the fallback: on the same host a dead PID means a stale lock. A process
+on another host (a cluster node) cannot be probed, so a holder touches its lock file every
+``HEARTBEAT_SECONDS``; a lock of another host whose heartbeat is older than ``STALE_SECONDS`` is
+stale (its owner died or lost the file system) and is taken over. A fresh one is refused, or
+waited for (``acquire(wait=...)``: a requeued cluster task waits for its killed predecessor's
+lock to go stale).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import json
 import os
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Self
 
@@ -28,6 +34,12 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 LOCK = ".lock"
+# A holder refreshes its lock file's mtime this often; a lock of another host not refreshed for
+# STALE_SECONDS (ten missed heartbeats) belongs to a process that is gone.
+HEARTBEAT_SECONDS = 30.0
+STALE_SECONDS = 10 * HEARTBEAT_SECONDS
+# Seconds between retries while waiting for a lock.
+RETRY_SECONDS = 5.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -69,6 +81,7 @@ class DirLock:
         self.path = Path(path)
         self.what = what
         self._fd: int | None = None
+        self._stop: threading.Event | None = None
         self.took_over: dict | None = None
 
     @property
@@ -79,7 +92,18 @@ class DirLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> Self:
+    def acquire(self, wait: float = 0.0) -> Self:
+        """Take the lock; while a live holder has it, retry for up to ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._acquire()
+            except CheckpointError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    def _acquire(self) -> Self:
         if self._fd is not None:
             return self
         previous = read_owner(self.path)
@@ -90,11 +114,12 @@ class DirLock:
                 same_host = previous.get("host") == host
                 if same_host and pid_alive(int(previous.get("pid", -1))) and fcntl is None:
                     raise CheckpointError(self._busy(previous))
-                if not same_host:
+                age = time.time() - os.fstat(fd).st_mtime
+                if not same_host and age < STALE_SECONDS:
                     raise CheckpointError(
-                        f"{self.what} {str(self.path)!r} was locked by {describe(previous)}; this host "
-                        f"cannot tell whether that process still runs. If it has stopped, delete "
-                        f"{str(self.file)!r} and try again")
+                        f"{self.what} {str(self.path)!r} is locked by {describe(previous)}, whose heartbeat "
+                        f"is {age:.0f} s old (stale after {STALE_SECONDS:.0f} s). If that process has "
+                        f"stopped, wait, or delete {str(self.file)!r}")
                 self.took_over = previous
             info = {"pid": os.getpid(), "host": host,
                     "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "command": sys.argv}
@@ -105,7 +130,16 @@ class DirLock:
             os.close(fd)
             raise
         self._fd = fd
+        self._stop = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(self._stop,), daemon=True).start()
         return self
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                os.utime(self.file)
+            except OSError:  # the directory was moved (overwrite) or removed: nothing to refresh
+                return
 
     def _open_locked(self) -> int:
         """Open (create) the lock file and flock it; retry if a releasing owner unlinked the file
@@ -134,6 +168,8 @@ class DirLock:
     def release(self) -> None:
         if self._fd is None:
             return
+        if self._stop is not None:
+            self._stop.set()
         try:
             self.file.unlink(missing_ok=True)
         except OSError:  # the directory itself may be gone (overwrite moved it away)

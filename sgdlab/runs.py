@@ -292,12 +292,12 @@ class RunDir:
             return
         check_writable_dir(path, "run directory")
 
-    def open_writer(self) -> RunDir:
-        """Take the directory's lock (fails if another live process writes it) and remove the
-        temporary files a killed writer left behind."""
+    def open_writer(self, wait: float = 0.0) -> RunDir:
+        """Take the directory's lock (fails if another live process writes it, after waiting up to
+        ``wait`` seconds) and remove the temporary files a killed writer left behind."""
         if not self.path.is_dir():
             raise CheckpointError(f"run directory {str(self.path)!r} does not exist")
-        self.lock = DirLock(self.path).acquire()
+        self.lock = DirLock(self.path).acquire(wait)
         if self.lock.took_over:
             print(f"note: {self.path}: the previous writer (PID {self.lock.took_over.get('pid')}) is gone; "
                   f"its lock was stale and has been taken over", file=sys.stderr)

@@ -34,7 +34,7 @@ from .runs import RunDir, atomic_write_text, dumps, ensure_writable_dir
 
 INDEX = "index.json"
 JOBS = "jobs"
-EXECUTORS = ("inprocess", "pool", "ray")
+EXECUTORS = ("inprocess", "pool", "ray", "slurm")
 
 
 # --------------------------------------------------------------------------- grid syntax
@@ -176,8 +176,9 @@ POLL_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
 
 
-def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False) -> dict:
-    """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}."""
+def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0) -> dict:
+    """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}. ``lock_wait``:
+    how long a resume waits for the job directory's lock (see sgdlab.locking)."""
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -191,8 +192,8 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         rd = RunDir(job_dir)
         if rd.path.is_dir() and (rd.path / "summary.json").exists() and rd.complete():
             return {"status": "done"}
-        if (rd.path / "checkpoint.pt").exists() or (rd.path / "summary.json").exists():
-            api.resume(rd.path, progress=progress, quiet=True)
+        if (rd.path / "config.toml").exists():  # started before: resume (from step 0 if it has no checkpoint)
+            api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait)
         else:
             api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True)
         return {"status": "done"}
@@ -200,13 +201,13 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
-def _die_with_parent() -> None:
-    """Pool-worker initializer: a worker never outlives the sweep that started it (a killed
-    driver would otherwise leave workers writing into job directories for many seconds)."""
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: a worker never outlives the sweep (PID ``parent``) that started it
+    (a killed driver would otherwise leave workers writing into job directories for many seconds,
+    or waiting for work forever)."""
     import os
     import threading
 
-    parent = os.getppid()
     try:  # Linux: the kernel kills us when the parent dies
         import ctypes
         import signal
@@ -214,6 +215,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # the driver died while this worker was starting
+        os._exit(1)
 
     def watch():  # everywhere: we are re-parented when the driver dies
         import time
@@ -334,11 +337,12 @@ class Sweep:
         return [j for j in self.index()["jobs"] if not done(j)]
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, slurm=None) -> dict:
         """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised.
 
         The sweep directory is locked for the duration, and a job directory still held by a live
         process (a worker of a killed sweep) makes the whole call refuse before anything runs.
+        ``slurm``: the :class:`sgdlab.slurm.SlurmOptions` of the slurm executor (None: saved / defaults).
         """
         if executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
@@ -346,11 +350,13 @@ class Sweep:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         with DirLock(self.path, "sweep directory"):
             todo = self.pending()
-            for j in todo:
+            # SLURM tasks of an earlier submission may still hold their job directories on other
+            # hosts: the slurm executor waits for those instead (sgdlab.slurm.run_slurm).
+            for j in todo if executor != "slurm" else ():
                 check_unlocked(self.path / j["dir"], f"job {j['id']} of the sweep")
-            return self._execute(todo, executor, workers, address, progress)
+            return self._execute(todo, executor, workers, address, progress, slurm)
 
-    def _execute(self, todo, executor, workers, address, progress) -> dict:
+    def _execute(self, todo, executor, workers, address, progress, slurm=None) -> dict:
         results: dict[int, dict] = {}
         bar = _Progress(self.path, todo, progress and executor != "inprocess")
 
@@ -375,6 +381,12 @@ class Sweep:
                     record(j["id"], run_job(*a, progress=progress))
             elif executor == "pool":
                 self._pool(todo, args, workers, record, bar)
+            elif executor == "slurm":
+                from .slurm import resolve_options, run_slurm
+
+                opts = slurm or resolve_options(self.path)
+                for job_id, res in run_slurm(todo, args, self.path, opts, run_job, bar.poll):
+                    record(job_id, res)
             else:
                 for job_id, res in _run_ray(todo, args, workers, address, bar.poll):
                     record(job_id, res)
@@ -385,10 +397,11 @@ class Sweep:
     @staticmethod
     def _pool(todo, args, workers, record, bar) -> None:
         import multiprocessing as mp
+        import os
         from concurrent.futures import FIRST_COMPLETED, wait
 
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_die_with_parent)
+                                   initializer=_die_with_parent, initargs=(os.getpid(),))
         ok = False
         try:
             futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}

@@ -196,11 +196,26 @@ def test_a_live_writer_blocks_a_second_one_and_a_dead_one_is_taken_over(tmp_path
     assert res.summary is not None and not (tmp_path / "r" / ".lock").exists()
 
 
-def test_a_lock_of_another_host_is_never_taken_silently(tmp_path):
+def test_a_lock_of_another_host_is_taken_over_only_once_its_heartbeat_is_stale(tmp_path, monkeypatch):
+    from sgdlab import locking
+
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "x"}))
-    with pytest.raises(CheckpointError, match="delete .*\\.lock"):
-        DirLock(tmp_path / "d").acquire()
+    lock = tmp_path / "d" / ".lock"
+    lock.write_text(json.dumps({"pid": 1, "host": "node-17", "started": "x"}))
+    with pytest.raises(CheckpointError, match="heartbeat is 0 s old .* delete .*\\.lock"):
+        DirLock(tmp_path / "d").acquire()  # fresh: its holder on node-17 may be alive
+    monkeypatch.setattr(locking, "STALE_SECONDS", 1.0)
+    monkeypatch.setattr(locking, "RETRY_SECONDS", 0.2)
+    t0 = time.monotonic()
+    held = DirLock(tmp_path / "d").acquire(wait=10)  # a requeued task waits for it to go stale
+    assert 0.5 < time.monotonic() - t0 < 5 and held.took_over["host"] == "node-17"
+    before = lock.stat().st_mtime
+    monkeypatch.setattr(locking, "HEARTBEAT_SECONDS", 0.1)
+    held.release()
+    held = DirLock(tmp_path / "d").acquire()  # a holder refreshes its heartbeat
+    time.sleep(0.5)
+    assert lock.stat().st_mtime > before
+    held.release()
 
 
 _POOL_SWEEP = """

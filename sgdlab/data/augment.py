@@ -2,7 +2,8 @@
 batch iterator, both vectorised over the batch and driven by an explicit ``torch.Generator``.
 
 One gather per batch does crop and flip together: no per-image Python loop, so on a GPU the
-loader costs a few kernel launches per batch.
+loader costs a few kernel launches per batch. :meth:`Augmentation.runs` augments the batches of
+R runs (each with its own generator) with one gather on the images' device, equal to R calls.
 """
 
 from __future__ import annotations
@@ -17,11 +18,59 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .images import to_unit_float
 
-__all__ = ["CIFAR_AUGMENTATION", "NO_AUGMENTATION", "Augmentation", "BatchIterator", "random_crop_flip"]
+__all__ = ["CIFAR_AUGMENTATION", "NO_AUGMENTATION", "Augmentation", "BatchIterator", "crop_flip", "draw_crop_flip",
+           "random_crop_flip"]
 
 # The standard CIFAR recipe: random 32x32 crop of the image padded by 4 pixels, random flip.
 CIFAR_CROP_PADDING = 4
 FLIP_PROBABILITY = 0.5
+
+
+def _check_padding(padding) -> None:
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ConfigError(f"padding must be an integer >= 0, got {padding!r}")
+
+
+def draw_crop_flip(n: int, generator: torch.Generator, padding: int = CIFAR_CROP_PADDING,
+                   flip: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The random draws of a crop + flip of ``n`` images, on ``generator``'s device.
+
+    Returns ``offsets`` (2, n) int64 in ``[0, 2 * padding]`` (row, column offsets into the
+    padded image; ``None`` when ``padding == 0``: nothing is drawn) and ``flipped`` (n,) bool
+    (``None`` when ``flip`` is False). The order of the draws (offsets, then flips) is part of the
+    contract: the same generator state gives the same augmentation on every path.
+    """
+    _check_padding(padding)
+    gdev = generator.device
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=gdev) if padding else None
+    flipped = torch.rand(n, generator=generator, device=gdev) < FLIP_PROBABILITY if flip else None
+    return offsets, flipped
+
+
+def crop_flip(x: torch.Tensor, offsets: torch.Tensor | None, flipped: torch.Tensor | None,
+              padding: int) -> torch.Tensor:
+    """Apply given draws: one gather for crop and flip together, on ``x``'s device.
+
+    x: ``(..., N, C, H, W)`` (any leading dims, e.g. runs); offsets ``(..., 2, N)`` or None (no
+    crop); flipped ``(..., N)`` bool or None. Returns a new contiguous tensor shaped like ``x``.
+    """
+    *lead, n, c, h, w = x.shape
+    m = math.prod(lead) * n
+    xs = x.reshape(m, c, h, w)
+    if offsets is not None:
+        off = offsets.to(x.device).movedim(-2, 0).reshape(2, m)
+    else:
+        off = torch.zeros(2, m, dtype=torch.long, device=x.device)
+    rows = off[0, :, None] + torch.arange(h, device=x.device)  # (M, H) rows of the padded image
+    cols = off[1, :, None] + torch.arange(w, device=x.device)  # (M, W)
+    if flipped is not None:
+        # Reading the crop's columns right-to-left is the flip of the crop.
+        cols = torch.where(flipped.to(x.device).reshape(m)[:, None], cols.flip(1), cols)
+    padded = F.pad(xs, (padding,) * 4) if padding else xs
+    idx = torch.arange(m, device=x.device)
+    # Advanced indexing around the channel slice yields (M, H, W, C).
+    out = padded[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous().reshape(x.shape)
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = CIFAR_CROP_PADDING,
@@ -35,25 +84,17 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int =
     """
     if x.dim() != 4:
         raise ConfigError(f"augmentation expects images of shape (N, C, H, W), got {tuple(x.shape)}")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ConfigError(f"padding must be an integer >= 0, got {padding!r}")
-    n, _, h, w = x.shape
-    gdev = generator.device
-    if padding:
-        offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=gdev).to(x.device)
-    else:
-        offsets = torch.zeros(2, n, dtype=torch.long, device=x.device)
-    rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # (N, H) rows of the padded image
-    cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # (N, W)
-    if flip:
-        flipped = (torch.rand(n, generator=generator, device=gdev) < FLIP_PROBABILITY).to(x.device)
-        # Reading the crop's columns right-to-left is the flip of the crop.
-        cols = torch.where(flipped[:, None], cols.flip(1), cols)
-    padded = F.pad(x, (padding,) * 4) if padding else x
-    idx = torch.arange(n, device=x.device)
-    # Advanced indexing around the channel slice yields (N, H, W, C).
-    out = padded[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2).contiguous()
+    offsets, flipped = draw_crop_flip(x.shape[0], generator, padding, flip)
+    return crop_flip(x, offsets, flipped, padding)
+
+
+def _to_device(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """A small host tensor to ``device`` without a host-device synchronisation (pinned copy)."""
+    if t is None or t.device == device:
+        return t
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,24 @@ class Augmentation:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``(N, C, H, W) -> (N, C, H, W)``; the input itself when disabled (no draws)."""
         return random_crop_flip(x, generator, self.padding, self.flip) if self.enabled else x
+
+    def runs(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """Every run's batch at once: ``(R, N, C, H, W) -> (R, N, C, H, W)``.
+
+        Run r's draws come from ``generators[r]`` exactly as in ``self(x[r], generators[r])``
+        (same output); the draws (3 numbers per image) are made on the generators' device and
+        sent to ``x``'s device in one copy, and crop + flip of all R x N images is one gather
+        there. The input itself when disabled (no draws).
+        """
+        if x.dim() != 5 or len(generators) != x.shape[0]:
+            raise ConfigError(f"expected (R, N, C, H, W) images and R generators, got {tuple(x.shape)} "
+                              f"and {len(generators)}")
+        if not self.enabled:
+            return x
+        draws = [draw_crop_flip(x.shape[1], g, self.padding, self.flip) for g in generators]
+        offsets = torch.stack([d[0] for d in draws]) if self.padding else None
+        flipped = torch.stack([d[1] for d in draws]) if self.flip else None
+        return crop_flip(x, _to_device(offsets, x.device), _to_device(flipped, x.device), self.padding)
 
 
 NO_AUGMENTATION = Augmentation(padding=0, flip=False)

@@ -3,9 +3,11 @@
 One module *template* gives the structure; every run's parameters and buffers live in the
 engine's ``(R, ...)`` tensors (buffers under ``"buffer:<name>"``) and enter the module through
 ``torch.func.functional_call``, so checkpoints, resume and divergence handling are the engine's.
-Runs of a deep net are few (R is usually 1 per group): they are looped over, each with plain
-autograd; BatchNorm running statistics are updated in place in the run's buffer tensors during
-training steps and used (eval mode) by the metrics.
+The runs of a group (seeds, and arms sharing an optimizer) take each training step as one
+vectorised computation (``torch.func.vmap`` over the run dimension, :mod:`.deep_step`), or a loop
+over runs where a model cannot be vectorised; BatchNorm running statistics are updated in place
+in each run's buffer rows during training steps and used (eval mode) by the metrics.
+Fast-path switches of the config: ``channels_last``, ``autocast`` (bf16 / fp16), ``compile``.
 
 Metrics (eval mode, unaugmented inputs, chunked): train loss/error on a fixed subset, test
 loss/error, and per block ``k`` the raw fraction of positive activations ``block{k}_active`` and
@@ -18,20 +20,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..config import check
-from ..data.images import UINT8_MAX, to_unit_float
+from ..errors import choices_message
 from ..metrics.config import MetricsConfig
 from ..metrics.sparsity import feature_sparsity
 from .base import BatchedModel, ModelConfig, Params
+from .deep_step import BUFFER, DEFAULT_OPTIONS, ModuleStepper, StepOptions, to_inputs
 from .mlp import num_classes
 
-BUFFER = "buffer:"
 # Examples per forward pass in evaluation: bounds activation memory on CPU and GPU.
 EVAL_CHUNK = 512
 # Seed of the fixed neuron subset used for the feature sparsity of wide blocks.
@@ -51,8 +53,8 @@ class ModuleModel(BatchedModel):
     random_init = True
 
     def __init__(self, factory: Callable[[torch.Generator], torch.nn.Module], loss: str, num_classes: int,
-                 eval_train: int, sparsity_examples: int, sparsity_max_neurons: int, autocast: str = "none",
-                 bn_examples: int = 10000, sample_dims: int = 3):
+                 eval_train: int, sparsity_examples: int, sparsity_max_neurons: int,
+                 bn_examples: int = 10000, sample_dims: int = 3, step: StepOptions = DEFAULT_OPTIONS):
         self.factory = factory
         self.sample_dims = sample_dims  # rank of one input: 3 for (C, H, W) images, 1 for flat features
         self.template = factory(torch.Generator().manual_seed(0))
@@ -61,7 +63,8 @@ class ModuleModel(BatchedModel):
         self.loss_kind = loss
         self.per_example_loss = _losses(loss)
         self.num_classes = num_classes
-        self.autocast = autocast
+        self.stepper = ModuleStepper(self.template, self.param_names, self.buffer_names, self.per_example_loss, step,
+                                     sample_dims)
         self.bn_examples = bn_examples
         self.eval_train = eval_train
         self.sparsity_examples = sparsity_examples
@@ -77,22 +80,14 @@ class ModuleModel(BatchedModel):
             out[BUFFER + n] = b.to(dtype) if b.is_floating_point() else b
         return out
 
-    def _state(self, params: Params, r: int, leaves: dict | None = None) -> dict:
-        st = {n: (leaves[n] if leaves else params[n][r]) for n in self.param_names}
+    def _state(self, params: Params, r: int) -> dict:
+        st = {n: params[n][r] for n in self.param_names}
         st.update({n: params[BUFFER + n][r] for n in self.buffer_names})
         return st
 
-    @staticmethod
-    def _inputs(x: torch.Tensor, dtype) -> torch.Tensor:
-        """uint8 [0, 255] -> [0, 1] in the compute dtype directly; floating inputs (images in
-        [0, 1] or flat features) cast to it (float64 runs stay exact)."""
-        if x.dtype == torch.uint8:
-            return x.to(dtype).div_(UINT8_MAX)
-        return x.to(dtype) if x.is_floating_point() else to_unit_float(x)
-
-    def _call(self, params, r, x, train: bool, leaves=None, blocks=False):
+    def _call(self, params, r, x, train: bool, blocks=False):
         self.template.train(train)
-        return functional_call(self.template, self._state(params, r, leaves), (x,),
+        return functional_call(self.template, self._state(params, r), (x,),
                                {"return_blocks": True} if blocks else {})
 
     # ------------------------------------------------------------------ training
@@ -101,7 +96,7 @@ class ModuleModel(BatchedModel):
         R = params[self.param_names[0]].shape[0]
         with torch.no_grad():
             shared = x.dim() == self.sample_dims + 1
-            return torch.stack([self._call(params, r, self._inputs(x if shared else x[r], dt), False)
+            return torch.stack([self._call(params, r, to_inputs(x if shared else x[r], dt), False)
                                 for r in range(R)])
 
     def loss(self, params, x, y):
@@ -111,37 +106,17 @@ class ModuleModel(BatchedModel):
         R = params[self.param_names[0]].shape[0]
         out = []
         for r in range(R):
-            xb = self._inputs(x[r] if x.dim() == self.sample_dims + 2 else x, dt)
+            xb = to_inputs(x[r] if x.dim() == self.sample_dims + 2 else x, dt)
             yb = y[r] if y.dim() == 2 else y
             out.append(self.per_example_loss(self._call(params, r, xb, False), yb).mean())
         return torch.stack(out)
 
     def loss_and_grad(self, params, x, y):
-        """Per run: mean batch loss and its gradient (train mode: BN batch statistics, running
-        statistics updated in place). x: (R, b, C, H, W) uint8 or float; y: (R, b) class labels."""
-        p0 = params[self.param_names[0]]
-        R = p0.shape[0]
-        losses, grads = [], {n: [] for n in self.param_names}
-        for r in range(R):
-            leaves = {n: params[n][r].detach().requires_grad_(True) for n in self.param_names}
-            xb = self._inputs(x[r] if x.dim() == self.sample_dims + 2 else x, p0.dtype)
-            yb = y[r] if y.dim() == 2 else y
-            with self._autocast(xb):
-                out = self._call(params, r, xb, True, leaves)
-            if out.dtype in (torch.float16, torch.bfloat16):  # the loss in float32 under autocast
-                out = out.float()
-            loss = self.per_example_loss(out, yb).mean()
-            g = torch.autograd.grad(loss, [leaves[n] for n in self.param_names])
-            losses.append(loss.detach())
-            for n, gi in zip(self.param_names, g):
-                grads[n].append(gi)
-        return torch.stack(losses), {n: torch.stack(v) for n, v in grads.items()}
-
-    def _autocast(self, x):
-        """bf16/fp16 autocast on CUDA only (config checks refuse it elsewhere)."""
-        if self.autocast == "none" or x.device.type != "cuda":
-            return torch.autocast("cpu", enabled=False)
-        return torch.autocast("cuda", dtype=torch.bfloat16 if self.autocast == "bf16" else torch.float16)
+        """Per run: mean batch loss (R,) and its gradient, in train mode (BN batch statistics,
+        running statistics updated in place). x: (R, b, *sample) uint8 or float per-run batches,
+        or (b, *sample) shared; y: (R, b) or (b,) class labels. All runs at once (vmap) unless the
+        model cannot be vectorised; see :class:`.deep_step.ModuleStepper`."""
+        return self.stepper(params, x, y)
 
     def with_weights(self, params, weights, data):
         """Other weights (an EMA copy) with BatchNorm statistics recomputed for them: a pass in
@@ -163,7 +138,7 @@ class ModuleModel(BatchedModel):
             with torch.no_grad():
                 for r in range(R):
                     for i in range(0, len(x), EVAL_CHUNK):
-                        self._call(new, r, self._inputs(x[i:i + EVAL_CHUNK], dt), True)
+                        self._call(new, r, to_inputs(x[i:i + EVAL_CHUNK], dt), True)
         finally:
             for m, mom in zip(bns, saved):
                 m.momentum = mom
@@ -173,7 +148,7 @@ class ModuleModel(BatchedModel):
     def _chunks(self, params, r, x, blocks=False):
         dt = params[self.param_names[0]].dtype
         for i in range(0, len(x), EVAL_CHUNK):
-            yield self._call(params, r, self._inputs(x[i:i + EVAL_CHUNK], dt), False, blocks=blocks)
+            yield self._call(params, r, to_inputs(x[i:i + EVAL_CHUNK], dt), False, blocks=blocks)
 
     def _loss_err(self, params, r, x, y):
         tot, wrong = 0.0, 0
@@ -188,7 +163,7 @@ class ModuleModel(BatchedModel):
         forward pass of two images, not a whole evaluation)."""
         self.template.eval()
         with torch.no_grad():
-            x = self._inputs(data.x_train[:2], next(self.template.parameters()).dtype)
+            x = to_inputs(data.x_train[:2], next(self.template.parameters()).dtype)
             _, blocks = self.template(x, return_blocks=True)
         out = ["train_loss", "train_error", "test_loss", "test_error"]
         return sorted(out + [f"{b}_{m}" for b in blocks for m in ("active", "sparsity")])
@@ -264,11 +239,17 @@ class DeepNetConfig(ModelConfig):
     eval_train: int = 10000  # training examples for train loss/error at evaluation
     sparsity_examples: int = 10000  # unaugmented training images for the block feature sparsity
     sparsity_max_neurons: int = 1000  # above this many units of a block, a fixed random subset
-    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision of training steps, CUDA only
     bn_examples: int = 10000  # training images used to recompute BN statistics of EMA weights
     # Extra keyword arguments of the model factory (see sgdlab.models.cifar), e.g. for name = "mlp"
     # {hidden = [200, 200], activation = "tanh"} or {depth = 3}; unknown ones fail listing the valid.
     options: Any = None
+    # Fast paths of the training step (evaluation always runs in the run's dtype, NCHW, eager):
+    # all runs of a group as one torch.func.vmap computation (False: a loop over runs; a model
+    # that cannot be vectorised falls back to the loop with a notice).
+    vectorize: bool = True
+    autocast: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 on CPU/CUDA, fp16 on CUDA
+    channels_last: bool = False  # NHWC memory format of image inputs (tensor-core convolutions on GPUs)
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"  # torch.compile mode of the step
 
     def __post_init__(self):
         from .cifar import DEEP_MODELS
@@ -279,6 +260,9 @@ class DeepNetConfig(ModelConfig):
         check(self.sparsity_max_neurons >= 2, "sparsity_max_neurons must be >= 2")
         check(self.options is None or isinstance(self.options, dict),
               f"options must be a table of keyword arguments, got {self.options!r}")
+        for key in ("loss", "autocast", "compile"):  # Literal keys, also when built in Python
+            allowed = get_args(get_type_hints(DeepNetConfig)[key])
+            check(getattr(self, key) in allowed, f"model.{key}: " + choices_message("value", getattr(self, key), allowed))
 
     def build(self, data) -> ModuleModel:
         from .cifar import build_deep_model
@@ -294,6 +278,9 @@ class DeepNetConfig(ModelConfig):
         check(not data.y_train.is_floating_point(), "deep_net needs integer class labels y (n,)")
         n_classes = num_classes(data)
         in_ch, shape = data.x_train.shape[1], tuple(data.x_train.shape[1:])
+        check(not self.channels_last or len(shape) == 3,
+              f"model.channels_last needs image inputs (N, C, H, W), got samples of shape {shape}")
+        step = StepOptions(self.vectorize, self.channels_last, self.autocast, self.compile)
         return ModuleModel(lambda g: make(g, n_classes, in_ch, shape), self.loss, n_classes, self.eval_train,
-                           self.sparsity_examples, self.sparsity_max_neurons, self.autocast, self.bn_examples,
-                           sample_dims=len(shape))
+                           self.sparsity_examples, self.sparsity_max_neurons, self.bn_examples,
+                           sample_dims=len(shape), step=step)

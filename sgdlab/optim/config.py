@@ -55,22 +55,36 @@ class Optimizer:
         return st
 
     def update(self, params, grads, state, step: torch.Tensor, alive: torch.Tensor) -> None:
-        """In place, per run: step (R,) is lr_t (0 for frozen runs), alive (R,) bool."""
-        for k, g in grads.items():
-            p = params[k]
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            live = alive.view(shape)
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            if self.momentum:
-                b = state["momentum:" + k]
-                b.copy_(torch.where(live, self.momentum * b + g, b))
-                g = g + self.momentum * b if self.nesterov else b
-            d = g + self.decoupled_weight_decay * p if self.decoupled_weight_decay else g
-            p.sub_(torch.where(live, step.view(shape) * d, torch.zeros((), dtype=p.dtype, device=p.device)))
-            if self.ema:
+        """In place, per run: step (R,) is lr_t (0 for frozen runs), alive (R,) bool.
+
+        A frozen run's parameters and state do not change (its gradient, possibly non-finite,
+        is replaced by 0 before use). Few kernels per parameter tensor (a GPU step launches
+        them all): the masking, the momentum decay and the step are one broadcast op each; the
+        sums over the parameter list are ``torch._foreach`` ops (one launch for many tensors).
+        """
+        keys = list(grads)
+        ps = [params[k] for k in keys]
+        shapes = [(-1,) + (1,) * (p.dim() - 1) for p in ps]
+        gs = list(grads.values())
+        if self.weight_decay:
+            gs = torch._foreach_add(gs, ps, alpha=self.weight_decay)
+        gs = [torch.where(alive.view(sh), g, 0.0) for g, sh in zip(gs, shapes)]
+        if self.momentum:
+            bs = [state["momentum:" + k] for k in keys]
+            # b <- keep * b + g with keep = momentum (frozen runs: 1, and g = 0), in the run's dtype.
+            keep = torch.ones_like(step).masked_fill_(alive, self.momentum)
+            for b, sh in zip(bs, shapes):
+                b.mul_(keep.view(sh))
+            torch._foreach_add_(bs, gs)
+            gs = torch._foreach_add(gs, bs, alpha=self.momentum) if self.nesterov else bs
+        if self.decoupled_weight_decay:
+            gs = torch._foreach_add(gs, ps, alpha=self.decoupled_weight_decay)
+        for p, d, sh in zip(ps, gs, shapes):
+            p.addcmul_(step.view(sh), d, value=-1)  # frozen runs: step 0, d finite
+        if self.ema:
+            for k, p, sh in zip(keys, ps, shapes):
                 e = state["ema:" + k]
-                e.copy_(torch.where(live, self.ema * e + (1 - self.ema) * p, e))
+                e.copy_(torch.where(alive.view(sh), self.ema * e + (1 - self.ema) * p, e))
 
 
 class OptimizerConfig(Choice):

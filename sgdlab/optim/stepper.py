@@ -35,13 +35,19 @@ def advance(model, params, data, opt: Optimizer, opt_state: dict, seeds, lr: np.
     _advance_torch(model, params, data, opt, opt_state, seeds, idx, lr, t0, diverged, max_loss)
 
 
+def augment_key(seed: int, t: int) -> int:
+    """Seed of the augmentation generator of run ``seed`` at step ``t``."""
+    return int(np.random.SeedSequence([int(seed), STREAM_AUGMENT, int(t)]).generate_state(1)[0])
+
+
 def _augment(data, xb, seeds, t):
-    """Per run, the data's batch transform with a generator keyed by (seed, t)."""
-    out = []
-    for r, s in enumerate(seeds):
-        key = int(np.random.SeedSequence([int(s), STREAM_AUGMENT, int(t)]).generate_state(1)[0])
-        out.append(data.augment(xb[r], torch.Generator(device="cpu").manual_seed(key)))
-    return torch.stack(out)
+    """Per run, the data's batch transform with a generator keyed by (seed, t). Transforms with
+    a ``runs`` method (sgdlab's crop + flip) do all runs at once on the data's device."""
+    gens = [torch.Generator(device="cpu").manual_seed(augment_key(s, t)) for s in seeds]
+    runs = getattr(data.augment, "runs", None)
+    if runs is not None:
+        return runs(xb, gens)
+    return torch.stack([data.augment(xb[r], g) for r, g in enumerate(gens)])
 
 
 def _advance_torch(model, params, data, opt, opt_state, seeds, idx, lr, t0, diverged, max_loss):
@@ -51,6 +57,9 @@ def _advance_torch(model, params, data, opt, opt_state, seeds, idx, lr, t0, dive
     lr_t = torch.as_tensor(lr, dtype=dt, device=dev)
     cap = torch.as_tensor(max_loss, dtype=dt, device=dev)
     alive = torch.as_tensor(diverged < 0, device=dev)
+    # Divergence steps stay on the device until the chunk ends: no host-device synchronisation
+    # per step, so a GPU never waits for the host between steps.
+    div = torch.as_tensor(diverged, device=dev)
     idx_t = None if idx is None else torch.as_tensor(idx, device=x.device)
     zero = torch.zeros((), dtype=dt, device=dev)
     for t in range(lr.shape[1]):
@@ -68,7 +77,7 @@ def _advance_torch(model, params, data, opt, opt_state, seeds, idx, lr, t0, dive
         else:
             loss, grads = opt.rule.loss_and_grad(model, params, xb, yb, t0 + t)
         newly = ~(loss <= cap) & alive  # NaN compares False
-        if bool(newly.any()):
-            diverged[newly.cpu().numpy()] = t0 + t
-            alive = alive & ~newly
+        div = torch.where(newly, t0 + t, div)
+        alive = alive & ~newly
         opt.update(params, grads, opt_state, torch.where(alive, lr_t[:, t], zero), alive)
+    diverged[:] = div.cpu().numpy()

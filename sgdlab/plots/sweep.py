@@ -86,10 +86,16 @@ def _numeric_axis(axes):
     return None, None
 
 
-def plot_sweep(path: str | Path, metrics=("train_loss", "test_loss")) -> list[Path]:
+DEFAULT_METRICS = ("train_loss", "test_loss")
+
+
+def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list[Path]:
+    """The sweep's figures for ``metrics`` (default: train and test loss, those of them logged)."""
     sw = Sweep(path)
     index = sw.index()
     logged = sorted({k for j in index["jobs"] for k in _job_metrics(sw.path / j["dir"])})
+    if metrics is None:
+        metrics = tuple(m for m in DEFAULT_METRICS if m in logged) or tuple(logged[:1]) or DEFAULT_METRICS[:1]
     for m in metrics:
         if logged and m not in logged:
             raise ConfigError(f"{sw.path}: {choices_message('metric', m, logged)} (the metrics its jobs logged)")
