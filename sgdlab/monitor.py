@@ -172,6 +172,8 @@ class Monitor:
                              batch_size=batch_size, layers=layers, probe=probe, bn_mode=bn_mode, settings=settings)
         self.names = self.prober.names()
         self.model, self.optimizer, self.name = model, optimizer, name
+        # the record's "eta at the start" (a scheduler may move it; the `lr` metric follows it)
+        self._lr_start = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0
         self.history: list[tuple[int, dict[str, float]]] = []
         self.last: Measurement | None = None
         self.seconds = 0.0  # wall time spent measuring
@@ -288,7 +290,7 @@ class Monitor:
         return RunSpec(0, self.name, self.prober.settings.seed, f"eta={lr:g} at the start" if lr else "-", opt, False)
 
     def _lr0(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else 0.0
+        return self._lr_start
 
     def _config(self, steps: int, loggers) -> ExperimentConfig:
         p = self.prober
