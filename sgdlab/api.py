@@ -249,7 +249,7 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
     return state
 
 
-def _draw_figures(rd: RunDir, quiet: bool) -> None:
+def draw_figures(rd: RunDir, quiet: bool) -> None:
     """Draw every figure, then record them in meta.json with "finished": only then is the run
     complete (a kill while drawing leaves it resumable, and resume draws them again)."""
     from .plots import plot_run
@@ -272,7 +272,7 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
     if rd is not None:
         rd.write_summary(summary)
         rd.update_meta(wall_seconds=wall)
-        _draw_figures(rd, quiet)
+        draw_figures(rd, quiet)
     if not quiet:
         from .summary import format_table
 
@@ -367,7 +367,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
                 print(f"{rd.path} is already complete; nothing to resume", file=sys.stderr)
             return load_run(rd.path)
         if rd.summary() is not None:  # trained and summarized; killed while drawing figures
-            _draw_figures(rd, quiet)
+            draw_figures(rd, quiet)
             return load_run(rd.path)
         t0 = time.monotonic()
         eng = Engine(cfg)

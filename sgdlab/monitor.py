@@ -256,7 +256,7 @@ class Monitor:
 
     def _finish(self) -> dict:
         # the engine's last step: figures, then "finished" in meta.json
-        from .api import _draw_figures
+        from .api import draw_figures
 
         steps, m = self.metrics()
         last_step = int(steps[-1]) if len(steps) else 0
@@ -274,7 +274,7 @@ class Monitor:
         summary["monitor_seconds"] = self.seconds
         self.rd.write_summary(summary)
         self.rd.update_meta(wall_seconds=wall, monitor_seconds=self.seconds)
-        _draw_figures(self.rd, quiet=True)
+        draw_figures(self.rd, quiet=True)
         return summary
 
     def __enter__(self) -> Self:
