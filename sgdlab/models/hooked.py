@@ -3,7 +3,8 @@
 The deep path (``sgdlab.models.deep``) reads per-layer features through the block-output protocol
 of :mod:`sgdlab.models.cifar.base` (``model(x, return_blocks=True) -> (out, {name: features})``).
 :class:`HookedNet` gives any module that protocol: the outputs of its ReLU-like submodules
-(:data:`sgdlab.metrics.features.RELU_LIKE`, the monitor's definition), in the order they run, are ``block1``, ``block2``, ... (collected by forward hooks during the one forward pass), so
+(:data:`sgdlab.metrics.features.RELU_LIKE`, the monitor's definition), in the order they run,
+are ``block1``, ``block2``, ... (collected by forward hooks during the one forward pass), so
 their feature sparsity is logged like a bundled network's.
 
 :func:`module_factory` wraps a user's ``fn(**options) -> nn.Module`` for the deep path:
