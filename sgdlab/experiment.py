@@ -160,7 +160,9 @@ class ExperimentConfig:
     device: str = "cpu"
     fused: bool = True  # use a model's compiled kernel when it has one (same arithmetic)
     checkpoint_seconds: float = 30.0  # wall time between checkpoints (and one at the end)
-    figure: tuple[str, ...] = ("train_loss", "test_loss", "jacobian_rank", "l0")  # metric panels
+    # metric panels of the main figure; empty = those of train_loss, test_loss, jacobian_rank, l0
+    # that the experiment logs (plots.panels.DEFAULT_PANELS)
+    figure: tuple[str, ...] = ()
     extra_figures: tuple[str, ...] = ()  # named figures from sgdlab.plots.FIGURES
     # Save every run's parameters at this many evenly spaced evaluation steps (plus the
     # first and last) under DIR/snapshots/, for figures of the weights over training.

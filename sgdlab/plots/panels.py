@@ -12,6 +12,15 @@ from matplotlib.figure import Figure  # OO API: no pyplot global state, works he
 from ..errors import ConfigError, choices_message
 from ..runs import RunDir
 
+# The main figure's panels when a config names none: these, where logged.
+DEFAULT_PANELS = ("train_loss", "test_loss", "jacobian_rank", "l0")
+
+
+def default_panels(logged) -> tuple[str, ...]:
+    """DEFAULT_PANELS that were logged, else the first four logged metrics."""
+    return tuple(m for m in DEFAULT_PANELS if m in logged) or tuple(sorted(logged))[:4]
+
+
 # Metrics spanning many decades are drawn on a log axis.
 LOG_METRICS = {"train_loss", "test_loss", "l1", "balancedness"}
 LABELS = {
@@ -104,7 +113,7 @@ def plot_panels(rd: RunDir, names: tuple[str, ...] | None = None, fmt: str = "pn
         diverged = {r["index"]: (int(steps[-1]) if not np.isfinite(last[r["index"]]) else None) for r in runs}
     arms = [a.label for a in cfg.arms]
     custom = bool(names)
-    names = tuple(names or cfg.figure)
+    names = tuple(names or cfg.figure or default_panels(metrics))
     for n in names:
         if n not in metrics:
             raise ConfigError(f"{rd.path}: {choices_message('metric', n, metrics)} (the metrics this run logged)")

@@ -167,7 +167,7 @@ def replacement(rd: RunDir) -> list[Path]:
     cfg = rd.config()
     steps, m = rd.metrics()
     runs = rd.runs()
-    name = "dist_opt" if "dist_opt" in m else cfg.figure[0]
+    name = "dist_opt" if "dist_opt" in m else (cfg.figure or ("train_loss",))[0]
     late = rel.late_mean(steps, m[name], cfg.steps // 2)
     fig = Figure(figsize=(5, 4), layout="constrained")
     ax = fig.subplots()
