@@ -73,7 +73,7 @@ class ExperimentConfig:
     divergence_factor: float = 1e6
     dtype: Literal["float64", "float32"] = "float64"  # toy nets: float64, as the authors' numpy code
     device: str = "cpu"
-    fused: bool = True  # use a model's compiled kernel when it has one (same arithmetic)
+    fused: bool = True  # use a model's compiled kernel when it has one (same update law, agrees to rounding)
     checkpoint_seconds: float = 30.0  # wall time between checkpoints (and one at the end)
     figure: tuple[str, ...] = ("train_loss", "test_loss", "jacobian_rank", "l0")  # metric panels
     extra_figures: tuple[str, ...] = ()  # named figures from sgdlab.plots.FIGURES
