@@ -33,7 +33,8 @@ def test_negative_control_no_large_step_no_sparser_layers():
     cfg = sgdlab.override(sgdlab.load_experiment("relu-3layer"),
                           [f"arms.{i}.schedule.lr={CONTROL_LR}" for i in (1, 2, 3)] + ["eval.points=6"])
     res = sgdlab.run(cfg, progress=False, quiet=True)
-    assert not fewer_positive(res.summary["arms"], LARGE), res.summary["arms"]
+    arms = res.summary["arms"]  # by position: the override may relabel the warm-up arms
+    assert not fewer_positive(arms, list(arms)[1:]), arms
 
 
 def test_per_layer_sparsity_falls_with_the_large_step_phase():

@@ -187,20 +187,26 @@ def md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # --------------------------------------------------------------------------- collecting results
 
+def label(arm) -> str:
+    """The arm's name as runs and summaries carry it (its resolved label where names hold
+    placeholders such as ``{schedule.lr}``)."""
+    return getattr(arm, "label", arm.name)
+
+
 def arm_finals(res, metrics: Sequence[str], step_index: int = -1) -> dict:
     """Per arm: seeds, diverged flags and each metric's value per run at ``step_index``
     (None where the run diverged or the value is not finite)."""
     div_at = {r["index"]: r.get("diverged_at") for r in (res.summary or {}).get("runs", [])}
     out = {}
     for arm in res.config.arms:
-        runs = [r for r in res.runs if r["arm"] == arm.name]
+        runs = [r for r in res.runs if r["arm"] == label(arm)]
         entry = {"seeds": [r["seed"] for r in runs], "diverged": [div_at.get(r["index"]) is not None for r in runs]}
         for m in metrics:
             if m not in res.metrics:
                 continue
             vals = res.metrics[m][step_index, [r["index"] for r in runs]]
             entry[m] = [None if d or not math.isfinite(v) else float(v) for v, d in zip(vals, entry["diverged"])]
-        out[arm.name] = entry
+        out[label(arm)] = entry
     return out
 
 

@@ -12,6 +12,7 @@ from .core import (
     cell,
     compare,
     configure,
+    label,
     md_table,
     register,
     seeds_text,
@@ -39,13 +40,13 @@ def _eos_produce(ctx) -> dict:
     out = {}
     for a in cfg.arms:
         edge = 2 / _eta(cfg, a)
-        idx = res.arm(a.name)
+        idx = res.arm(label(a))
         lam = res.metrics["sharpness"][:, idx] / edge
         loss = res.metrics["train_loss"][:, idx]
         with np.errstate(all="ignore"):
             reached = [int(np.argmax(lam[:, j] >= EDGE_REACHED)) if (lam[:, j] >= EDGE_REACHED).any() else None
                        for j in range(len(idx))]
-            out[a.name] = {
+            out[label(a)] = {
                 "eta": _eta(cfg, a),
                 "init": lam[0].tolist(), "min_first_third": np.nanmin(lam[first], 0).tolist(),
                 "median_last_third": np.nanmedian(lam[last], 0).tolist(), "max": np.nanmax(lam, 0).tolist(),
@@ -91,7 +92,7 @@ def _last_third_medians(res, cfg, names) -> dict:
     out = {}
     for a in cfg.arms:
         edge = 2 / _eta(cfg, a)
-        idx = res.arm(a.name)
+        idx = res.arm(label(a))
         entry = {}
         for n in names:
             if n not in res.metrics:
@@ -100,7 +101,7 @@ def _last_third_medians(res, cfg, names) -> dict:
             with np.errstate(all="ignore"):
                 med = np.nanmedian(v, 0) / (edge if n in EDGE_SCALED else 1.0)
             entry[n] = [None if not np.isfinite(x) else float(x) for x in med]
-        out[a.name] = entry
+        out[label(a)] = entry
     return out
 
 
@@ -141,8 +142,8 @@ def _sd_produce(ctx) -> dict:
     res = ctx.run("sharpest-directions", cfg)
     out = {}
     for a in cfg.arms:
-        idx = res.arm(a.name)
-        out[a.name] = {m: [None if not np.isfinite(x) else float(x) for x in res.metrics[m][-1, idx]] for m in SD_METRICS}
+        idx = res.arm(label(a))
+        out[label(a)] = {m: [None if not np.isfinite(x) else float(x) for x in res.metrics[m][-1, idx]] for m in SD_METRICS}
     return {"seeds": seeds_text(SD_SEEDS), "steps": cfg.steps, "arms": out}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import to_dict
 from .core import (
     Spec,
     Stat,
@@ -14,6 +15,7 @@ from .core import (
     configure,
     constant_arm,
     div,
+    label,
     md_table,
     num,
     register,
@@ -109,11 +111,11 @@ def _window_produce(ctx) -> dict:
     late = res.steps >= res.steps[-1] // 2
     level = {}
     for a in cfg.arms:
-        idx = res.arm(a.name)
+        idx = res.arm(label(a))
         with np.errstate(all="ignore"):
             lv = np.nanmedian(np.where(np.isfinite(res.metrics["train_loss"][late][:, idx]),
                                        res.metrics["train_loss"][late][:, idx], np.nan), axis=0)
-        level[a.name] = [None if not np.isfinite(v) else float(v) for v in lv]
+        level[label(a)] = [None if not np.isfinite(v) else float(v) for v in lv]
     finals = arm_finals(res, ["train_loss"])
     for a in finals:  # the late level of a run that diverged later is not a stabilized level
         finals[a]["late_level"] = [None if dv else v for v, dv in zip(level[a], finals[a]["diverged"])]
@@ -146,9 +148,7 @@ N40_WINDOW = (0.26, 0.27)
 def _n40_produce(ctx) -> dict:
     base = configure("diag-net-n40", [f"seeds={N40_SEEDS}"])
     res = ctx.run("n40", base)
-    gd_arms = [{"name": a.name, "optimizer": {"kind": "gd"}, "schedule": {"kind": "piecewise" if "/" in a.name else "constant",
-                **({"lr": a.schedule.lr, "milestones": list(a.schedule.milestones), "factors": list(a.schedule.factors)}
-                   if "/" in a.name else {"lr": a.schedule.lr})}} for a in base.arms if a.name in N40_GD]
+    gd_arms = [{**to_dict(a), "name": label(a)} for a in base.arms if label(a) in N40_GD]
     torch_res = ctx.run("n40-torch-path", configure("diag-net-n40", ["fused=false"], gd_arms))
     sgd = {"kind": "sgd", "batch_size": 1}
     extra = [constant_arm(f"SGD eta={e:g}", e, sgd) for e in N40_WINDOW]
@@ -230,7 +230,7 @@ def _finder_produce(ctx) -> dict:
     from ..window import find_window
 
     cfg = configure("diag-net", [f"seeds={FINDER_SEEDS}"])
-    ctx.log(f"window finder on arm {cfg.arms[0].name!r}, {FINDER}")
+    ctx.log(f"window finder on arm {label(cfg.arms[0])!r}, {FINDER}")
     res = find_window(cfg, FINDER["lo"], FINDER["hi"], points=FINDER["points"], bisect=FINDER["bisect"])
     return {"seeds": seeds_text(FINDER_SEEDS), "settings": FINDER, "lower": res.lower.tolist(),
             "upper": res.upper.tolist()}

@@ -12,6 +12,7 @@ from .core import (
     cell,
     compare,
     configure,
+    label,
     md_table,
     num,
     register,
@@ -96,8 +97,8 @@ def _quadratic_produce(ctx) -> dict:
     late = late_mean(res.steps, res.metrics["dist_opt"], cfg.steps // 2)
     out = {}
     for a in cfg.arms:
-        out[a.name] = {"eta": a.schedule.lr, "replacement": a.optimizer.replacement,
-                       "late": [float(v) for v in late[res.arm(a.name)]]}
+        out[label(a)] = {"eta": a.schedule.lr, "replacement": a.optimizer.replacement,
+                       "late": [float(v) for v in late[res.arm(label(a))]]}
     return {"seeds": seeds_text(SEEDS), "steps": cfg.steps, "arms": out}
 
 
@@ -157,9 +158,9 @@ def _support_spec(name: str, cost: float) -> Spec:
         eta = cfg.arms[-2].schedule.lr  # SGD b=1 eta, and the last arm has eta / 2
         at = eta * cfg.steps / 2
         for a in cfg.arms[-2:]:
-            idx = res.arm(a.name)
+            idx = res.arm(label(a))
             v = value_at_time(res.steps, res.metrics["irrelevant_norm"][:, idx], np.full(len(idx), a.schedule.lr), at)
-            finals[a.name]["equal_time"] = [float(x) for x in v]
+            finals[label(a)]["equal_time"] = [float(x) for x in v]
         return {"seeds": seeds_text(SEEDS), "steps": cfg.steps, "equal_time": at, "arms": finals}
 
     def render(d: dict) -> dict[str, str]:

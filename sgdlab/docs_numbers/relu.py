@@ -10,6 +10,7 @@ from .core import (
     configure,
     constant_arm,
     div,
+    label,
     md_table,
     num,
     register,
@@ -107,13 +108,13 @@ def _window_produce(ctx) -> dict:
     out = arm_finals(res, ["train_loss"])
     late = res.steps >= res.steps[-1] // 2
     for a in cfg.arms:
-        idx = res.arm(a.name)
+        idx = res.arm(label(a))
         with np.errstate(all="ignore"):
             lv = np.nanmedian(res.metrics["train_loss"][late][:, idx], axis=0)
-        out[a.name]["late_level"] = [None if dv or not np.isfinite(v) else float(v)
-                                     for v, dv in zip(lv, out[a.name]["diverged"])]
-        first = [r.get("diverged_at") for r in res.summary["runs"] if r["arm"] == a.name]
-        out[a.name]["diverged_at"] = first
+        out[label(a)]["late_level"] = [None if dv or not np.isfinite(v) else float(v)
+                                     for v, dv in zip(lv, out[label(a)]["diverged"])]
+        first = [r.get("diverged_at") for r in res.summary["runs"] if r["arm"] == label(a)]
+        out[label(a)]["diverged_at"] = first
     return {"seeds": seeds_text(SEEDS), "steps": TS_WINDOW_STEPS, "arms": out}
 
 
