@@ -34,7 +34,8 @@ FAST = ["eval.grid='log'", "eval.points=6", "extra_figures=[]", "snapshots=0"]
 
 
 def finals(cfg, metrics):
-    res = sgdlab.run(sgdlab.override(cfg, FAST + [f"metrics.names={metrics!r}".replace("'", '"')]),
+    only = [f"metrics.names={metrics!r}".replace("'", '"'), f"figure={metrics!r}".replace("'", '"')]
+    res = sgdlab.run(sgdlab.override(cfg, FAST + only),
                      progress=False, quiet=True)
     out = {}
     for arm in res.summary["arms"]:

@@ -470,5 +470,11 @@ def configure(experiment: str, sets: Sequence[str] = (), arms: Sequence[dict] | 
     return cfg
 
 
+def only_metrics(names: Sequence[str]) -> list[str]:
+    """Overrides that log only ``names`` and draw them as the panels (a panel must be logged)."""
+    quoted = ", ".join(f'"{n}"' for n in names)
+    return [f"metrics.names=[{quoted}]", f"figure=[{quoted}]"]
+
+
 def constant_arm(name: str, lr: float, optimizer: dict) -> dict:
     return {"name": name, "optimizer": dict(optimizer), "schedule": {"kind": "constant", "lr": lr}}

@@ -18,6 +18,7 @@ from .core import (
     label,
     md_table,
     num,
+    only_metrics,
     register,
     seeds_text,
     stat,
@@ -106,7 +107,7 @@ WINDOW_SEEDS = 16
 def _window_produce(ctx) -> dict:
     arms = [constant_arm(f"eta={e:g}", e, {"kind": "sgd", "batch_size": 1}) for e in WINDOW_ETAS]
     cfg = configure("diag-net", [f"seeds={WINDOW_SEEDS}", "eval.grid='linear'", "eval.points=101",
-                                 "metrics.names=['train_loss']"], arms)
+                                 *only_metrics(["train_loss"])], arms)
     res = ctx.run("window", cfg)
     late = res.steps >= res.steps[-1] // 2
     level = {}
@@ -155,7 +156,7 @@ def _n40_produce(ctx) -> dict:
     extra.append({"name": "SGD eta=0.272 /20 at 50%", "optimizer": sgd,
                   "schedule": {"kind": "piecewise", "lr": 0.272, "milestones": [0.5], "factors": [20.0]}})
     win = ctx.run("n40-window", configure("diag-net-n40", [f"seeds={N40_SEEDS}", "eval.grid='log'", "eval.points=30",
-                                                           "metrics.names=['train_loss','test_loss','l0']"], extra))
+                                                           *only_metrics(["train_loss", "test_loss", "l0"])], extra))
     return {"seeds": seeds_text(N40_SEEDS), "arms": arm_finals(res, ["test_loss", "l0"]),
             "torch_path": arm_finals(torch_res, ["test_loss", "l0"]), "window": arm_finals(win, ["test_loss", "l0"])}
 
@@ -195,7 +196,7 @@ SURFACE_AUTHORS = {"GF (GD eta=0.03)": 0.0149096, "GD eta=3.0 /3 at 50%": 0.1264
 
 def _surface_produce(ctx) -> dict:
     cfg = configure("diag-net-surface", [f"seeds={SURFACE_SEEDS}", "eval.grid='log'", "eval.points=30",
-                                         "metrics.names=['train_loss','test_loss','l0_robust']"] + QUICK)
+                                         *only_metrics(["train_loss", "test_loss", "l0_robust"])] + QUICK)
     res = ctx.run("surface", cfg)
     return {"seeds": seeds_text(SURFACE_SEEDS), "arms": arm_finals(res, ["test_loss", "l0_robust"])}
 

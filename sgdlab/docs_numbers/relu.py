@@ -13,6 +13,7 @@ from .core import (
     label,
     md_table,
     num,
+    only_metrics,
     register,
     seeds_text,
     stat,
@@ -103,7 +104,7 @@ def _window_produce(ctx) -> dict:
     arms = [constant_arm(f"SGD eta={e:g}", e, {"kind": "sgd", "batch_size": 1}) for e in TS_WINDOW]
     cfg = configure("relu-teacher-student", [f"seeds={SEEDS}", f"steps={TS_WINDOW_STEPS}", "eval.grid='linear'",
                                              "eval.points=41", "extra_figures=[]", "snapshots=0",
-                                             "metrics.names=['train_loss']"], arms)
+                                             *only_metrics(["train_loss"])], arms)
     res = ctx.run("window", cfg)
     out = arm_finals(res, ["train_loss"])
     late = res.steps >= res.steps[-1] // 2

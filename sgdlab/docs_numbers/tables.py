@@ -17,6 +17,7 @@ from .core import (
     configure,
     div,
     md_table,
+    only_metrics,
     paired,
     register,
     seeds_text,
@@ -68,8 +69,7 @@ def experiment_spec(name: str, experiment: str, seeds: int, metrics: dict[str, s
     callable returning more text, optional), note."""
 
     def produce(ctx) -> dict:
-        cfg = configure(experiment, [f"seeds={seeds}", *FINALS_ONLY,
-                                     f"metrics.names={list(metrics)!r}".replace("'", '"'), *sets])
+        cfg = configure(experiment, [f"seeds={seeds}", *FINALS_ONLY, *only_metrics(list(metrics)), *sets])
         res = ctx.run(experiment, cfg)
         return {"seeds": seeds_text(seeds, cfg.first_seed), "steps": cfg.steps, "arms": arm_finals(res, list(metrics))}
 
