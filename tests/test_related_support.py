@@ -34,7 +34,7 @@ def test_sgd_removes_irrelevant_first_layer_columns():
     cfg = from_dict(type(cfg), d)
     res = sgdlab.run(cfg, progress=False, quiet=True)
     m, steps = res.metrics, res.steps
-    arm = {a.name: a for a in cfg.arms}
+    arm = {getattr(a, "label", a.name): a for a in cfg.arms}  # names may hold {schedule.lr}-style placeholders
     eta = cfg.arms[0].schedule.lr
     gd, l2 = res.arm(f"GD eta={eta:g}"), res.arm(f"GD eta={eta:g} + L2 1e-2")
     b16, b4, b1 = (res.arm(f"SGD b={b} eta={eta:g}") for b in (16, 4, 1))
