@@ -10,17 +10,14 @@ from sgdlab.docs_numbers import SPECS, check_pages, render_record
 from sgdlab.docs_numbers.core import (
     ROOT,
     NumbersError,
-    Stat,
     block_owner,
-    cell,
-    compare,
     load_record,
-    num,
     pages,
     read_blocks,
     replace_block,
 )
 from sgdlab.docs_numbers.related import exact_prefix
+from sgdlab.docs_numbers.stats import Stat, cell, compare, num
 from sgdlab.errors import ConfigError
 
 

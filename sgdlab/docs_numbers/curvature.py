@@ -6,18 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import (
-    Spec,
-    Stat,
-    cell,
-    compare,
-    configure,
-    label,
-    md_table,
-    register,
-    seeds_text,
-    stat,
-)
+from .core import Spec, register
+from .stats import Stat, cell, compare, configure, label, md_table, seeds_text, stat
 from .tables import pretty
 
 EOS_SEEDS = 16

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Spec, arm_finals, cell, configure, register, seeds_text, stat
+from .core import Spec, register
+from .stats import arm_finals, cell, configure, seeds_text, stat
 from .tables import arms_table, pretty, significance_lines
 
 DEMO_SEEDS = 16

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import to_dict
-from .core import (
-    Spec,
+from .core import Spec, register
+from .stats import (
     Stat,
     arm_finals,
     cell,
@@ -19,7 +19,6 @@ from .core import (
     md_table,
     num,
     only_metrics,
-    register,
     seeds_text,
     stat,
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import (
-    Spec,
+from .core import Spec, register
+from .stats import (
     Stat,
     arm_finals,
     cell,
@@ -15,7 +15,6 @@ from .core import (
     label,
     md_table,
     num,
-    register,
     seeds_text,
     stat,
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import (
-    Spec,
+from .core import Spec, register
+from .stats import (
     arm_finals,
     configure,
     constant_arm,
@@ -14,7 +14,6 @@ from .core import (
     md_table,
     num,
     only_metrics,
-    register,
     seeds_text,
     stat,
 )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .core import (
-    Spec,
+from .core import Spec, register
+from .stats import (
     arm_finals,
     cell,
     compare,
@@ -19,7 +19,6 @@ from .core import (
     md_table,
     only_metrics,
     paired,
-    register,
     seeds_text,
     stat,
 )
