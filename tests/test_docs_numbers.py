@@ -83,3 +83,32 @@ def test_records_are_plain_json():
         text = (ROOT / "docs" / "numbers" / f"{name}.json").read_text()
         json.loads(text)  # standard JSON: no NaN / Infinity
         assert "NaN" not in text and "Infinity" not in text
+
+
+def test_generate_saves_the_record_fills_the_page_and_is_resumable(tmp_path, monkeypatch):
+    """End to end on a tiny spec in a temporary root: the record and the page block are written,
+    a finished run is reused, and an existing output is not rerun without force."""
+    import sgdlab
+    from sgdlab.docs_numbers.core import Spec, generate, write_pages
+
+    cfg = sgdlab.override(sgdlab.load_experiment("linear2-large-step"),
+                          ["steps=20", "seeds=2", "snapshots=0", "extra_figures=[]", "eval.points=3"])
+    calls = []
+
+    def produce(ctx):
+        calls.append(1)
+        first = ctx.run("tiny", cfg).final("train_loss")
+        again = ctx.run("tiny", cfg).final("train_loss")  # reused, not retrained
+        np.testing.assert_array_equal(first, again)
+        return {"seeds": "2 seeds (0-1)", "loss": first.tolist()}
+
+    spec = Spec("tiny-test", ("tiny",), "test spec", produce, lambda d: {"tiny": f"loss {d['loss'][0]:.3g}"})
+    monkeypatch.setitem(SPECS._items, "tiny-test", spec)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("# x\n\n<!-- numbers:tiny -->\n<!-- /numbers:tiny -->\n")
+    rec = generate("tiny-test", root=tmp_path, scratch=tmp_path / "scratch", progress=False)
+    assert not write_pages(tmp_path, render_record(rec))
+    body = read_blocks((tmp_path / "README.md").read_text())["tiny"]
+    assert body == render_record(rec)["tiny"] and body.startswith("loss ")
+    assert (tmp_path / "docs" / "numbers" / "tiny-test.json").is_file() and (tmp_path / "scratch" / "tiny-test").is_dir()
+    assert generate("tiny-test", root=tmp_path, scratch=tmp_path / "scratch", progress=False) == rec and calls == [1]

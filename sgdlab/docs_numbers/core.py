@@ -130,9 +130,13 @@ class Context:
                 before = t.get("elapsed", 0.0)
                 if t.get("attempt_started"):  # the killed attempt counted until its last checkpoint
                     before += max(0.0, (out / "checkpoint.pt").stat().st_mtime - t["attempt_started"])
-                self.earlier_seconds += before
                 self.log(f"{key}: resuming {out} ({n_runs})")
-                return self._timed(key, clock, before, lambda: api.resume(out, progress=self.progress, quiet=True))
+                try:
+                    res = self._timed(key, clock, before, lambda: api.resume(out, progress=self.progress, quiet=True))
+                    self.earlier_seconds += before
+                    return res
+                except SgdlabError as e:  # e.g. a checkpoint torn by a kill: start this run again
+                    self.log(f"{key}: cannot resume ({e}); starting it again")
         self.log(f"{key}: running {n_runs}")
         return self._timed(key, clock, 0.0, lambda: api.run(cfg, out, progress=self.progress, quiet=True,
                                                              overwrite=True))

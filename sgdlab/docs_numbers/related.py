@@ -42,12 +42,14 @@ def _linear2_produce(ctx) -> dict:
     tab = linear2_table(RunDir(res.path))
     tab.pop("_flow_traj")
     steps = [int(s) for s in res.steps]
+    diverged = {r["index"]: r.get("diverged_at") is not None for r in res.summary["runs"]}
     conv = []
     for r in tab["runs"]:  # the logged step before the first converged one: the true step is in (prev, k]
         k = r["steps_to_converge"]
         prev = steps[steps.index(int(k)) - 1] if np.isfinite(k) else None
         conv.append({"seed": r["seed"], "eta": r["eta"], "sharpness": r["sharpness"], "norm_sq": r["norm_sq"],
-                     "converged_at": int(k) if np.isfinite(k) else None, "previous_logged": prev})
+                     "converged_at": int(k) if np.isfinite(k) else None, "previous_logged": prev,
+                     "diverged": diverged[r["index"]]})
     return {"seeds": f"{cfg.seeds} seeds (0-{cfg.seeds - 1}), deterministic per seed", "steps": cfg.steps,
             "grid_points": len(steps), "grid_exact_to": exact_prefix(np.array(steps)),
             "runs": conv, "flow": tab["flow"], "wall": res.summary.get("wall_seconds")}
@@ -67,7 +69,8 @@ def _linear2_render(d: dict) -> dict[str, str]:
     rows = []
     for e in etas:
         rs = [by[(s, e)] for s in show]
-        rows.append([f"{e:g}"] + [num(r["sharpness"], 4) if r["converged_at"] is not None else "diverged" for r in rs]
+        rows.append([f"{e:g}"] + [num(r["sharpness"], 4) if r["converged_at"] is not None else
+                                  ("diverged" if r["diverged"] else "not converged") for r in rs]
                     + [_steps_cell(r) for r in rs])
     table = md_table(["η", "limit sharpness, seed 0", "limit sharpness, seed 1", "steps to converge, seed 0",
                       "steps to converge, seed 1"], rows)
