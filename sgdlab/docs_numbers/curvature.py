@@ -72,7 +72,7 @@ register(Spec("eos-chebyshev", ("eos-chebyshev",), "Edge of Stability on chebysh
 # --------------------------------------------------------------------------- EoSS
 
 EOSS_SEEDS = 16
-EDGE_SCALED = ("sharpness", "batch_sharpness")  # reported as multiples of 2/eta
+EDGE_SCALED = ("sharpness", "batch_sharpness", "gni")  # curvatures: reported as multiples of 2/eta
 EOSS_POINTS = 11  # every 1000 steps (the config: 500); the last third holds 4 measurements
 
 
@@ -106,7 +106,7 @@ def _eoss_render(d: dict) -> dict[str, str]:
     arms = d["arms"]
     rows = [[pretty(a), cell(stat(arms, a, "sharpness")), cell(stat(arms, a, "batch_sharpness")),
              cell(stat(arms, a, "gni")), cell(stat(arms, a, "train_loss"), 2)] for a in arms]
-    table = md_table(["arm", "λ_max / (2/η)", "batch sharpness / (2/η)", "GNI", "train loss"], rows)
+    table = md_table(["arm", "λ_max / (2/η)", "batch sharpness / (2/η)", "GNI / (2/η)", "train loss"], rows)
     names = list(arms)
     lam = compare(stat(arms, names[0], "sharpness"), stat(arms, names[1], "sharpness"))
     lines = [f"- λ_max, {pretty(names[0])} vs {pretty(names[1])}: {lam}"]
