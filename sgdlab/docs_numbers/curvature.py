@@ -16,6 +16,15 @@ SHARPENING_BELOW = 0.75  # progressive sharpening: some measurement in the first
 EDGE_REACHED = 0.9
 
 
+def _diverged(res, idx) -> list[bool]:
+    at = {r["index"]: r.get("diverged_at") for r in res.summary["runs"]}
+    return [at.get(int(i)) is not None for i in idx]
+
+
+def _div_cell(flags: list[bool]) -> str:
+    return f"{sum(flags)}/{len(flags)}"
+
+
 def _eta(cfg, arm) -> float:
     return float(np.broadcast_to(arm.schedule.build(cfg.steps)(np.array([0])), (1,))[0])
 
@@ -37,7 +46,7 @@ def _eos_produce(ctx) -> dict:
             reached = [int(np.argmax(lam[:, j] >= EDGE_REACHED)) if (lam[:, j] >= EDGE_REACHED).any() else None
                        for j in range(len(idx))]
             out[label(a)] = {
-                "eta": _eta(cfg, a),
+                "eta": _eta(cfg, a), "diverged": _diverged(res, idx),
                 "init": lam[0].tolist(), "min_first_third": np.nanmin(lam[first], 0).tolist(),
                 "median_last_third": np.nanmedian(lam[last], 0).tolist(), "max": np.nanmax(lam, 0).tolist(),
                 "loss_t3": loss[t3].tolist(), "final_loss": loss[-1].tolist(),
@@ -54,10 +63,10 @@ def _eos_render(d: dict) -> dict[str, str]:
     for e in arms.values():
         sharpened = sum(m < SHARPENING_BELOW for m in e["min_first_third"])
         at_edge = sum(0.9 <= m <= 1.2 for m in e["median_last_third"])
-        rows.append([f"{e['eta']:g}", cell(Stat.of(e["init"])), cell(Stat.of(e["min_first_third"])),
+        rows.append([f"{e['eta']:g}", _div_cell(e["diverged"]), cell(Stat.of(e["init"])), cell(Stat.of(e["min_first_third"])),
                      cell(Stat.of(e["median_last_third"])), cell(Stat.of(e["max"])),
                      f"{sharpened}/{len(e['init'])}", f"{at_edge}/{len(e['init'])}", cell(Stat.of(e["final_loss"]), 2)])
-    table = md_table(["η", "at init", "min over first third", "median over last third", "max",
+    table = md_table(["η", "diverged", "at init", "min over first third", "median over last third", "max",
                       f"seeds sharpening from < {SHARPENING_BELOW}", "seeds at the edge (0.9-1.2)", "final train loss"],
                      rows)
     intro = (f"Sharpness / (2/η), median [IQR] over {d['seeds']}, {d['steps']:,} steps, measured every "
@@ -83,7 +92,7 @@ def _last_third_medians(res, cfg, names) -> dict:
     for a in cfg.arms:
         edge = 2 / _eta(cfg, a)
         idx = res.arm(label(a))
-        entry = {}
+        entry = {"diverged": _diverged(res, idx)}
         for n in names:
             if n not in res.metrics:
                 continue
@@ -104,9 +113,9 @@ def _eoss_produce(ctx) -> dict:
 
 def _eoss_render(d: dict) -> dict[str, str]:
     arms = d["arms"]
-    rows = [[pretty(a), cell(stat(arms, a, "sharpness")), cell(stat(arms, a, "batch_sharpness")),
+    rows = [[pretty(a), _div_cell(arms[a]["diverged"]), cell(stat(arms, a, "sharpness")), cell(stat(arms, a, "batch_sharpness")),
              cell(stat(arms, a, "gni")), cell(stat(arms, a, "train_loss"), 2)] for a in arms]
-    table = md_table(["arm", "λ_max / (2/η)", "batch sharpness / (2/η)", "GNI / (2/η)", "train loss"], rows)
+    table = md_table(["arm", "diverged", "λ_max / (2/η)", "batch sharpness / (2/η)", "GNI / (2/η)", "train loss"], rows)
     names = list(arms)
     lam = compare(stat(arms, names[0], "sharpness"), stat(arms, names[1], "sharpness"))
     lines = [f"- λ_max, {pretty(names[0])} vs {pretty(names[1])}: {lam}"]
@@ -134,13 +143,15 @@ def _sd_produce(ctx) -> dict:
     for a in cfg.arms:
         idx = res.arm(label(a))
         out[label(a)] = {m: [None if not np.isfinite(x) else float(x) for x in res.metrics[m][-1, idx]] for m in SD_METRICS}
+        out[label(a)]["diverged"] = _diverged(res, idx)
     return {"seeds": seeds_text(SD_SEEDS), "steps": cfg.steps, "arms": out}
 
 
 def _sd_render(d: dict) -> dict[str, str]:
     arms = d["arms"]
-    rows = [[pretty(a)] + [cell(stat(arms, a, m), 3 if m != "train_loss" else 2) for m in SD_METRICS] for a in arms]
-    table = md_table(["arm", "λ₁", "λ₁/λ₅", "dead fraction", "train loss"], rows)
+    rows = [[pretty(a), _div_cell(arms[a]["diverged"])] + [cell(stat(arms, a, m), 3 if m != "train_loss" else 2)
+                                                          for m in SD_METRICS] for a in arms]
+    table = md_table(["arm", "diverged", "λ₁", "λ₁/λ₅", "dead fraction", "train loss"], rows)
     pairs = [("eta=0.05 b=10", "eta=0.05 b=100"), ("eta=0.02 b=10", "eta=0.02 b=100"),
              ("eta=0.01 b=10", "eta=0.01 b=100"), ("eta=0.05 b=10", "eta=0.02 b=10"),
              ("eta=0.05 b=100", "eta=0.02 b=100")]
