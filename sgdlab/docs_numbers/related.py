@@ -52,7 +52,7 @@ def _linear2_produce(ctx) -> dict:
                      "diverged": diverged[r["index"]]})
     return {"seeds": f"{cfg.seeds} seeds (0-{cfg.seeds - 1}), deterministic per seed", "steps": cfg.steps,
             "grid_points": len(steps), "grid_exact_to": exact_prefix(np.array(steps)),
-            "runs": conv, "flow": tab["flow"], "wall": res.summary.get("wall_seconds")}
+            "runs": conv, "flow": tab["flow"]}
 
 
 def _steps_cell(r: dict) -> str:
