@@ -62,7 +62,7 @@ class Spec:
     name: NAME on the command line and of ``docs/numbers/NAME.json``; blocks: the marker ids it
     renders; about: one line for ``--list``; produce(ctx) -> data (JSON-able dict, must hold
     ``"seeds"``: a short text such as ``"32 seeds (0-31)"``); render(data) -> {block: markdown};
-    cost: rough minutes on 2 cores (for ``--list`` and the order of ``--all``).
+    cost: minutes it took on the shared 2-core machine (for ``--list`` and the order of ``--all``).
     """
 
     name: str

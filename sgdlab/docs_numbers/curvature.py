@@ -75,7 +75,7 @@ def _eos_render(d: dict) -> dict[str, str]:
 
 
 register(Spec("eos-chebyshev", ("eos-chebyshev",), "Edge of Stability on chebyshev-4 (Cohen et al.'s init), 16 seeds",
-              _eos_produce, _eos_render, cost=12.0))
+              _eos_produce, _eos_render, cost=14.0))
 
 
 # --------------------------------------------------------------------------- EoSS
@@ -127,7 +127,7 @@ def _eoss_render(d: dict) -> dict[str, str]:
 
 
 register(Spec("eoss-small", ("eoss-small",), "Edge of Stochastic Stability (SGD b=8, 32, GD), 16 seeds",
-              _eoss_produce, _eoss_render, cost=15.0))
+              _eoss_produce, _eoss_render, cost=38.0))
 
 
 # --------------------------------------------------------------------------- sharpest directions
@@ -162,5 +162,5 @@ def _sd_render(d: dict) -> dict[str, str]:
 
 
 register(Spec("sharpest-directions", ("sharpest-directions",), "SGD smooths the sharpest directions (eta x b), 16 seeds",
-              _sd_produce, _sd_render, cost=15.0))
+              _sd_produce, _sd_render, cost=24.0))
 

@@ -35,6 +35,7 @@ def _render(d: dict) -> dict[str, str]:
     table = arms_table(arms, METRICS)
     sig = significance_lines(arms, [(ARMS[3], ARMS[0]), (ARMS[3], ARMS[1]), (ARMS[2], ARMS[1]), (ARMS[3], ARMS[2]),
                                     (ARMS[1], ARMS[0])], {"block5_sparsity": "block5 sparsity",
+                                                          "block4_sparsity": "block4 sparsity",
                                                           "test_error": "test error"})
     at = "; ".join(f"{pretty(a)} {cell(stat(arms, a, 'train_loss_at'), 2)}" for a in arms)
     return {"deep-demo-digits": f"{intro}\n\n{table}\n\n{sig}\n\nTrain loss at step {d['at_step']} "
@@ -42,4 +43,4 @@ def _render(d: dict) -> dict[str, str]:
 
 
 register(Spec("deep-demo-digits", ("deep-demo-digits",),
-              "VGG-11-BN on digits: top-block sparsity vs the large-step phase, 16 seeds", _produce, _render, cost=30.0))
+              "VGG-11-BN on digits: top-block sparsity vs the large-step phase, 16 seeds", _produce, _render, cost=50.0))

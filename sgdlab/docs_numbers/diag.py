@@ -68,7 +68,7 @@ def _main_render(d: dict) -> dict[str, str]:
 
 register(Spec("diag-net-main", ("diag-net-main", "diag-net-results"),
               "diag-net (paper Fig. 1) with 32 seeds: README table, docs/diag-net.md results, figure",
-              _main_produce, _main_render, cost=2.0))
+              _main_produce, _main_render, cost=6.0))
 
 
 # --------------------------------------------------------------------------- eta = 0.27
@@ -94,7 +94,7 @@ def _027_render(d: dict) -> dict[str, str]:
 
 
 register(Spec("diag-net-027", ("diag-net-027",), "diag-net with the large step 0.27 (inside the window), 32 seeds",
-              _027_produce, _027_render, cost=1.5))
+              _027_produce, _027_render, cost=0.8))
 
 
 # --------------------------------------------------------------------------- stabilization window
@@ -132,7 +132,7 @@ def _window_render(d: dict) -> dict[str, str]:
 
 
 register(Spec("diag-net-window", ("diag-net-window",), "stabilization window of constant-eta SGD on diag-net, 9 etas x 16 seeds",
-              _window_produce, _window_render, cost=1.0))
+              _window_produce, _window_render, cost=0.4))
 
 
 # --------------------------------------------------------------------------- n = 40
@@ -252,7 +252,7 @@ def _finder_render(d: dict) -> dict[str, str]:
 
 
 register(Spec("diag-net-window-finder", ("diag-net-window-finder",), "stabilization-window finder on diag-net, 16 seeds",
-              _finder_produce, _finder_render, cost=1.0))
+              _finder_produce, _finder_render, cost=0.4))
 
 
 # --------------------------------------------------------------------------- compiled kernel vs torch path
@@ -305,4 +305,4 @@ def _paths_render(d: dict) -> dict[str, str]:
 
 register(Spec("diag-net-kernel-paths", ("diag-net-kernel-paths",),
               "compiled kernel vs torch path from the same state (diag-net-n40): rounding growth",
-              _paths_produce, _paths_render, cost=1.0))
+              _paths_produce, _paths_render, cost=0.2))

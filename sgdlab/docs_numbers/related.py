@@ -86,7 +86,7 @@ def _linear2_render(d: dict) -> dict[str, str]:
 
 register(Spec("linear2-large-step", ("linear2-grid", "linear2-table"),
               "depth-2 linear net: GD limit sharpness and steps to converge over eta (deterministic)",
-              _linear2_produce, _linear2_render, cost=1.0))
+              _linear2_produce, _linear2_render, cost=0.6))
 
 
 # --------------------------------------------------------------------------- with vs without replacement
@@ -127,21 +127,21 @@ def _quadratic_render(d: dict) -> dict[str, str]:
 
 register(Spec("replacement-quadratic", ("replacement-quadratic",),
               "finite-sum quadratic: epoch-end distance to the optimum with vs without replacement, 16 seeds",
-              _quadratic_produce, _quadratic_render, cost=1.5))
+              _quadratic_produce, _quadratic_render, cost=0.7))
 
 _PAIRS_DIAG = [("RR eta=0.05", "SGD eta=0.05"), ("RR eta=0.15", "SGD eta=0.15")]
 experiment_spec(
     "replacement-diag", "replacement-diag", SEEDS,
     {"test_loss": "test loss", "l0_robust": "‖β‖₀ (>1e-3)", "l1": "‖β‖₁", "train_loss": "train loss"},
     pairs=_PAIRS_DIAG, intro="Diagonal net (n = 40, d = 100, r = 5, u₀ = 0.1, batch 1), {seeds}, {steps} steps:",
-    about="diagonal net with vs without replacement, 16 seeds", cost=1.0, sig=4)
+    about="diagonal net with vs without replacement, 16 seeds", cost=0.1, sig=4)
 
 _PAIRS_RELU = [("RR eta=0.01", "SGD eta=0.01"), ("RR eta=0.02", "SGD eta=0.02")]
 experiment_spec(
     "replacement-relu", "replacement-relu", SEEDS,
     {"test_loss": "test loss", "irrelevant_norm": "irrelevant / init", "train_loss": "train loss"},
     pairs=_PAIRS_RELU, intro="ReLU net (width 10, support-regression data, batch 1), {seeds}, {steps} steps:",
-    about="two-layer ReLU net with vs without replacement, 16 seeds", cost=1.5)
+    about="two-layer ReLU net with vs without replacement, 16 seeds", cost=0.3)
 
 
 # --------------------------------------------------------------------------- support identification

@@ -33,19 +33,19 @@ experiment_spec(
     note="Paper (one seed): test 6.1e-4 vs 1.6e-4 / 1.4e-4 / 5.4e-5; sparsity ~26% vs 11 / 9 / 6.5%; "
          "rank ~26 vs 16 / 12 / 7 (eta = 0.455 there; 0.35 here, see below).",
     about="two-layer ReLU teacher-student, 40 seeds: large steps and the length of the large-step phase",
-    cost=4.0)
+    cost=0.5)
 
 experiment_spec(
     "sde-teacher-student", "sde-teacher-student", SEEDS, TS_METRICS,
     pairs=[("SDE eta=0.35 /5 at 50%", "GD eta=0.35 /5 at 50%"), ("SDE eta=0.35 /5 at 50%", "SGD eta=0.35 /5 at 50%")],
     intro="`sde-teacher-student`, {seeds}, {steps} steps (δ from SGD's stabilized loss, see the config):",
-    about="SGD vs constant-noise SDE vs GD on the ReLU teacher-student, 16 seeds", cost=1.5)
+    about="SGD vs constant-noise SDE vs GD on the ReLU teacher-student, 16 seeds", cost=0.8)
 
 experiment_spec(
     "sde-diag-net", "sde-diag-net", SEEDS, {"test_loss": "test loss", "l0_robust": "‖u⊙v‖₀ (1e-3)"},
     pairs=[("SDE eta=0.6 /3 at 50%", "GD eta=0.6 /3 at 50%"), ("SDE eta=0.6 /3 at 50%", "SGD eta=0.6 /3 at 50%")],
     intro="`sde-diag-net` (n=20, d=30, r=3), {seeds}, {steps} steps:",
-    about="SGD vs constant-noise SDE vs GD on the diagonal net, 16 seeds", cost=1.0)
+    about="SGD vs constant-noise SDE vs GD on the diagonal net, 16 seeds", cost=0.4)
 
 L3_DECAYS = ("SGD eta=0.04 warm-up, /3.5 at 10%", "SGD eta=0.04 warm-up, /2.5 at 30%", "SGD eta=0.04 warm-up, /5 at 50%")
 experiment_spec(
@@ -56,7 +56,7 @@ experiment_spec(
     intro="`relu-3layer`, {seeds}, {steps} steps:",
     note="Paper (one seed): test 0.0614 vs 0.0322 / 0.0248 / 0.0206; nonzero activations layer 1: 57.0% vs "
          "47.6 / 37.8 / 34.0%; layer 2: 46.6% vs 31.2 / 25.2 / 18.2%.",
-    about="three-layer ReLU teacher-student, 16 seeds: per-layer sparsity", cost=1.5)
+    about="three-layer ReLU teacher-student, 16 seeds: per-layer sparsity", cost=0.5)
 
 ONE_D = {"train_loss": "train loss", "positive_fraction_l1": "positive fraction", "feature_sparsity_l1": "merged sparsity",
          "jacobian_rank": "rank φ"}
@@ -64,7 +64,7 @@ experiment_spec(
     "relu-1d", "relu-1d", SEEDS, ONE_D, pairs=[("SGD warm-up to 50%, /3", "SGD warm-up to 2%, /2.5")],
     intro="`relu-1d`, {seeds}, {steps} steps (no test set: the 12 points are the data):",
     note="Paper (one seed): positive activations 48.7% (2%) vs 26.7% (50%).",
-    about="1-D regression, short vs long warm-up phase, 16 seeds", cost=3.0)
+    about="1-D regression, short vs long warm-up phase, 16 seeds", cost=1.3)
 
 FAILED_FIT = 0.1  # train loss of a failed 1-D fit: the fits end <= 1e-2, the paper's failed one at 0.27
 
@@ -83,14 +83,14 @@ experiment_spec(
     pairs=[("SGD warm-up f=500p to 50%, /3", "SGD warm-up f=400p to 50%, /3")],
     intro="`relu-1d-overreg`, {seeds}, {steps} steps:",
     extra=_failed_fits, note="Paper (one seed): with f = 500p the fit fails (train loss 0.27).",
-    about="1-D regression, the over-regularizing warm-up f=500p vs 400p, 16 seeds", cost=3.0)
+    about="1-D regression, the over-regularizing warm-up f=500p vs 400p, 16 seeds", cost=0.8)
 
 experiment_spec(
     "label-noise-diag-net", "label-noise-diag-net", SEEDS,
     {"test_loss": "test loss", "l0_robust": "‖u⊙v‖₀ (1e-3)", "support_mass": "support mass"},
     pairs=[("label-noise GD sigma=1 eta=0.1", "GD eta=0.1"), ("label-noise SGD sigma=1 eta=0.05", "GD eta=0.1")],
     intro="`label-noise-diag-net` (u₀ = 1), {seeds}, {steps} steps:",
-    about="label noise from a large init on the diagonal net, 16 seeds", cost=3.0)
+    about="label noise from a large init on the diagonal net, 16 seeds", cost=1.0)
 
 
 # --------------------------------------------------------------------------- teacher-student window
@@ -131,5 +131,5 @@ def _window_render(d: dict) -> dict[str, str]:
 
 
 register(Spec("relu-ts-window", ("relu-ts-window",), "stabilization window of the ReLU teacher-student, 4 etas x 16 seeds",
-              _window_produce, _window_render, cost=1.0))
+              _window_produce, _window_render, cost=0.2))
 

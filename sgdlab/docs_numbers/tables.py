@@ -34,7 +34,7 @@ COMPARISONS_LEGEND = ("Comparisons (lower / higher: the IQRs are disjoint; not s
 
 
 def pretty(arm: str) -> str:
-    return arm.replace("eta", "η").replace("sigma", "σ").replace("/", "÷")
+    return arm.replace("eta", "η").replace("sigma", "σ").replace(" /", " ÷")  # "100t/T" keeps its slash
 
 
 def significance_lines(arms: dict, pairs: Sequence[tuple[str, str]], metrics: dict[str, str]) -> str:
