@@ -56,7 +56,7 @@ def result():
 
 def sparser_top_block(res):
     """Criterion (a) of the module docstring."""
-    small, p10, _p30, p50 = [a.name for a in res.config.arms]
+    small, p10, _p30, p50 = [getattr(a, "label", a.name) for a in res.config.arms]
     s = {a: _median(res, TOP, a) for a in (small, p10, p50)}
     return s[p50] < s[small] - MARGIN and s[p50] < s[p10] - MARGIN, s
 
@@ -73,7 +73,7 @@ def _median(res, metric, arm, step_index=-1):
 
 
 def test_longer_large_step_phase_gives_sparser_top_block(result):
-    names = [a.name for a in result.config.arms]
+    names = [getattr(a, "label", a.name) for a in result.config.arms]
     small, p10, p30, p50 = names
     s = {a: _median(result, TOP, a) for a in names}
     assert all(np.isfinite(v) for v in s.values()), s
