@@ -158,7 +158,7 @@ class ExperimentConfig:
     divergence_factor: float = 1e6
     dtype: Literal["float64", "float32"] = "float64"  # toy nets: float64, as the authors' numpy code
     device: str = "cpu"
-    fused: bool = True  # use a model's compiled kernel when it has one (same arithmetic)
+    fused: bool = True  # use a model's compiled kernel when it has one (same update law, agrees to rounding)
     checkpoint_seconds: float = 30.0  # wall time between checkpoints (and one at the end)
     # metric panels of the main figure; empty = those of train_loss, test_loss, jacobian_rank, l0
     # that the experiment logs (plots.panels.DEFAULT_PANELS)

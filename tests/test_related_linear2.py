@@ -13,6 +13,10 @@ Criteria, written before the test was first run, from the paper's claims and exa
   (d) GD still converges for some eta > 2/lambda_GF, for every seed;
   (e) beyond linear stability of every minimum (eta >= 1/Phi: lambda >= 2 Phi at any minimum)
       no run converges.
+Negative control: the regularization is a large-step effect (GD shrinks Q by a factor
+prod (1 - eta^2 eps_t^2) = 1 - O(eta)), so at a small step it must not appear: at eta = 0.01 the
+converged limit's norm is within 1% of gradient flow's (the finding (c) needs lambda_GD clearly
+below lambda_GF; (e) is the other control: no convergence where no minimum is stable).
 Checked for d = 1 (4 seeds: random signs) and d = 3 (3 seeds), Phi = 1, |a_0| = 2.5, |b_0| = 0.25.
 """
 
@@ -24,7 +28,8 @@ import sgdlab
 from sgdlab.metrics.related import CONVERGED_LOSS, depth2_flow_limit, steps_to_converge
 from sgdlab.train import Engine
 
-ETAS = (0.05, 0.2, 0.3, 0.4, 0.5, 0.6, 1.05)
+SMALL_ETA = 0.01  # negative control: the implicit regularization vanishes as eta -> 0
+ETAS = (SMALL_ETA, 0.05, 0.2, 0.3, 0.4, 0.5, 0.6, 1.05)
 
 
 def run(width, seeds):
@@ -77,6 +82,11 @@ def test_large_step_gd_finds_flatter_lower_norm_minima(width, seeds):
         assert beyond.any(), (s, lam_s)
     # (e)
     assert not converged[eta >= 1.0].any()
+    # negative control: at a small step the limit is gradient flow's (within 1%)
+    small = np.nonzero(eta == SMALL_ETA)[0]
+    assert converged[small].all()
+    for i in small:
+        assert abs(lam[i] / lam_gf[seed[i]] - 1) < 0.01, (lam[i], lam_gf[seed[i]])
     assert m["train_loss"][-1][converged].max() <= CONVERGED_LOSS
 
 

@@ -11,11 +11,15 @@ init depends on the seed only, so arms are paired), 3 seeds, T = 2500 steps:
   (c) at equal eta*t, the larger step shrinks more: b=1 eta at t = T/2 < b=1 eta/2 at t = T;
   (d) GD + L2 shrinks the irrelevant columns too (< 0.5 x GD at T) but also the relevant ones
       (relevant_norm below GD's), while SGD b=1 keeps the relevant ones (>= GD's).
+Negative controls (the finding must not appear): GD itself, criterion (a); and the same SGD code
+with the noise turned off, batch b = n = 200 (every step draws all examples: GD up to the order
+of the sum): its irrelevant columns behave as GD's, > 0.9 at T and unchanged (< 1e-3) from T/2.
 """
 
 import numpy as np
 
 import sgdlab
+from sgdlab.config import from_dict, to_dict
 from sgdlab.metrics.related import value_at_time
 
 T = 2500
@@ -24,9 +28,13 @@ T = 2500
 def test_sgd_removes_irrelevant_first_layer_columns():
     cfg = sgdlab.override(sgdlab.load_experiment("support-identification"),
                           [f"steps={T}", "seeds=3", "eval.points=51", "extra_figures=[]"])
+    d = to_dict(cfg)
+    d["arms"].append({"name": "control: SGD b=n", "optimizer": {"kind": "sgd", "batch_size": cfg.data.n},
+                      "schedule": d["arms"][0]["schedule"]})
+    cfg = from_dict(type(cfg), d)
     res = sgdlab.run(cfg, progress=False, quiet=True)
     m, steps = res.metrics, res.steps
-    arm = {a.name: a for a in cfg.arms}
+    arm = {getattr(a, "label", a.name): a for a in cfg.arms}  # names may hold {schedule.lr}-style placeholders
     eta = cfg.arms[0].schedule.lr
     gd, l2 = res.arm(f"GD eta={eta:g}"), res.arm(f"GD eta={eta:g} + L2 1e-2")
     b16, b4, b1 = (res.arm(f"SGD b={b} eta={eta:g}") for b in (16, 4, 1))
@@ -35,8 +43,9 @@ def test_sgd_removes_irrelevant_first_layer_columns():
     irr, rel = m["irrelevant_norm"], m["relevant_norm"]
     assert np.isfinite(irr[-1]).all(), "no run may diverge"
     mid = int(np.nonzero(steps == T // 2)[0][0])
-    # (a)
-    assert np.all(irr[-1, gd] > 0.9) and np.all(np.abs(irr[-1, gd] - irr[mid, gd]) < 1e-3), irr[:, gd]
+    # (a), and the negative control: SGD with b = n behaves as GD
+    for runs in (gd, res.arm("control: SGD b=n")):
+        assert np.all(irr[-1, runs] > 0.9) and np.all(np.abs(irr[-1, runs] - irr[mid, runs]) < 1e-3), irr[:, runs]
     # (b)
     assert np.all(irr[-1, b1] < irr[-1, b4]) and np.all(irr[-1, b4] < irr[-1, b16]), (irr[-1, b1], irr[-1, b4], irr[-1, b16])
     assert np.all(irr[-1, b16] < irr[-1, gd]), (irr[-1, b16], irr[-1, gd])

@@ -43,6 +43,13 @@ BLANC_W1, BLANC_B1, BLANC_W2 = 2.5, 2.5, 4.0
 # Jacobian rank above this many parameters x inputs would hold a big phi: cap the inputs.
 MAX_RANK_INPUTS = 2000
 
+
+def xavier_std(fan_in: int, fan_out: int) -> float:
+    """Xavier/Glorot normal std at gain 1, ``sqrt(2 / (fan_in + fan_out))`` (torch's
+    ``xavier_normal_``): keeps activation and gradient variance across a tanh-like layer."""
+    return math.sqrt(2.0 / (fan_in + fan_out))
+
+
 LOSSES = ("mse", "half_mse", "cross_entropy")
 
 
@@ -119,10 +126,13 @@ class MLP(BatchedModel):
         """Run ``s`` draws from ``numpy.random.default_rng(seed)`` (the engine passes seeds
         derived from ``SeedSequence([s, STREAM_INIT])``), layer by layer: W then b.
 
-        ``gaussian``: ``W_l = scale_l N(0, 1)``; ``blanc`` (2 layers): ``W1 = +-2.5 scale_1``,
-        ``b1 = 2.5 scale_1 N(0,1)``, ``W2 = 4 scale_2 N(0,1)``. Biases of ``gaussian`` nets:
-        ``bias_init`` = ``torch_uniform`` (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, what the
-        authors' nn.Linear keeps), ``zeros`` or ``gaussian`` (``scale_l N(0,1)``).
+        ``gaussian``: ``W_l = scale_l N(0, 1)``; ``xavier_normal``: ``W_l = gain_l sqrt(2 /
+        (fan_in + fan_out)) N(0, 1)`` with ``gain_l = init_scales[l]`` (torch's
+        ``xavier_normal_``; Cohen et al.'s EoS nets); ``blanc`` (2 layers): ``W1 = +-2.5 scale_1``,
+        ``b1 = 2.5 scale_1 N(0,1)``, ``W2 = 4 scale_2 N(0,1)``. Biases of ``gaussian`` and
+        ``xavier_normal`` nets: ``bias_init`` = ``torch_uniform`` (``U(-1/sqrt(fan_in),
+        1/sqrt(fan_in))``, what the authors' nn.Linear keeps), ``zeros`` or ``gaussian``
+        (``scale_l N(0,1)``).
         """
         per_run = [self._init_one(np.random.default_rng(int(s))) for s in seeds]
         return {k: torch.as_tensor(np.stack([p[k] for p in per_run]), dtype=dtype) for k in per_run[0]}
@@ -139,7 +149,8 @@ class MLP(BatchedModel):
                     out[f"W{l}"] = BLANC_W2 * s * rng.standard_normal((fan_out, fan_in))
                     b = np.zeros(fan_out)
             else:
-                out[f"W{l}"] = s * rng.standard_normal((fan_out, fan_in))
+                std = s * xavier_std(fan_in, fan_out) if self.init == "xavier_normal" else s
+                out[f"W{l}"] = std * rng.standard_normal((fan_out, fan_in))
                 if self.bias_init == "torch_uniform":
                     bound = 1.0 / math.sqrt(fan_in)
                     b = rng.uniform(-bound, bound, fan_out)
@@ -294,9 +305,11 @@ class MLPConfig(ModelConfig):
     # over them, the EoSS convention), "half_mse" (1/2 of it, Cohen et al.), "cross_entropy".
     # Integer class labels: mse / half_mse use one-hot targets.
     loss: Literal["mse", "half_mse", "cross_entropy"] = "mse"
-    init: Literal["gaussian", "blanc"] = "gaussian"  # blanc: the authors' 1-D regression init
+    # gaussian: W_l = init_scales[l] N(0,1); xavier_normal: init_scales are Xavier gains (Cohen et
+    # al.'s EoS nets); blanc: the authors' 1-D regression init
+    init: Literal["gaussian", "xavier_normal", "blanc"] = "gaussian"
     init_scales: tuple[float, ...] = (0.5, 0.0)  # per layer; teacher-student: W1 ~ 0.5 N, W2 = 0
-    bias_init: Literal["torch_uniform", "zeros", "gaussian"] = "torch_uniform"  # gaussian init only
+    bias_init: Literal["torch_uniform", "zeros", "gaussian"] = "torch_uniform"  # not used by blanc
     normalize_features: bool = True  # sparsity on L2-normalised feature rows (the paper's toy nets)
 
     def __post_init__(self):

@@ -51,24 +51,60 @@ def _band(values: np.ndarray):
     return med, lo, hi
 
 
+# Log-axis lower limit. An arm whose median curve falls more than OUTLIER_GAP_DECADES below the
+# lowest point of every other arm (e.g. deterministic GD interpolating to the float64 rounding
+# floor, ~1e-32, while SGD arms stabilize at 1e-3..1e-8) would stretch the axis and flatten the
+# others: the axis then stops MARGIN_DECADES below the other arms and the panel states the cut
+# arm's minimum. 6 decades: far more than any seed spread or stabilized-loss difference seen.
+OUTLIER_GAP_DECADES = 6.0
+MARGIN_DECADES = 1.0
+
+
+def log_lower_limit(arm_minima: dict[str, float]) -> tuple[float | None, list[str]]:
+    """Lower y-limit of a log panel from each arm's smallest positive median value.
+
+    Returns (limit or None for matplotlib's automatic choice, arms cut by it). Arms are
+    dropped from the bottom while the next-lowest arm lies more than OUTLIER_GAP_DECADES
+    above; the limit is MARGIN_DECADES below the lowest arm that stays.
+    """
+    finite = {a: v for a, v in arm_minima.items() if np.isfinite(v) and v > 0}
+    order = sorted(finite, key=finite.get)
+    cut = []
+    while len(order) - len(cut) >= 2:
+        low, nxt = order[len(cut)], order[len(cut) + 1]
+        if np.log10(finite[nxt]) - np.log10(finite[low]) <= OUTLIER_GAP_DECADES:
+            break
+        cut.append(low)
+    if not cut:
+        return None, []
+    return 10.0 ** (np.log10(finite[order[len(cut)]]) - MARGIN_DECADES), cut
+
+
 def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=None) -> Figure:
     """One panel per metric; per arm the median over seeds with an interquartile band;
-    an x marks where a run diverged (at its last finite value)."""
-    fig = Figure(figsize=(4.2 * len(names), 3.4), layout="constrained")
+    an x marks where a run diverged (at its last finite value). Log panels choose their
+    lower limit with :func:`log_lower_limit`; one legend below the panels."""
+    fig = Figure(figsize=(4.2 * len(names), 3.4 + 0.25 * (len(arms) + 1) // 2), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     colors = [f"C{i}" for i in range(10)]
+    handles = {}
     for ax, name in zip(axes, names):
         if name not in metrics:
             ax.set_title(f"{name}: not logged")
             continue
         vals = metrics[name]
+        minima = {}
         for k, arm in enumerate(arms):
             idx = np.array([r["index"] for r in runs if r["arm"] == arm])
             c = colors[k % len(colors)]
             med, lo, hi = _band(vals[:, idx])
+            with np.errstate(invalid="ignore"):
+                pos = med[np.isfinite(med) & (med > 0)]
+            minima[arm] = float(pos.min()) if pos.size else np.nan
             n_div = 0 if diverged is None else sum(diverged.get(int(i)) is not None for i in idx)
             label = f"{arm}" + (f" ({n_div}/{len(idx)} diverged)" if n_div else "")
-            ax.plot(steps, med, color=c, lw=1.6, label=label)
+            (line,) = ax.plot(steps, med, color=c, lw=1.6, label=label)
+            handles.setdefault(arm, line)
             if len(idx) > 1:
                 ax.fill_between(steps, lo, hi, color=c, alpha=0.2, lw=0)
             if diverged:
@@ -82,10 +118,19 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
                         ax.plot([d], [vals[j, i]], marker="x", color=c, ms=7, mew=2, ls="none")
         if name in LOG_METRICS:
             ax.set_yscale("log")
+            limit, cut = log_lower_limit(minima)
+            if limit is not None:
+                ax.set_ylim(bottom=limit)
+                note = "; ".join(f"{a}: min {minima[a]:.1e}" for a in cut)
+                ax.text(0.98, 0.02, f"below axis: {note}", transform=ax.transAxes, ha="right", va="bottom",
+                        fontsize=6.5, color="0.3")
         ax.set_xlabel("iteration")
         ax.set_title(LABELS.get(name, name))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
+    if handles:
+        labels = [h.get_label() for h in handles.values()]
+        fig.legend(list(handles.values()), labels, loc="outside lower center", ncol=min(len(labels), 3),
+                   fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     return fig
