@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .images import to_unit_float
+from .image_dataset import to_unit_float
 
 __all__ = ["CIFAR_AUGMENTATION", "NO_AUGMENTATION", "Augmentation", "BatchIterator", "crop_flip", "draw_crop_flip",
            "random_crop_flip"]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .images import ImageDataset
+from .image_dataset import ImageDataset
 
 __all__ = ["CIFAR_SPECS", "load_cifar10", "load_cifar100", "load_tiny_imagenet", "write_synthetic_cifar"]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, vmap
 
-from ..data.images import UINT8_MAX, to_unit_float
+from ..data.image_dataset import UINT8_MAX, to_unit_float
 
 __all__ = ["COMPILE_MODES", "ModuleStepper", "StepOptions", "to_inputs"]
 
