@@ -206,6 +206,8 @@ def show_cmd(experiment, sets, keys):
             click.echo(f"{name:32s} {typing_repr(tp):40s} default={default!r}")
         click.echo("arms.N.optimizer / arms.N.schedule / data / model: tables with a 'kind'; "
                    "see `sgdlab show NAME` for their keys")
+        click.echo("arms.N.phases.M.optimizer / .schedule / .steps / .fraction: the phases of a multi-phase arm "
+                   "(instead of arms.N.optimizer and arms.N.schedule)")
         return
     click.echo(dump_toml(cfg), nl=False)
 
