@@ -179,7 +179,7 @@ class Engine:
         return len(self.runs)
 
     def metric_names(self) -> list[str]:
-        """Every metric this experiment can log: the model family's, EMA copies, curvature."""
+        """Every metric this experiment can log: the model family's, EMA copies, curvature, phase."""
         names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype))
         if self.has_ema:
             names |= {"ema_" + k for k in names}
