@@ -229,6 +229,8 @@ def show_cmd(experiment, sets, keys, imports):
             click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
         click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind "
                    "(sgdlab show NAME --set data.kind=... --keys lists its keys)")
+        click.echo("# a multi-phase arm has arms.N.phases.M.optimizer / .schedule / .steps / .fraction instead of "
+                   "arms.N.optimizer and arms.N.schedule")
         return
     click.echo(dump_toml(cfg), nl=False)
 

@@ -18,8 +18,16 @@ from .metrics.config import MetricsConfig
 from .models.base import ModelConfig
 from .models.diagonal import DiagonalNetConfig
 from .optim.config import SGD, OptimizerConfig
+from .phases import (
+    PhaseConfig,
+    check_phases,
+    describe_optimizer,
+    describe_phases,
+    phase_bounds,
+    run_schedule,
+)
 from .plugins import import_modules, load_entry_points
-from .schedules import Constant, ScheduleConfig
+from .schedules import Constant, Schedule, ScheduleConfig
 
 # Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
 LABEL_FLOAT_CHARS = 8
@@ -43,7 +51,8 @@ class _ArmFields(string.Formatter):
             else:
                 raise ConfigError(f"arm name {self.tree['name']!r}: placeholder {{{field_name}}} names no key of "
                                   f"the arm; use dotted keys such as {{schedule.lr}}, {{schedule.factors.0}}, "
-                                  f"{{optimizer.batch_size}} (aliases: {', '.join(self.aliases)})")
+                                  f"{{optimizer.batch_size}}, {{phases.0.schedule.lr}} "
+                                  f"(aliases: {', '.join(self.aliases)})")
         return node, field_name
 
     def format_field(self, value, format_spec):
@@ -85,19 +94,54 @@ class ArmConfig:
     ``"SGD eta={schedule.lr} /{schedule.factors.0} at {schedule.milestones.0:.0%}"`` reads
     "SGD eta=0.27 /4.8 at 10%" after ``--set arms.1.schedule.lr=0.27``. ``label`` is the
     resolved name.
+
+    An arm is one optimizer with one schedule, or a list of ``phases`` (``sgdlab.phases``: each
+    its own optimizer, schedule and length; then the arm has no optimizer or schedule of its
+    own). ``phase_list`` gives both forms as phases.
     """
 
     name: str = "sgd"
-    optimizer: OptimizerConfig = field(default_factory=SGD)
-    schedule: ScheduleConfig = field(default_factory=Constant)
+    optimizer: OptimizerConfig | None = None  # omitted: sgd (batch 1); with phases: none (set per phase)
+    schedule: ScheduleConfig | None = None  # omitted: constant; with phases: none (set per phase)
     seeds: tuple[int, ...] = ()  # explicit seeds for this arm; empty = the experiment's seeds
+    # Phases run one after the other on the same parameters, e.g. label-noise SGD for 80% then GD:
+    # [[arms.phases]] tables with optimizer, schedule and steps or fraction (the last may omit both)
+    phases: tuple[PhaseConfig, ...] | None = None
     # Exact initial parameters from a file or another run (InitConfig); none = the model's init.
     init: InitConfig | None = None
 
     def __post_init__(self):
         check(bool(self.name.strip()), "arm name must not be empty")
         check(all(s >= 0 for s in self.seeds), f"arm seeds must be >= 0, got {self.seeds}")
+        if self.phases is None:  # a plain arm always has both (never None)
+            if self.optimizer is None:
+                object.__setattr__(self, "optimizer", SGD())
+            if self.schedule is None:
+                object.__setattr__(self, "schedule", Constant())
+        else:
+            check(self.optimizer is None and self.schedule is None,
+                  f"arm {self.name!r}: give optimizer and schedule in each phase, not beside phases")
+            check_phases(self.name, self.phases)
         self.label  # noqa: B018  (a bad placeholder fails here, naming the key)
+
+    @property
+    def phase_list(self) -> tuple[PhaseConfig, ...]:
+        """The arm's phases; a plain arm is one phase with its optimizer and schedule."""
+        return self.phases if self.phases is not None else (PhaseConfig(self.optimizer, self.schedule),)
+
+    def bounds(self, total_steps: int) -> list[tuple[int, int]]:
+        """``[(start, end)]`` of every phase's updates in a run of ``total_steps``."""
+        return phase_bounds(self.label, self.phase_list, total_steps)
+
+    def step_size(self, total_steps: int) -> Schedule:
+        """The step size at every absolute step of the run (each phase's schedule, shifted)."""
+        return run_schedule(self.phase_list, self.bounds(total_steps))
+
+    def describe(self) -> tuple[str, str]:
+        """(schedule, optimizer) as the tables and runs.json show them."""
+        if self.phases is None:
+            return self.schedule.describe(), describe_optimizer(self.optimizer)
+        return describe_phases(self.phases)
 
     @property
     def label(self) -> str:
@@ -187,6 +231,8 @@ class ExperimentConfig:
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
         check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        for arm in self.arms:
+            arm.bounds(self.steps)  # phase lengths against the run length
         from .loggers import BACKENDS
 
         bad = [b for b in self.loggers if b not in BACKENDS]

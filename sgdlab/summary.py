@@ -36,7 +36,7 @@ def summarize(cfg: ExperimentConfig, runs: list[dict], steps: np.ndarray, metric
         idx = [r["index"] for r in runs if r["arm"] == arm.label]
         div = [runs[i]["seed"] for i in idx if diverged[i] >= 0]
         arms[arm.label] = {
-            "schedule": arm.schedule.describe(),
+            "schedule": arm.describe()[0],
             "n_runs": len(idx),
             "n_diverged": len(div),
             "diverged_seeds": div,

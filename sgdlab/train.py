@@ -6,6 +6,11 @@ group advances with one call per chunk of steps (a compiled kernel where the mod
 one). Every group stops at the same evaluation steps, where metrics of all runs are
 computed at once. State is plain tensors + the step: checkpoints are small and a resumed
 run regenerates exactly the same batches (counter-based sampling, see optim.samplers).
+
+Multi-phase arms (``sgdlab.phases``): a group's runs share their whole phase structure (the
+same optimizer group key in every phase and the same boundaries); the group holds one optimizer
+runtime per phase, chunks never cross a boundary, and the optimizer state is started afresh at
+the first update of each phase. A plain arm is a group with one phase over the whole run.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 from .errors import ConfigError, choices_message
 from .experiment import ExperimentConfig
 from .metrics.custom import METRICS
-from .metrics.tracking import CurvatureTracker
+from .metrics.tracking import CurvatureTracker, RunBatching
 from .optim.config import Optimizer
 from .optim.samplers import STREAM_INIT, Sampler
 from .optim.stepper import advance
@@ -27,6 +32,8 @@ from .optim.stepper import advance
 # Steps advanced per call between evaluations: bounds the pre-drawn batch indices
 # (R x CHUNK x b int64) and the step-size table.
 CHUNK = 8192
+# Metric of multi-phase experiments: index of the phase in effect per run (Group.phase_at).
+PHASE_METRIC = "phase"
 # Floor of the initial loss used to scale the explosion threshold (a zero initial loss
 # would otherwise make every positive loss an "explosion").
 MIN_LOSS_SCALE = 1e-12
@@ -44,16 +51,40 @@ class RunSpec:
     deterministic: bool  # no randomness at all: a single run stands for every seed
 
 
+@dataclass(frozen=True)
+class Phase:
+    """The runtime of one phase of a group: its updates ``[start, end)`` and its optimizer (built
+    over the phase's length, its schedules counted from ``start``)."""
+
+    start: int
+    end: int
+    opt: Optimizer
+
+
 @dataclass
 class Group:
     runs: list[int]
     seeds: np.ndarray
-    opt: Optimizer
-    schedules: list[Callable]
+    phases: list[Phase]
+    schedules: list[Callable]  # per run: step size at every absolute step of the run
+
+    @property
+    def opt(self) -> Optimizer:
+        """The optimizer of the first phase (the only one of a plain arm)."""
+        return self.phases[0].opt
 
     @property
     def sampler(self) -> Sampler:
         return self.opt.sampler
+
+    def phase_of_update(self, t: int) -> int:
+        """Index of the phase that makes update ``t`` (the last phase for ``t >= T``)."""
+        return next((k for k, p in enumerate(self.phases) if t < p.end), len(self.phases) - 1)
+
+    def phase_at(self, step: int) -> int:
+        """The phase in effect at ``step``: the one whose update produced the state (of update
+        ``step - 1``; the first at step 0). Its optimizer state is the one held there."""
+        return self.phase_of_update(step - 1) if step > 0 else 0
 
 
 @dataclass
@@ -93,16 +124,14 @@ def check_device(device: str) -> torch.device:
 def plan_runs(cfg: ExperimentConfig, data_n: int, random_init: bool) -> list[RunSpec]:
     runs = []
     for arm in cfg.arms:
-        deterministic = (not random_init and arm.init is None
-                         and not arm.optimizer.build(data_n, cfg.steps).stochastic)
+        stochastic = any(p.optimizer.build(data_n, e - s).stochastic
+                         for p, (s, e) in zip(arm.phase_list, arm.bounds(cfg.steps)))
+        deterministic = not random_init and arm.init is None and not stochastic
         seeds = arm.seeds or range(cfg.first_seed, cfg.first_seed + cfg.seeds)
         seeds = [seeds[0]] if deterministic else seeds
+        schedule, optimizer = arm.describe()
         for s in seeds:
-            runs.append(RunSpec(len(runs), arm.label, s, arm.schedule.describe(),
-                                f"{arm.optimizer.kind}" + (f"(b={arm.optimizer.batch_size}"
-                                f"{'' if arm.optimizer.replacement else ', without replacement'})"
-                                if hasattr(arm.optimizer, "batch_size") else ""),
-                                deterministic))
+            runs.append(RunSpec(len(runs), arm.label, s, schedule, optimizer, deterministic))
     return runs
 
 
@@ -122,19 +151,28 @@ class Engine:
             pick = np.unique(np.round(np.linspace(0, len(self.eval_steps) - 1, cfg.snapshots + 2)).astype(int))
             self.snapshot_steps = {int(self.eval_steps[i]) for i in pick}
         arm_of = {a.label: a for a in cfg.arms}
+        bounds = {a.label: a.bounds(cfg.steps) for a in cfg.arms}
         by_key: dict[tuple, list[RunSpec]] = {}
-        for r in self.runs:
-            by_key.setdefault(arm_of[r.arm].optimizer.group_key(), []).append(r)
+        for r in self.runs:  # same optimizer key and boundaries in every phase: one batched job
+            key = tuple((p.optimizer.group_key(), b) for p, b in zip(arm_of[r.arm].phase_list, bounds[r.arm]))
+            by_key.setdefault(key, []).append(r)
         self.groups = []
-        sched = {a.label: a.schedule.build(cfg.steps) for a in cfg.arms}  # one function per arm
+        sched = {a.label: a.step_size(cfg.steps) for a in cfg.arms}  # one function per arm
         for members in by_key.values():
-            opt = arm_of[members[0].arm].optimizer
+            arm = members[0].arm
             self.groups.append(Group(
                 runs=[r.index for r in members],
                 seeds=np.array([r.seed for r in members], dtype=np.int64),
-                opt=opt.build(self.data.n, cfg.steps),
+                phases=[Phase(s, e, p.optimizer.build(self.data.n, e - s).starting_at(s))
+                        for p, (s, e) in zip(arm_of[arm].phase_list, bounds[arm])],
                 schedules=[sched[r.arm] for r in members],
             ))
+        # Multi-phase arms log the phase of every run, and every boundary is an evaluation step
+        # (the state at the switch).
+        self.phased = any(len(g.phases) > 1 for g in self.groups)
+        if self.phased:
+            starts = [p.start for g in self.groups for p in g.phases[1:]]
+            self.eval_steps = np.union1d(self.eval_steps, np.array(starts, dtype=np.int64))
         self.curvature = CurvatureTracker.for_engine(self)  # holds the warm starts (metrics.curvature_every)
 
     @property
@@ -142,13 +180,29 @@ class Engine:
         return len(self.runs)
 
     def metric_names(self) -> list[str]:
-        """Every metric this experiment can log: the model family's, EMA copies, curvature."""
+        """Every metric this experiment can log: the model family's, EMA copies, curvature, phase."""
         names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype)) | set(METRICS.names())
-        if any(g.opt.ema for g in self.groups):
+        if self.has_ema:
             names |= {"ema_" + k for k in names}
         if self.curvature.enabled:
             names |= set(self.curvature.names())
+        if self.phased:
+            names.add(PHASE_METRIC)
         return sorted(names)
+
+    @property
+    def has_ema(self) -> bool:
+        return any(p.opt.ema for g in self.groups for p in g.phases)
+
+    def run_batching(self, step: int) -> list[RunBatching]:
+        """How every run draws batches at ``step`` (its phase then): curvature tracking's input."""
+        runs = {}
+        for g in self.groups:
+            opt = g.phases[g.phase_at(step)].opt
+            b = None if opt.sampler.full else int(opt.sampler.b)
+            for r, s in zip(g.runs, g.seeds):
+                runs[r] = RunBatching(r, int(s), b, float(opt.weight_decay))
+        return [runs[i] for i in sorted(runs)]
 
     def check_names(self) -> None:
         """Refuse metric names (``metrics.names``) and figure panels (``figure``) that this
@@ -157,9 +211,10 @@ class Engine:
             return
         valid = self.metric_names()
         logged = set(valid) - set(METRICS.names())  # user metrics are logged when named
-        if self.cfg.metrics.names:  # the model's metrics are filtered; curvature ones always logged
+        if self.cfg.metrics.names:  # the model's metrics are filtered; curvature and phase always logged
             logged = set(self.cfg.metrics.names) | {"train_loss"} | (
-                set(self.curvature.names()) if self.curvature.enabled else set())
+                set(self.curvature.names()) if self.curvature.enabled else set()) | (
+                {PHASE_METRIC} if self.phased else set())
         for key, asked in (("metrics.names", self.cfg.metrics.names), ("figure", self.cfg.figure)):
             for name in asked:
                 if name not in valid:
@@ -225,14 +280,22 @@ class Engine:
             for g, p, st in zip(self.groups, state.params, state.opt_state):
                 m = self.model.metrics(p, self.data, self.cfg.metrics, names)
                 m.update(self._custom_metrics(p, names))
-                if g.opt.ema:  # the EMA weights, with their own BatchNorm statistics if any
+                if g.phases[g.phase_at(state.step)].opt.ema:  # the EMA weights, own BatchNorm statistics
                     pe = self.model.with_weights(p, {k[4:]: v for k, v in st.items() if k.startswith("ema:")},
                                                  self.data)
                     m.update({"ema_" + k: v for k, v in self.model.metrics(pe, self.data, self.cfg.metrics,
                                                                            names).items()})
                 for k, v in m.items():
                     out.setdefault(k, np.full(self.n_runs, np.nan))[g.runs] = v.detach().double().cpu().numpy()
-        out.update(self.curvature.measure(state.step, self.groups, state.params, state.diverged))
+        if self.has_ema:  # a phase without EMA: its runs' (or every run's) EMA metrics are NaN
+            for k in [k for k in out if not k.startswith("ema_")]:
+                out.setdefault("ema_" + k, np.full(self.n_runs, np.nan))
+        if self.phased:
+            out[PHASE_METRIC] = np.full(self.n_runs, np.nan)
+            for g in self.groups:
+                out[PHASE_METRIC][g.runs] = g.phase_at(state.step)
+        out.update(self.curvature.measure(state.step, self.groups, state.params, state.diverged,
+                                          runs=self.run_batching(state.step)))
         # Divergence seen at evaluation (covers models without a per-step check).
         exploded = ~(out["train_loss"] <= state.max_loss) & (state.diverged < 0)
         state.diverged[exploded] = state.step
@@ -256,19 +319,26 @@ class Engine:
         return out
 
     def advance_to(self, state: TrainState, target: int) -> None:
-        """Advance all groups from state.step to ``target`` (in chunks of at most CHUNK)."""
-        while state.step < target:
-            t1 = min(target, state.step + CHUNK)
-            steps = np.arange(state.step, t1)
-            for g, p, st in zip(self.groups, state.params, state.opt_state):
+        """Advance all groups from state.step to ``target`` (in chunks of at most CHUNK, never
+        across a phase boundary; a phase's first update starts its optimizer state afresh)."""
+        for i, (g, p) in enumerate(zip(self.groups, state.params)):
+            t = state.step
+            while t < target:
+                k = g.phase_of_update(t)
+                phase = g.phases[k]
+                if k != g.phase_at(t):
+                    state.opt_state[i] = phase.opt.init_state(p, self.model.trainable(p))
+                t1 = min(target, t + CHUNK, phase.end)
+                steps = np.arange(t, t1)
                 uniq = {id(s): s for s in g.schedules}  # one schedule function per arm: evaluate once
-                per_fn = {k: np.broadcast_to(s(steps), steps.shape) for k, s in uniq.items()}
+                per_fn = {key: np.broadcast_to(s(steps), steps.shape) for key, s in uniq.items()}
                 lr = np.stack([per_fn[id(s)] for s in g.schedules]).astype(np.float64)
                 div = np.ascontiguousarray(state.diverged[g.runs])
-                advance(self.model, p, self.data, g.opt, st, g.seeds, np.ascontiguousarray(lr), state.step,
-                        div, np.ascontiguousarray(state.max_loss[g.runs]), fused=self.cfg.fused)
+                advance(self.model, p, self.data, phase.opt, state.opt_state[i], g.seeds, np.ascontiguousarray(lr),
+                        t, div, np.ascontiguousarray(state.max_loss[g.runs]), fused=self.cfg.fused)
                 state.diverged[g.runs] = div
-            state.step = t1
+                t = t1
+        state.step = max(state.step, target)
 
     def run(self, state: TrainState, on_eval: Callable[[int, dict], None] | None = None,
             on_progress: Callable[[int], None] | None = None,

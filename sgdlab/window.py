@@ -46,6 +46,8 @@ class WindowResult:
 def _classify(cfg: ExperimentConfig, lrs_per_seed: dict[int, list[float]], tol: float, level_frac: float):
     """Run constant-step arms (one per (lr, seed)) as one batched job; {(lr, seed): (status, level)}."""
     base_arm = cfg.arms[0]
+    check(base_arm.phases is None, f"window: arm {base_arm.label!r} has phases; the stabilization window "
+                                   f"is found for one optimizer: give arm 0 an optimizer and schedule")
     arms = []
     for seed, lrs in lrs_per_seed.items():
         for lr in sorted(set(lrs)):

@@ -169,14 +169,8 @@ class CurvatureTracker:
 
     @classmethod
     def for_engine(cls, eng) -> CurvatureTracker:
-        """From an engine (duck-typed: cfg, model, data, groups, eval_steps)."""
-        runs = {}
-        for g in eng.groups:
-            b = None if g.sampler.full else int(g.sampler.b)
-            wd = float(g.opt.weight_decay)
-            for r, s in zip(g.runs, g.seeds):
-                runs[r] = RunBatching(r, int(s), b, wd)
-        return cls(eng.model, eng.data, eng.cfg.metrics, [runs[i] for i in sorted(runs)], eng.eval_steps)
+        """From an engine (duck-typed: cfg, model, data, eval_steps, run_batching(step))."""
+        return cls(eng.model, eng.data, eng.cfg.metrics, eng.run_batching(0), eng.eval_steps)
 
     def names(self) -> list[str]:
         out = eig_names(self.cfg.curvature_k)
@@ -185,8 +179,11 @@ class CurvatureTracker:
         return out + list(self.cfg.batch_curvature)
 
     def measure(self, step: int, groups, params: list[dict[str, torch.Tensor]],
-                diverged: np.ndarray) -> dict[str, np.ndarray]:
-        """Metrics name -> (R,) float64 at ``step`` (all NaN off the measurement steps)."""
+                diverged: np.ndarray, runs: list[RunBatching] | None = None) -> dict[str, np.ndarray]:
+        """Metrics name -> (R,) float64 at ``step`` (all NaN off the measurement steps); ``runs``:
+        the batching in effect at ``step`` (multi-phase arms change it), default the one given."""
+        if runs is not None:
+            self.runs = runs
         if not self.enabled:
             return {}
         R = len(self.runs)

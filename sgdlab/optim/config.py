@@ -45,7 +45,16 @@ class Optimizer:
         return (self.rule is None and self.weight_decay == 0 and self.decoupled_weight_decay == 0
                 and self.momentum == 0 and self.ema == 0)
 
+    def starting_at(self, start: int) -> Optimizer:
+        """This runtime as a phase that begins at absolute step ``start`` (``sgdlab.phases``): what
+        its rule schedules (noise levels, ...) counts steps from there; randomness stays keyed by
+        the absolute step. Returns self."""
+        if self.rule is not None:
+            self.rule.start = start
+        return self
+
     def init_state(self, params: dict[str, torch.Tensor], grad_keys) -> dict[str, torch.Tensor]:
+        """A fresh state: momentum buffers at 0, the EMA copy at the current weights."""
         st = {}
         for k in grad_keys:
             if self.momentum:

@@ -143,11 +143,18 @@ class GradientRule:
     """The step direction of a group of runs; ``stochastic`` if it draws noise.
 
     ``loss_and_grad(model, params, xb, yb, t)`` -> (clean mini-batch loss ``(R,)`` used by the
-    divergence check, direction ``d`` like params). ``bind(seeds, n, params)`` is called once per
+    divergence check, direction ``d`` like params); ``t`` is the absolute step (noise streams),
+    ``local(t)`` the step within the rule's phase (schedules). ``bind(seeds, n, params)`` is called once per
     chunk with the group's run seeds before any step.
     """
 
     stochastic = False
+    # First step of the rule's phase (Optimizer.starting_at): schedules are evaluated at
+    # local(t) = t - start, noise streams at the absolute t.
+    start = 0
+
+    def local(self, t: int) -> int:
+        return t - self.start
 
     def bind(self, seeds, n: int, params) -> None:
         self.seeds, self.n = seeds, n
@@ -181,7 +188,7 @@ class NoisyGradient(GradientRule):
         out, vjp = forward_with_vjp(model, params, xb)
         loss = model.per_example_loss(out, yb).mean(-1)
         b = out.shape[1]
-        label_sigma, param_sigma = level_at(self.label_sigma, t), level_at(self.param_sigma, t)
+        label_sigma, param_sigma = level_at(self.label_sigma, self.local(t)), level_at(self.param_sigma, self.local(t))
         if label_sigma > 0:
             yb = yb + label_sigma * self.stream(TAG_LABEL, b).at(t)  # (R, b): fresh labels
         grads = vjp(loss_derivative(model, out, yb) / b)
@@ -220,7 +227,7 @@ class RandomLabels(GradientRule):
         self.p = p_schedule
 
     def loss_and_grad(self, model, params, xb, yb, t):
-        p = float(self.p(t))
+        p = float(self.p(self.local(t)))
         if p <= 0:
             return model.loss_and_grad(params, xb, yb)
         b = yb.shape[-1]

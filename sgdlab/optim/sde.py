@@ -98,10 +98,10 @@ class SDERule(GradientRule):
         loss = model.per_example_loss(out, yb).mean(-1)
         n = out.shape[1]
         cot = loss_derivative(model, out, yb) / n
-        if self.noise_steps is None or t < self.noise_steps:
+        if self.noise_steps is None or self.local(t) < self.noise_steps:
             if self.scale is not None:
                 cot = cot + self.scale * self.stream(TAG_SDE, n).at(t)
-            elif (delta_t := level_at(self.delta, t)) > 0:
+            elif (delta_t := level_at(self.delta, self.local(t))) > 0:
                 cot = cot + math.sqrt(delta_t) * self.stream(TAG_SDE, n).at(t)
         return loss, vjp(cot)
 
@@ -114,7 +114,8 @@ class ConstantNoiseSDE(OptimizerConfig):
     # noise level (loss units / n; see delta_from_loss): a number, or a schedule table evaluated
     # per step, e.g. {kind = "steps", values = [1e-3, 0.0], milestones = [0.5]}
     delta: NoiseLevel = 1e-3
-    noise_steps: int | None = None  # noise only for steps t < noise_steps (e.g. the large-step phase)
+    # noise only for steps t < noise_steps (e.g. the large-step phase; counted from the phase start)
+    noise_steps: int | None = None
 
     def __post_init__(self):
         check_level("delta", self.delta)

@@ -20,12 +20,12 @@ from .panels import quiet_nan, save_figure
 
 
 def _arms(cfg, runs):
-    """[(arm name, eta at step 0, batch size or None, run indices)]."""
+    """[(arm name, eta at step 0, batch size or None, run indices)] (a phased arm: its first phase)."""
     out = []
     for a in cfg.arms:
-        eta = float(np.broadcast_to(a.schedule.build(cfg.steps)(np.array([0])), (1,))[0])
+        eta = float(np.broadcast_to(a.step_size(cfg.steps)(np.array([0])), (1,))[0])
         idx = np.array([r["index"] for r in runs if r["arm"] == a.label])
-        out.append((a.label, eta, getattr(a.optimizer, "batch_size", None), idx))
+        out.append((a.label, eta, getattr(a.phase_list[0].optimizer, "batch_size", None), idx))
     return out
 
 

@@ -80,10 +80,16 @@ def log_lower_limit(arm_minima: dict[str, float]) -> tuple[float | None, list[st
     return 10.0 ** (np.log10(finite[order[len(cut)]]) - MARGIN_DECADES), cut
 
 
-def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=None) -> Figure:
+def phase_boundaries(cfg) -> dict[str, list[int]]:
+    """Arm label -> the steps where its next phase starts (empty for a plain arm)."""
+    return {a.label: [s for s, _ in a.bounds(cfg.steps)[1:]] for a in cfg.arms}
+
+
+def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=None, boundaries=None) -> Figure:
     """One panel per metric; per arm the median over seeds with an interquartile band;
-    an x marks where a run diverged (at its last finite value). Log panels choose their
-    lower limit with :func:`log_lower_limit`; one legend below the panels."""
+    an x marks where a run diverged (at its last finite value); a dashed vertical line in the
+    arm's colour marks each phase boundary (``boundaries``: arm -> steps). Log panels choose
+    their lower limit with :func:`log_lower_limit`; one legend below the panels."""
     fig = Figure(figsize=(4.2 * len(names), 3.4 + 0.25 * (len(arms) + 1) // 2), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     colors = [f"C{i}" for i in range(10)]
@@ -116,6 +122,9 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
                     if finite.any():
                         j = np.nonzero(finite)[0][-1]
                         ax.plot([d], [vals[j, i]], marker="x", color=c, ms=7, mew=2, ls="none")
+        for k, arm in enumerate(arms):
+            for b in (boundaries or {}).get(arm, []):
+                ax.axvline(b, color=colors[k % len(colors)], ls="--", lw=1.0, alpha=0.7)
         if name in LOG_METRICS:
             ax.set_yscale("log")
             limit, cut = log_lower_limit(minima)
@@ -162,8 +171,10 @@ def plot_panels(rd: RunDir, names: tuple[str, ...] | None = None, fmt: str = "pn
     for n in names:
         if n not in metrics:
             raise ConfigError(f"{rd.path}: {choices_message('metric', n, metrics)} (the metrics this run logged)")
-    fig = draw_metric_panels(steps, metrics, runs, names, arms,
-                             title=f"{cfg.name}: median over seeds, band = interquartile range", diverged=diverged)
+    bounds = phase_boundaries(cfg)
+    dashed = ", dashed = phase boundary" if any(bounds.values()) else ""
+    fig = draw_metric_panels(steps, metrics, runs, names, arms, diverged=diverged, boundaries=bounds,
+                             title=f"{cfg.name}: median over seeds, band = interquartile range{dashed}")
     # Chosen panels go to their own file: the experiment's own figure is never replaced by them.
     stem = f"{cfg.name}-{'-'.join(names)}" if custom else cfg.name
     return [save_figure(fig, rd.figures / f"{stem}.{fmt}")]

@@ -30,13 +30,13 @@ GF_TRAJ_POINTS = 400
 def _arm_info(cfg, runs):
     """Per run: arm index, step size (first step), replacement flag, batch size (None for GD)."""
     arms = {a.label: a for a in cfg.arms}
-    lr = np.array([arms[r["arm"]].schedule.build(cfg.steps)(np.array([0]))[0] for r in runs], dtype=float)
+    lr = np.array([arms[r["arm"]].step_size(cfg.steps)(np.array([0]))[0] for r in runs], dtype=float)
     return arms, lr
 
 
 def _time_axis(cfg, arm, steps):
     """eta * t generalised to any schedule: sum of the step sizes before each evaluation step."""
-    sched = arm.schedule.build(cfg.steps)
+    sched = arm.step_size(cfg.steps)
     cum = np.concatenate([[0.0], np.cumsum(np.broadcast_to(sched(np.arange(cfg.steps)), (cfg.steps,)))])
     return cum[steps]
 
