@@ -93,6 +93,17 @@ experiment_spec(
     about="label noise from a large init on the diagonal net, 16 seeds", cost=1.0)
 
 
+LN_PHASED = "label-noise SGD sigma=5 eta=0.01, then GD eta=1.0"
+experiment_spec(
+    "label-noise-diag-net-phases", "label-noise-diag-net-phases", 2 * SEEDS,
+    {"train_loss": "train loss", "test_loss": "test loss", "l0_robust": "‖u⊙v‖₀ (1e-3)",
+     "support_mass": "support mass"},
+    pairs=[(LN_PHASED, "GD eta=0.04")],
+    intro="`label-noise-diag-net-phases` (u₀ = v₀ = 2; n=20, d=30, r=3), {seeds}, {steps} steps; the plain-GD "
+          "control is deterministic from the fixed init, so one run stands for every seed:",
+    about="two phases (label-noise SGD 80%, then GD) from a large init vs plain GD, 32 seeds", cost=0.5)
+
+
 # --------------------------------------------------------------------------- teacher-student window
 
 TS_WINDOW = (0.3, 0.35, 0.4, 0.455)
