@@ -40,7 +40,7 @@ from ..config import check
 from ..models.base import half_mse
 from ..schedules import Schedule, ScheduleConfig
 from . import samplers
-from .config import Optimizer, OptimizerConfig
+from .base import Optimizer, OptimizerConfig
 from .samplers import STREAM_NOISE
 
 # Noise-stream tags (one per noise source).

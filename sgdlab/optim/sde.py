@@ -38,7 +38,7 @@ import numpy as np
 from ..config import check
 from ..schedules import Schedule
 from . import samplers
-from .config import OptimizerConfig
+from .base import OptimizerConfig
 from .noise import (
     TAG_SDE,
     GradientRule,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import Optimizer
+from .base import Optimizer
 from .samplers import STREAM_AUGMENT
 
 
