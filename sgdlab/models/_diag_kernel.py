@@ -1,4 +1,4 @@
-"""Fused mini-batch SGD/GD steps of the diagonal linear network, compiled by numba.
+"""Fused mini-batch SGD/GD and constant-noise SDE steps of the diagonal linear network (numba).
 
 A 100k-step batch-1 run is ~10 small tensor ops per step; in eager torch that costs
 ~100 us per step whatever the number of runs, in this loop ~0.25 us per run-step.
@@ -7,8 +7,28 @@ The arithmetic is exactly that of ``DiagonalNet.loss_and_grad`` (checked in test
 
 from __future__ import annotations
 
+import sys
+import time
+
 import numpy as np
 from numba import njit
+
+_reported: set[str] = set()
+
+
+def call_kernel(kernel, *args) -> None:
+    """``kernel(*args)``; the call that compiles it (no usable on-disk cache: first run after
+    install or after this file changed) prints one line saying so and where the cache lives."""
+    if kernel.__name__ in _reported:
+        kernel(*args)
+        return
+    misses = sum(kernel.stats.cache_misses.values())
+    t0 = time.perf_counter()
+    kernel(*args)
+    _reported.add(kernel.__name__)
+    if sum(kernel.stats.cache_misses.values()) > misses:
+        print(f"sgdlab: compiled the {kernel.__name__} kernel in {time.perf_counter() - t0:.1f} s "
+              f"(one-off; cached in {kernel.stats.cache_path})", file=sys.stderr)
 
 
 @njit(cache=True, nogil=True)
@@ -124,3 +144,44 @@ def _diag_sgd1_chunk(u, v, X, y, idx, lr, t0, diverged, max_loss):
                 v[r, j] = vn
                 s += X[nxt, j] * (un * vn)
             i = nxt
+
+
+@njit(cache=True, nogil=True)
+def diag_sde_chunk(u, v, X, y, noise, noff, scale, lr, t0, diverged, max_loss):
+    """Euler-Maruyama steps of the constant-noise SDE (``optim.sde``), full batch, in place.
+
+    noise: (R, L, n) standard normal draws, those of step t0 + t at [:, noff + t] (L = 0 allowed
+    when every scale is 0; a whole block keeps one compiled layout); scale: (T,) sqrt(delta) per step (0 once the noise is switched off); other
+    arguments as ``diag_sgd_chunk``. Step: r = X(u*v) - y, L = |r|^2 / (2n), divergence check on
+    L; c = r / n + scale_t xi_t; g = X^T c; u <- u - lr g*v, v <- v - lr g*u (old u, v): the
+    torch path's VJP with the cotangent c, with two BLAS matrix-vector products like GD.
+    """
+    R, d = u.shape
+    T = lr.shape[1]
+    n = X.shape[0]
+    XT = np.ascontiguousarray(X.T)
+    c = np.empty(n)
+    for r in range(R):
+        if diverged[r] >= 0:
+            continue
+        ur = u[r]
+        vr = v[r]
+        for t in range(T):
+            res = np.dot(X, ur * vr) - y
+            loss = 0.5 * np.dot(res, res) / n
+            if not (loss <= max_loss[r]):
+                diverged[r] = t0 + t
+                break
+            sc = scale[t]
+            if sc != 0.0:
+                for i in range(n):
+                    c[i] = res[i] / n + sc * noise[r, noff + t, i]
+            else:
+                for i in range(n):
+                    c[i] = res[i] / n
+            g = np.dot(XT, c)
+            step = lr[r, t]
+            for j in range(d):
+                uj = ur[j]
+                ur[j] = uj - step * (g[j] * vr[j])
+                vr[j] = vr[j] - step * (g[j] * uj)

@@ -42,8 +42,13 @@ class Optimizer:
     @property
     def plain(self) -> bool:
         """True when a step is exactly theta <- theta - lr * grad (compiled kernels may run it)."""
-        return (self.rule is None and self.weight_decay == 0 and self.decoupled_weight_decay == 0
-                and self.momentum == 0 and self.ema == 0)
+        return self.rule is None and self.plain_update
+
+    @property
+    def plain_update(self) -> bool:
+        """True when the update is theta <- theta - lr * direction (a rule's kernel may run it)."""
+        return (self.weight_decay == 0 and self.decoupled_weight_decay == 0 and self.momentum == 0
+                and self.ema == 0)
 
     def init_state(self, params: dict[str, torch.Tensor], grad_keys) -> dict[str, torch.Tensor]:
         st = {}

@@ -84,9 +84,39 @@ class SDERule(GradientRule):
         loss = model.per_example_loss(out, yb).mean(-1)
         n = out.shape[1]
         cot = loss_derivative(model, out, yb) / n
-        if self.noise_steps is None or t < self.noise_steps:
+        if self._noisy(t):
             cot = cot + self.scale * self.stream(TAG_SDE, n).at(t)
         return loss, vjp(cot)
+
+    def _noisy(self, t: int) -> bool:
+        return self.noise_steps is None or t < self.noise_steps
+
+    def fused_advance(self, model, params, data, lr, t0, diverged, max_loss) -> bool:
+        """Steps t0 .. t0 + T - 1 with the model's compiled SDE kernel (``model.fused_sde``), one
+        call per noise block, fed the same counter-based draws as :meth:`loss_and_grad`;
+        False (nothing done) if the model has no kernel for these parameters."""
+        fused = getattr(model, "fused_sde", None)
+        if fused is None:
+            return False
+        n, T = data.n, lr.shape[1]
+        stream = self.stream(TAG_SDE, n)
+        t = t0
+        while t < t0 + T:
+            blk = t // stream.L
+            end = min((blk + 1) * stream.L, t0 + T)
+            steps = np.arange(t, end)
+            scale = np.where(steps < (self.noise_steps if self.noise_steps is not None else end), self.scale, 0.0)
+            if scale.any():
+                noise, noff = stream.block(blk), t - blk * stream.L
+            else:  # noise switched off: no draws, like the torch path
+                noise, noff = np.zeros((len(self.seeds), 0, n)), 0
+            if not fused(params, data, noise, noff, scale, np.ascontiguousarray(lr[:, t - t0: end - t0]), t, diverged,
+                         max_loss):
+                if t == t0:
+                    return False
+                raise RuntimeError("fused_sde refused a later block of the same chunk")  # pragma: no cover
+            t = end
+        return True
 
 
 @dataclass(frozen=True)
