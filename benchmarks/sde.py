@@ -147,10 +147,11 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
         inproc = []
         for name, data, mcfg, steps in [
-                ("diag net n=20 d=30", SparseRegression(n=20, d=30, r=3).build(), DiagonalNetConfig(), 8192),
-                ("diag net n=80 d=200", SparseRegression().build(), DiagonalNetConfig(), 4096),
+                ("diag net n=20 d=30", SparseRegression(n=20, d=30, r=3).build(), DiagonalNetConfig(),
+                 max(64, int(8192 * scale))),
+                ("diag net n=80 d=200", SparseRegression().build(), DiagonalNetConfig(), max(64, int(4096 * scale))),
                 ("two-layer ReLU m=20 n=15 (torch path)", TeacherStudent2D().build(), MLPConfig(init_scales=(0.5, 0.1)),
-                 int(2000 * scale))]:
+                 max(16, int(2000 * scale)))]:
             model = mcfg.build(data)
             gd = in_process(model, data, GD(), a.runs, steps, reps)
             sde = in_process(model, data, ConstantNoiseSDE(delta=DELTA), a.runs, steps, reps)
