@@ -84,12 +84,9 @@ class SDERule(GradientRule):
         loss = model.per_example_loss(out, yb).mean(-1)
         n = out.shape[1]
         cot = loss_derivative(model, out, yb) / n
-        if self._noisy(t):
+        if self.noise_steps is None or t < self.noise_steps:
             cot = cot + self.scale * self.stream(TAG_SDE, n).at(t)
         return loss, vjp(cot)
-
-    def _noisy(self, t: int) -> bool:
-        return self.noise_steps is None or t < self.noise_steps
 
     def fused_advance(self, model, params, data, lr, t0, diverged, max_loss) -> bool:
         """Steps t0 .. t0 + T - 1 with the model's compiled SDE kernel (``model.fused_sde``), one
@@ -104,8 +101,8 @@ class SDERule(GradientRule):
         while t < t0 + T:
             blk = t // stream.L
             end = min((blk + 1) * stream.L, t0 + T)
-            steps = np.arange(t, end)
-            scale = np.where(steps < (self.noise_steps if self.noise_steps is not None else end), self.scale, 0.0)
+            last_noisy = self.noise_steps if self.noise_steps is not None else end  # steps < this get noise
+            scale = np.where(np.arange(t, end) < last_noisy, self.scale, 0.0)
             if scale.any():
                 noise, noff = stream.block(blk), t - blk * stream.L
             else:  # noise switched off: no draws, like the torch path
