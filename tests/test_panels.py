@@ -1,11 +1,19 @@
 """Metric panels: the vectorized quantile band equals numpy's, log-axis labels are plain text
 with matplotlib's own tick choice, and a figure renders without mathtext."""
 
+import warnings
+
 import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from sgdlab.plots.panels import PlainLogFormatter, _band, draw_metric_panels, plain_tick_labels
+from sgdlab.plots.panels import (
+    PlainLogFormatter,
+    _band,
+    draw_metric_panels,
+    plain_tick_labels,
+    save_figure,
+)
 
 
 def test_band_equals_nanpercentile():
@@ -14,12 +22,9 @@ def test_band_equals_nanpercentile():
     v[g.random(v.shape) < 0.3] = np.nan
     v[3] = np.nan  # a row with no finite value
     med, lo, hi = _band(v)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            want = np.nanpercentile(v, [50, 25, 75], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN row
+        want = np.nanpercentile(v, [50, 25, 75], axis=1)
     np.testing.assert_allclose(np.stack([med, lo, hi]), want, rtol=1e-12, atol=1e-15)
 
 
@@ -37,7 +42,6 @@ def test_plain_log_labels_match_matplotlib_text():
 
 
 def test_panels_render_without_mathtext(tmp_path):
-    from sgdlab.plots.panels import save_figure
 
     steps = np.arange(50)
     metrics = {"train_loss": np.exp(-np.arange(50.0))[:, None] * np.ones((1, 2)),
