@@ -42,7 +42,6 @@ def test_plain_log_labels_match_matplotlib_text():
 
 
 def test_panels_render_without_mathtext(tmp_path):
-
     steps = np.arange(50)
     metrics = {"train_loss": np.exp(-np.arange(50.0))[:, None] * np.ones((1, 2)),
                "jacobian_rank": np.full((50, 2), 7.0)}
