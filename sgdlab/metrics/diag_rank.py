@@ -15,7 +15,8 @@ its largest entry first (the rank is scale-free). G = X^T X and H = G^{-1} are c
 2. Otherwise the count is an inertia. For t > 0 and s > 0 (congruence by D, Sylvester's law):
        #{k : sigma_k(X D) > t} = #{positive eigenvalues of G - t^2 D^-2}.
    Split the coordinates into L = {s_j >= GAMMA t / sigma_min} (there G_LL - t^2 D_L^-2 is
-   positive definite), B = {s_j <= t / (BIG sigma_max)} and the rest A. Eliminating L exactly
+   positive definite), B = {s_j <= t / (BIG sigma_max)} and the rest A (constants and the
+   compiled per-run computation: ``metrics/_diag_rank_kernel.py``). Eliminating L exactly
    (Haynsworth's inertia additivity) and dropping the columns B (Weyl: they move every
    sigma_k^2 by at most ||X_B D_B||^2 <= t^2 / BIG^2) leaves
        count = |L| + #{mu > 1},  mu = eigenvalues of D_A S D_A / t^2,
@@ -42,18 +43,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numpy.linalg import eigvalsh
 from scipy.linalg import cho_factor, cho_solve
 
+from .._jit import call_kernel
+
 EPS = float(np.finfo(np.float64).eps)
-# Margin of the exactly eliminated block: G_LL - t^2 D_L^-2 >= (1 - 1/GAMMA^2) sigma_min^2 I.
-GAMMA = 2.0
-# Dropped columns move sigma_k^2 by <= t^2 / BIG^2: a relative window of 1e-8 around the threshold.
-BIG = 1e4
-# sigma_1 from the coordinates with s_j / s_max > theta, relative error <= kappa^2 theta^2: first
-# from few coordinates (1e-2: 3e-3 for kappa ~ 6, enough unless a singular value is that close to
-# the threshold), then, only if that leaves the count uncertain, from all but ~1e-15 of it.
-THETAS = (1e-2, 1e-8)
 # Rounding slack (relative) per unit of N eps kappa^2: Gram entries carry N eps relative error and
 # eigenvalues / Schur complements of G amplify it by at most kappa(G) = kappa^2.
 FP_SAFETY = 16.0
@@ -96,8 +90,8 @@ class DiagJacobianRank:
             if self.full_rank:
                 sure = (rho > self.rtol * self.kappa).sum(-1).astype(np.float64)
                 band = ((rho > self.rtol / self.kappa) & (rho <= self.rtol * self.kappa)).any(-1)
-                for i in np.nonzero(band)[0]:
-                    sure[i] = self._reduced(rho[i])
+                if band.any():
+                    sure[band] = self._reduced(rho[band])
                 out[ok] = sure
             else:  # no sandwich without full column rank: one batched SVD of X D over runs
                 self.n_svd += len(rho)
@@ -105,70 +99,24 @@ class DiagJacobianRank:
                 out[ok] = (sv > self.rtol * sv[:, :1]).sum(-1)
         return torch.as_tensor(out, dtype=u.dtype, device=u.device)
 
-    def _dense(self, rho: np.ndarray) -> float:
-        self.n_svd += 1
-        sv = np.linalg.svd(self.r * rho, compute_uv=False)
-        return float((sv > self.rtol * sv[0]).sum())
+    def _reduced(self, rho: np.ndarray) -> np.ndarray:
+        """Step 2 for runs rho (k, d) (rho = s / s_max, full-rank X), compiled; the dense SVD of
+        R diag(rho) for those it cannot certify."""
+        from ._diag_rank_kernel import reduced_counts
 
-    def _reduced(self, rho: np.ndarray) -> float:
-        """Step 2 for one run (rho = s / s_max, full-rank X); the dense SVD if not certified."""
-        self.n_reduced += 1
-        for theta in THETAS:
-            t_lo, t_hi, exact = self._threshold(rho, theta)
-            n_l = int((rho * self.sig_min >= GAMMA * t_hi).sum())
-            n_b = int((rho * self.sig_max * GAMMA <= t_lo).sum())
-            if n_l <= n_b:
-                count, ok = self._count(self.G, self.sig_min, self.sig_max, rho / t_hi, (t_lo / t_hi) ** 2)
-            else:  # inverse problem: scales t_lo / rho (zeros -> inf: eliminated exactly, c = 0)
-                with np.errstate(divide="ignore"):
-                    w = t_lo / rho
-                count, ok = self._count(self.H, 1 / self.sig_max, 1 / self.sig_min, w, (t_lo / t_hi) ** 2)
-                count = rho.size - count
-            if ok:
-                self.n_inverse += n_l > n_b
-                return float(count)
-            if exact:
-                break
-        return self._dense(rho)
-
-    def _threshold(self, rho: np.ndarray, theta: float) -> tuple[float, float, bool]:
-        """Bracket [t_lo, t_hi] of t = rtol sigma_1(X diag rho) from the coordinates rho_j > theta:
-        sigma_1^2 in [lam, lam + sigma_max^2 rest^2], rest = largest rho_j left out (Weyl); the
-        flag says whether a smaller theta could not tighten it (rest <= THETAS[-1])."""
-        top = rho > theta
-        rest = float(rho[~top].max()) if not top.all() else 0.0
-        lam = eigvalsh(self.G[np.ix_(top, top)] * rho[top, None] * rho[None, top])[-1]
-        t_lo = self.rtol * np.sqrt(lam) * (1 - self.slack)
-        t_hi = self.rtol * np.sqrt(lam + (self.sig_max * rest) ** 2) * (1 + self.slack)
-        return t_lo, t_hi, rest <= THETAS[-1]
-
-    def _count(self, G, sig_min, sig_max, r, ratio_sq) -> tuple[int, bool]:
-        """(#{k : sigma_k(Y diag r) > 1}, certified) for any Y with Gram G whose singular values
-        lie in [sig_min, sig_max]; the true threshold may be lower by the factor sqrt(ratio_sq)."""
-        L = r >= GAMMA / sig_min
-        B = r * sig_max * BIG <= 1
-        iL, iA = np.nonzero(L)[0], np.nonzero(~(L | B))[0]
-        if iA.size == 0:
-            return iL.size, True
-        beta_sq = (sig_max * r[B].max()) ** 2 if B.any() else 0.0
-        delta = 1 - ratio_sq + beta_sq  # relative lowering of the squared threshold
-        S = G[np.ix_(iA, iA)]
-        c_max = 0.0
-        if iL.size:
-            with np.errstate(divide="ignore"):
-                c = 1.0 / r[iL] ** 2
-            c_max = float(c.max())
-            M = G[np.ix_(iL, iL)] - np.diag(c)
-            GLA = G[np.ix_(iL, iA)]
-            S = S - GLA.T @ cho_solve(cho_factor(M, check_finite=False), GLA, check_finite=False)
-        rA = r[iA]
-        mu = eigvalsh(rA[:, None] * S * rA[None, :])
-        # A lower threshold also enlarges S through the L block: by <= ||G||^2 delta c_max / m^2.
-        m = sig_min**2 - c_max
-        shift = sig_max**4 * delta * c_max / m**2 * float(rA.max()) ** 2
-        lo = 1 - delta - shift - self.slack
-        certified = not ((mu > lo) & (mu <= 1 + self.slack)).any()
-        return iL.size + int((mu > 1).sum()), certified
+        self.n_reduced += len(rho)
+        count = np.empty(len(rho), dtype=np.int64)
+        inverse = np.zeros(len(rho), dtype=np.bool_)
+        call_kernel(reduced_counts, self.G, self.H, self.sig_min, self.sig_max, self.rtol, self.slack,
+                    np.ascontiguousarray(rho), count, inverse)
+        self.n_inverse += int(inverse.sum())
+        out = count.astype(np.float64)
+        dense = count < 0
+        if dense.any():
+            self.n_svd += int(dense.sum())
+            sv = np.linalg.svd(self.r[None] * rho[dense][:, None, :], compute_uv=False)
+            out[dense] = (sv > self.rtol * sv[:, :1]).sum(-1)
+        return out
 
 
 def diag_jacobian_rank_svd(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, rtol: float) -> torch.Tensor:
