@@ -8,10 +8,27 @@ compiles. That run prints one line per kernel.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 _reported: set[str] = set()
+
+
+def ensure_cache_dir(module_file: str) -> None:
+    """Before a module defines cached kernels: if neither numba's in-tree cache (next to the
+    module) nor the user cache directory is writable and ``NUMBA_CACHE_DIR`` is unset, cache in
+    the temporary directory instead (numba would otherwise refuse ``cache=True`` at import)."""
+    import numba
+
+    if numba.config.CACHE_DIR or os.access(Path(module_file).parent, os.W_OK):
+        return
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    if os.access(user if user.exists() else user.parent, os.W_OK):
+        return
+    numba.config.CACHE_DIR = str(Path(tempfile.gettempdir()) / "sgdlab-numba-cache")
 
 
 def call_kernel(kernel, *args):

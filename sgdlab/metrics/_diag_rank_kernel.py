@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .._jit import ensure_cache_dir
+
+ensure_cache_dir(__file__)
+
 # Margin of the exactly eliminated block: G_LL - t^2 D_L^-2 >= (1 - 1/GAMMA^2) sigma_min^2 I.
 GAMMA = 2.0
 # Dropped columns move sigma_k^2 by <= t^2 / BIG^2: a relative window of 1e-8 around the threshold.

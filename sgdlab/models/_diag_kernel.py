@@ -7,31 +7,16 @@ The arithmetic is exactly that of ``DiagonalNet.loss_and_grad`` (checked in test
 
 from __future__ import annotations
 
-import sys
-import time
-
 import numpy as np
 from numba import njit
 
-_reported: set[str] = set()
+from .._jit import ensure_cache_dir
+
+ensure_cache_dir(__file__)
+
 # SDE kernel: plain loops up to this n*d, BLAS above (measured per run-step, 1 thread: loops 2.5x
 # faster at n=20, d=30; BLAS ~10% faster at n=80, d=200).
 SDE_LOOP_MAX = 4096
-
-
-def call_kernel(kernel, *args) -> None:
-    """``kernel(*args)``; the call that compiles it (no usable on-disk cache: first run after
-    install or after this file changed) prints one line saying so and where the cache lives."""
-    if kernel.__name__ in _reported:
-        kernel(*args)
-        return
-    misses = sum(kernel.stats.cache_misses.values())
-    t0 = time.perf_counter()
-    kernel(*args)
-    _reported.add(kernel.__name__)
-    if sum(kernel.stats.cache_misses.values()) > misses:
-        print(f"sgdlab: compiled the {kernel.__name__} kernel in {time.perf_counter() - t0:.1f} s "
-              f"(one-off; cached in {kernel.stats.cache_path})", file=sys.stderr)
 
 
 @njit(cache=True, nogil=True)

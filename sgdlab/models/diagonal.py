@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torch
 
+from .._jit import call_kernel
 from ..config import check
 from ..metrics import diagonal as dm
 from ..metrics.config import MetricsConfig
@@ -56,7 +57,7 @@ class DiagonalNet(BatchedModel):
         u, v = params["u"], params["v"]
         if u.device.type != "cpu" or not u.is_contiguous() or not v.is_contiguous():
             return False
-        from ._diag_kernel import call_kernel, diag_sgd_chunk
+        from ._diag_kernel import diag_sgd_chunk
 
         call_kernel(diag_sgd_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
                     idx, full, lr, t0, diverged, max_loss)
@@ -68,7 +69,7 @@ class DiagonalNet(BatchedModel):
         u, v = params["u"], params["v"]
         if u.device.type != "cpu" or u.dtype != torch.float64 or not (u.is_contiguous() and v.is_contiguous()):
             return False
-        from ._diag_kernel import call_kernel, diag_sde_chunk
+        from ._diag_kernel import diag_sde_chunk
 
         call_kernel(diag_sde_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
                     noise, noff, scale, lr, t0, diverged, max_loss)
