@@ -61,13 +61,16 @@ def sgdlab_cmd(out: Path, steps: int, seeds: int, points: int, head: int, all_me
 
 
 SNIPPET_KERNEL = """
-import time, numpy as np
-t0 = time.perf_counter()
+import json, time, numpy as np
+import sgdlab.models  # torch and sgdlab: counted in the import line, not here
+t0 = time.process_time()
+import numba
+t1 = time.process_time()
 from sgdlab.models._diag_kernel import diag_sgd_chunk
 u, v = np.full((1, 3), 0.1), np.zeros((1, 3))
 diag_sgd_chunk(u, v, np.ones((2, 3)), np.ones(2), np.zeros((1, 1, 1), dtype=np.int64), False,
                np.full((1, 1), 0.1), 0, np.full(1, -1), np.full(1, np.inf))
-print(time.perf_counter() - t0)
+print(json.dumps({"numba": t1 - t0, "load": time.process_time() - t1}))
 """
 SNIPPET_FIGURE = """
 import sys, time
@@ -117,7 +120,7 @@ def main(argv=None):
         imp_torch = repeat(python("-c", "import torch"), env, reps)
         imp_cli = repeat(python("-c", "import sgdlab.cli"), env, reps)
         helpp = repeat(python("-m", "sgdlab.cli", "--help"), env, reps)
-        kernel = [float(t.stdout) for t in repeat(python("-c", SNIPPET_KERNEL), env, reps)]
+        kernel = [json.loads(t.stdout) for t in repeat(python("-c", SNIPPET_KERNEL), env, reps)]
         fig = [float(t.stdout) for t in repeat(python("-c", SNIPPET_FIGURE, str(tmp / "small")), env, reps)]
         ref_parts = json.loads(ref2[-1].stdout.strip().splitlines()[-1])
 
@@ -147,11 +150,14 @@ def main(argv=None):
     print("\nsgdlab's fixed floor (CPU s, medians):")
     print(f"  python + import torch              {med(imp_torch):6.2f}")
     print(f"  python + import sgdlab.cli         {med(imp_cli):6.2f}   (includes torch)")
-    print(f"  kernel import + cached load        {float(np.median(kernel)):6.2f}   (wall, in process)")
+    print(f"  import numba                       {float(np.median([k['numba'] for k in kernel])):6.2f}")
+    print(f"  load the cached SGD/GD kernel      {float(np.median([k['load'] for k in kernel])):6.2f}")
     print(f"  figure (plot_panels, 4 panels)     {float(np.median(fig)):6.2f}")
     print(f"  whole floor process                {med(floor):6.2f}")
     print(f"  one-off compile (first run only)   {cold.cpu - med(floor):6.2f}")
     print(f"  `sgdlab --help` process            {med(helpp):6.2f}")
+    print(f"  fixed cost of a full run: intercept of the line through the 8- and {big}-seed runs: "
+          f"{med(small) - r_small * per_ours * steps:.2f} (includes evaluation overheads not per run)")
     print(f"reference: floor {ref_floor:.2f} s, {per_ref:.2f} s per run ({per_ref_step * 1e6:.1f} us per run-step; "
           f"of which the SVD rank {ref_parts['svd_s'] / max(ref_parts['runs_s'], 1e-9):.0%} by its own wall clock)")
 
