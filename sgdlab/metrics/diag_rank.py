@@ -31,8 +31,9 @@ its largest entry first (the rank is scale-free). G = X^T X and H = G^{-1} are c
    up to sigma_max^2 theta^2 from the coordinates left out (Weyl again); a coarse theta first,
    a fine one only when the coarse bracket leaves the count uncertain.
 
-Accuracy: the certified count equals the rank of X D in exact arithmetic for the float64 inputs.
-A float64 SVD of phi (the authors' computation) has absolute errors ~ eps sigma_1, i.e. about 10%
+Accuracy: a certified count is the rank of X D in exact arithmetic for the float64 inputs, up to
+the rounding bounds built into ``slack`` (a singular value within ~1e-8 relative of the threshold
+is never certified: the dense SVD decides it). A float64 SVD of phi (the authors' computation) has absolute errors ~ eps sigma_1, i.e. about 10%
 of the threshold at the authors' rtol = 1e-15, so it can differ from the exact count by a
 singular value lying within that noise of the threshold. tests/test_diag_rank.py compares with
 the SVD of phi where that SVD is unambiguous and with LAPACK's high-relative-accuracy Jacobi SVD
