@@ -72,6 +72,13 @@ diag_sgd_chunk(u, v, np.ones((2, 3)), np.ones(2), np.zeros((1, 1, 1), dtype=np.i
                np.full((1, 1), 0.1), 0, np.full(1, -1), np.full(1, np.inf))
 print(json.dumps({"numba": t1 - t0, "load": time.process_time() - t1}))
 """
+SNIPPET_PLOTS_IMPORT = """
+import time
+import sgdlab.cli  # counted in the import line
+t0 = time.process_time()
+import sgdlab.plots
+print(time.process_time() - t0)
+"""
 SNIPPET_FIGURE = """
 import sys, time
 from sgdlab.runs import RunDir
@@ -122,6 +129,7 @@ def main(argv=None):
         helpp = repeat(python("-m", "sgdlab.cli", "--help"), env, reps)
         kernel = [json.loads(t.stdout) for t in repeat(python("-c", SNIPPET_KERNEL), env, reps)]
         fig = [float(t.stdout) for t in repeat(python("-c", SNIPPET_FIGURE, str(tmp / "small")), env, reps)]
+        plots = [float(t.stdout) for t in repeat(python("-c", SNIPPET_PLOTS_IMPORT), env, reps)]
         ref_parts = json.loads(ref2[-1].stdout.strip().splitlines()[-1])
 
     import numpy as np
@@ -152,7 +160,10 @@ def main(argv=None):
     print(f"  python + import sgdlab.cli         {med(imp_cli):6.2f}   (includes torch)")
     print(f"  import numba                       {float(np.median([k['numba'] for k in kernel])):6.2f}")
     print(f"  load the cached SGD/GD kernel      {float(np.median([k['load'] for k in kernel])):6.2f}")
+    print(f"  import sgdlab.plots (matplotlib)   {float(np.median(plots)):6.2f}")
     print(f"  figure (plot_panels, 4 panels)     {float(np.median(fig)):6.2f}")
+    parts = med(imp_cli) + float(np.median([k['numba'] + k['load'] for k in kernel]) + np.median(plots) + np.median(fig))
+    print(f"  the rest (data, engine, 2 evaluations, run directory, summary)  {med(floor) - parts:6.2f}")
     print(f"  whole floor process                {med(floor):6.2f}")
     print(f"  one-off compile (first run only)   {cold.cpu - med(floor):6.2f}")
     print(f"  `sgdlab --help` process            {med(helpp):6.2f}")
