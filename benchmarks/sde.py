@@ -13,7 +13,7 @@ kernel. Two measurements:
   both sides (lower noise, no start-up); the ReLU net has no compiled kernel, so there both
   sides are the torch path.
 
-    python benchmarks/sde.py            # S2 = 200,001 (n=20) / 50,001 (n=80), 5 repeats
+    python benchmarks/sde.py            # S2 = 200,000 steps, S1 = S2 / 20, 5 repeats
     python benchmarks/sde.py --quick    # a quarter of the steps, 3 repeats
 
 Target (issue 13): an SDE step <= 1.5x a GD step.
@@ -111,7 +111,7 @@ def main(argv=None):
     scale = a.scale or (0.25 if a.quick else 1.0)
     env = bench_env(a.threads)
     cases = [("diag net n=20 d=30 (sde-diag-net)", 20, 30, int(200_000 * scale)),
-             ("diag net n=80 d=200 (diag-net)", 80, 200, int(50_000 * scale))]
+             ("diag net n=80 d=200 (diag-net)", 80, 200, int(200_000 * scale))]
     print(f"SDE step vs GD step, {a.runs} runs per process, {reps} processes per command")
     print(machine_line(a.threads))
     rows = []
