@@ -8,8 +8,8 @@ Both sides are whole processes as a user runs them, with the same single-threade
 * reference: ``benchmarks/diag_net_reference.py``: the same data, the same metrics at the same
   steps (rank by a full SVD of phi, as the authors), the same figure, one run after another in
   a NumPy loop. Its cost is linear in the number of runs, so it is timed with K1 and K2 runs
-  (``--ref-runs``) and fitted as floor + K x per-run; the full experiment's time is that line at
-  33 runs (8 seeds) and 257 runs (64 seeds), not a measurement.
+  (``--ref-runs``, default 1 and 3) and fitted as floor + K x per-run; the full experiment's
+  time is that line at 33 runs (8 seeds) and 257 runs (64 seeds), not a measurement.
 
 Reported: CPU and wall seconds per process (median [min, max] over ``--repeats``), sgdlab's
 fixed floor (the same command with 1 step and 1 seed per arm) and what it is made of (imports,
@@ -96,7 +96,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, help="steps per run (default 100,001; quick 20,001)")
     ap.add_argument("--big-seeds", type=int, help="seeds per arm of the large run (default 64; quick 16)")
     ap.add_argument("--repeats", type=int, help="processes per timed command (default 5; quick 3)")
-    ap.add_argument("--ref-runs", type=int, nargs=2, default=(1, 2), metavar=("K1", "K2"),
+    ap.add_argument("--ref-runs", type=int, nargs=2, default=(1, 3), metavar=("K1", "K2"),
                     help="reference timed with K1 and K2 runs, fitted as floor + K x per-run")
     ap.add_argument("--eval-points", type=int, default=250, help="authors' grid: evenly spaced points")
     ap.add_argument("--eval-head", type=int, default=100, help="authors' grid: every step below this")
@@ -114,10 +114,11 @@ def main(argv=None):
         cold_env = dict(env, NUMBA_CACHE_DIR=str(tmp / "numba-cold"))
         env = dict(env, NUMBA_CACHE_DIR=str(tmp / "numba"))
         floor_cmd = sgdlab_cmd(tmp / "floor", 1, 1, pts, head)
-        cold = run_process(floor_cmd, cold_env)  # compiles the kernel into an empty cache
-        run_process(floor_cmd, env)  # fills the cache used by every timed sgdlab process
+        small_cmd = sgdlab_cmd(tmp / "small", steps, 8, pts, head)
+        cold = run_process(small_cmd, cold_env)  # compiles every kernel (steps, rank) into an empty cache
+        run_process(small_cmd, env)  # fills the cache used by every timed sgdlab process
         floor = repeat(floor_cmd, env, reps)
-        small = repeat(sgdlab_cmd(tmp / "small", steps, 8, pts, head), env, reps)
+        small = repeat(small_cmd, env, reps)
         large = repeat(sgdlab_cmd(tmp / "large", steps, big, pts, head), env, max(2, reps // 2 + 1))
         allm = repeat(sgdlab_cmd(tmp / "allm", steps, 8, pts, head, all_metrics=True), env, reps)
         ref_cmd = lambda k: python(str(ROOT / "benchmarks" / "diag_net_reference.py"), "--runs", str(k), "--steps",
@@ -152,7 +153,7 @@ def main(argv=None):
             (f"reference, {k1} run(s)", k1, ref1), (f"reference, {k2} runs", k2, ref2)]
     for name, n, ts in rows:
         print(f"{name:58s} {n:5d} {spread(ts):>26s} {spread(ts, 'wall'):>26s}")
-    print(f"{'sgdlab first run after install (compiles the kernel)':58s} {runs_of(1):5d} "
+    print(f"{'sgdlab --seeds 8, first run after install (compiles)':58s} {r_small:5d} "
           f"{cold.cpu:26.2f} {cold.wall:26.2f}")
 
     print("\nsgdlab's fixed floor (CPU s, medians):")
@@ -165,7 +166,7 @@ def main(argv=None):
     parts = med(imp_cli) + float(np.median([k['numba'] + k['load'] for k in kernel]) + np.median(plots) + np.median(fig))
     print(f"  the rest (data, engine, 2 evaluations, run directory, summary)  {med(floor) - parts:6.2f}")
     print(f"  whole floor process                {med(floor):6.2f}")
-    print(f"  one-off compile (first run only)   {cold.cpu - med(floor):6.2f}")
+    print(f"  one-off compile (first run only)   {cold.cpu - med(small):6.2f}   (SGD/GD and rank kernels)")
     print(f"  `sgdlab --help` process            {med(helpp):6.2f}")
     print(f"  fixed cost of a full run: intercept of the line through the 8- and {big}-seed runs: "
           f"{med(small) - r_small * per_ours * steps:.2f} (includes evaluation overheads not per run)")

@@ -63,7 +63,7 @@ def test_diag_net_benchmark(in_process, capsys):
     bench = load("diag_net")
     bench.run_process = run
     bench.main(["--quick", "--steps", "30", "--repeats", "1", "--big-seeds", "2", "--eval-points", "3",
-                "--eval-head", "2"])
+                "--eval-head", "2", "--ref-runs", "1", "2"])
     out = capsys.readouterr().out
     for line in ("added run-step", "fixed floor of a run", "end to end, 2 seeds", "`sgdlab --help`"):
         assert line in out
