@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torch
 
+from .._jit import call_kernel
 from ..config import check
 from ..metrics import diagonal as dm
 from ..metrics.config import MetricsConfig
@@ -65,8 +66,20 @@ class DiagonalNet(BatchedModel):
             return False
         from ._diag_kernel import diag_sgd_chunk
 
-        diag_sgd_chunk(u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
-                       idx, full, lr, t0, diverged, max_loss)
+        call_kernel(diag_sgd_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
+                    idx, full, lr, t0, diverged, max_loss)
+        return True
+
+    def fused_sde(self, params, data, noise, noff, scale, lr, t0, diverged, max_loss) -> bool:
+        """Constant-noise SDE steps with the compiled kernel (``optim.sde.SDERule.fused_advance``
+        supplies the counter-based noise); False if not applicable."""
+        u, v = params["u"], params["v"]
+        if u.device.type != "cpu" or u.dtype != torch.float64 or not (u.is_contiguous() and v.is_contiguous()):
+            return False
+        from ._diag_kernel import diag_sde_chunk
+
+        call_kernel(diag_sde_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
+                    noise, noff, scale, lr, t0, diverged, max_loss)
         return True
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):

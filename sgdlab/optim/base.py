@@ -45,8 +45,13 @@ class Optimizer:
     @property
     def plain(self) -> bool:
         """True when a step is exactly theta <- theta - lr * grad (compiled kernels may run it)."""
-        return (self.rule is None and self.weight_decay == 0 and self.decoupled_weight_decay == 0
-                and self.momentum == 0 and self.ema == 0)
+        return self.rule is None and self.plain_update
+
+    @property
+    def plain_update(self) -> bool:
+        """True when the update is theta <- theta - lr * direction (a rule's kernel may run it)."""
+        return (self.weight_decay == 0 and self.decoupled_weight_decay == 0 and self.momentum == 0
+                and self.ema == 0)
 
     def starting_at(self, start: int) -> Optimizer:
         """This runtime as a phase that begins at absolute step ``start`` (``sgdlab.phases``): what

@@ -64,20 +64,28 @@ class NoiseStream:
         self.seeds = [int(s) for s in seeds]
         self.tag, self.dim, self.dtype, self.device = tag, dim, dtype, device
         self.L = block_len(dim)
-        self._blk, self._buf = None, None
+        self._blk, self._buf, self._np = None, None, None
 
     @staticmethod
-    def draw(seed: int, tag: int, dim: int, blk: int) -> np.ndarray:
-        """The ``(block_len(dim), dim)`` float64 noise of one run's block ``blk``."""
+    def draw(seed: int, tag: int, dim: int, blk: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The ``(block_len(dim), dim)`` float64 noise of one run's block ``blk`` (into ``out``)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_NOISE, tag, blk]))
-        return rng.standard_normal((block_len(dim), dim))
+        return rng.standard_normal((block_len(dim), dim), out=out)
+
+    def block(self, blk: int) -> np.ndarray:
+        """The float64 noise ``(R, block_len, dim)`` of block ``blk`` (steps ``blk L .. blk L + L - 1``)."""
+        if blk != self._blk:
+            self._np = np.empty((len(self.seeds), self.L, self.dim))  # fresh: earlier views stay valid
+            for r, s in enumerate(self.seeds):
+                self.draw(s, self.tag, self.dim, blk, out=self._np[r])
+            self._blk, self._buf = blk, None
+        return self._np
 
     def at(self, t: int) -> torch.Tensor:
         blk = t // self.L
-        if blk != self._blk:
-            a = np.stack([self.draw(s, self.tag, self.dim, blk) for s in self.seeds])
-            self._buf = torch.as_tensor(a, dtype=self.dtype, device=self.device)
-            self._blk = blk
+        self.block(blk)
+        if self._buf is None:
+            self._buf = torch.as_tensor(self._np, dtype=self.dtype, device=self.device)
         return self._buf[:, t - blk * self.L]
 
 

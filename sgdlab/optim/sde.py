@@ -105,6 +105,33 @@ class SDERule(GradientRule):
                 cot = cot + math.sqrt(delta_t) * self.stream(TAG_SDE, n).at(t)
         return loss, vjp(cot)
 
+    def fused_advance(self, model, params, data, lr, t0, diverged, max_loss) -> bool:
+        """Steps t0 .. t0 + T - 1 with the model's compiled SDE kernel (``model.fused_sde``), one
+        call per noise block, fed the same counter-based draws as :meth:`loss_and_grad`;
+        False (nothing done) if the model has no kernel for these parameters."""
+        fused = getattr(model, "fused_sde", None)
+        if fused is None:
+            return False
+        n, T = data.n, lr.shape[1]
+        stream = self.stream(TAG_SDE, n)
+        t = t0
+        while t < t0 + T:
+            blk = t // stream.L
+            end = min((blk + 1) * stream.L, t0 + T)
+            last_noisy = self.noise_steps if self.noise_steps is not None else end  # steps < this get noise
+            scale = np.where(np.arange(t, end) < last_noisy, self.scale, 0.0)
+            if scale.any():
+                noise, noff = stream.block(blk), t - blk * stream.L
+            else:  # noise switched off: no draws, like the torch path
+                noise, noff = np.zeros((len(self.seeds), 0, n)), 0
+            if not fused(params, data, noise, noff, scale, np.ascontiguousarray(lr[:, t - t0: end - t0]), t, diverged,
+                         max_loss):
+                if t == t0:
+                    return False
+                raise RuntimeError("fused_sde refused a later block of the same chunk")  # pragma: no cover
+            t = end
+        return True
+
 
 @dataclass(frozen=True)
 class ConstantNoiseSDE(OptimizerConfig):

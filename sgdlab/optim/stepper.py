@@ -18,7 +18,8 @@ def advance(model, params, data, opt: Optimizer, opt_state: dict, seeds, lr: np.
     augmentation randomness, all keyed by (seed, step)); diverged: (R,) int64, -1 while alive,
     else the step at which the run's mini-batch loss was non-finite or above ``max_loss`` (R,):
     the run is frozen before that step. A plain optimizer runs the model's compiled kernel when
-    it has one (``fused``); everything else is torch ops: direction from the optimizer's rule
+    it has one (``fused``), and so does a gradient rule with a ``fused_advance`` (the SDE) under a
+    plain update; everything else is torch ops: direction from the optimizer's rule
     (or the model's gradient), then the optimizer's update.
     """
     R, T = lr.shape
@@ -32,6 +33,10 @@ def advance(model, params, data, opt: Optimizer, opt_state: dict, seeds, lr: np.
         idx_arg = idx if idx is not None else np.zeros((R, 0, 0), dtype=np.int64)
         if model.fused_sgd(params, data, idx_arg, sampler.full, lr, t0, diverged, max_loss):
             return
+    rule_kernel = getattr(opt.rule, "fused_advance", None)
+    if (fused and rule_kernel is not None and opt.plain_update and data.augment is None
+            and rule_kernel(model, params, data, lr, t0, diverged, max_loss)):
+        return
     _advance_torch(model, params, data, opt, opt_state, seeds, idx, lr, t0, diverged, max_loss)
 
 

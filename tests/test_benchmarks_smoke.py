@@ -1,0 +1,92 @@
+"""Smoke tests of the whole-process benchmarks: every command they would time is executed, with
+tiny settings, in this process instead of a fresh one (fast: no interpreter or torch start-up per
+command), and the report with its target lines is printed. No timing is asserted: the fake
+timings only have to be distinct so that the reports' ratios are defined."""
+
+import contextlib
+import importlib.util
+import io
+import itertools
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Replace ``_proc.run_process`` by an in-process runner of the same command line."""
+    load("sde")  # puts benchmarks/ on sys.path, so _proc is importable
+    import _proc
+
+    clock = itertools.count(1)
+    seen = []
+
+    def run(args, env, cwd=None):
+        argv = list(args[1:])  # drop the interpreter
+        seen.append(argv)
+        out = io.StringIO()
+        old_argv = sys.argv
+        try:
+            with contextlib.redirect_stdout(out):
+                if argv[:2] == ["-m", "sgdlab.cli"]:
+                    from sgdlab.cli import main
+
+                    main(argv[2:], standalone_mode=False)
+                elif argv[0] == "-c":
+                    sys.argv = ["-c", *argv[2:]]
+                    exec(compile(argv[1], "<snippet>", "exec"), {"__name__": "__main__"})  # noqa: S102 - the benchmark's own snippet
+                else:
+                    sys.argv = argv
+                    runpy.run_path(argv[0], run_name="__main__")
+        finally:
+            sys.argv = old_argv
+        k = next(clock)
+        return _proc.Timing(wall=1.0 + 0.01 * k, cpu=1.0 + 0.01 * k, stdout=out.getvalue())
+
+    monkeypatch.setattr(_proc, "run_process", run)
+    return run, seen
+
+
+def test_diag_net_benchmark(in_process, capsys):
+    run, seen = in_process
+    bench = load("diag_net")
+    bench.run_process = run
+    bench.main(["--quick", "--steps", "30", "--repeats", "1", "--big-seeds", "2", "--eval-points", "3",
+                "--eval-head", "2", "--ref-runs", "1", "2"])
+    out = capsys.readouterr().out
+    for line in ("added run-step", "fixed floor of a run", "end to end, 2 seeds", "`sgdlab --help`"):
+        assert line in out
+    assert any("diag_net_reference.py" in a[0] for a in seen)
+
+
+def test_sde_benchmark(in_process, capsys):
+    bench = load("sde")
+    bench.main(["--quick", "--scale", "0.0005", "--repeats", "1", "--runs", "2"])
+    out = capsys.readouterr().out
+    assert "whole processes" in out and "in process" in out and "SDE delta=0" in out
+
+
+def test_sweep_benchmark(in_process, capsys):
+    bench = load("sweep")
+    bench.main(["--quick", "--steps", "20", "--repeats", "1", "--timed", "1", "--eval-points", "3",
+                "--eval-head", "1"])
+    out = capsys.readouterr().out
+    assert "loop of 64 in-process" in out and "a process per run" in out
+
+
+def test_deep_nets_benchmark(in_process, capsys):
+    bench = load("deep_nets")
+    bench.main(["--widths", "1", "--steps", "2", "--eval-images", "8", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "eval/train" in out and "below the issue's 50" in out
