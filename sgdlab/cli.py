@@ -90,14 +90,14 @@ def _load(experiment, imports, sets=()):
     ``sets`` applied."""
     import dataclasses
 
-    from . import api
+    from . import catalog
     from .plugins import import_modules
 
     given = import_modules(list(imports), "--import") if imports else ()
-    cfg = api.load_experiment(experiment)
+    cfg = catalog.load_experiment(experiment)
     if given:
         cfg = dataclasses.replace(cfg, imports=tuple(dict.fromkeys(given + cfg.imports)))
-    return api.override(cfg, list(sets)) if sets else cfg
+    return catalog.override(cfg, list(sets)) if sets else cfg
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,9 +107,12 @@ def _load(experiment, imports, sets=()):
 @click.option("--debug", is_flag=True, help="show the full traceback of an error")
 def main(threads, debug):
     """Study the hidden dynamics of SGD: loss stabilization, sparse features, sharpness."""
-    import torch
-
-    torch.set_num_threads(threads)
+    # torch takes its thread count from these when it is imported (commands that only read or
+    # write configs never import it); set it directly if something imported it already.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 @main.command("run")
@@ -205,11 +208,10 @@ def summary_cmd(run_dir, csv_out):
 @main.command("list")
 def list_cmd():
     """List the bundled experiments."""
-    from . import api
+    from .catalog import describe_experiments
 
-    for name in api.list_experiments():
-        cfg = api.load_experiment(name)
-        click.echo(f"{name:28s} {cfg.description}")
+    for name, description in describe_experiments():
+        click.echo(f"{name:28s} {description}")
 
 
 @main.command("show")

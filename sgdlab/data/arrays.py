@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from ..errors import DataError, choices_message
 from .base import DataConfig, Dataset

@@ -12,9 +12,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
+from .._torch import torch
 from ..errors import ConfigError
 from .image_dataset import to_unit_float
 
@@ -66,7 +64,7 @@ def crop_flip(x: torch.Tensor, offsets: torch.Tensor | None, flipped: torch.Tens
     if flipped is not None:
         # Reading the crop's columns right-to-left is the flip of the crop.
         cols = torch.where(flipped.to(x.device).reshape(m)[:, None], cols.flip(1), cols)
-    padded = F.pad(xs, (padding,) * 4) if padding else xs
+    padded = torch.nn.functional.pad(xs, (padding,) * 4) if padding else xs
     idx = torch.arange(m, device=x.device)
     # Advanced indexing around the channel slice yields (M, H, W, C).
     out = padded[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]]

@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
-
+from .._torch import torch
 from ..config import Choice
 from ..registry import Registry
 

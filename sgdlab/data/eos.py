@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from . import toy
 from .base import DataConfig, Dataset

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..errors import ConfigError, DataError
 from .image_dataset import ImageDataset
 

@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from ..errors import DataError
-from .augment import Augmentation
 from .base import DataConfig, Dataset
-from .images import IMAGE_DATASETS, load_image_dataset
 
 # Paths are required for these; the others are generated offline.
 NEEDS_PATH = {"cifar10", "cifar100", "tiny-imagenet"}
@@ -34,6 +32,9 @@ class ImageData(DataConfig):
     seed: int = 0  # train/test split of datasets that have none (digits)
 
     def __post_init__(self):
+        # readers load on demand: configs stay cheap to build
+        from .images import IMAGE_DATASETS
+
         IMAGE_DATASETS.get(self.name)  # unknown names fail listing the valid ones
         check(self.n_train >= 0 and self.n_test >= 0, "n_train and n_test must be >= 0 (0 = all)")
         check(self.crop_padding >= 0, "crop_padding must be >= 0")
@@ -43,6 +44,9 @@ class ImageData(DataConfig):
             raise DataError(f"{self.name} is read from local files: set data.path to its archive or folder, "
                             f"e.g. --set data.path=/data/cifar-10-python.tar.gz (sgdlab never downloads data)")
         kw = {"seed": self.seed} if self.name == "digits" else {}
+        from .augment import Augmentation
+        from .images import load_image_dataset
+
         ds = load_image_dataset(self.name, self.path or None, **kw)
         ds = ds.subset(self.n_train or None, self.n_test or None)
         aug = Augmentation(self.crop_padding, self.flip) if self.augment else None
@@ -74,4 +78,10 @@ class SyntheticImages(DataConfig):
         lab = lambda n: torch.as_tensor(rng.integers(0, self.num_classes, n), dtype=torch.int64)
         return Dataset(t(self.n_train), lab(self.n_train), t(self.n_test), lab(self.n_test),
                        {"num_classes": torch.tensor(self.num_classes)},
-                       augment=Augmentation() if self.augment else None)
+                       augment=_augmentation() if self.augment else None)
+
+
+def _augmentation():
+    from .augment import Augmentation
+
+    return Augmentation()

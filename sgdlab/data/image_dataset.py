@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import torch
-
+from .._torch import torch
 from ..errors import ConfigError, DataError
 
 __all__ = ["SPLITS", "UINT8_MAX", "ImageDataset", "to_unit_float"]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from .files import load_cifar10, load_cifar100, load_tiny_imagenet

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from .base import DataConfig, Dataset
 from .synthetic import InputDistribution, check_inputs, unit_inputs

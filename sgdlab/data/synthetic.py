@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from .base import DataConfig, Dataset
 

@@ -21,12 +21,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
+from .._torch import torch
 from ..config import check
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "TEACHER_ACTIVATIONS",
@@ -55,8 +58,8 @@ _REG1D_Y_OFFSET = 0.345
 _REG1D_Y = (-2.0, 1.5, 0.0, 0.0, 2.0, 1.0, 0.0, -1.0, 0.0, 1.0, 2.0, -1.0)
 
 # Hidden-layer activations a teacher may use.
-TEACHER_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
-                       "linear": lambda z: z}
+TEACHER_ACTIVATIONS = {"relu": lambda z: torch.relu(z), "tanh": lambda z: torch.tanh(z),
+                       "gelu": lambda z: torch.nn.functional.gelu(z), "linear": lambda z: z}
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,7 @@ class MetricsConfig:
                                      f"start tracking only one can lock onto the second), got {self.curvature_k}")
         check(0 < self.curvature_tol < 1, f"curvature_tol must be in (0, 1), got {self.curvature_tol}")
         check(self.curvature_subset >= 0, f"curvature_subset must be >= 0 (0 = all examples), got {self.curvature_subset}")
-        from .curvature.batch import (
-            QUANTITIES,  # torch-heavy: imported only when validating
-        )
+        from .quantities import QUANTITIES
 
         bad = [q for q in self.batch_curvature if q not in QUANTITIES]
         check(not bad, f"unknown batch_curvature quantities {bad}; allowed: {', '.join(sorted(QUANTITIES))}")

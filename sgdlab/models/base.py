@@ -14,15 +14,16 @@ Many independent runs (seeds x step sizes x schedules) of a small model advance 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch.func import grad_and_value, vmap
-
+from .._torch import torch
 from ..config import Choice
 from ..registry import Registry
 
-Params = dict[str, torch.Tensor]
+if TYPE_CHECKING:
+    Params = dict[str, torch.Tensor]
+else:  # a plain alias: torch is imported on first use (sgdlab._torch)
+    Params = dict
 
 
 def half_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,8 @@ class BatchedModel:
     random_init: bool = True  # False when every seed starts from the same parameters
     per_example_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = staticmethod(half_mse)
 
-    def init_params(self, seeds: list[int], dtype=torch.float64) -> Params:  # pragma: no cover
+    def init_params(self, seeds: list[int], dtype=None) -> Params:  # pragma: no cover
+        dtype = torch.float64 if dtype is None else dtype
         raise NotImplementedError
 
     def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -52,7 +54,7 @@ class BatchedModel:
             p1 = {k: v.unsqueeze(0) for k, v in p.items()}
             return self.loss(p1, xb, yb)[0]
 
-        g_and_v = vmap(grad_and_value(one), in_dims=(0, None if shared else 0, None if shared else 0))
+        g_and_v = torch.func.vmap(torch.func.grad_and_value(one), in_dims=(0, None if shared else 0, None if shared else 0))
         grads, loss = g_and_v(params, x, y)
         return loss, grads
 
@@ -65,10 +67,11 @@ class BatchedModel:
         models with data-dependent buffers (BatchNorm) recompute them for the new weights."""
         return {**params, **weights}
 
-    def metric_names(self, data, cfg, dtype=torch.float64) -> list[str]:
+    def metric_names(self, data, cfg, dtype=None) -> list[str]:
         """Every metric ``metrics(..., names=None)`` logs for this model and data (in ``dtype``,
         the run's). The default evaluates one run at its initial parameters; models override it
         where that is costly."""
+        dtype = torch.float64 if dtype is None else dtype
         with torch.no_grad():
             p = {k: v.to(data.x_train.device) for k, v in self.init_params([0], dtype=dtype).items()}
             return sorted(self.metrics(p, data, cfg, None))

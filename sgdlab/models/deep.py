@@ -22,14 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
-import torch
-import torch.nn.functional as F
-from torch.func import functional_call
-
+from .._torch import torch
 from ..config import check
 from ..errors import choices_message
 from ..metrics.config import MetricsConfig
-from ..metrics.sparsity import feature_sparsity
 from .base import BatchedModel, ModelConfig, Params
 from .deep_step import BUFFER, DEFAULT_OPTIONS, ModuleStepper, StepOptions, to_inputs
 from .mlp import num_classes
@@ -42,11 +38,11 @@ SPARSITY_SUBSET_SEED = 0
 
 def _losses(kind: str):
     if kind == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out, y, reduction="none")
+        return lambda out, y: torch.nn.functional.cross_entropy(out, y, reduction="none")
     # MSE on one-hot targets, summed over classes (the EoSS / "sharpest directions" convention);
     # half_mse: 1/2 of it (Cohen et al.).
     half = 0.5 if kind == "half_mse" else 1.0
-    return lambda out, y: half * ((out - F.one_hot(y, out.shape[-1]).to(out.dtype)) ** 2).sum(-1)
+    return lambda out, y: half * ((out - torch.nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)) ** 2).sum(-1)
 
 
 class ModuleModel(BatchedModel):
@@ -71,7 +67,8 @@ class ModuleModel(BatchedModel):
         self.sparsity_max_neurons = sparsity_max_neurons
 
     # ------------------------------------------------------------------ parameters
-    def init_params(self, seeds, dtype=torch.float32) -> Params:
+    def init_params(self, seeds, dtype=None) -> Params:
+        dtype = torch.float32 if dtype is None else dtype
         mods = [self.factory(torch.Generator().manual_seed(int(s))) for s in seeds]
         out = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in mods]).to(dtype)
                for n in self.param_names}
@@ -87,7 +84,7 @@ class ModuleModel(BatchedModel):
 
     def _call(self, params, r, x, train: bool, blocks=False):
         self.template.train(train)
-        return functional_call(self.template, self._state(params, r), (x,),
+        return torch.func.functional_call(self.template, self._state(params, r), (x,),
                                {"return_blocks": True} if blocks else {})
 
     # ------------------------------------------------------------------ training
@@ -158,9 +155,10 @@ class ModuleModel(BatchedModel):
             wrong += int((out.argmax(-1) != yb).sum())
         return tot / len(x), wrong / len(x)
 
-    def metric_names(self, data, cfg, dtype=torch.float32) -> list[str]:
+    def metric_names(self, data, cfg, dtype=None) -> list[str]:
         """Losses, errors and every block's ``_active`` / ``_sparsity`` (block names from one
         forward pass of two images, not a whole evaluation)."""
+        dtype = torch.float32 if dtype is None else dtype
         self.template.eval()
         with torch.no_grad():
             x = to_inputs(data.x_train[:2], next(self.template.parameters()).dtype)
@@ -223,6 +221,8 @@ class ModuleModel(BatchedModel):
         n_sp = min(n, self.sparsity_examples)
         for name, chunks in feats.items():
             res[f"{name}_active"] = pos[name] / (n_sp * units[name])
+            from ..metrics.sparsity import feature_sparsity
+
             res[f"{name}_sparsity"] = float(feature_sparsity(torch.cat(chunks), cfg.sparsity_tau,
                                                              with_effective_rank=False).coefficient)
         return res

@@ -29,16 +29,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from torch.func import functional_call, vmap
-
+from .._torch import torch
 from ..data.image_dataset import UINT8_MAX, to_unit_float
 
 __all__ = ["COMPILE_MODES", "ModuleStepper", "StepOptions", "to_inputs"]
 
 BUFFER = "buffer:"
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-HALF_DTYPES = (torch.float16, torch.bfloat16)
+# Autocast dtypes by name (resolved on use: torch is imported lazily).
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+HALF_DTYPE_NAMES = ("float16", "bfloat16")
 # torch.compile modes ("none" = eager).
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 # Examples per run in the vectorisation probe: BatchNorm needs more than one value per channel.
@@ -95,14 +94,14 @@ class ModuleStepper:
     # ------------------------------------------------------------------ one run
     def _one(self, leaves: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean batch loss of one run (a 0-dim tensor); works per run inside vmap too."""
-        out = functional_call(self.template, {**leaves, **buffers}, (x,))
-        if out.dtype in HALF_DTYPES:  # the loss in float32 under autocast
+        out = torch.func.functional_call(self.template, {**leaves, **buffers}, (x,))
+        if str(out.dtype).removeprefix("torch.") in HALF_DTYPE_NAMES:  # the loss in float32 under autocast
             out = out.float()
         return self.per_example_loss(out, y).mean()
 
     def _vmapped(self, leaves, buffers, x, y):
         dims = (0, 0, 0 if self._per_run(x) else None, 0 if y.dim() == 2 else None)
-        return vmap(self._one, in_dims=dims, randomness="error")(leaves, buffers, x, y)
+        return torch.func.vmap(self._one, in_dims=dims, randomness="error")(leaves, buffers, x, y)
 
     def _fn(self, kind: str) -> Callable:
         fn = self._vmapped if kind == "vmap" else self._one
@@ -117,7 +116,7 @@ class ModuleStepper:
     def _autocast(self, device: torch.device):
         if self.options.autocast == "none":
             return torch.autocast(device.type, enabled=False)
-        return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[self.options.autocast])
+        return torch.autocast(device.type, dtype=getattr(torch, AUTOCAST_DTYPES[self.options.autocast]))
 
     def _per_run(self, x: torch.Tensor) -> bool:
         return x.dim() == self.sample_dims + 2

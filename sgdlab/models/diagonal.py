@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from .._jit import call_kernel
+from .._torch import torch
 from ..config import check
-from ..metrics import diagonal as dm
 from ..metrics.config import MetricsConfig
 from .base import BatchedModel, ModelConfig, Params
 from .explicit_init import check_init_values, init_vector
@@ -35,7 +33,8 @@ class DiagonalNet(BatchedModel):
         self.u0, self.v0 = u0, v0  # (d,) float64 or None
         self._rank = {}
 
-    def init_params(self, seeds, dtype=torch.float64) -> Params:
+    def init_params(self, seeds, dtype=None) -> Params:
+        dtype = torch.float64 if dtype is None else dtype
         R = len(seeds)
         u = (torch.full((R, self.d), self.init_scale, dtype=dtype) if self.u0 is None
              else self.u0.to(dtype).expand(R, self.d).clone())
@@ -84,6 +83,8 @@ class DiagonalNet(BatchedModel):
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
         """The diagonal-net measurements, (R,) each; only ``names`` (all if None) are computed."""
+        from ..metrics import diagonal as dm
+
         u, v = params["u"], params["v"]
         beta = u * v
         rtol = cfg.rank_rtol if cfg.rank_rtol is not None else AUTHORS_RANK_RTOL

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from ..errors import ConfigError
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from ..metrics.config import MetricsConfig
 from .base import BatchedModel, ModelConfig, Params
@@ -28,7 +28,8 @@ class LinearModel(BatchedModel):
         self.random_init = init_scale > 0
         self.theta_star = theta_star  # (d,)
 
-    def init_params(self, seeds, dtype=torch.float64) -> Params:
+    def init_params(self, seeds, dtype=None) -> Params:
+        dtype = torch.float64 if dtype is None else dtype
         th = np.stack([self.init_scale * np.random.default_rng(int(s)).standard_normal(self.d) for s in seeds])
         return {"theta": torch.as_tensor(th, dtype=dtype)}
 

@@ -29,13 +29,11 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from ..errors import choices_message
 from ..metrics.config import MetricsConfig
-from ..metrics.jacobian import DEFAULT_RTOL, jacobian_rank_batched, matrix_rank
-from ..metrics.sparsity import feature_sparsity
 from .base import BatchedModel, ModelConfig, Params
 
 # Authors' 1-D regression init (Blanc et al. 2020): W1 = +-2.5, b1 = 2.5 N(0,1), W2 = 4 N(0,1).
@@ -122,7 +120,7 @@ class MLP(BatchedModel):
     def n_params(self) -> int:
         return sum(o * i + (o if b else 0) for i, o, b in zip(self.widths[:-1], self.widths[1:], self.biases))
 
-    def init_params(self, seeds, dtype=torch.float64) -> Params:
+    def init_params(self, seeds, dtype=None) -> Params:
         """Run ``s`` draws from ``numpy.random.default_rng(seed)`` (the engine passes seeds
         derived from ``SeedSequence([s, STREAM_INIT])``), layer by layer: W then b.
 
@@ -134,6 +132,7 @@ class MLP(BatchedModel):
         1/sqrt(fan_in))``, what the authors' nn.Linear keeps), ``zeros`` or ``gaussian``
         (``scale_l N(0,1)``).
         """
+        dtype = torch.float64 if dtype is None else dtype
         per_run = [self._init_one(np.random.default_rng(int(s))) for s in seeds]
         return {k: torch.as_tensor(np.stack([p[k] for p in per_run]), dtype=dtype) for k in per_run[0]}
 
@@ -250,6 +249,9 @@ class MLP(BatchedModel):
         ``test_error`` (classifiers), per hidden layer ``l``: ``feature_sparsity_l{l}`` (merged
         coefficient, tau = ``cfg.sparsity_tau``), ``positive_fraction_l{l}``, ``merged_l{l}``,
         ``dead_l{l}``, and ``jacobian_rank`` (rtol ``cfg.rank_rtol`` or 1e-4). All ``(R,)``."""
+        from ..metrics.jacobian import DEFAULT_RTOL, jacobian_rank_batched, matrix_rank
+        from ..metrics.sparsity import feature_sparsity
+
         want = lambda k: names is None or k in names
         out: dict[str, torch.Tensor] = {}
 

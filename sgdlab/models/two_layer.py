@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
-import torch
-from torch.func import hessian, vmap
 
+from .._torch import torch
 from ..config import check
 from ..metrics.config import MetricsConfig
 from .base import BatchedModel, ModelConfig, Params
@@ -54,11 +53,12 @@ class TwoLayerNet(BatchedModel):
         self.random_init = w0 is None or v0 is None
         self.n_params = width * (d + 1)
 
-    def init_params(self, seeds, dtype=torch.float64) -> Params:
+    def init_params(self, seeds, dtype=None) -> Params:
         """Per seed (an integer the engine derives from SeedSequence([seed, STREAM_INIT])):
         rng = default_rng(seed); W = columns of N(0, 1) (width, d) scaled to norm w_scale;
         then v = N(0, 1) (width,) scaled to norm v_scale. An explicit ``w0`` / ``v0`` replaces
         its layer (the draws still happen, so the other layer is the same as without it)."""
+        dtype = torch.float64 if dtype is None else dtype
         Ws, vs = [], []
         for s in seeds:
             rng = np.random.default_rng(int(s))
@@ -123,7 +123,7 @@ class TwoLayerNet(BatchedModel):
 
         R = params["W"].shape[0]
         flat = torch.cat([params["W"].reshape(R, -1), params["v"].reshape(R, -1)], dim=1)
-        H = vmap(hessian(one))(flat)
+        H = torch.func.vmap(torch.func.hessian(one))(flat)
         return torch.linalg.eigvalsh(H)[:, -1]
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):

@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
+from .._torch import torch
 from ..config import Choice
 from ..registry import Registry
 from . import samplers

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
+from .._torch import torch
 from ..config import check
 from ..models.base import half_mse
 from ..schedules import Schedule, ScheduleConfig
@@ -60,7 +60,8 @@ def block_len(dim: int) -> int:
 class NoiseStream:
     """Standard Gaussian noise ``(R, dim)`` per step, counter-based (see module docstring)."""
 
-    def __init__(self, seeds, tag: int, dim: int, dtype=torch.float64, device="cpu"):
+    def __init__(self, seeds, tag: int, dim: int, dtype=None, device="cpu"):
+        dtype = torch.float64 if dtype is None else dtype
         self.seeds = [int(s) for s in seeds]
         self.tag, self.dim, self.dtype, self.device = tag, dim, dtype, device
         self.L = block_len(dim)

@@ -34,6 +34,7 @@ import torch
 
 from sgdlab.errors import ConfigError, choices_message
 
+from ..quantities import QUANTITIES
 from ._common import check_positive_float, check_positive_int, make_generator
 from .hvp import BNMode, HessianOperator, HVPMethod, LossFn, _check_batch
 from .lanczos import lanczos
@@ -50,13 +51,6 @@ __all__ = [
 
 Sampler = Literal["with_replacement", "without_replacement"] | Callable[[torch.Generator], torch.Tensor]
 _SAMPLERS = ("with_replacement", "without_replacement")
-QUANTITIES = {
-    "batch_sharpness": "E_B[g_B^T H_B g_B / |g_B|^2]",
-    "batch_sharpness_ratio": "E_B[g_B^T H_B g_B] / E_B[|g_B|^2]",
-    "minibs": "E_B[lambda_max(H_B)]",
-    "gni": "E_B[g_B^T H g_B] / |grad L|^2",
-    "step_sharpness": "E_B[g_B^T H g_B / |g_B|^2]",
-}
 _NEEDS_FULL_H = {"gni", "step_sharpness"}
 DEFAULT_RSE_TOL = 0.005
 DEFAULT_MAX_BATCHES = 500
