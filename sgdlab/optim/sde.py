@@ -93,6 +93,16 @@ class SDERule(GradientRule):
         self.delta = delta
         self.noise_steps = noise_steps
 
+    def scale_at(self, t: int) -> float:
+        """sqrt(delta_t) at global step ``t``, 0.0 where the noise is off (the torch path's rule:
+        ``noise_steps`` and the schedule both count from the phase start)."""
+        if self.noise_steps is not None and self.local(t) >= self.noise_steps:
+            return 0.0
+        if self.scale is not None:
+            return self.scale
+        delta_t = level_at(self.delta, self.local(t))
+        return math.sqrt(delta_t) if delta_t > 0 else 0.0
+
     def loss_and_grad(self, model, params, xb, yb, t):
         out, vjp = forward_with_vjp(model, params, xb)
         loss = model.per_example_loss(out, yb).mean(-1)
@@ -118,8 +128,7 @@ class SDERule(GradientRule):
         while t < t0 + T:
             blk = t // stream.L
             end = min((blk + 1) * stream.L, t0 + T)
-            last_noisy = self.noise_steps if self.noise_steps is not None else end  # steps < this get noise
-            scale = np.where(np.arange(t, end) < last_noisy, self.scale, 0.0)
+            scale = np.array([self.scale_at(s) for s in range(t, end)])
             if scale.any():
                 noise, noff = stream.block(blk), t - blk * stream.L
             else:  # noise switched off: no draws, like the torch path
