@@ -101,6 +101,8 @@ def main(argv=None):
     ap.add_argument("--eval-points", type=int, default=250, help="authors' grid: evenly spaced points")
     ap.add_argument("--eval-head", type=int, default=100, help="authors' grid: every step below this")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--startup-only", action="store_true",
+                    help="only the commands that answer without torch (--help, list, show) and their parts")
     a = ap.parse_args(argv)
     steps = a.steps or (20001 if a.quick else 100001)
     big = a.big_seeds or (16 if a.quick else 64)
@@ -108,6 +110,9 @@ def main(argv=None):
     k1, k2 = a.ref_runs
     assert 1 <= k1 < k2, "--ref-runs needs 1 <= K1 < K2"
     env = bench_env(a.threads)
+    if a.startup_only:
+        startup(env, reps)
+        return
     pts, head = a.eval_points, a.eval_head
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
@@ -126,8 +131,7 @@ def main(argv=None):
                                    str(tmp / "ref.png"))
         ref1, ref2 = repeat(ref_cmd(k1), env, reps), repeat(ref_cmd(k2), env, reps)
         imp_torch = repeat(python("-c", "import torch"), env, reps)
-        imp_cli = repeat(python("-c", "import sgdlab.cli"), env, reps)
-        helpp = repeat(python("-m", "sgdlab.cli", "--help"), env, reps)
+        imp_cli = repeat(python("-c", "import sgdlab.cli, sgdlab.api"), env, reps)
         kernel = [json.loads(t.stdout) for t in repeat(python("-c", SNIPPET_KERNEL), env, reps)]
         fig = [float(t.stdout) for t in repeat(python("-c", SNIPPET_FIGURE, str(tmp / "small")), env, reps)]
         plots = [float(t.stdout) for t in repeat(python("-c", SNIPPET_PLOTS_IMPORT), env, reps)]
@@ -158,7 +162,7 @@ def main(argv=None):
 
     print("\nsgdlab's fixed floor (CPU s, medians):")
     print(f"  python + import torch              {med(imp_torch):6.2f}")
-    print(f"  python + import sgdlab.cli         {med(imp_cli):6.2f}   (includes torch)")
+    print(f"  python + import sgdlab.cli, .api   {med(imp_cli):6.2f}   (includes torch)")
     print(f"  import numba                       {float(np.median([k['numba'] for k in kernel])):6.2f}")
     print(f"  load the cached SGD/GD kernel      {float(np.median([k['load'] for k in kernel])):6.2f}")
     print(f"  import sgdlab.plots (matplotlib)   {float(np.median(plots)):6.2f}")
@@ -167,7 +171,6 @@ def main(argv=None):
     print(f"  the rest (data, engine, 2 evaluations, run directory, summary)  {med(floor) - parts:6.2f}")
     print(f"  whole floor process                {med(floor):6.2f}")
     print(f"  one-off compile (first run only)   {cold.cpu - med(small):6.2f}   (SGD/GD and rank kernels)")
-    print(f"  `sgdlab --help` process            {med(helpp):6.2f}")
     print(f"  fixed cost of a full run: intercept of the line through the 8- and {big}-seed runs: "
           f"{med(small) - r_small * per_ours * steps:.2f} (includes evaluation overheads not per run)")
     print(f"reference: floor {ref_floor:.2f} s, {per_ref:.2f} s per run ({per_ref_step * 1e6:.1f} us per run-step; "
@@ -184,8 +187,25 @@ def main(argv=None):
     print(f"  end to end, {big} seeds ({r_big} runs): reference {ref_at(r_big):.0f} s (fitted) vs sgdlab "
           f"{med(large):.1f} s: {e2e_big:.1f}x  [target >= {TARGET_E2E:g}x at 64 seeds"
           f"{'' if big == 64 else f'; measured at {big}'}: {verdict(e2e_big, TARGET_E2E)}]")
-    print(f"  `sgdlab --help`: {med(helpp):.2f} s  [target < {TARGET_HELP:g} s, left to the lead (imports torch): "
-          f"{verdict(med(helpp), TARGET_HELP, False, ' s')}]")
+    startup(env, reps)
+
+
+def startup(env, reps):
+    """The commands that only read configs, as whole processes, and what bounds them."""
+    rows = [("python -c pass (interpreter start)", python("-c", "pass")),
+            ("python -c 'import numpy'", python("-c", "import numpy")),
+            ("python -c 'import sgdlab.cli'", python("-c", "import sgdlab.cli")),
+            ("sgdlab --help", python("-m", "sgdlab.cli", "--help")),
+            ("sgdlab list", python("-m", "sgdlab.cli", "list")),
+            ("sgdlab show diag-net", python("-m", "sgdlab.cli", "show", "diag-net"))]
+    print(f"\ncommands that answer without torch ({reps} processes each; CPU s median [min, max]):")
+    times = {}
+    for name, cmd in rows:
+        times[name] = ts = repeat(cmd, env, reps)
+        print(f"  {name:40s} {spread(ts):>26s}")
+    for name in ("sgdlab --help", "sgdlab list", "sgdlab show diag-net"):
+        t = med(times[name])
+        print(f"  `{name}`: {t:.2f} s  [target < {TARGET_HELP:g} s: {verdict(t, TARGET_HELP, False, ' s')}]")
 
 
 def _grid(steps, points, head):

@@ -12,13 +12,6 @@ Python API (no CLI parsing involved)::
     monitor.step()                                    # once per step; docs/curvature.md
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("sgdlab")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+unknown"
-
 
 _API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "override", "export_run",
         "ExperimentConfig", "RunResult"}
@@ -27,9 +20,21 @@ _REGISTER = {"register_data", "register_model", "register_optimizer", "register_
 _MONITOR = {"Monitor", "LogSpaced"}  # measure a user's own training loop (sgdlab/monitor.py)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sgdlab")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0.0.0+unknown"
+
+
 def __getattr__(name):
-    # Lazy: importing sgdlab must stay cheap and must not pull in the trainer for
-    # users who only want sgdlab.metrics.
+    # Lazy: importing sgdlab must stay cheap (importlib.metadata alone is ~20 ms of `sgdlab --help`)
+    # and must not pull in the trainer for users who only want sgdlab.metrics.
+    if name == "__version__":
+        globals()["__version__"] = v = _version()
+        return v
     if name in _API:
         from . import api
 
@@ -46,4 +51,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | _API | _REGISTER | _MONITOR)
+    return sorted(set(globals()) | {"__version__"} | _API | _REGISTER | _MONITOR)

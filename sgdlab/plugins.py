@@ -26,7 +26,6 @@ for it.
 from __future__ import annotations
 
 import importlib.util
-from importlib import metadata
 from pathlib import Path
 
 from .errors import ConfigError
@@ -82,6 +81,8 @@ def load_entry_points() -> None:
     global _loaded_entry_points
     if _loaded_entry_points:
         return
+    from importlib import metadata  # here, not at import: ~20 ms of every light command
+
     _loaded_entry_points = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
