@@ -377,7 +377,7 @@ def export_cmd(run_dir, backend):
 def compare_cmd(dirs, csv_out, metrics):
     """One table across run and sweep directories (medians and IQR over seeds)."""
     from .compare import export, format_rows, rows_of
-    from .runs import ensure_writable_dir
+    from .files import ensure_writable_dir
 
     if csv_out:
         ensure_writable_dir(Path(csv_out).parent or Path("."), "directory of --csv")
@@ -403,7 +403,7 @@ def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports)
     """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
     import dataclasses
 
-    from .runs import ensure_writable_dir
+    from .files import ensure_writable_dir
     from .window import find_window, format_window, save_window
 
     cfg = _load(experiment, imports, sets)

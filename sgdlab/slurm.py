@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .config import check, from_dict, to_dict
 from .errors import ConfigError
-from .runs import atomic_write_text
+from .files import atomic_write_text
 
 __all__ = ["SLURM_DIR", "SlurmOptions", "SweepTask", "resolve_options", "run_slurm"]
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .config import check
 from .experiment import ArmConfig, EvalConfig, ExperimentConfig
-from .runs import atomic_write_text, dumps
+from .files import atomic_write_text, dumps
 from .schedules import Constant
 from .train import train
 

@@ -170,7 +170,7 @@ def versions() -> dict:
     import torch
 
     from .. import __version__
-    from ..runs import git_revision
+    from ..files import git_revision
 
     return {"sgdlab": __version__, "git": git_revision(), "python": sys.version.split()[0],
             "torch": torch.__version__, "numpy": np.__version__, "numba": numba.__version__}
