@@ -62,7 +62,7 @@ def sgdlab_cmd(out: Path, steps: int, seeds: int, points: int, head: int, all_me
 
 SNIPPET_KERNEL = """
 import json, time, numpy as np
-import sgdlab.models  # torch and sgdlab: counted in the import line, not here
+import sgdlab.cli, sgdlab.api  # torch and sgdlab: counted in the import line, not here
 t0 = time.process_time()
 import numba
 t1 = time.process_time()
@@ -74,7 +74,7 @@ print(json.dumps({"numba": t1 - t0, "load": time.process_time() - t1}))
 """
 SNIPPET_PLOTS_IMPORT = """
 import time
-import sgdlab.cli  # counted in the import line
+import sgdlab.cli, sgdlab.api  # torch and sgdlab: counted in the import line
 t0 = time.process_time()
 import sgdlab.plots
 print(time.process_time() - t0)

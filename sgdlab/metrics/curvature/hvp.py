@@ -51,11 +51,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator
 from torch.func import functional_call, grad, jvp
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
@@ -63,6 +62,9 @@ from torch.nn.modules.conv import _ConvNd
 from sgdlab.errors import ConfigError, choices_message
 
 from ._common import LOSS_REDUCTION, check_positive_int, make_generator
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
 
 __all__ = ["BNMode", "FunctionalLoss", "GradGraph", "HVPMethod", "HessianOperator", "fixed_subset"]
 
@@ -422,6 +424,9 @@ class HessianOperator:
             a = np.asarray(a, dtype=np.float64).reshape(-1)
             out = self.matvec(torch.from_numpy(a).to(self.device, self.dtype))
             return out.detach().to("cpu", torch.float64).numpy()
+
+        # imported here: scipy.sparse.linalg costs ~0.2 s of every run's start
+        from scipy.sparse.linalg import LinearOperator
 
         return LinearOperator((self.dim, self.dim), matvec=mv, rmatvec=mv, dtype=np.float64)
 
