@@ -52,8 +52,6 @@ def override(cfg: ExperimentConfig, assignments) -> ExperimentConfig:
     return _config.override(cfg, list(assignments))
 
 
-
-
 def describe_experiments() -> list[tuple[str, str]]:
     """(name, description) of every bundled experiment, read from the TOML files (no config is built)."""
     out = []

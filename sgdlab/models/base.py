@@ -36,7 +36,7 @@ class BatchedModel:
     per_example_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = staticmethod(half_mse)
 
     def init_params(self, seeds: list[int], dtype=None) -> Params:  # pragma: no cover
-        dtype = torch.float64 if dtype is None else dtype
+        """Parameters of runs ``seeds``, leading dimension R, in ``dtype`` (None: float64)."""
         raise NotImplementedError
 
     def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
