@@ -121,3 +121,29 @@ def test_config_errors(kw, msg):
 def test_subset_larger_than_data_is_a_config_error():
     with pytest.raises(ConfigError, match="curvature_subset"):
         Engine(_cfg(metrics={"curvature_subset": 1000}))
+
+
+def test_batch_curvature_draws_are_the_monitors_and_do_not_depend_on_the_warm_start():
+    """One random stream: the engine's Monte Carlo batch estimate of a run at a step equals, bit for
+    bit, sgdlab.Monitor's on the same loss (RunLoss), seed and step, and is the same whether the
+    Lanczos before it was warm-started (an uninterrupted run) or cold (a resumed run)."""
+    from sgdlab.metrics.probes import ProbeSettings
+    from sgdlab.metrics.tracking import LOSS_FN
+    from sgdlab.monitor import Monitor
+
+    opt = {"kind": "sgd", "batch_size": 4}
+    cfg = _cfg(arms=[{"name": "a", "optimizer": opt, "schedule": {"kind": "constant", "lr": 0.05}}],
+               metrics={"batch_curvature": ["batch_sharpness"], "batch_max_batches": 12})
+    eng, state, m = train(cfg)
+    step, r = int(eng.eval_steps[-1]), 1
+    one = {k: v.detach() for k, v in eng.params_of(state, r).items()}
+    run = eng.curvature.runs[r]
+    warm = eng.curvature._measure_run(run, one, step)["batch_sharpness"]  # the run's vectors are stored
+    eng.curvature.vectors = {}
+    cold = eng.curvature._measure_run(run, one, step)["batch_sharpness"]
+    assert warm == cold == m["batch_sharpness"][-1, r]
+    idx = torch.arange(eng.data.n)
+    mon = Monitor(RunLoss(eng.model, one, eng.data.x_train, eng.data.y_train), LOSS_FN, (idx, idx),
+                  metrics={"batch_sharpness": 1}, batch_size=4,
+                  settings=ProbeSettings(seed=run.seed, dtype=torch.float64, max_batches=12))
+    assert mon.step(step)["batch_sharpness"] == warm

@@ -7,8 +7,10 @@ these functions, so warm starts, measurement subsets, random streams and estimat
 * :func:`subset_indices`: the fixed measurement subset, sorted ``randperm(n)[:size]`` of a CPU
   generator seeded with ``seed`` (default :data:`SUBSET_SEED`); all ``n`` examples when ``size``
   is None or >= n. Drawn once, the same subset at every measurement.
-* :func:`measurement_generator`: a CPU generator keyed by ``(seed, STREAM_CURVATURE, step)``:
-  Lanczos start vectors and Monte Carlo batches are reproducible and independent of training.
+* :func:`measurement_generator`: a CPU generator keyed by ``(seed, STREAM_CURVATURE, step)``
+  (Lanczos start vectors) or ``(seed, STREAM_CURVATURE, step, BATCH_SUBSTREAM)`` (Monte Carlo
+  batches): reproducible, independent of training, and the batches independent of how many
+  random vectors Lanczos drew (a warm or a cold start: resumed runs draw the same batches).
 * :class:`WarmStart`: top-k eigenpairs by Lanczos, each call started from the previous call's
   k eigenvectors of the same key (a run). k >= 2 is advised: the top two eigenvalues cross during
   training and a one-vector warm start can converge to the second.
@@ -36,6 +38,7 @@ from .curvature import EigResult, batch_curvature, lanczos
 from .curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
 
 __all__ = [
+    "BATCH_SUBSTREAM",
     "DEAD_THRESHOLD",
     "STREAM_CURVATURE",
     "SUBSET_SEED",
@@ -53,6 +56,9 @@ __all__ = [
 DEAD_THRESHOLD = 1e-3
 # Random stream of the curvature measurements, disjoint from optim.samplers' STREAM_* (0, 1, 2).
 STREAM_CURVATURE = 101
+# Substream of the Monte Carlo batches of one measurement (Lanczos uses the bare key), so that the
+# batches drawn do not depend on the random vectors Lanczos used (none when warm-started).
+BATCH_SUBSTREAM = 1
 # Seed of the fixed measurement subset (the same subset for every run and every measurement).
 SUBSET_SEED = 0
 

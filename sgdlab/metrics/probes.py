@@ -43,6 +43,7 @@ from .curvature.lanczos import DEFAULT_TOL
 from .features import layer_features, resolve_layers
 from .jacobian import DEFAULT_RTOL, matrix_rank, per_example_jacobian
 from .measure import (
+    BATCH_SUBSTREAM,
     SUBSET_SEED,
     WarmStart,
     batch_estimates,
@@ -61,8 +62,6 @@ JACOBIAN_MAX_ENTRIES = 2**24
 # ... and at most this many inputs (the paper uses as many as there are parameters; an SVD of more
 # rows than this costs more than the rest of a measurement).
 JACOBIAN_MAX_INPUTS = 256
-# Substream of the Monte Carlo batches within one measurement (Lanczos uses the bare key).
-_BATCH_SUBSTREAM = 1
 
 
 @dataclass(frozen=True)
@@ -306,7 +305,7 @@ class _Moment:
             self._batch = batch_estimates(self.p.model, self.p.loss_fn, (self.p.x, self.p.y), self.p.batch_size,
                                           self.batch_names, rse_tol=s.rse_tol, max_batches=s.max_batches,
                                           min_batches=s.min_batches, dtype=s.dtype, bn_mode=self.p.bn_mode,
-                                          generator=measurement_generator(s.seed, self.step, _BATCH_SUBSTREAM))
+                                          generator=measurement_generator(s.seed, self.step, BATCH_SUBSTREAM))
         return self._batch
 
     def release(self) -> None:

@@ -33,7 +33,8 @@ curvature is measured.
   examples per step, independently across steps; random reshuffling = one uniform b-subset per
   step marginally) both give uniform b-subsets, the library's ``"without_replacement"`` law;
   full-batch runs have a single batch (the exact value). Draws use a generator keyed by
-  (run seed, ``STREAM_CURVATURE``, step): reproducible, independent of the training batches.
+  (run seed, ``STREAM_CURVATURE``, step, ``BATCH_SUBSTREAM``): reproducible, independent of the
+  training batches and of the Lanczos start (a resumed run draws the same batches).
 
 Other evaluation steps get NaN for these metrics. The warm-start vectors live in the tracker; a
 resumed run starts cold (same values up to the tolerance, a few more products).
@@ -53,6 +54,7 @@ from ..errors import ConfigError
 from .config import MetricsConfig
 from .curvature import HessianOperator
 from .measure import (
+    BATCH_SUBSTREAM,
     DEAD_THRESHOLD,
     STREAM_CURVATURE,
     WarmStart,
@@ -208,21 +210,21 @@ class CurvatureTracker:
     # ------------------------------------------------------------------ pieces
     def _measure_run(self, run: RunBatching, params: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         cfg, x, y = self.cfg, self.data.x_train, self.data.y_train
-        gen = measurement_generator(run.seed, step)
         op = run_operator(self.model, params, x, y, idx=self.subset, weight_decay=run.weight_decay,
                           dtype=self.dtype)
-        out = self.warm.measure(op, cfg.curvature_k, cfg.curvature_tol, gen, key=run.index)
+        out = self.warm.measure(op, cfg.curvature_k, cfg.curvature_tol, measurement_generator(run.seed, step),
+                                key=run.index)
         del op  # its cached gradient graph goes with it: nothing but the eigenvectors is kept
         if cfg.batch_curvature:
-            out.update(self._batch(run, params, gen))
+            out.update(self._batch(run, params, step))
         return out
 
-    def _batch(self, run: RunBatching, params, gen: torch.Generator) -> dict[str, float]:
+    def _batch(self, run: RunBatching, params, step: int) -> dict[str, float]:
         x, y = self.data.x_train, self.data.y_train
         module = RunLoss(self.model, params, x, y, run.weight_decay)
         idx = torch.arange(len(x))
         est = batch_estimates(module, LOSS_FN, (idx, idx), run.batch_size, self.cfg.batch_curvature,
-                              generator=gen, rse_tol=self.cfg.batch_rse_tol, max_batches=self.cfg.batch_max_batches,
+                              generator=measurement_generator(run.seed, step, BATCH_SUBSTREAM), rse_tol=self.cfg.batch_rse_tol, max_batches=self.cfg.batch_max_batches,
                               dtype=self.dtype)
         return {k: est[k] for k in self.cfg.batch_curvature}
 
