@@ -286,11 +286,8 @@ class Monitor:
     # ----------------------------------------------------------------- the record
     def _run(self) -> RunSpec:
         opt = type(self.optimizer).__name__ if self.optimizer is not None else "none"
-        lr = self._lr0()
+        lr = self._lr_start
         return RunSpec(0, self.name, self.prober.settings.seed, f"eta={lr:g} at the start" if lr else "-", opt, False)
-
-    def _lr0(self) -> float:
-        return self._lr_start
 
     def _config(self, steps: int, loggers) -> ExperimentConfig:
         p = self.prober
@@ -298,7 +295,7 @@ class Monitor:
         dev = next((q.device for q in p.model.parameters()), torch.device("cpu"))
         arm = ArmConfig(name=self.name, optimizer=ExternalOptimizer(
             name=type(self.optimizer).__name__ if self.optimizer is not None else "", batch_size=p.batch_size or 0),
-            schedule=ExternalSchedule(lr=self._lr0()))
+            schedule=ExternalSchedule(lr=self._lr_start))
         loss = getattr(p.loss_fn, "__name__", type(p.loss_fn).__name__)
         return ExperimentConfig(
             name=self.name, description="recorded by sgdlab.Monitor from a user's training loop",
