@@ -209,20 +209,19 @@ class CurvatureTracker:
 
     # ------------------------------------------------------------------ pieces
     def _measure_run(self, run: RunBatching, params: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-        cfg, x, y = self.cfg, self.data.x_train, self.data.y_train
-        op = run_operator(self.model, params, x, y, idx=self.subset, weight_decay=run.weight_decay,
-                          dtype=self.dtype)
+        cfg = self.cfg
+        # one copy of the run's parameters serves the Hessian and the batch estimates
+        module = RunLoss(self.model, params, self.data.x_train, self.data.y_train, run.weight_decay)
+        op = HessianOperator(module, LOSS_FN, (self.subset, self.subset), dtype=self.dtype)
         out = self.warm.measure(op, cfg.curvature_k, cfg.curvature_tol, measurement_generator(run.seed, step),
                                 key=run.index)
         del op  # its cached gradient graph goes with it: nothing but the eigenvectors is kept
         if cfg.batch_curvature:
-            out.update(self._batch(run, params, step))
+            out.update(self._batch(run, module, step))
         return out
 
-    def _batch(self, run: RunBatching, params, step: int) -> dict[str, float]:
-        x, y = self.data.x_train, self.data.y_train
-        module = RunLoss(self.model, params, x, y, run.weight_decay)
-        idx = torch.arange(len(x))
+    def _batch(self, run: RunBatching, module: RunLoss, step: int) -> dict[str, float]:
+        idx = torch.arange(len(self.data.x_train))
         est = batch_estimates(module, LOSS_FN, (idx, idx), run.batch_size, self.cfg.batch_curvature,
                               generator=measurement_generator(run.seed, step, BATCH_SUBSTREAM), rse_tol=self.cfg.batch_rse_tol, max_batches=self.cfg.batch_max_batches,
                               dtype=self.dtype)
