@@ -223,7 +223,8 @@ class CurvatureTracker:
     def _batch(self, run: RunBatching, module: RunLoss, step: int) -> dict[str, float]:
         idx = torch.arange(len(self.data.x_train))
         est = batch_estimates(module, LOSS_FN, (idx, idx), run.batch_size, self.cfg.batch_curvature,
-                              generator=measurement_generator(run.seed, step, BATCH_SUBSTREAM), rse_tol=self.cfg.batch_rse_tol, max_batches=self.cfg.batch_max_batches,
+                              generator=measurement_generator(run.seed, step, BATCH_SUBSTREAM),
+                              rse_tol=self.cfg.batch_rse_tol, max_batches=self.cfg.batch_max_batches,
                               dtype=self.dtype)
         return {k: est[k] for k in self.cfg.batch_curvature}
 
