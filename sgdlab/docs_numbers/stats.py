@@ -9,6 +9,7 @@ seed.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,7 +139,8 @@ def add_late_levels(res, finals: dict, metric: str = "train_loss") -> dict:
     for arm in res.config.arms:
         e = finals[label(arm)]
         v = res.metrics[metric][late][:, res.arm(label(arm))]
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a run with no finite value: NaN -> None below
+            warnings.simplefilter("ignore", RuntimeWarning)
             lv = np.nanmedian(np.where(np.isfinite(v), v, np.nan), axis=0)
         e["late_level"] = [None if d or not np.isfinite(x) else float(x) for x, d in zip(lv, e["diverged"])]
     return finals
