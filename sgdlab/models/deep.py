@@ -228,6 +228,7 @@ class ModuleModel(BatchedModel):
                                                              with_effective_rank=False).coefficient)
         return res
 
+
 @dataclass(frozen=True)
 class DeepNetConfig(ModelConfig):
     """A CIFAR-style network from ``sgdlab.models.cifar`` (ResNet/PreAct/WRN/DenseNet/VGG)."""
