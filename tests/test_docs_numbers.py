@@ -17,7 +17,14 @@ from sgdlab.docs_numbers.core import (
     replace_block,
 )
 from sgdlab.docs_numbers.related import exact_prefix
-from sgdlab.docs_numbers.stats import Stat, cell, compare, num
+from sgdlab.docs_numbers.stats import (
+    Stat,
+    add_late_levels,
+    arm_finals,
+    cell,
+    compare,
+    num,
+)
 from sgdlab.errors import ConfigError
 
 
@@ -66,6 +73,30 @@ def test_stats_and_significance():
     assert compare(a, Stat.of([3.0, 3.5, 9.0])).startswith("not significant")
     assert cell(Stat.of([None, None])) == "–" and cell(Stat.of([0.1234])) == "0.123"
     assert num(1.58e-4) == "1.58e-4" and num(160.5) == "160.5" and num(0.0937) == "0.0937"
+
+
+def test_late_levels_are_medians_over_the_second_half_of_alive_runs():
+    """add_late_levels against a per-run loop: median of the finite values at steps >= T/2;
+    None for a diverged run (even one finite until late) and for a run with no finite value."""
+    from types import SimpleNamespace
+
+    steps = np.arange(0, 101, 10)
+    rng = np.random.default_rng(0)
+    loss = rng.random((len(steps), 4))
+    loss[7, 0] = np.inf  # a transient non-finite value of an alive run is skipped
+    loss[6:, 1] = np.nan  # diverged at step 60
+    loss[5:, 3] = np.nan  # alive per the summary, but no finite value in T/2..T
+    runs = [{"index": i, "arm": "a" if i < 2 else "b", "seed": i % 2} for i in range(4)]
+    res = SimpleNamespace(
+        steps=steps, metrics={"train_loss": loss}, runs=runs,
+        summary={"runs": [{**r, "diverged_at": 60 if r["index"] == 1 else None} for r in runs]},
+        config=SimpleNamespace(arms=[SimpleNamespace(name="a"), SimpleNamespace(name="b")]),
+        arm=lambda name: np.array([r["index"] for r in runs if r["arm"] == name]))
+    got = add_late_levels(res, arm_finals(res, ["train_loss"]))
+    late = steps >= 50
+    want = [float(np.median([v for v in loss[late, 0] if np.isfinite(v)])), None,
+            float(np.median(loss[late, 2])), None]
+    assert got["a"]["late_level"] + got["b"]["late_level"] == want
 
 
 def test_unknown_name_lists_the_registered_ones():

@@ -11,6 +11,7 @@ import numpy as np
 from .._torch import torch
 from ..config import check
 from ..errors import DataError
+from .augment import Augmentation
 from .base import DataConfig, Dataset
 
 # Paths are required for these; the others are generated offline.
@@ -44,7 +45,6 @@ class ImageData(DataConfig):
             raise DataError(f"{self.name} is read from local files: set data.path to its archive or folder, "
                             f"e.g. --set data.path=/data/cifar-10-python.tar.gz (sgdlab never downloads data)")
         kw = {"seed": self.seed} if self.name == "digits" else {}
-        from .augment import Augmentation
         from .images import load_image_dataset
 
         ds = load_image_dataset(self.name, self.path or None, **kw)
@@ -78,10 +78,4 @@ class SyntheticImages(DataConfig):
         lab = lambda n: torch.as_tensor(rng.integers(0, self.num_classes, n), dtype=torch.int64)
         return Dataset(t(self.n_train), lab(self.n_train), t(self.n_test), lab(self.n_test),
                        {"num_classes": torch.tensor(self.num_classes)},
-                       augment=_augmentation() if self.augment else None)
-
-
-def _augmentation():
-    from .augment import Augmentation
-
-    return Augmentation()
+                       augment=Augmentation() if self.augment else None)

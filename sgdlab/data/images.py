@@ -108,19 +108,16 @@ def _needs_path(name: str, path) -> Path:
 
 @IMAGE_DATASETS.register("cifar10")
 def _cifar10(path=None, **kw) -> ImageDataset:
-
     return load_cifar10(_needs_path("cifar10", path), **kw)
 
 
 @IMAGE_DATASETS.register("cifar100")
 def _cifar100(path=None, **kw) -> ImageDataset:
-
     return load_cifar100(_needs_path("cifar100", path), **kw)
 
 
 @IMAGE_DATASETS.register("tiny-imagenet")
 def _tiny_imagenet(path=None, **kw) -> ImageDataset:
-
     return load_tiny_imagenet(_needs_path("tiny-imagenet", path), **kw)
 
 

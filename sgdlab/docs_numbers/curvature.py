@@ -7,18 +7,23 @@ from __future__ import annotations
 import numpy as np
 
 from .core import Spec, register
-from .stats import Stat, cell, compare, configure, label, md_table, seeds_text, stat
+from .stats import (
+    Stat,
+    arm_finals,
+    cell,
+    compare,
+    configure,
+    label,
+    md_table,
+    seeds_text,
+    stat,
+)
 from .tables import pretty
 
 EOS_SEEDS = 16
 EOS_POINTS = 151  # sharpness every 200 steps (the config: every 100) -- the edge is a plateau of ~10^4 steps
 SHARPENING_BELOW = 0.75  # progressive sharpening: some measurement in the first third below 0.75 x 2/eta
 EDGE_REACHED = 0.9
-
-
-def _diverged(res, idx) -> list[bool]:
-    at = {r["index"]: r.get("diverged_at") for r in res.summary["runs"]}
-    return [at.get(int(i)) is not None for i in idx]
 
 
 def _div_cell(flags: list[bool]) -> str:
@@ -36,7 +41,7 @@ def _eos_produce(ctx) -> dict:
     first = (steps > 0) & (steps <= steps[-1] / 3)
     last = steps >= 2 * steps[-1] / 3
     t3 = int(np.searchsorted(steps, steps[-1] // 3))
-    out = {}
+    out, flags = {}, arm_finals(res, [])
     for a in cfg.arms:
         edge = 2 / _eta(cfg, a)
         idx = res.arm(label(a))
@@ -46,7 +51,7 @@ def _eos_produce(ctx) -> dict:
             reached = [int(np.argmax(lam[:, j] >= EDGE_REACHED)) if (lam[:, j] >= EDGE_REACHED).any() else None
                        for j in range(len(idx))]
             out[label(a)] = {
-                "eta": _eta(cfg, a), "diverged": _diverged(res, idx),
+                "eta": _eta(cfg, a), "diverged": flags[label(a)]["diverged"],
                 "init": lam[0].tolist(), "min_first_third": np.nanmin(lam[first], 0).tolist(),
                 "median_last_third": np.nanmedian(lam[last], 0).tolist(), "max": np.nanmax(lam, 0).tolist(),
                 "loss_t3": loss[t3].tolist(), "final_loss": loss[-1].tolist(),
@@ -88,11 +93,11 @@ EOSS_POINTS = 11  # every 1000 steps (the config: 500); the last third holds 4 m
 def _last_third_medians(res, cfg, names) -> dict:
     steps = res.steps
     last = steps >= 2 * steps[-1] / 3
-    out = {}
+    out, flags = {}, arm_finals(res, [])
     for a in cfg.arms:
         edge = 2 / _eta(cfg, a)
         idx = res.arm(label(a))
-        entry = {"diverged": _diverged(res, idx)}
+        entry = {"diverged": flags[label(a)]["diverged"]}
         for n in names:
             if n not in res.metrics:
                 continue
@@ -139,12 +144,7 @@ SD_METRICS = ("sharpness", "hessian_cond", "dead_fraction", "train_loss")
 def _sd_produce(ctx) -> dict:
     cfg = configure("sharpest-directions", [f"seeds={SD_SEEDS}", "eval.points=2", "extra_figures=[]"])
     res = ctx.run("sharpest-directions", cfg)
-    out = {}
-    for a in cfg.arms:
-        idx = res.arm(label(a))
-        out[label(a)] = {m: [None if not np.isfinite(x) else float(x) for x in res.metrics[m][-1, idx]] for m in SD_METRICS}
-        out[label(a)]["diverged"] = _diverged(res, idx)
-    return {"seeds": seeds_text(SD_SEEDS), "steps": cfg.steps, "arms": out}
+    return {"seeds": seeds_text(SD_SEEDS), "steps": cfg.steps, "arms": arm_finals(res, SD_METRICS)}
 
 
 def _sd_render(d: dict) -> dict[str, str]:

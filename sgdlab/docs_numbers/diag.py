@@ -9,6 +9,7 @@ from ..config import to_dict
 from .core import Spec, register
 from .stats import (
     Stat,
+    add_late_levels,
     arm_finals,
     cell,
     compare,
@@ -108,17 +109,7 @@ def _window_produce(ctx) -> dict:
     cfg = configure("diag-net", [f"seeds={WINDOW_SEEDS}", "eval.grid='linear'", "eval.points=101",
                                  *only_metrics(["train_loss"])], arms)
     res = ctx.run("window", cfg)
-    late = res.steps >= res.steps[-1] // 2
-    level = {}
-    for a in cfg.arms:
-        idx = res.arm(label(a))
-        with np.errstate(all="ignore"):
-            lv = np.nanmedian(np.where(np.isfinite(res.metrics["train_loss"][late][:, idx]),
-                                       res.metrics["train_loss"][late][:, idx], np.nan), axis=0)
-        level[label(a)] = [None if not np.isfinite(v) else float(v) for v in lv]
-    finals = arm_finals(res, ["train_loss"])
-    for a in finals:  # the late level of a run that diverged later is not a stabilized level
-        finals[a]["late_level"] = [None if dv else v for v, dv in zip(level[a], finals[a]["diverged"])]
+    finals = add_late_levels(res, arm_finals(res, ["train_loss"]))
     return {"seeds": seeds_text(WINDOW_SEEDS), "steps": cfg.steps, "arms": finals}
 
 

@@ -12,6 +12,7 @@ from .stats import (
     cell,
     compare,
     configure,
+    div,
     label,
     md_table,
     num,
@@ -167,7 +168,7 @@ def _support_spec(name: str, cost: float) -> Spec:
 
     def render(d: dict) -> dict[str, str]:
         arms = d["arms"]
-        rows = [[pretty(a), f"{stat(arms, a, 'irrelevant_norm').diverged}/{stat(arms, a, 'irrelevant_norm').n}"]
+        rows = [[pretty(a), div(stat(arms, a, "irrelevant_norm"))]
                 + [cell(stat(arms, a, m)) for m in SUPPORT_METRICS] for a in arms]
         table = md_table(["arm", "diverged", *SUPPORT_METRICS.values()], rows)
         big, small = list(arms)[-2:]

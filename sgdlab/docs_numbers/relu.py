@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .core import Spec, register
 from .stats import (
+    add_late_levels,
     arm_finals,
     configure,
     constant_arm,
@@ -116,16 +115,9 @@ def _window_produce(ctx) -> dict:
                                              "eval.points=41", "extra_figures=[]", "snapshots=0",
                                              *only_metrics(["train_loss"])], arms)
     res = ctx.run("window", cfg)
-    out = arm_finals(res, ["train_loss"])
-    late = res.steps >= res.steps[-1] // 2
+    out = add_late_levels(res, arm_finals(res, ["train_loss"]))
     for a in cfg.arms:
-        idx = res.arm(label(a))
-        with np.errstate(all="ignore"):
-            lv = np.nanmedian(res.metrics["train_loss"][late][:, idx], axis=0)
-        out[label(a)]["late_level"] = [None if dv or not np.isfinite(v) else float(v)
-                                     for v, dv in zip(lv, out[label(a)]["diverged"])]
-        first = [r.get("diverged_at") for r in res.summary["runs"] if r["arm"] == label(a)]
-        out[label(a)]["diverged_at"] = first
+        out[label(a)]["diverged_at"] = [r.get("diverged_at") for r in res.summary["runs"] if r["arm"] == label(a)]
     return {"seeds": seeds_text(SEEDS), "steps": TS_WINDOW_STEPS, "arms": out}
 
 

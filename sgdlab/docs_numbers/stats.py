@@ -9,6 +9,7 @@ seed.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -127,6 +128,22 @@ def arm_finals(res, metrics: Sequence[str], step_index: int = -1) -> dict:
             entry[m] = [None if d or not math.isfinite(v) else float(v) for v, d in zip(vals, entry["diverged"])]
         out[label(arm)] = entry
     return out
+
+
+def add_late_levels(res, finals: dict, metric: str = "train_loss") -> dict:
+    """Adds ``late_level`` to every arm of ``finals`` (from :func:`arm_finals` on ``res``): per
+    run, the median of ``metric`` over the evaluation steps T/2..T (non-finite values skipped),
+    the level a stabilized run hovers at; None for a run that diverged (at any time: a late
+    divergence means it never stabilized) or has no finite value. Returns ``finals``."""
+    late = res.steps >= res.steps[-1] // 2
+    for arm in res.config.arms:
+        e = finals[label(arm)]
+        v = res.metrics[metric][late][:, res.arm(label(arm))]
+        with warnings.catch_warnings():  # a run with no finite value: NaN -> None below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lv = np.nanmedian(np.where(np.isfinite(v), v, np.nan), axis=0)
+        e["late_level"] = [None if d or not np.isfinite(x) else float(x) for x, d in zip(lv, e["diverged"])]
+    return finals
 
 
 def stat(arms: dict, arm: str, metric: str) -> Stat:

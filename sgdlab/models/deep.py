@@ -157,8 +157,8 @@ class ModuleModel(BatchedModel):
 
     def metric_names(self, data, cfg, dtype=None) -> list[str]:
         """Losses, errors and every block's ``_active`` / ``_sparsity`` (block names from one
-        forward pass of two images, not a whole evaluation)."""
-        dtype = torch.float32 if dtype is None else dtype
+        forward pass of two images, not a whole evaluation; ``dtype`` is unused: names do not
+        depend on it)."""
         self.template.eval()
         with torch.no_grad():
             x = to_inputs(data.x_train[:2], next(self.template.parameters()).dtype)
@@ -187,6 +187,9 @@ class ModuleModel(BatchedModel):
         gives the train loss/error and every block's features (only a fixed subset of at most
         ``sparsity_max_neurons`` units per block is kept: 10k images x 64x32x32 floats would not
         fit in memory; the positive fraction counts all units)."""
+        # imported here, once per pass: configs import this module without paying for torch
+        from ..metrics.sparsity import feature_sparsity
+
         n = min(len(data.x_train), max(self.eval_train, self.sparsity_examples if blocks else 0))
         x, y = data.x_train[:n], data.y_train[:n]
         tot, wrong, seen = 0.0, 0, 0
@@ -221,11 +224,10 @@ class ModuleModel(BatchedModel):
         n_sp = min(n, self.sparsity_examples)
         for name, chunks in feats.items():
             res[f"{name}_active"] = pos[name] / (n_sp * units[name])
-            from ..metrics.sparsity import feature_sparsity
-
             res[f"{name}_sparsity"] = float(feature_sparsity(torch.cat(chunks), cfg.sparsity_tau,
                                                              with_effective_rank=False).coefficient)
         return res
+
 
 @dataclass(frozen=True)
 class DeepNetConfig(ModelConfig):

@@ -37,7 +37,6 @@ __all__ = ["COMPILE_MODES", "ModuleStepper", "StepOptions", "to_inputs"]
 BUFFER = "buffer:"
 # Autocast dtypes by name (resolved on use: torch is imported lazily).
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
-HALF_DTYPE_NAMES = ("float16", "bfloat16")
 # torch.compile modes ("none" = eager).
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 # Examples per run in the vectorisation probe: BatchNorm needs more than one value per channel.
@@ -95,7 +94,7 @@ class ModuleStepper:
     def _one(self, leaves: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean batch loss of one run (a 0-dim tensor); works per run inside vmap too."""
         out = torch.func.functional_call(self.template, {**leaves, **buffers}, (x,))
-        if str(out.dtype).removeprefix("torch.") in HALF_DTYPE_NAMES:  # the loss in float32 under autocast
+        if out.dtype in (torch.float16, torch.bfloat16):  # the loss in float32 under autocast
             out = out.float()
         return self.per_example_loss(out, y).mean()
 
