@@ -139,6 +139,8 @@ def main(argv=None):
 
     import numpy as np
 
+    from sgdlab.experiment import EvalConfig
+
     r_small, r_big = runs_of(8), runs_of(big)
     per_ref = (med(ref2) - med(ref1)) / (k2 - k1)  # CPU s per reference run
     ref_floor = med(ref1) - k1 * per_ref
@@ -147,7 +149,8 @@ def main(argv=None):
     per_ref_step = per_ref / steps
     e2e_small, e2e_big = ref_at(r_small) / med(small), ref_at(r_big) / med(large)
 
-    print(f"diag-net figure, {steps} steps, {len(_grid(steps, pts, head))} evaluation steps, metrics: train/test "
+    n_evals = len(EvalConfig("authors", pts, head).steps(steps))  # the grid sgdlab evaluates on
+    print(f"diag-net figure, {steps} steps, {n_evals} evaluation steps, metrics: train/test "
           f"loss, rank phi (1e-15), l0 (1e-50); {reps} processes per command")
     print(machine_line(a.threads))
     print(f"\n{'process':58s} {'runs':>5s} {'CPU s median [min, max]':>26s} {'wall s median [min, max]':>26s}")
@@ -206,13 +209,6 @@ def startup(env, reps):
     for name in ("sgdlab --help", "sgdlab list", "sgdlab show diag-net"):
         t = med(times[name])
         print(f"  `{name}`: {t:.2f} s  [target < {TARGET_HELP:g} s: {verdict(t, TARGET_HELP, False, ' s')}]")
-
-
-def _grid(steps, points, head):
-    import numpy as np
-
-    s = np.round(np.linspace(0, steps - 1, points))
-    return np.unique(np.concatenate([s, np.arange(min(head, steps)), [0, steps]]).astype(int))
 
 
 if __name__ == "__main__":

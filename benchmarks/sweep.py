@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _proc import bench_env, machine_line, med, python, repeat, spread
+from _proc import Timing, bench_env, machine_line, med, python, repeat, spread
 
 LRS = [0.2, 0.2114, 0.2229, 0.2343, 0.2457, 0.2571, 0.2686, 0.28]  # 8 step sizes up to the window's edge
 SEEDS = 8
@@ -98,8 +98,8 @@ def main(argv=None):
                 ts += repeat(python("-m", "sgdlab.cli", "run", str(single), "--out", str(tmp / f"p{r}-{i}"),
                                     "--no-progress", "--set", f"arms.0.schedule.lr={lr}", "--first-seed", str(s)),
                              env, 1)
-            per_proc.append(type(ts[0])(sum(t.wall for t in ts) * n_points / timed,
-                                        sum(t.cpu for t in ts) * n_points / timed, ""))
+            per_proc.append(Timing(sum(t.wall for t in ts) * n_points / timed,
+                                   sum(t.cpu for t in ts) * n_points / timed, ""))
         ray = None
         if a.ray:
             ray = repeat(python("-m", "sgdlab.cli", "sweep", str(base), "-g", f"arms.0.schedule.lr={lrs}",

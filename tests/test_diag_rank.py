@@ -76,7 +76,6 @@ def test_authors_threshold_along_training(trajectory):
     SVD's, and differs from phi's float64 SVD only by singular values inside that SVD's noise."""
     x, states = trajectory
     rank = DiagJacobianRank(x, AUTHORS_RTOL)
-    n_phi_noise = 0
     for p in states:
         fast = rank(p["u"], p["v"]).numpy()
         np.testing.assert_array_equal(fast, jacobi_rank(p["u"], p["v"], x, AUTHORS_RTOL))
@@ -86,7 +85,6 @@ def test_authors_threshold_along_training(trajectory):
             noise = 64 * np.sqrt(phi.shape[1]) * np.finfo(np.float64).eps * sv[0]  # |error| of a float64 SVD
             near = int((np.abs(sv - AUTHORS_RTOL * sv[0]) <= noise).sum())
             assert abs(fast[r] - (sv > AUTHORS_RTOL * sv[0]).sum()) <= near
-            n_phi_noise += near > 0
     assert rank.n_reduced > 0
 
 

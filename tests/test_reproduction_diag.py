@@ -67,3 +67,7 @@ def test_negative_control_no_large_step_phase_no_sparsity_gain():
     res = run_paper_figure(CONTROL_LR)
     f = finding(res, "l0_robust")
     assert not f["a"] and not f["b"], f
+    l0, test = f["medians"]["l0"], f["medians"]["test"]
+    const, *decayed, _gd = res.summary["arms"]
+    for arm in decayed:  # no decayed arm beats the constant step on either measure
+        assert l0[arm] >= l0[const] and test[arm] >= test[const], (arm, f)

@@ -95,9 +95,7 @@ class DiagJacobianRank:
                     sure[band] = self._reduced(rho[band])
                 out[ok] = sure
             else:  # no sandwich without full column rank: one batched SVD of X D over runs
-                self.n_svd += len(rho)
-                sv = np.linalg.svd(self.r[None] * rho[:, None, :], compute_uv=False)
-                out[ok] = (sv > self.rtol * sv[:, :1]).sum(-1)
+                out[ok] = self._dense(rho)
         return torch.as_tensor(out, dtype=u.dtype, device=u.device)
 
     def _reduced(self, rho: np.ndarray) -> np.ndarray:
@@ -114,10 +112,14 @@ class DiagJacobianRank:
         out = count.astype(np.float64)
         dense = count < 0
         if dense.any():
-            self.n_svd += int(dense.sum())
-            sv = np.linalg.svd(self.r[None] * rho[dense][:, None, :], compute_uv=False)
-            out[dense] = (sv > self.rtol * sv[:, :1]).sum(-1)
+            out[dense] = self._dense(rho[dense])
         return out
+
+    def _dense(self, rho: np.ndarray) -> np.ndarray:
+        """rank of R diag(rho) for runs rho (k, d) by one batched SVD (same singular values as X D)."""
+        self.n_svd += len(rho)
+        sv = np.linalg.svd(self.r[None] * rho[:, None, :], compute_uv=False)
+        return (sv > self.rtol * sv[:, :1]).sum(-1)
 
 
 def diag_jacobian_rank_svd(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, rtol: float) -> torch.Tensor:

@@ -14,17 +14,16 @@ from ..sweep import Sweep
 from .panels import LOG_METRICS, quiet_nan, save_figure
 
 
-def _finals(sw: Sweep, metric: str):
-    """{arm legend name: [(point values, finals per seed (S,), n_diverged)]}."""
-    legend = _legend_names(sw)
-    index = sw.index()
-    jobs = {j["id"]: j for j in index["jobs"]}
-    cache: dict[int, dict | None] = {}
+def _summaries(sw: Sweep, index: dict) -> dict[int, dict | None]:
+    """Job id -> its summary (None while unfinished), read once for all of the sweep's figures."""
+    return {j["id"]: RunDir(sw.path / j["dir"]).summary() for j in index["jobs"]}
+
+
+def _finals(points, summaries: dict[int, dict | None], legend: dict[str, str], metric: str):
+    """{arm legend name: [(point values, finals per seed (S,), n_diverged, n_runs, merged arm, job)]}."""
     out: dict[str, list] = {}
-    for p in sw.points():
-        if p.job not in cache:
-            cache[p.job] = RunDir(sw.path / jobs[p.job]["dir"]).summary()
-        s = cache[p.job]
+    for p in points:
+        s = summaries[p.job]
         if s is None:
             continue
         for base, merged in p.arms.items():
@@ -35,11 +34,11 @@ def _finals(sw: Sweep, metric: str):
     return out
 
 
-def _legend_names(sw: Sweep) -> dict[str, str]:
+def _legend_names(points) -> dict[str, str]:
     """Per base arm, a legend name true at every point: its label where all points agree, else the
     label with the words that differ between points replaced by "*" (e.g. "SGD eta=* /4.8 at 10%")."""
     seen: dict[str, list[str]] = {}
-    for p in sw.points():
+    for p in points:
         for base in p.arms:
             seen.setdefault(base, []).append(p.labels.get(base, base))
     out = {}
@@ -57,11 +56,6 @@ def _star(words) -> str:
     """The common "key=" prefix of differing words, then "*"."""
     pre = words[0].split("=", 1)[0]
     return f"{pre}=*" if all("=" in w and w.split("=", 1)[0] == pre for w in words) else "*"
-
-
-def _job_metrics(job_dir: Path) -> list[str]:
-    s = RunDir(job_dir).summary() if (job_dir / "summary.json").exists() else None
-    return [k for a in s["arms"].values() for k in a["final"]] if s else []
 
 
 def _lines(finals, key, what):
@@ -93,7 +87,10 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
     """The sweep's figures for ``metrics`` (default: train and test loss, those of them logged)."""
     sw = Sweep(path)
     index = sw.index()
-    logged = sorted({k for j in index["jobs"] for k in _job_metrics(sw.path / j["dir"])})
+    points, summaries = sw.points(), _summaries(sw, index)
+    legend = _legend_names(points)
+    finals_of = lambda metric: _finals(points, summaries, legend, metric)
+    logged = sorted({k for s in summaries.values() if s for a in s["arms"].values() for k in a["final"]})
     if metrics is None:
         metrics = tuple(m for m in DEFAULT_METRICS if m in logged) or tuple(logged[:1]) or DEFAULT_METRICS[:1]
     for m in metrics:
@@ -111,7 +108,7 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
     fig = Figure(figsize=(4.2 * (len(metrics) + 1), 3.4), layout="constrained")
     axs = fig.subplots(1, len(metrics) + 1, squeeze=False)[0]
     for ax, metric in zip(axs, metrics):
-        for c, (label, pts) in enumerate(_lines(_finals(sw, metric), key, 1)):
+        for c, (label, pts) in enumerate(_lines(finals_of(metric), key, 1)):
             xs = np.array([x for x, _ in pts], dtype=float)
             with quiet_nan():
                 q = np.array([np.nanpercentile(v, [25, 50, 75]) if np.isfinite(v).any() else [np.nan] * 3
@@ -126,7 +123,8 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
     ax = axs[-1]
-    for c, (label, pts) in enumerate(_lines(_finals(sw, metrics[0]), key, None)):
+    finals = finals_of(metrics[0])
+    for c, (label, pts) in enumerate(_lines(finals, key, None)):
         ax.plot([x for x, _ in pts], [f for _, f in pts], "s-", color=f"C{c % 10}", label=label, ms=3)
     ax.set_xlabel(key)
     ax.set_ylim(-0.05, 1.05)
@@ -138,7 +136,6 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
     files.append(save_figure(fig, fig_dir / "final_vs_value.png"))
 
     # metric over training per value (first arm of the base experiment)
-    finals = _finals(sw, metrics[0])
     if finals:
         arm, items = next(iter(finals.items()))
         fig = Figure(figsize=(5.5, 3.6), layout="constrained")
@@ -163,7 +160,7 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
     if len(axes) >= 2:
         (k1, v1), (k2, v2) = axes[0], axes[1]
         grid = np.full((len(v2), len(v1)), np.nan)
-        arm, items = next(iter(_finals(sw, metrics[-1]).items()))
+        arm, items = next(iter(finals_of(metrics[-1]).items()))
         for vals_, v, *_ in items:
             with quiet_nan():
                 grid[v2.index(vals_[k2]), v1.index(vals_[k1])] = np.nanmedian(v) if np.isfinite(v).any() else np.nan
