@@ -57,12 +57,7 @@ class RunResult:
         config's ``snapshots`` chose, and the final state."""
         if self.path is None:
             return sorted((self._params or {}).items())
-        rd = RunDir(self.path)
-        out = dict(rd.snapshots())
-        final = rd.final_params()
-        if final is not None:
-            out.setdefault(final[0], final[1])
-        return sorted(out.items())
+        return sorted(RunDir(self.path).saved_params().items())
 
     @property
     def saved_steps(self) -> list[int]:

@@ -72,10 +72,7 @@ def _from_run(init: InitConfig, where: str, label: str, runs) -> dict[int, dict]
     if not src:
         arms = sorted({r["arm"] for r in rd.runs()})
         raise ConfigError(f"{where}: run {init.run!r} has no arm {src_arm!r}; its arms: {arms} (set init.arm)")
-    saved = dict(rd.snapshots())
-    final = rd.final_params()
-    if final is not None:
-        saved.setdefault(final[0], final[1])
+    saved = rd.saved_params()
     if not saved:
         raise ConfigError(f"{where}: run {init.run!r} saved no parameters (no snapshots, no checkpoint)")
     step = max(saved) if init.step == -1 else init.step

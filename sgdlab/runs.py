@@ -386,6 +386,15 @@ class RunDir:
         out = {int(r): {k: v[j] for k, v in p.items()} for runs, p in zip(groups, params) for j, r in enumerate(runs)}
         return int(ck["state"]["step"]), out
 
+    def saved_params(self) -> dict[int, dict[int, dict[str, torch.Tensor]]]:
+        """Every saved parameter state, ``{step: {run: {name: tensor}}}``: the snapshots and the
+        checkpoint's final state (a snapshot at the same step wins: it holds the same values)."""
+        out = dict(self.snapshots())
+        final = self.final_params()
+        if final is not None:
+            out.setdefault(final[0], final[1])
+        return out
+
     @property
     def figures(self) -> Path:
         (self.path / FIGURES).mkdir(exist_ok=True)
