@@ -190,7 +190,7 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
         rd = RunDir(job_dir)
-        if rd.path.is_dir() and (rd.path / "summary.json").exists() and rd.complete():
+        if rd.complete():
             return {"status": "done"}
         if (rd.path / "config.toml").exists():  # started before: resume (from step 0 if it has no checkpoint)
             api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait)
@@ -330,11 +330,7 @@ class Sweep:
         return [Point(p["id"], p["values"], p["job"], p["arms"], p.get("labels", {})) for p in self.index()["points"]]
 
     def pending(self) -> list[dict]:
-        def done(j):
-            d = self.path / j["dir"]
-            return (d / "summary.json").exists() and RunDir(d).complete()
-
-        return [j for j in self.index()["jobs"] if not done(j)]
+        return [j for j in self.index()["jobs"] if not RunDir(self.path / j["dir"]).complete()]
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
                 progress: bool = True, slurm=None) -> dict:
