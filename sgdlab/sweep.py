@@ -19,6 +19,7 @@ import json
 import math
 import re
 import sys
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -261,10 +262,18 @@ class _Progress:
             self.bar = tqdm(total=total, desc=f"sweep ({len(todo)} jobs)", unit="step", unit_scale=True,
                             dynamic_ncols=True, mininterval=POLL_SECONDS, file=sys.stderr)
         self.done: set[int] = set()
+        self._polled = -math.inf  # time.monotonic() of the last poll that read the files
 
-    def poll(self) -> None:
+    def poll(self, force: bool = False) -> None:
+        """Read the jobs' progress, at most once per POLL_SECONDS unless ``force``: the executors
+        call this after every finished job, and each call reads every pending job's metrics file
+        (without the limit, N jobs ending back to back cost N^2 file reads)."""
         if self.bar is None:
             return
+        now = time.monotonic()
+        if not force and now - self._polled < POLL_SECONDS:
+            return
+        self._polled = now
         n = sum(int(j["config"]["steps"]) if j["id"] in self.done else _last_step(self.root / j["dir"])
                 for j in self.todo)
         self.bar.update(max(0, n - self.bar.n))
@@ -279,6 +288,7 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self.poll(force=True)
             self.bar.close()
 
 
