@@ -173,6 +173,8 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
 # Seconds between checks of the driver's liveness in pool workers, and between progress polls.
 WATCHDOG_SECONDS = 0.5
 POLL_SECONDS = 1.0
+# Bytes first read from the end of a metrics file to find its last row (grown if a row is longer).
+TAIL_BYTES = 65536
 # Linux prctl option: signal a child when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -230,22 +232,27 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _last_step(job_dir: Path) -> int:
-    """Step of the last complete row of a job's metrics.jsonl (0 if none yet)."""
+    """Step of the last complete row of a job's metrics.jsonl (0 if none yet). Reads the file's
+    tail, growing it until it holds a whole row (a row of many runs can be longer than one read)."""
     p = job_dir / "metrics.jsonl"
+    chunk = TAIL_BYTES
     try:
         with open(p, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            tail = f.read().decode(errors="replace")
+            size = f.seek(0, 2)
+            while True:
+                f.seek(max(0, size - chunk))
+                lines = f.read().decode(errors="replace").split("\n")[:-1]  # after the last newline: torn
+                whole = lines if chunk >= size else lines[1:]  # the first may be cut by the seek
+                for line in reversed(whole):
+                    try:
+                        return int(json.loads(line)["step"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                if chunk >= size:
+                    return 0
+                chunk *= 4
     except OSError:
         return 0
-    for line in reversed(tail.split("\n")[:-1]):  # the part after the last newline may be torn
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return 0
 
 
 class _Progress:
