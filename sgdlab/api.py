@@ -57,12 +57,7 @@ class RunResult:
         config's ``snapshots`` chose, and the final state."""
         if self.path is None:
             return sorted((self._params or {}).items())
-        rd = RunDir(self.path)
-        out = dict(rd.snapshots())
-        final = rd.final_params()
-        if final is not None:
-            out.setdefault(final[0], final[1])
-        return sorted(out.items())
+        return sorted(RunDir(self.path).saved_params().items())
 
     @property
     def saved_steps(self) -> list[int]:
@@ -125,8 +120,9 @@ class RunResult:
 SNAPSHOT_BUFFER_BYTES = 256 * 2**20
 
 
-def _nbytes(snaps: dict) -> int:
-    return sum(v.numel() * v.element_size() for runs in snaps.values() for p in runs.values() for v in p.values())
+def _nbytes(params_by_run: dict) -> int:
+    """Bytes of one snapshot, ``{run: {name: tensor}}``."""
+    return sum(v.numel() * v.element_size() for p in params_by_run.values() for v in p.values())
 
 
 # The progress bar shows no time estimate until this share of the steps is done and this many
@@ -164,6 +160,7 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
     bar = _progress(cfg.steps, state.step, f"{cfg.name} ({eng.n_runs} runs)", progress)
     ex_per_step = sum(len(g.runs) * g.sampler.b for g in eng.groups)  # throughput in examples (images)
     last_ckpt = [-np.inf]
+    buffered = [sum(map(_nbytes, snaps.values()))]  # bytes in ``snaps``, counted as snapshots are added
 
     loggers = []
     if rd is not None and cfg.loggers:
@@ -186,13 +183,15 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
     def after_eval(s: TrainState):
         if s.step in eng.snapshot_steps:
             snaps[s.step] = eng.params_by_run(s)
+            buffered[0] += _nbytes(snaps[s.step])
         now = time.monotonic()
         if rd is not None and (now - last_ckpt[0] >= cfg.checkpoint_seconds or s.step >= cfg.steps
-                               or _nbytes(snaps) > SNAPSHOT_BUFFER_BYTES):
+                               or buffered[0] > SNAPSHOT_BUFFER_BYTES):
             # snapshots first: a kill between the two writes repeats (identical) snapshots on
             # resume, never loses any
             rd.save_snapshots(snaps)
             snaps.clear()
+            buffered[0] = 0
             rd.save_checkpoint({"state": s.to_dict(), "config": to_dict(cfg), "wall_seconds": wall0 + now - t_start,
                                 "groups": [g.runs for g in eng.groups]})
             last_ckpt[0] = now

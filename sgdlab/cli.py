@@ -177,17 +177,24 @@ def plot_cmd(run_dir, metrics):
         click.echo(str(p))
 
 
+def _check_csv(csv_out) -> None:
+    """Before any work: the directory of ``--csv`` exists (created if needed) and is writable."""
+    if csv_out:
+        from .files import ensure_writable_dir
+
+        ensure_writable_dir(Path(csv_out).parent, "directory of --csv")
+
+
 @main.command("summary")
 @click.argument("run_dir", type=click.Path())
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="also export the rows (.csv or .parquet)")
 def summary_cmd(run_dir, csv_out):
     """Print the per-arm table of a finished run, or the per-point table of a sweep."""
-    from .runs import RunDir, ensure_writable_dir
+    from .runs import RunDir
     from .summary import format_table
     from .sweep import INDEX
 
-    if csv_out:
-        ensure_writable_dir(Path(csv_out).parent or Path("."), "directory of --csv")
+    _check_csv(csv_out)
     if (Path(run_dir) / INDEX).exists() or csv_out:
         from .compare import export, format_rows, rows_of
 
@@ -377,10 +384,8 @@ def export_cmd(run_dir, backend):
 def compare_cmd(dirs, csv_out, metrics):
     """One table across run and sweep directories (medians and IQR over seeds)."""
     from .compare import export, format_rows, rows_of
-    from .files import ensure_writable_dir
 
-    if csv_out:
-        ensure_writable_dir(Path(csv_out).parent or Path("."), "directory of --csv")
+    _check_csv(csv_out)
     rows = [r for d in dirs for r in rows_of(d)]
     click.echo(format_rows(rows, tuple(metrics) or ("train_loss", "test_loss", "l0", "l0_robust")))
     if csv_out:

@@ -68,14 +68,12 @@ def _from_file(init: InitConfig, where: str, runs, shapes: dict[str, tuple]) -> 
 def _from_run(init: InitConfig, where: str, label: str, runs) -> dict[int, dict]:
     rd = RunDir(init.run)
     src_arm = init.arm or label
-    src = [r for r in rd.runs() if r["arm"] == src_arm]
+    src_runs = rd.runs()
+    src = [r for r in src_runs if r["arm"] == src_arm]
     if not src:
-        arms = sorted({r["arm"] for r in rd.runs()})
+        arms = sorted({r["arm"] for r in src_runs})
         raise ConfigError(f"{where}: run {init.run!r} has no arm {src_arm!r}; its arms: {arms} (set init.arm)")
-    saved = dict(rd.snapshots())
-    final = rd.final_params()
-    if final is not None:
-        saved.setdefault(final[0], final[1])
+    saved = rd.saved_params()
     if not saved:
         raise ConfigError(f"{where}: run {init.run!r} saved no parameters (no snapshots, no checkpoint)")
     step = max(saved) if init.step == -1 else init.step

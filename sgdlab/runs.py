@@ -112,21 +112,8 @@ class RunDir:
         directory is replaced: it is renamed aside (atomic), the new one is created, then the old
         one is deleted, so a kill at any point leaves either the old run or a new one."""
         rd = cls(path)
-        if rd.path.exists() and not rd.path.is_dir():
-            raise CheckpointError(f"{str(rd.path)!r} is a file; choose a directory for --out")
         trash = None
-        if rd.path.exists() and any(rd.path.iterdir()):
-            if not _ours(rd.path) and not overwrite:
-                raise CheckpointError(f"{str(rd.path)!r} exists and is not an sgdlab run directory; "
-                                      f"choose an empty or new --out")
-            if not overwrite:
-                raise CheckpointError(
-                    f"run directory {str(rd.path)!r} already holds a run; resume it with "
-                    f"`sgdlab run --resume {rd.path}`, replace it with --overwrite, or choose another "
-                    f"--out (nothing was changed)")
-            if not _ours(rd.path):
-                raise CheckpointError(f"{str(rd.path)!r} is not an sgdlab run directory; --overwrite "
-                                      f"replaces run directories only (nothing was changed)")
+        if _replaces_a_run(rd.path, overwrite):
             with DirLock(rd.path):  # refuses while another process writes the old run
                 trash = rd.path.with_name(TRASH.format(name=rd.path.name, pid=os.getpid()))
                 try:
@@ -158,17 +145,7 @@ class RunDir:
         ends in "cannot write"): a file in the way, a foreign or existing directory, a live writer,
         a location that cannot be written."""
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise CheckpointError(f"{str(path)!r} is a file; choose a directory for --out")
-        if path.is_dir() and any(path.iterdir()):
-            if not _ours(path):
-                raise CheckpointError(f"{str(path)!r} exists and is not an sgdlab run directory; "
-                                      f"choose an empty or new --out")
-            if not overwrite:
-                raise CheckpointError(
-                    f"run directory {str(path)!r} already holds a run; resume it with "
-                    f"`sgdlab run --resume {path}`, replace it with --overwrite, or choose another "
-                    f"--out (nothing was changed)")
+        if _replaces_a_run(path, overwrite):
             check_unlocked(path)
             check_writable_dir(path.parent, "parent directory")
             return
@@ -386,6 +363,15 @@ class RunDir:
         out = {int(r): {k: v[j] for k, v in p.items()} for runs, p in zip(groups, params) for j, r in enumerate(runs)}
         return int(ck["state"]["step"]), out
 
+    def saved_params(self) -> dict[int, dict[int, dict[str, torch.Tensor]]]:
+        """Every saved parameter state, ``{step: {run: {name: tensor}}}``: the snapshots and the
+        checkpoint's final state (a snapshot at the same step wins: it holds the same values)."""
+        out = dict(self.snapshots())
+        final = self.final_params()
+        if final is not None:
+            out.setdefault(final[0], final[1])
+        return out
+
     @property
     def figures(self) -> Path:
         (self.path / FIGURES).mkdir(exist_ok=True)
@@ -418,6 +404,24 @@ def rows_to_arrays(rows: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]
     out = {k: np.array([[np.nan if v is None else v for v in r[k]] for r in rows], dtype=np.float64)
            for k in names}
     return steps, out
+
+
+def _replaces_a_run(path: Path, overwrite: bool) -> bool:
+    """True if ``path`` holds a run that ``overwrite`` replaces; False if it is new or empty.
+    Raises for a file in the way, a directory that is not a run, or a run without ``overwrite``."""
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a file; choose a directory for --out")
+    if not (path.is_dir() and any(path.iterdir())):
+        return False
+    if not _ours(path):
+        raise CheckpointError(f"{str(path)!r} exists and is not an sgdlab run directory; choose an empty or "
+                              f"new --out" + ("; --overwrite replaces run directories only" if overwrite else "")
+                              + " (nothing was changed)")
+    if not overwrite:
+        raise CheckpointError(
+            f"run directory {str(path)!r} already holds a run; resume it with `sgdlab run --resume {path}`, "
+            f"replace it with --overwrite, or choose another --out (nothing was changed)")
+    return True
 
 
 def _ours(path: Path) -> bool:

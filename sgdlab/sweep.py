@@ -19,6 +19,7 @@ import json
 import math
 import re
 import sys
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
 # Seconds between checks of the driver's liveness in pool workers, and between progress polls.
 WATCHDOG_SECONDS = 0.5
 POLL_SECONDS = 1.0
+# Bytes first read from the end of a metrics file to find its last row (grown if a row is longer).
+TAIL_BYTES = 65536
 # Linux prctl option: signal a child when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -190,7 +193,7 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
         rd = RunDir(job_dir)
-        if rd.path.is_dir() and (rd.path / "summary.json").exists() and rd.complete():
+        if rd.complete():
             return {"status": "done"}
         if (rd.path / "config.toml").exists():  # started before: resume (from step 0 if it has no checkpoint)
             api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait)
@@ -229,22 +232,27 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _last_step(job_dir: Path) -> int:
-    """Step of the last complete row of a job's metrics.jsonl (0 if none yet)."""
+    """Step of the last complete row of a job's metrics.jsonl (0 if none yet). Reads the file's
+    tail, growing it until it holds a whole row (a row of many runs can be longer than one read)."""
     p = job_dir / "metrics.jsonl"
+    chunk = TAIL_BYTES
     try:
         with open(p, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            tail = f.read().decode(errors="replace")
+            size = f.seek(0, 2)
+            while True:
+                f.seek(max(0, size - chunk))
+                lines = f.read().decode(errors="replace").split("\n")[:-1]  # after the last newline: torn
+                whole = lines if chunk >= size else lines[1:]  # the first may be cut by the seek
+                for line in reversed(whole):
+                    try:
+                        return int(json.loads(line)["step"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                if chunk >= size:
+                    return 0
+                chunk *= 4
     except OSError:
         return 0
-    for line in reversed(tail.split("\n")[:-1]):  # the part after the last newline may be torn
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return 0
 
 
 class _Progress:
@@ -261,10 +269,18 @@ class _Progress:
             self.bar = tqdm(total=total, desc=f"sweep ({len(todo)} jobs)", unit="step", unit_scale=True,
                             dynamic_ncols=True, mininterval=POLL_SECONDS, file=sys.stderr)
         self.done: set[int] = set()
+        self._polled = -math.inf  # time.monotonic() of the last poll that read the files
 
-    def poll(self) -> None:
+    def poll(self, force: bool = False) -> None:
+        """Read the jobs' progress, at most once per POLL_SECONDS unless ``force``: the executors
+        call this after every finished job, and each call reads every pending job's metrics file
+        (without the limit, N jobs ending back to back cost N^2 file reads)."""
         if self.bar is None:
             return
+        now = time.monotonic()
+        if not force and now - self._polled < POLL_SECONDS:
+            return
+        self._polled = now
         n = sum(int(j["config"]["steps"]) if j["id"] in self.done else _last_step(self.root / j["dir"])
                 for j in self.todo)
         self.bar.update(max(0, n - self.bar.n))
@@ -279,6 +295,7 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self.poll(force=True)
             self.bar.close()
 
 
@@ -330,11 +347,7 @@ class Sweep:
         return [Point(p["id"], p["values"], p["job"], p["arms"], p.get("labels", {})) for p in self.index()["points"]]
 
     def pending(self) -> list[dict]:
-        def done(j):
-            d = self.path / j["dir"]
-            return (d / "summary.json").exists() and RunDir(d).complete()
-
-        return [j for j in self.index()["jobs"] if not done(j)]
+        return [j for j in self.index()["jobs"] if not RunDir(self.path / j["dir"]).complete()]
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
                 progress: bool = True, slurm=None) -> dict:

@@ -50,3 +50,10 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
         assert needle in r.output, (args, r.output)
     r = CliRunner().invoke(main, ["run", "diag-net", "--dtype", "float16"])
     assert r.exit_code == 2 and "float32" in r.output  # typed flag derived from the Literal
+
+
+def test_the_cli_offers_every_sweep_executor():
+    # cli.EXECUTORS is a copy (the CLI module must not import the sweep machinery to start)
+    from sgdlab import cli, sweep
+
+    assert cli.EXECUTORS == sweep.EXECUTORS

@@ -407,6 +407,9 @@ def test_sweep_progress_reads_the_last_complete_row(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 40}\n{"step": 8')
     assert _last_step(tmp_path) == 40
     assert _last_step(tmp_path / "none") == 0
+    long = json.dumps({"step": 7, "loss": [0.125] * 20_000})  # one row of many runs: longer than a first read
+    (tmp_path / "metrics.jsonl").write_text(long + "\n" + long.replace('"step": 7', '"step": 9') + "\n{\"st")
+    assert _last_step(tmp_path) == 9
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_again_on_resume(tmp_path):

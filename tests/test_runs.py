@@ -120,6 +120,19 @@ def test_resume_of_a_finished_run_is_a_no_op(tmp_path):
     np.testing.assert_array_equal(a.metrics["train_loss"], b.metrics["train_loss"])
 
 
+@pytest.mark.parametrize("buffer_bytes, parts", [(0, 5), (None, 2)])
+def test_snapshots_are_written_when_their_buffer_is_full(tmp_path, monkeypatch, buffer_bytes, parts):
+    # without a full buffer (control) snapshots wait for a checkpoint: the first one (step 0) and
+    # the final one; a buffer that any snapshot fills writes each on its own
+    from sgdlab import api
+
+    if buffer_bytes is not None:
+        monkeypatch.setattr(api, "SNAPSHOT_BUFFER_BYTES", buffer_bytes)
+    sgdlab.run(tiny(snapshots=3, checkpoint_seconds=1e9), tmp_path / "r", progress=False, quiet=True)
+    assert len(list((tmp_path / "r" / "snapshots").glob("*.pt"))) == parts
+    assert len(RunDir(tmp_path / "r").snapshots()) == 5
+
+
 def test_snapshots_and_unknown_figures(tmp_path):
     cfg = tiny(snapshots=3)
     res = sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True)
