@@ -91,7 +91,9 @@ def _register_class(cls: type, base: type, kind: str, family: str) -> type:
     return cls
 
 
-def _field_type(name: str, param: inspect.Parameter, hints: dict, where: str):
+def _field_type(name: str, param: inspect.Parameter, hints: dict):
+    """(type, default) of a config field from a parameter: its annotation, else the type of its
+    default; lists become tuples (configs are frozen)."""
     tp = hints.get(name, inspect.Parameter.empty)
     default = param.default
     if tp is inspect.Parameter.empty:
@@ -114,7 +116,7 @@ def _fields_of(fn: Callable, where: str, skip: tuple[str, ...] = ()) -> list[tup
         if p.default is inspect.Parameter.empty:
             raise ConfigError(f"{where}: parameter {name!r} has no default; every config key needs one "
                               f"(the data-given ones are {', '.join(skip) or 'none'})")
-        tp, default = _field_type(name, p, hints, where)
+        tp, default = _field_type(name, p, hints)
         out.append((name, tp, dataclasses.field(default=default)))
     return out
 
