@@ -147,16 +147,18 @@ def register_data(kind: str):
             return _register_class(obj, DataConfig, kind, "data")
 
         def build(self) -> Dataset:
-            from .data.arrays import dataset_from_arrays
+            from .data.arrays import dataset_arrays, dataset_from_arrays
 
             out = obj(**_values(self, self.params))
+            augment = out.augment if isinstance(out, Dataset) else None
             if isinstance(out, Dataset):
-                out = {"x": out.x_train, "y": out.y_train, "x_test": out.x_test, "y_test": out.y_test,
-                       **out.extras}
+                out = dataset_arrays(out)
             if not isinstance(out, dict):
                 raise ConfigError(f"data kind {kind!r}: {obj.__qualname__} returned {type(out).__name__}; "
                                   f"return a dict of arrays (x, y, optional x_test, y_test) or a Dataset")
-            return dataset_from_arrays(out, f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
+            ds = dataset_from_arrays(out, f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
+            ds.augment = augment  # a returned Dataset keeps its batch transform (as data kind "function")
+            return ds
 
         _register_class(_config_class(obj, DataConfig, kind, build), DataConfig, kind, "data")
         return obj
