@@ -108,9 +108,9 @@ def phase_bounds(arm: str, phases: tuple[PhaseConfig, ...], total_steps: int) ->
 
 def run_schedule(phases: tuple[PhaseConfig, ...], bounds: list[tuple[int, int]]) -> Schedule:
     """The step size at absolute step ``t`` of the whole run: phase ``k``'s schedule, built over
-    its length, at ``t - start_k``. One phase starting at 0 is its schedule function itself."""
+    its length, at ``t - start_k``. One phase (it starts at 0) is its schedule function itself."""
     fns = [p.schedule.build(e - s) for p, (s, e) in zip(phases, bounds)]
-    if len(fns) == 1 and bounds[0][0] == 0:
+    if len(fns) == 1:
         return fns[0]
     starts = np.array([s for s, _ in bounds])
 

@@ -91,7 +91,9 @@ def _register_class(cls: type, base: type, kind: str, family: str) -> type:
     return cls
 
 
-def _field_type(name: str, param: inspect.Parameter, hints: dict, where: str):
+def _field_type(name: str, param: inspect.Parameter, hints: dict):
+    """(type, default) of a config field from a parameter: its annotation, else the type of its
+    default; lists become tuples (configs are frozen)."""
     tp = hints.get(name, inspect.Parameter.empty)
     default = param.default
     if tp is inspect.Parameter.empty:
@@ -114,7 +116,7 @@ def _fields_of(fn: Callable, where: str, skip: tuple[str, ...] = ()) -> list[tup
         if p.default is inspect.Parameter.empty:
             raise ConfigError(f"{where}: parameter {name!r} has no default; every config key needs one "
                               f"(the data-given ones are {', '.join(skip) or 'none'})")
-        tp, default = _field_type(name, p, hints, where)
+        tp, default = _field_type(name, p, hints)
         out.append((name, tp, dataclasses.field(default=default)))
     return out
 
@@ -145,16 +147,18 @@ def register_data(kind: str):
             return _register_class(obj, DataConfig, kind, "data")
 
         def build(self) -> Dataset:
-            from .data.arrays import dataset_from_arrays
+            from .data.arrays import dataset_arrays, dataset_from_arrays
 
             out = obj(**_values(self, self.params))
+            augment = out.augment if isinstance(out, Dataset) else None
             if isinstance(out, Dataset):
-                out = {"x": out.x_train, "y": out.y_train, "x_test": out.x_test, "y_test": out.y_test,
-                       **out.extras}
+                out = dataset_arrays(out)
             if not isinstance(out, dict):
                 raise ConfigError(f"data kind {kind!r}: {obj.__qualname__} returned {type(out).__name__}; "
                                   f"return a dict of arrays (x, y, optional x_test, y_test) or a Dataset")
-            return dataset_from_arrays(out, f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
+            ds = dataset_from_arrays(out, f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
+            ds.augment = augment  # a returned Dataset keeps its batch transform (as data kind "function")
+            return ds
 
         _register_class(_config_class(obj, DataConfig, kind, build), DataConfig, kind, "data")
         return obj

@@ -3,6 +3,7 @@ the fixed generators bit for bit (reference copies of the former code below), an
 key changes exactly what it says."""
 
 import itertools
+import typing
 
 import numpy as np
 import pytest
@@ -14,7 +15,11 @@ from sgdlab.data.eos import EoSSRegression, SharpestDirections
 from sgdlab.data.related import SupportRegression, support_target
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.data.toy import TEACHER_ACTIVATIONS, hidden_preactivations, teacher_forward
-from sgdlab.data.toy_configs import TeacherStudent2D, ThreeLayerTeacher
+from sgdlab.data.toy_configs import (
+    TeacherActivation,
+    TeacherStudent2D,
+    ThreeLayerTeacher,
+)
 from sgdlab.errors import ConfigError
 
 
@@ -206,6 +211,11 @@ def test_teacher_activation_and_label_noise(activation):
                             label_noise_var=0.0).build()
     ts = {k[len("teacher_"):]: v for k, v in sd.extras.items()}
     torch.testing.assert_close(sd.y_train, teacher_forward(ts, sd.x_train, activation), rtol=0, atol=0)
+
+
+def test_config_activations_are_the_generator_activations():
+    """The configs' Literal (what TOML accepts) and the generator's table name the same set."""
+    assert set(typing.get_args(TeacherActivation)) == set(TEACHER_ACTIVATIONS)
 
 
 def test_teacher_widths_are_keys():

@@ -144,3 +144,20 @@ def test_scheduled_noise_is_counter_based_under_chunking(monkeypatch):
 def test_a_scheduled_level_makes_the_runs_stochastic():
     eng, _, _ = train(_cfg([ArmConfig("ln", LabelNoiseGD(Steps((0.3, 0.0), (0.5,))), Constant(0.1))], steps=10))
     assert eng.n_runs == 2  # fixed init, but noisy: one run per seed
+
+
+@pytest.mark.parametrize("delta", [1e-3, 0.0, Steps((1e-3, 2e-4, 0.0), (0.3, 0.5)), Piecewise(1e-3, (0.5,), (10.0,))],
+                         ids=["number", "zero", "steps", "piecewise"])
+@pytest.mark.parametrize("noise_steps", [None, 250])
+def test_sde_scales_of_a_chunk_equal_the_per_step_scale_bit_for_bit(delta, noise_steps):
+    """The fused path's vectorised sqrt(delta_t) over a chunk is the torch path's per-step value,
+    with the phase offset (local steps) and noise_steps applied alike."""
+    T, start = 1000, 37
+    rule = SDERule(build_level(delta, T - start), noise_steps)
+    rule.start = start
+    t = np.arange(start, T)
+    per_step = np.array([rule.scale_at(int(s)) for s in t])
+    np.testing.assert_array_equal(rule.scales(start, T).view(np.int64), per_step.view(np.int64))
+    assert per_step[0] == (np.sqrt(delta) if isinstance(delta, float) else np.sqrt(1e-3))
+    if noise_steps is not None:
+        assert not per_step[noise_steps:].any()  # off from local step noise_steps on

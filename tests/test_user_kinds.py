@@ -181,3 +181,24 @@ def test_an_installed_plugin_entry_point_is_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(plugins, "_loaded_entry_points", False)
     with pytest.raises(ConfigError, match="plugin 'uk6' .* failed to load"):
         plugins.load_entry_points()
+
+
+def test_a_registered_function_returning_a_dataset_keeps_its_augment():
+    """A Dataset returned by a registered data function is validated like arrays and keeps its
+    batch transform (as data kind "function" does)."""
+    import torch
+
+    from sgdlab.config import from_dict
+    from sgdlab.data.base import DataConfig, Dataset
+    from sgdlab.register import register_data
+
+    def flip(x, gen):
+        return -x
+
+    @register_data("uk5_with_augment")
+    def with_augment(n: int = 6):
+        x = torch.arange(2.0 * n, dtype=torch.float64).reshape(n, 2)
+        return Dataset(x, x.sum(1), x, x.sum(1), {}, flip)
+
+    ds = from_dict(DataConfig, {"kind": "uk5_with_augment", "n": 4}).build()
+    assert ds.augment is flip and ds.x_train.shape == (4, 2)

@@ -41,7 +41,7 @@ from ..config import check
 from ..errors import DataError, choices_message
 from .base import DataConfig, Dataset
 
-__all__ = ["ArrayFile", "dataset_from_arrays", "load_arrays"]
+__all__ = ["ArrayFile", "dataset_arrays", "dataset_from_arrays", "load_arrays"]
 
 REQUIRED = ("x", "y")
 TEST_KEYS = ("x_test", "y_test")
@@ -234,6 +234,12 @@ def dataset_from_arrays(arrays: Mapping[str, Any], source: str, test_fraction: f
         else:
             extras["num_classes"] = torch.tensor(top + 1)
     return Dataset(_x_tensor(x), _y_tensor(y), _x_tensor(xt), _y_tensor(yt), extras)
+
+
+def dataset_arrays(ds: Dataset) -> dict[str, Any]:
+    """The arrays of a ready :class:`Dataset` under the keys of an array file (``x``, ``y``,
+    ``x_test``, ``y_test``, extras), to validate it like one (its ``augment`` is not an array)."""
+    return {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test, **ds.extras}
 
 
 def check_split(test_fraction: float, split_seed: int) -> None:

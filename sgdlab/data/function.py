@@ -25,14 +25,10 @@ from typing import Any, ClassVar
 from ..config import check
 from ..errors import DataError, SgdlabError
 from ..user_modules import exception_line, resolve, split_target
-from .arrays import check_split, dataset_from_arrays
+from .arrays import check_split, dataset_arrays, dataset_from_arrays
 from .base import DataConfig, Dataset
 
 KEY = "data.function"
-
-
-def _as_arrays(ds: Dataset) -> dict[str, Any]:
-    return {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test, **ds.extras}
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class FunctionData(DataConfig):
             raise DataError(f"{KEY}: {self.function}(**{kwargs}) raised {exception_line(e)}") from e
         augment = out.augment if isinstance(out, Dataset) else None
         if isinstance(out, Dataset):
-            out = _as_arrays(out)
+            out = dataset_arrays(out)
         if not isinstance(out, Mapping):
             raise DataError(f"{KEY}: {self.function} returned a {type(out).__name__}; expected a dict of arrays "
                             f"with keys x, y (optional x_test, y_test, extras) or a sgdlab Dataset")

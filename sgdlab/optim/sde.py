@@ -93,9 +93,23 @@ class SDERule(GradientRule):
         self.delta = delta
         self.noise_steps = noise_steps
 
+    def scales(self, t0: int, t1: int) -> np.ndarray:
+        """sqrt(delta_t) at the global steps ``t0 .. t1 - 1`` (float64), 0.0 where the noise is off:
+        ``noise_steps`` and the schedule both count from the phase start. One vectorised schedule
+        evaluation per call (the fused path calls it once per chunk)."""
+        local = np.arange(t0, t1) - self.start
+        if self.scale is not None:
+            out = np.full(local.shape, self.scale)
+        else:
+            delta = np.broadcast_to(np.asarray(self.delta(local), dtype=np.float64), local.shape)
+            out = np.sqrt(np.where(delta > 0, delta, 0.0))
+        if self.noise_steps is not None:
+            out[local >= self.noise_steps] = 0.0
+        return out
+
     def scale_at(self, t: int) -> float:
-        """sqrt(delta_t) at global step ``t``, 0.0 where the noise is off (the torch path's rule:
-        ``noise_steps`` and the schedule both count from the phase start)."""
+        """sqrt(delta_t) at global step ``t``: :meth:`scales` of one step, in scalar arithmetic
+        (the torch path calls it every step; a few numpy array ops would cost more than it)."""
         if self.noise_steps is not None and self.local(t) >= self.noise_steps:
             return 0.0
         if self.scale is not None:
@@ -108,11 +122,9 @@ class SDERule(GradientRule):
         loss = model.per_example_loss(out, yb).mean(-1)
         n = out.shape[1]
         cot = loss_derivative(model, out, yb) / n
-        if self.noise_steps is None or self.local(t) < self.noise_steps:
-            if self.scale is not None:
-                cot = cot + self.scale * self.stream(TAG_SDE, n).at(t)
-            elif (delta_t := level_at(self.delta, self.local(t))) > 0:
-                cot = cot + math.sqrt(delta_t) * self.stream(TAG_SDE, n).at(t)
+        scale = self.scale_at(t)
+        if scale > 0:  # noise off (or delta = 0): no draws, like the fused path
+            cot = cot + scale * self.stream(TAG_SDE, n).at(t)
         return loss, vjp(cot)
 
     def fused_advance(self, model, params, data, lr, t0, diverged, max_loss) -> bool:
@@ -124,11 +136,12 @@ class SDERule(GradientRule):
             return False
         n, T = data.n, lr.shape[1]
         stream = self.stream(TAG_SDE, n)
+        scales = self.scales(t0, t0 + T)
         t = t0
         while t < t0 + T:
             blk = t // stream.L
             end = min((blk + 1) * stream.L, t0 + T)
-            scale = np.array([self.scale_at(s) for s in range(t, end)])
+            scale = np.ascontiguousarray(scales[t - t0: end - t0])
             if scale.any():
                 noise, noff = stream.block(blk), t - blk * stream.L
             else:  # noise switched off: no draws, like the torch path
