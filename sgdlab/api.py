@@ -158,7 +158,9 @@ def _execute(eng: Engine, rd: RunDir | None, state: TrainState, progress: bool, 
     cfg = eng.cfg
     t_start = time.monotonic()
     bar = _progress(cfg.steps, state.step, f"{cfg.name} ({eng.n_runs} runs)", progress)
-    ex_per_step = sum(len(g.runs) * g.sampler.b for g in eng.groups)  # throughput in examples (images)
+    # throughput in examples (images): batch size per step averaged over the phases of each group
+    ex_per_step = sum(len(g.runs) * sum(p.opt.sampler.b * (p.end - p.start) for p in g.phases)
+                      for g in eng.groups) / max(cfg.steps, 1)
     last_ckpt = [-np.inf]
     buffered = [sum(map(_nbytes, snaps.values()))]  # bytes in ``snaps``, counted as snapshots are added
 
