@@ -52,6 +52,11 @@ SWEEP = ["sweep", "diag-net", "--grid", "steps=60001,80001", "--seeds", "2"] + [
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "MPLBACKEND": "Agg"}
 
 
+# Random kill points may land after a process has finished; the first process of a trial is
+# drawn again until one lands (a trial without a kill would test nothing).
+FIRST_TRIES = 8
+
+
 def sgdlab_cli(args, mode="none", arg="0", timeout=600):
     wrapper = [sys.executable, "-c", WRAPPER, mode, str(arg)]
     return subprocess.run(wrapper + [str(a) for a in args], env=ENV, capture_output=True, text=True,
@@ -91,12 +96,20 @@ def _attack(rng: random.Random, first: bool):
     return "write", rng.randint(1, 40)
 
 
-def _run_trial(reference, tmp_path, trial: int):
+def _run_trial(reference, tmp_path, trial: int, first=None):
+    """Kill, resume (killed again at random) until complete; the number of kills that landed.
+    ``first``: the first process's attack (default: random)."""
     rng = random.Random(trial)
     out = tmp_path / f"run{trial}"
-    mode, arg = _attack(rng, True)
-    p = sgdlab_cli(RUN + ["--out", out], mode, arg)
+    mode, arg = first or _attack(rng, True)
+    for _ in range(FIRST_TRIES):  # a kill that lands after the run finished tests nothing: draw again
+        p = sgdlab_cli(RUN + ["--out", out, "--overwrite"], mode, arg)
+        if killed(p):
+            break
+        mode, arg = _attack(rng, True)
+    kills = 0
     for _ in range(10):
+        kills += killed(p)
         if p.returncode == 0 and RunDir(out).complete():
             break
         assert killed(p) or p.returncode == 0, p.stderr[-2000:]
@@ -111,6 +124,7 @@ def _run_trial(reference, tmp_path, trial: int):
     assert (out / "metrics.jsonl").read_bytes() == (reference / "run" / "metrics.jsonl").read_bytes()
     assert _summary(out) == _summary(reference / "run")
     assert not list(out.rglob(".*.tmp*")) and not (out / ".lock").exists()
+    return kills
 
 
 def _sweep_trial(reference, tmp_path, trial: int, executor: str):
@@ -123,8 +137,14 @@ def _sweep_trial(reference, tmp_path, trial: int, executor: str):
             return ("time", round(rng.uniform(1.0, 8.0), 2)) if first or rng.random() < 0.5 else ("none", 0)
         return _attack(rng, first)
 
-    p = sgdlab_cli(SWEEP + ["--out", out] + extra, *attack(True))
+    for _ in range(FIRST_TRIES):
+        shutil.rmtree(out, ignore_errors=True)
+        p = sgdlab_cli(SWEEP + ["--out", out] + extra, *attack(True))
+        if killed(p):
+            break
+    kills = 0
     for _ in range(10):
+        kills += killed(p)
         if not (out / "index.json").exists():  # killed before the plan was written: start again
             shutil.rmtree(out, ignore_errors=True)
             p = sgdlab_cli(SWEEP + ["--out", out] + extra, *attack(False))
@@ -141,16 +161,19 @@ def _sweep_trial(reference, tmp_path, trial: int, executor: str):
         mine, ref = out / job["dir"], reference / "sweep" / job["dir"]
         assert (mine / "metrics.jsonl").read_bytes() == (ref / "metrics.jsonl").read_bytes()
         assert _summary(mine) == _summary(ref)
+    assert kills >= 1, "no kill landed in this trial"
 
 
 def test_a_killed_run_resumes_byte_identical(reference, tmp_path):
-    _run_trial(reference, tmp_path, 0)
+    # killed inside its 12th atomic write (a checkpoint, mid-run: the directory's first files take
+    # 3), so this trial cannot pass without a kill; random kills are the slow trials' job
+    assert _run_trial(reference, tmp_path, 0, first=("write", 12)) >= 1
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(1, 21))
 def test_killed_runs_resume_byte_identical_many(reference, tmp_path, trial):
-    _run_trial(reference, tmp_path, trial)
+    assert _run_trial(reference, tmp_path, trial) >= 1, "no kill landed in this trial"
 
 
 @pytest.mark.slow
