@@ -147,18 +147,10 @@ def register_data(kind: str):
             return _register_class(obj, DataConfig, kind, "data")
 
         def build(self) -> Dataset:
-            from .data.arrays import dataset_arrays, dataset_from_arrays
+            from .data.arrays import dataset_from_output
 
-            out = obj(**_values(self, self.params))
-            augment = out.augment if isinstance(out, Dataset) else None
-            if isinstance(out, Dataset):
-                out = dataset_arrays(out)
-            if not isinstance(out, dict):
-                raise ConfigError(f"data kind {kind!r}: {obj.__qualname__} returned {type(out).__name__}; "
-                                  f"return a dict of arrays (x, y, optional x_test, y_test) or a Dataset")
-            ds = dataset_from_arrays(out, f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
-            ds.augment = augment  # a returned Dataset keeps its batch transform (as data kind "function")
-            return ds
+            return dataset_from_output(obj(**_values(self, self.params)),
+                                       f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
 
         _register_class(_config_class(obj, DataConfig, kind, build), DataConfig, kind, "data")
         return obj

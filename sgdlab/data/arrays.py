@@ -41,7 +41,7 @@ from ..config import check
 from ..errors import DataError, choices_message
 from .base import DataConfig, Dataset
 
-__all__ = ["ArrayFile", "dataset_arrays", "dataset_from_arrays", "load_arrays"]
+__all__ = ["ArrayFile", "dataset_from_arrays", "dataset_from_output", "load_arrays"]
 
 REQUIRED = ("x", "y")
 TEST_KEYS = ("x_test", "y_test")
@@ -236,10 +236,19 @@ def dataset_from_arrays(arrays: Mapping[str, Any], source: str, test_fraction: f
     return Dataset(_x_tensor(x), _y_tensor(y), _x_tensor(xt), _y_tensor(yt), extras)
 
 
-def dataset_arrays(ds: Dataset) -> dict[str, Any]:
-    """The arrays of a ready :class:`Dataset` under the keys of an array file (``x``, ``y``,
-    ``x_test``, ``y_test``, extras), to validate it like one (its ``augment`` is not an array)."""
-    return {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test, **ds.extras}
+def dataset_from_output(out: Any, source: str, test_fraction: float = 0.0, split_seed: int = 0) -> Dataset:
+    """What a user's data function returned (a dict of arrays, or a ready :class:`Dataset`),
+    validated like an array file and built into a Dataset; a returned Dataset keeps its
+    ``augment`` (a batch transform, not an array). ``source`` names the function in errors."""
+    augment = out.augment if isinstance(out, Dataset) else None
+    if isinstance(out, Dataset):
+        out = {"x": out.x_train, "y": out.y_train, "x_test": out.x_test, "y_test": out.y_test, **out.extras}
+    if not isinstance(out, Mapping):
+        raise DataError(f"{source} returned a {type(out).__name__}; expected a dict of arrays with keys x, y "
+                        f"(optional x_test, y_test, extras) or a sgdlab Dataset")
+    ds = dataset_from_arrays(out, source, test_fraction, split_seed)
+    ds.augment = augment
+    return ds
 
 
 def check_split(test_fraction: float, split_seed: int) -> None:

@@ -18,14 +18,13 @@ arguments: pass a seed through ``kwargs``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..config import check
 from ..errors import DataError, SgdlabError
 from ..user_modules import exception_line, resolve, split_target
-from .arrays import check_split, dataset_arrays, dataset_from_arrays
+from .arrays import check_split, dataset_from_output
 from .base import DataConfig, Dataset
 
 KEY = "data.function"
@@ -68,12 +67,4 @@ class FunctionData(DataConfig):
             raise
         except Exception as e:
             raise DataError(f"{KEY}: {self.function}(**{kwargs}) raised {exception_line(e)}") from e
-        augment = out.augment if isinstance(out, Dataset) else None
-        if isinstance(out, Dataset):
-            out = dataset_arrays(out)
-        if not isinstance(out, Mapping):
-            raise DataError(f"{KEY}: {self.function} returned a {type(out).__name__}; expected a dict of arrays "
-                            f"with keys x, y (optional x_test, y_test, extras) or a sgdlab Dataset")
-        ds = dataset_from_arrays(out, self.function, self.test_fraction, self.split_seed)
-        ds.augment = augment
-        return ds
+        return dataset_from_output(out, f"{KEY}: {self.function}", self.test_fraction, self.split_seed)
