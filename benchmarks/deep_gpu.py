@@ -5,7 +5,7 @@ on the device, 10 classes): a batch gathered on the device, random crop (padding
 the device, uint8 -> float, forward + backward of ResNet-18 in train mode, SGD momentum 0.9 +
 weight decay 5e-4 (the paper's SOTA step), with the same dtype / autocast / memory format /
 torch.compile. The plain loop is ``torch.optim.SGD`` on an ``nn.Module`` (foreach update);
-the engine is ``sgdlab.train.Engine.advance_to`` (functional_call on stacked run state, per-run
+the engine is ``sgdlab.engine.train.Engine.advance_to`` (functional_call on stacked run state, per-run
 (seed, step) augmentation draws, divergence check, its own update). Printed:
 
 1. **Parity** (one run): engine images/s / plain images/s, target >= 0.95, for fp32 NCHW and
@@ -42,12 +42,12 @@ import torch.nn.functional as F
 
 from sgdlab.data.augment import CIFAR_CROP_PADDING, FLIP_PROBABILITY, crop_flip
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.models.cifar import build_deep_model
 from sgdlab.models.deep import DeepNetConfig
 from sgdlab.optim.config import SGD
-from sgdlab.schedules import Constant
-from sgdlab.train import Engine
+from sgdlab.optim.schedules import Constant
+from sgdlab.engine.train import Engine
 
 PARITY_TARGET = 0.95  # issue 16: engine >= 0.95x the plain loop's images/s
 EVAL_TARGET = 0.15  # issue 16: evaluation <= 15% of training time

@@ -2,7 +2,7 @@
 
 Both sides are whole processes as a user runs them, with the same single-threaded BLAS:
 
-* sgdlab: ``python -m sgdlab.cli run diag-net`` with the figure's four metrics (train and test
+* sgdlab: ``python -m sgdlab.frontends.cli run diag-net`` with the figure's four metrics (train and test
   loss, rank phi at the authors' 1e-15, ||u*v||_0 at 1e-50) on the authors' grid of 350
   evaluation steps, writing the run directory and the figure (``benchmarks/_proc.py``);
 * reference: ``benchmarks/diag_net_reference.py``: the same data, the same metrics at the same
@@ -53,7 +53,7 @@ def runs_of(seeds: int) -> int:
 
 def sgdlab_cmd(out: Path, steps: int, seeds: int, points: int, head: int, all_metrics=False) -> list[str]:
     sets = [f"eval.points={points}", f"eval.head={head}"] + ([] if all_metrics else [METRICS])
-    args = ["-m", "sgdlab.cli", "run", "diag-net", "--out", str(out), "--overwrite", "--no-progress",
+    args = ["-m", "sgdlab.frontends.cli", "run", "diag-net", "--out", str(out), "--overwrite", "--no-progress",
             "--steps", str(steps), "--seeds", str(seeds)]
     for s in sets:
         args += ["--set", s]
@@ -62,7 +62,7 @@ def sgdlab_cmd(out: Path, steps: int, seeds: int, points: int, head: int, all_me
 
 SNIPPET_KERNEL = """
 import json, time, numpy as np
-import sgdlab.cli, sgdlab.api  # torch and sgdlab: counted in the import line, not here
+import sgdlab.frontends.cli, sgdlab.workflows.api  # torch and sgdlab: counted in the import line, not here
 t0 = time.process_time()
 import numba
 t1 = time.process_time()
@@ -74,14 +74,14 @@ print(json.dumps({"numba": t1 - t0, "load": time.process_time() - t1}))
 """
 SNIPPET_PLOTS_IMPORT = """
 import time
-import sgdlab.cli, sgdlab.api  # torch and sgdlab: counted in the import line
+import sgdlab.frontends.cli, sgdlab.workflows.api  # torch and sgdlab: counted in the import line
 t0 = time.process_time()
 import sgdlab.plots
 print(time.process_time() - t0)
 """
 SNIPPET_FIGURE = """
 import sys, time
-from sgdlab.runs import RunDir
+from sgdlab.store.runs import RunDir
 from sgdlab.plots.panels import plot_panels
 rd = RunDir(sys.argv[1])
 t0 = time.process_time()
@@ -131,7 +131,7 @@ def main(argv=None):
                                    str(tmp / "ref.png"))
         ref1, ref2 = repeat(ref_cmd(k1), env, reps), repeat(ref_cmd(k2), env, reps)
         imp_torch = repeat(python("-c", "import torch"), env, reps)
-        imp_cli = repeat(python("-c", "import sgdlab.cli, sgdlab.api"), env, reps)
+        imp_cli = repeat(python("-c", "import sgdlab.frontends.cli, sgdlab.workflows.api"), env, reps)
         kernel = [json.loads(t.stdout) for t in repeat(python("-c", SNIPPET_KERNEL), env, reps)]
         fig = [float(t.stdout) for t in repeat(python("-c", SNIPPET_FIGURE, str(tmp / "small")), env, reps)]
         plots = [float(t.stdout) for t in repeat(python("-c", SNIPPET_PLOTS_IMPORT), env, reps)]
@@ -139,7 +139,7 @@ def main(argv=None):
 
     import numpy as np
 
-    from sgdlab.experiment import EvalConfig
+    from sgdlab.spec.experiment import EvalConfig
 
     r_small, r_big = runs_of(8), runs_of(big)
     per_ref = (med(ref2) - med(ref1)) / (k2 - k1)  # CPU s per reference run
@@ -165,7 +165,7 @@ def main(argv=None):
 
     print("\nsgdlab's fixed floor (CPU s, medians):")
     print(f"  python + import torch              {med(imp_torch):6.2f}")
-    print(f"  python + import sgdlab.cli, .api   {med(imp_cli):6.2f}   (includes torch)")
+    print(f"  python + import sgdlab.frontends.cli, .api   {med(imp_cli):6.2f}   (includes torch)")
     print(f"  import numba                       {float(np.median([k['numba'] for k in kernel])):6.2f}")
     print(f"  load the cached SGD/GD kernel      {float(np.median([k['load'] for k in kernel])):6.2f}")
     print(f"  import sgdlab.plots (matplotlib)   {float(np.median(plots)):6.2f}")
@@ -197,10 +197,10 @@ def startup(env, reps):
     """The commands that only read configs, as whole processes, and what bounds them."""
     rows = [("python -c pass (interpreter start)", python("-c", "pass")),
             ("python -c 'import numpy'", python("-c", "import numpy")),
-            ("python -c 'import sgdlab.cli'", python("-c", "import sgdlab.cli")),
-            ("sgdlab --help", python("-m", "sgdlab.cli", "--help")),
-            ("sgdlab list", python("-m", "sgdlab.cli", "list")),
-            ("sgdlab show diag-net", python("-m", "sgdlab.cli", "show", "diag-net"))]
+            ("python -c 'import sgdlab.frontends.cli'", python("-c", "import sgdlab.frontends.cli")),
+            ("sgdlab --help", python("-m", "sgdlab.frontends.cli", "--help")),
+            ("sgdlab list", python("-m", "sgdlab.frontends.cli", "list")),
+            ("sgdlab show diag-net", python("-m", "sgdlab.frontends.cli", "show", "diag-net"))]
     print(f"\ncommands that answer without torch ({reps} processes each; CPU s median [min, max]):")
     times = {}
     for name, cmd in rows:

@@ -39,7 +39,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sgdlab.metrics.probes import ProbeSettings
 from sgdlab.models.cifar import build_deep_model
-from sgdlab.monitor import Monitor
+from sgdlab.workflows.monitor import Monitor
 
 TARGET = 0.10  # the overhead target on CPU
 SHARPNESS_EVERY, BATCH_EVERY = 100, 500  # the settings

@@ -9,7 +9,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from sgdlab.integrations.hf import MonitorCallback
+from sgdlab.frontends.integrations.hf import MonitorCallback
 from sgdlab.metrics.probes import ProbeSettings
 
 torch.manual_seed(0)

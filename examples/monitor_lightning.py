@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sgdlab.integrations.lightning import MonitorCallback
+from sgdlab.frontends.integrations.lightning import MonitorCallback
 from sgdlab.metrics.probes import ProbeSettings
 
 

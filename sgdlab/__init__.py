@@ -17,34 +17,27 @@ _API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "ove
         "ExperimentConfig", "RunResult"}
 _REGISTER = {"register_data", "register_model", "register_optimizer", "register_schedule", "register_metric",
              "register_figure"}
-_MONITOR = {"Monitor", "LogSpaced"}  # measure a user's own training loop (sgdlab/monitor.py)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sgdlab")
-    except PackageNotFoundError:  # running from a source tree without install
-        return "0.0.0+unknown"
+_MONITOR = {"Monitor", "LogSpaced"}  # measure a user's own training loop (sgdlab/workflows/monitor.py)
 
 
 def __getattr__(name):
     # Lazy: importing sgdlab must stay cheap (importlib.metadata alone is ~20 ms of `sgdlab --help`)
     # and must not pull in the trainer for users who only want sgdlab.metrics.
     if name == "__version__":
-        globals()["__version__"] = v = _version()
+        from sgdlab._version import version
+
+        globals()["__version__"] = v = version()
         return v
     if name in _API:
-        from . import api
+        from sgdlab.workflows import api
 
         return getattr(api, name)
     if name in _REGISTER:
-        from . import register
+        from sgdlab.frontends import register
 
         return getattr(register, name)
     if name in _MONITOR:
-        from . import monitor
+        from sgdlab.workflows import monitor
 
         return getattr(monitor, name)
     raise AttributeError(f"module 'sgdlab' has no attribute {name!r}")
@@ -52,3 +45,58 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | {"__version__"} | _API | _REGISTER | _MONITOR)
+
+
+# Module paths from before the layer folders (sgdlab.runs, sgdlab.api, ...) keep importing, with a
+# DeprecationWarning, for one release. A finder rather than stub files keeps the top of the package
+# to the facade and the version.
+_MOVED = {
+    "errors": "core.errors", "registry": "core.registry", "config": "core.config",
+    "plugins": "core.plugins", "user_modules": "core.user_modules", "_torch": "core._torch",
+    "_jit": "core._jit", "schedules": "optim.schedules", "experiment": "spec.experiment",
+    "phases": "spec.phases", "catalog": "spec.catalog", "external": "spec.external",
+    "experiments": "spec.experiments", "train": "engine.train", "runs": "store.runs",
+    "files": "store.files", "locking": "store.locking", "summary": "store.summary",
+    "loggers": "store.loggers", "api": "workflows.api", "inits": "workflows.inits",
+    "window": "workflows.window", "compare": "workflows.compare", "sweep": "workflows.sweep",
+    "slurm": "workflows.slurm", "monitor": "workflows.monitor", "cli": "frontends.cli",
+    "register": "frontends.register", "integrations": "frontends.integrations",
+    "docs_numbers": "frontends.docs_numbers",
+}
+
+
+def _install_moved_finder() -> None:
+    import importlib
+    import importlib.abc
+    import importlib.machinery
+    import sys
+    import warnings
+
+    class _Alias(importlib.abc.Loader):
+        def __init__(self, new: str):
+            self.new = new
+
+        def create_module(self, spec):
+            warnings.warn(f"{spec.name} moved to {self.new}; the old path goes in the next release",
+                          DeprecationWarning, stacklevel=2)
+            return importlib.import_module(self.new)
+
+        def exec_module(self, module):  # the real module is already executed
+            pass
+
+    class _MovedFinder(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path=None, target=None):
+            head, _, rest = fullname.partition(".")
+            if head != "sgdlab" or not rest:
+                return None
+            first, _, tail = rest.partition(".")
+            if first not in _MOVED:
+                return None
+            new = f"sgdlab.{_MOVED[first]}" + (f".{tail}" if tail else "")
+            return importlib.machinery.ModuleSpec(fullname, _Alias(new))
+
+    if not any(type(f).__name__ == "_MovedFinder" for f in sys.meta_path):
+        sys.meta_path.append(_MovedFinder())
+
+
+_install_moved_finder()

@@ -39,8 +39,8 @@ def in_process(monkeypatch):
         old_argv = sys.argv
         try:
             with contextlib.redirect_stdout(out):
-                if argv[:2] == ["-m", "sgdlab.cli"]:
-                    from sgdlab.cli import main
+                if argv[:2] == ["-m", "sgdlab.frontends.cli"]:
+                    from sgdlab.frontends.cli import main
 
                     main(argv[2:], standalone_mode=False)
                 elif argv[0] == "-c":

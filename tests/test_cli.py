@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from sgdlab.cli import main
+from sgdlab.frontends.cli import main
 
 TINY = ["--steps", "2000", "--seeds", "2", "--set", "data.n=20", "--set", "data.d=30", "--set", "data.r=3",
         "--set", "data.n_test=100", "--set", "eval.grid='log'", "--set", "eval.points=20", "--no-progress"]
@@ -54,6 +54,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
 
 def test_the_cli_offers_every_sweep_executor():
     # cli.EXECUTORS is a copy (the CLI module must not import the sweep machinery to start)
-    from sgdlab import cli, sweep
+    from sgdlab.frontends import cli
+    from sgdlab.workflows import sweep
 
     assert cli.EXECUTORS == sweep.EXECUTORS

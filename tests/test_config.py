@@ -3,9 +3,9 @@
 import pytest
 
 import sgdlab
-from sgdlab.config import dump_toml, from_dict, load_toml, override, to_dict
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ExperimentConfig
+from sgdlab.core.config import dump_toml, from_dict, load_toml, override, to_dict
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ExperimentConfig
 
 
 def test_every_bundled_experiment_loads_and_round_trips(tmp_path):

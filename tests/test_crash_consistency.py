@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from sgdlab.runs import RunDir
-from sgdlab.sweep import Sweep
+from sgdlab.store.runs import RunDir
+from sgdlab.workflows.sweep import Sweep
 
 WRAPPER = """
 import os, signal, sys, threading
@@ -39,7 +39,7 @@ elif mode == "write":
             die()
         return real(src, dst)
     os.replace = replace
-from sgdlab.cli import main
+from sgdlab.frontends.cli import main
 sys.argv = ["sgdlab"] + args
 main()
 """

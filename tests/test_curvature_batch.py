@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.curvature import (
     QUANTITIES,
     batch_curvature,

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.curvature import HessianOperator, dense_hessian, fixed_subset
 
 DT = torch.float64

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse.linalg as sla
 import torch
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.curvature import (
     HessianOperator,
     MatrixOperator,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.curvature import (
     HessianOperator,
     MatrixOperator,

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.config import dump_toml, from_dict, load_toml
+from sgdlab.core.config import dump_toml, from_dict, load_toml
 from sgdlab.data.arrays import ArrayFile, dataset_from_arrays
 from sgdlab.data.base import DataConfig, Dataset
 from sgdlab.data.function import FunctionData
-from sgdlab.errors import ConfigError, DataError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError, DataError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.config import GD
-from sgdlab.schedules import Constant
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant
+from sgdlab.engine.train import train
 
 
 @pytest.fixture

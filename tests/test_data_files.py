@@ -26,7 +26,7 @@ from sgdlab.data.images import (
     load_image_dataset,
     load_mnist1d,
 )
-from sgdlab.errors import ConfigError, DataError
+from sgdlab.core.errors import ConfigError, DataError
 
 CIFAR10_FILES = ["data_batch_1", "data_batch_5", "test_batch", "cifar-10-python.tar.gz"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.config import from_dict
+from sgdlab.core.config import from_dict
 from sgdlab.data.base import DataConfig
 from sgdlab.data.eos import EoSSRegression, SharpestDirections
 from sgdlab.data.related import SupportRegression, support_target
@@ -20,7 +20,7 @@ from sgdlab.data.toy_configs import (
     TeacherStudent2D,
     ThreeLayerTeacher,
 )
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 
 
 # ------------------------------------------------- reference copies of the former fixed generators

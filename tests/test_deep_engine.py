@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.metrics.sparsity import feature_sparsity
 from sgdlab.models.cifar import build_deep_model
 from sgdlab.models.deep import BUFFER, DeepNetConfig
 from sgdlab.optim.config import SGD
-from sgdlab.schedules import Piecewise
-from sgdlab.train import train
+from sgdlab.optim.schedules import Piecewise
+from sgdlab.engine.train import train
 
 DATA = SyntheticImages(n_train=48, n_test=16, size=8, num_classes=4)
 
@@ -72,12 +72,12 @@ def test_block_metrics_follow_the_definition():
 
 
 def test_deep_config_errors():
-    from sgdlab.errors import ConfigError
+    from sgdlab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown deep model 'resnet19'; allowed:"):
         DeepNetConfig(name="resnet19")
     from sgdlab.data.image_configs import ImageData
-    from sgdlab.errors import DataError
+    from sgdlab.core.errors import DataError
 
     with pytest.raises(DataError, match="set data.path"):
         ImageData(name="cifar10").build()

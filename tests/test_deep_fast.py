@@ -9,8 +9,8 @@ import torch
 
 from sgdlab.data.augment import Augmentation
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models import deep_step
 from sgdlab.models.cifar import (
@@ -23,8 +23,8 @@ from sgdlab.models.cifar import (
 from sgdlab.models.deep import BUFFER, DeepNetConfig
 from sgdlab.models.deep_step import ModuleStepper, StepOptions
 from sgdlab.optim.config import SGD
-from sgdlab.schedules import Constant, Piecewise
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant, Piecewise
+from sgdlab.engine.train import train
 
 DATA = SyntheticImages(n_train=48, n_test=16, size=8, num_classes=4, augment=True)
 
@@ -279,7 +279,7 @@ def test_paper_config_cifar10_resnet18_noreg_runs_through_the_cli(tmp_path):
 
     from click.testing import CliRunner
 
-    from sgdlab.cli import main
+    from sgdlab.frontends.cli import main
     from sgdlab.data.files import write_synthetic_cifar
 
     archive = write_synthetic_cifar(tmp_path / "data", n_train=256, n_test=32, archive=True)

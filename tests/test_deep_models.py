@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 from sgdlab.models.cifar import (
     DEEP_MODELS,
     BlockNet,

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import sgdlab
-from sgdlab.config import from_dict, to_dict
+from sgdlab.core.config import from_dict, to_dict
 from sgdlab.optim.stepper import advance
-from sgdlab.train import Engine, train
+from sgdlab.engine.train import Engine, train
 
 CHAOTIC_STEPS = 2000  # into the large-step phase of GD eta = 3.53 (decay at 10% of 1e5 steps)
 CHUNK_STEPS = 5  # one chunk from the same state

@@ -13,11 +13,11 @@ import torch
 from scipy.linalg.lapack import dgejsv
 
 from sgdlab.data.synthetic import SparseRegression
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.diagonal import DiagJacobianRank, diag_jacobian_rank_svd
 from sgdlab.optim.config import SGD
-from sgdlab.schedules import Constant
-from sgdlab.train import Engine
+from sgdlab.optim.schedules import Constant
+from sgdlab.engine.train import Engine
 
 AUTHORS_RTOL = 1e-15
 NEAR = 1e-3  # adversarial thresholds sit this close (relative) to a singular value

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from sgdlab.docs_numbers import SPECS, check_pages, render_record
-from sgdlab.docs_numbers.core import (
+from sgdlab.frontends.docs_numbers import SPECS, check_pages, render_record
+from sgdlab.frontends.docs_numbers.core import (
     ROOT,
     NumbersError,
     block_owner,
@@ -16,8 +16,8 @@ from sgdlab.docs_numbers.core import (
     read_blocks,
     replace_block,
 )
-from sgdlab.docs_numbers.related import exact_prefix
-from sgdlab.docs_numbers.stats import (
+from sgdlab.frontends.docs_numbers.related import exact_prefix
+from sgdlab.frontends.docs_numbers.stats import (
     Stat,
     add_late_levels,
     arm_finals,
@@ -25,7 +25,7 @@ from sgdlab.docs_numbers.stats import (
     compare,
     num,
 )
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 
 
 def test_pages_equal_the_rendering_of_the_saved_outputs():
@@ -120,7 +120,7 @@ def test_generate_saves_the_record_fills_the_page_and_is_resumable(tmp_path, mon
     """End to end on a tiny spec in a temporary root: the record and the page block are written,
     a finished run is reused, and an existing output is not rerun without force."""
     import sgdlab
-    from sgdlab.docs_numbers.core import Spec, generate, write_pages
+    from sgdlab.frontends.docs_numbers.core import Spec, generate, write_pages
 
     cfg = sgdlab.override(sgdlab.load_experiment("linear2-large-step"),
                           ["steps=20", "seeds=2", "snapshots=0", "extra_figures=[]", "eval.points=3"])

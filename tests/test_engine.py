@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.config import override
+from sgdlab.core.config import override
 from sgdlab.data.synthetic import SparseRegression
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.models.base import BatchedModel
 from sgdlab.models.diagonal import DiagonalNet
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.samplers import WithoutReplacement, WithReplacement
-from sgdlab.schedules import Constant, Piecewise
-from sgdlab.train import Engine, train
+from sgdlab.optim.schedules import Constant, Piecewise
+from sgdlab.engine.train import Engine, train
 
 SMALL = SparseRegression(n=20, d=30, r=3, n_test=100, seed=0)
 
@@ -121,7 +121,7 @@ def test_divergence_step_is_the_same_on_both_paths():
 
 
 def test_chunking_does_not_change_results(monkeypatch):
-    import sgdlab.train as tr
+    import sgdlab.engine.train as tr
 
     cfg = small_cfg(ARMS[:2], steps=3000)
     _, _s1, m1 = train(cfg)

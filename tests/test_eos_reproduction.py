@@ -46,9 +46,9 @@ import numpy as np
 import pytest
 
 import sgdlab
-from sgdlab.config import from_dict, to_dict
-from sgdlab.experiment import ExperimentConfig
-from sgdlab.train import train
+from sgdlab.core.config import from_dict, to_dict
+from sgdlab.spec.experiment import ExperimentConfig
+from sgdlab.engine.train import train
 
 XAVIER_GAIN = 1.9
 EOS_ETA = 0.1

@@ -5,20 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.config import from_dict, override
+from sgdlab.core.config import from_dict, override
 from sgdlab.data.base import Dataset
 from sgdlab.data.related import ScalarTarget, SupportRegression
 from sgdlab.data.synthetic import SparseRegression
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models.base import ModelConfig
 from sgdlab.models.diagonal import DiagonalNetConfig
 from sgdlab.models.two_layer import TwoLayerConfig
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.noise import LabelNoiseGD, LabelNoiseSGD
-from sgdlab.schedules import Constant
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant
+from sgdlab.engine.train import train
 
 SMALL = SparseRegression(n=20, d=30, r=3, n_test=50)
 EVAL = EvalConfig("linear", 3)
@@ -132,7 +132,7 @@ def test_support_metrics_relative_to_an_explicit_init():
 
 def test_override_from_the_cli_shape():
     """What `--set model.u0=1.0 --set model.v0=1.0` does to a bundled TOML."""
-    from sgdlab.api import load_experiment
+    from sgdlab.workflows.api import load_experiment
 
     cfg = override(load_experiment("label-noise-diag-net"), ["model.u0=1.0", "model.v0=[1.0, 2.0]"])
     assert cfg.model.u0 == 1.0 and cfg.model.v0 == (1.0, 2.0)

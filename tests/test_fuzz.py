@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sgdlab
-from sgdlab.cli import main
-from sgdlab.config import flat_fields, to_dict
-from sgdlab.experiment import ExperimentConfig
+from sgdlab.frontends.cli import main
+from sgdlab.core.config import flat_fields, to_dict
+from sgdlab.spec.experiment import ExperimentConfig
 
 # Small problems, so that every accepted config trains in well under a second.
 BASE = ["--set", "data.n=20", "--set", "data.d=30", "--set", "data.r=3", "--set", "data.n_test=50",

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.errors import ConfigError
-from sgdlab.runs import RunDir
+from sgdlab.core.errors import ConfigError
+from sgdlab.store.runs import RunDir
 
 SETS = ["steps=2000", "seeds=2", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
         "eval.points=10", "snapshots=2"]

@@ -5,7 +5,7 @@ import os
 
 import numba
 
-from sgdlab import _jit
+from sgdlab.core import _jit
 
 KERNEL_SRC = '''
 from numba import njit

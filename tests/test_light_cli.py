@@ -10,7 +10,7 @@ HEAVY = ("torch", "numba", "scipy", "matplotlib")
 PROBE = """
 import sys
 from click.testing import CliRunner
-from sgdlab.cli import main
+from sgdlab.frontends.cli import main
 r = CliRunner().invoke(main, {args!r})
 assert r.exit_code == 0, r.output
 print(",".join(m for m in {heavy!r} if m in sys.modules))

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 import sgdlab
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 
 
 def tiny(**over):
@@ -15,13 +15,15 @@ def tiny(**over):
     return sgdlab.override(cfg, sets + [f"{k}={v}" for k, v in over.items()])
 
 
-def test_unknown_logger_lists_the_backends():
+def test_unknown_logger_lists_the_backends(tmp_path):
+    # checked by the store before the run directory exists (the experiment schema does not know them)
     with pytest.raises(ConfigError, match="loggers: unknown 'neptune'; allowed: tensorboard, wandb, mlflow"):
-        tiny(loggers="['neptune']")
+        sgdlab.run(tiny(loggers="['neptune']"), out=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 def test_missing_package_says_what_to_install(tmp_path, monkeypatch):
-    from sgdlab import loggers
+    from sgdlab.store import loggers
 
     real = importlib.import_module
 
@@ -48,7 +50,7 @@ def test_tensorboard_live_and_export(tmp_path):
     assert tag in tags
     vals = [e.value for e in acc.Scalars(tag)]
     assert vals == pytest.approx(res.metrics["test_loss"][:, 0].tolist(), rel=1e-6)
-    from sgdlab.api import export_run as export
+    from sgdlab.workflows.api import export_run as export
 
     out = export(tmp_path / "r", "tensorboard")
     assert out.exists()

@@ -7,20 +7,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgdlab.config import from_dict
+from sgdlab.core.config import from_dict
 from sgdlab.data.arrays import ArrayFile
 from sgdlab.data.base import Dataset
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models.base import ModelConfig
 from sgdlab.models.cifar import DEEP_MODELS, DEFAULT_WIDTHS, build_deep_model
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim import noise
 from sgdlab.optim.config import GD, SGD
-from sgdlab.schedules import Constant
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant
+from sgdlab.engine.train import train
 
 K = 4  # classes
 

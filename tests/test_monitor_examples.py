@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.api import load_experiment
-from sgdlab.config import from_dict, to_dict
-from sgdlab.experiment import ExperimentConfig
-from sgdlab.train import Engine
+from sgdlab.workflows.api import load_experiment
+from sgdlab.core.config import from_dict, to_dict
+from sgdlab.spec.experiment import ExperimentConfig
+from sgdlab.engine.train import Engine
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -77,7 +77,7 @@ def test_framework_examples_run_and_are_short(script, package, tmp_path, monkeyp
     assert len(path.read_text().splitlines()) < 40
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(path), run_name="__main__")
-    from sgdlab.runs import RunDir
+    from sgdlab.store.runs import RunDir
 
     steps, m = RunDir(tmp_path / "runs" / script[:-3]).metrics()
     assert len(steps) >= 2 and np.isfinite(m["sharpness"]).any() and np.isfinite(m["batch_sharpness"]).any()

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgdlab.metrics.probes import ProbeSettings
-from sgdlab.runs import RunDir
+from sgdlab.store.runs import RunDir
 
 QUICK = ProbeSettings(max_batches=12, tol=1e-3)
 METRICS = {"sharpness": 4, "threshold": 4, "batch_sharpness": 8, "sparsity": 4}
@@ -23,7 +23,7 @@ def test_lightning_callback(tmp_path):
     L = pytest.importorskip("lightning")
     from torch.utils.data import DataLoader, TensorDataset
 
-    from sgdlab.integrations.lightning import MonitorCallback
+    from sgdlab.frontends.integrations.lightning import MonitorCallback
 
     class Net(L.LightningModule):
         def __init__(self):
@@ -64,7 +64,7 @@ def test_hf_trainer_callback(tmp_path):
     pytest.importorskip("accelerate")
     from transformers import Trainer, TrainingArguments
 
-    from sgdlab.integrations.hf import MonitorCallback
+    from sgdlab.frontends.integrations.hf import MonitorCallback
 
     class Net(nn.Module):  # the Trainer's protocol: forward(**batch) -> {"loss", "logits"}
         def __init__(self):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab import schedules as S
-from sgdlab.config import dump_toml, from_dict
+from sgdlab.optim import schedules as S
+from sgdlab.core.config import dump_toml, from_dict
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.data.toy_configs import TeacherStudent2D
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.config import OptimizerConfig
 from sgdlab.optim.noise import (
@@ -24,8 +24,8 @@ from sgdlab.optim.noise import (
     build_level,
 )
 from sgdlab.optim.sde import ConstantNoiseSDE, SDERule
-from sgdlab.schedules import Constant, Piecewise, Steps
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant, Piecewise, Steps
+from sgdlab.engine.train import train
 
 
 def test_steps_schedule_values_and_boundaries():
@@ -130,7 +130,7 @@ def test_level_zero_after_the_milestone_is_exactly_the_noiseless_optimizer():
 
 
 def test_scheduled_noise_is_counter_based_under_chunking(monkeypatch):
-    import sgdlab.train as tr
+    import sgdlab.engine.train as tr
 
     arms = [ArmConfig("ln", LabelNoiseSGD(Steps((0.5, 0.1, 0.0), (0.3, 0.6)), batch_size=2), Constant(0.1)),
             ArmConfig("sde", ConstantNoiseSDE(delta=Piecewise(1e-3, (0.5,), (10.0,))), Constant(0.1))]

@@ -1,4 +1,4 @@
-"""Multi-phase arms (sgdlab.phases) on the one engine: a one-phase arm is the plain arm bit for bit;
+"""Multi-phase arms (sgdlab.spec.phases) on the one engine: a one-phase arm is the plain arm bit for bit;
 two phases equal two runs chained by hand and a numpy loop (float64); resume inside any phase and
 at a boundary is exact; grouping, the `phase` metric, labels, curvature batching and errors."""
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab import schedules as S
-from sgdlab.config import from_dict, override, to_dict
+from sgdlab.optim import schedules as S
+from sgdlab.core.config import from_dict, override, to_dict
 from sgdlab.data.synthetic import SparseRegression
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.models.diagonal import DiagonalNetConfig
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.noise import (
@@ -26,10 +26,10 @@ from sgdlab.optim.noise import (
 )
 from sgdlab.optim.samplers import WithReplacement
 from sgdlab.optim.sde import ConstantNoiseSDE
-from sgdlab.phases import PhaseConfig
-from sgdlab.runs import RunDir
-from sgdlab.schedules import Constant, Piecewise, Steps
-from sgdlab.train import Engine, train
+from sgdlab.spec.phases import PhaseConfig
+from sgdlab.store.runs import RunDir
+from sgdlab.optim.schedules import Constant, Piecewise, Steps
+from sgdlab.engine.train import Engine, train
 
 SMALL = SparseRegression(n=20, d=30, r=3, n_test=50)
 # A fixed init (u = v = 0.5): the chained second run can start exactly where the first ended.
@@ -141,7 +141,7 @@ def test_sgd_then_sde_equals_a_numpy_loop():
 
 
 def test_chunking_does_not_change_phased_runs(monkeypatch):
-    import sgdlab.train as tr
+    import sgdlab.engine.train as tr
 
     arms = [ArmConfig("a", phases=(PhaseConfig(SGD(2, momentum=0.5), Constant(0.1), fraction=0.3),
                                    PhaseConfig(LabelNoiseGD(0.2), Constant(0.1), fraction=0.3),
@@ -315,7 +315,7 @@ def test_optimizer_beside_phases_is_refused():
 
 
 def test_window_needs_a_single_optimizer_arm():
-    from sgdlab.window import find_window
+    from sgdlab.workflows.window import find_window
 
     with pytest.raises(ConfigError, match="has phases; the stabilization window is found for one optimizer"):
         find_window(_cfg([RESUME_ARMS[0]]), 0.1, 0.2)

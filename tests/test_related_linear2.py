@@ -26,7 +26,7 @@ import torch
 
 import sgdlab
 from sgdlab.metrics.related import CONVERGED_LOSS, depth2_flow_limit, steps_to_converge
-from sgdlab.train import Engine
+from sgdlab.engine.train import Engine
 
 SMALL_ETA = 0.01  # negative control: the implicit regularization vanishes as eta -> 0
 ETAS = (SMALL_ETA, 0.05, 0.2, 0.3, 0.4, 0.5, 0.6, 1.05)
@@ -37,7 +37,7 @@ def run(width, seeds):
     sets = [f"model.width={width}", f"seeds={seeds}", "steps=1000", "eval.points=150", "snapshots=0", "extra_figures=[]"]
     cfg = sgdlab.override(cfg, sets)
     arms = [{"name": f"GD eta={e:g}", "optimizer": {"kind": "gd"}, "schedule": {"kind": "constant", "lr": e}} for e in ETAS]
-    from sgdlab.config import from_dict, to_dict
+    from sgdlab.core.config import from_dict, to_dict
 
     d = to_dict(cfg)
     d["arms"] = arms

@@ -4,19 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.config import from_dict
+from sgdlab.core.config import from_dict
 from sgdlab.data.base import DataConfig
 from sgdlab.data.related import ScalarTarget, SupportRegression
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.related import depth2_flow_limit, steps_to_converge, value_at_time
 from sgdlab.models.base import BatchedModel, ModelConfig
 from sgdlab.models.linear import LinearConfig
 from sgdlab.models.two_layer import TwoLayerConfig, TwoLayerNet
 from sgdlab.optim.config import GD
 from sgdlab.optim.flow import gradient_flow
-from sgdlab.schedules import Constant
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant
+from sgdlab.engine.train import train
 
 
 def _rand_params(R, k, d, gen):

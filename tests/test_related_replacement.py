@@ -15,7 +15,7 @@ appear: the two mean deviations at eta = 0.01 agree to 1e-6 relative (the findin
 import numpy as np
 
 import sgdlab
-from sgdlab.config import from_dict, to_dict
+from sgdlab.core.config import from_dict, to_dict
 from sgdlab.metrics.related import late_mean, loglog_slope
 
 ETAS = (0.01, 0.02, 0.04)

@@ -19,7 +19,7 @@ of the sum): its irrelevant columns behave as GD's, > 0.9 at T and unchanged (< 
 import numpy as np
 
 import sgdlab
-from sgdlab.config import from_dict, to_dict
+from sgdlab.core.config import from_dict, to_dict
 from sgdlab.metrics.related import value_at_time
 
 T = 2500

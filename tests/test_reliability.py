@@ -18,11 +18,11 @@ import torch
 from click.testing import CliRunner
 
 import sgdlab
-from sgdlab.cli import main
-from sgdlab.errors import CheckpointError, ConfigError
-from sgdlab.locking import DirLock, read_owner
-from sgdlab.runs import CHECKPOINT, METRICS, RunDir
-from sgdlab.sweep import Sweep
+from sgdlab.frontends.cli import main
+from sgdlab.core.errors import CheckpointError, ConfigError
+from sgdlab.store.locking import DirLock, read_owner
+from sgdlab.store.runs import CHECKPOINT, METRICS, RunDir
+from sgdlab.workflows.sweep import Sweep
 
 TINY = ["steps=3000", "seeds=2", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
         "eval.points=16", "arms.1.schedule.lr=0.4", "arms.2.schedule.lr=0.4", "arms.3.schedule.lr=0.4"]
@@ -106,7 +106,7 @@ def test_a_kill_during_overwrite_never_leaves_a_mixed_directory(tmp_path, monkey
     out = tmp_path / "ow"
     sgdlab.run(tiny(), out, progress=False, quiet=True)
     old = (out / METRICS).read_text()
-    from sgdlab import runs
+    from sgdlab.store import runs
 
     def killed(*a, **k):
         raise KeyboardInterrupt
@@ -172,7 +172,7 @@ def test_a_torn_last_row_with_a_final_checkpoint_is_recomputed(tmp_path):
 
 _HOLD = """
 import sys, time
-from sgdlab.locking import DirLock
+from sgdlab.store.locking import DirLock
 lock = DirLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -197,7 +197,7 @@ def test_a_live_writer_blocks_a_second_one_and_a_dead_one_is_taken_over(tmp_path
 
 
 def test_a_lock_of_another_host_is_taken_over_only_once_its_heartbeat_is_stale(tmp_path, monkeypatch):
-    from sgdlab import locking
+    from sgdlab.store import locking
 
     (tmp_path / "d").mkdir()
     lock = tmp_path / "d" / ".lock"
@@ -220,7 +220,7 @@ def test_a_lock_of_another_host_is_taken_over_only_once_its_heartbeat_is_stale(t
 
 _POOL_SWEEP = """
 import sys
-from sgdlab.cli import main
+from sgdlab.frontends.cli import main
 sys.argv = ["sgdlab"] + sys.argv[1:]
 main()
 """
@@ -242,7 +242,7 @@ def test_a_killed_pool_sweep_takes_its_workers_with_it(tmp_path):
     proc.wait()
     time.sleep(3)  # workers notice within WATCHDOG_SECONDS (PDEATHSIG: at once)
     owners = [read_owner(out / f"jobs/job-000{i}") for i in (0, 1)]
-    from sgdlab.locking import pid_alive
+    from sgdlab.store.locking import pid_alive
 
     assert not [o for o in owners if o and pid_alive(o["pid"])], owners
     sw = Sweep(out)
@@ -388,7 +388,7 @@ def test_sweep_steps_option_and_no_all_nan_warnings(tmp_path):
 
 
 def test_the_progress_bar_hides_its_estimate_until_it_means_something():
-    from sgdlab.api import NO_ETA_FORMAT, _advance_bar, _progress
+    from sgdlab.workflows.api import NO_ETA_FORMAT, _advance_bar, _progress
 
     bar = _progress(100_000, 0, "x", True)
     try:
@@ -402,7 +402,7 @@ def test_the_progress_bar_hides_its_estimate_until_it_means_something():
 
 
 def test_sweep_progress_reads_the_last_complete_row(tmp_path):
-    from sgdlab.sweep import _last_step
+    from sgdlab.workflows.sweep import _last_step
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 40}\n{"step": 8')
     assert _last_step(tmp_path) == 40

@@ -11,16 +11,16 @@ from sgdlab.data.toy_configs import (
     TeacherStudent2D,
     ThreeLayerTeacher,
 )
-from sgdlab.errors import DataError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import DataError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.metrics.jacobian import matrix_rank, per_example_jacobian_batched
 from sgdlab.metrics.sparsity import feature_sparsity
 from sgdlab.models.base import BatchedModel
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.config import GD, SGD
-from sgdlab.schedules import Constant, Piecewise
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant, Piecewise
+from sgdlab.engine.train import train
 
 TS = TeacherStudent2D(n_train=15, n_test=200, seed=0)
 THREE = MLPConfig(hidden=(6, 5), biases=(True, True, True), init_scales=(0.8, 0.8, 0.8))

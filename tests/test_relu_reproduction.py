@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import sgdlab
-from sgdlab.config import from_dict, to_dict
+from sgdlab.core.config import from_dict, to_dict
 
 MIN_ALIVE = 3
 FAST = ["eval.grid='log'", "eval.points=6", "extra_figures=[]", "snapshots=0"]

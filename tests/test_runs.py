@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import sgdlab
-from sgdlab.config import dump_toml
-from sgdlab.errors import CheckpointError
-from sgdlab.runs import RunDir
+from sgdlab.core.config import dump_toml
+from sgdlab.core.errors import CheckpointError
+from sgdlab.store.runs import RunDir
 
 
 def tiny(**over):
@@ -69,7 +69,7 @@ def test_killed_process_resumes_to_the_same_result(tmp_path):
     cfg_file.write_text(dump_toml(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "sgdlab.cli", "run", str(cfg_file), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "sgdlab.frontends.cli", "run", str(cfg_file), "--out", str(out),
                              "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:  # kill once a few checkpoints exist, well before the end
@@ -124,7 +124,7 @@ def test_resume_of_a_finished_run_is_a_no_op(tmp_path):
 def test_snapshots_are_written_when_their_buffer_is_full(tmp_path, monkeypatch, buffer_bytes, parts):
     # without a full buffer (control) snapshots wait for a checkpoint: the first one (step 0) and
     # the final one; a buffer that any snapshot fills writes each on its own
-    from sgdlab import api
+    from sgdlab.workflows import api
 
     if buffer_bytes is not None:
         monkeypatch.setattr(api, "SNAPSHOT_BUFFER_BYTES", buffer_bytes)
@@ -141,7 +141,7 @@ def test_snapshots_and_unknown_figures(tmp_path):
     assert steps[0] == 0 and steps[-1] == cfg.steps and len(steps) == 5
     last = snaps[-1][1]
     assert set(last) == set(range(len(res.runs))) and last[0]["u"].shape == (cfg.data.d,)
-    from sgdlab.errors import ConfigError
+    from sgdlab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown figure 'nope'"):
         sgdlab.run(tiny(extra_figures="['nope']"), tmp_path / "r2", progress=False, quiet=True)

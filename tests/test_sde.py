@@ -9,15 +9,15 @@ import torch
 
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.data.toy_configs import TeacherStudent2D
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.jacobian import per_example_jacobian
 from sgdlab.models.diagonal import DiagonalNet
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.noise import LabelNoiseGD, LabelNoiseSGD, NoisyGD, NoisyGradient
 from sgdlab.optim.sde import ConstantNoiseSDE, SDERule, delta_from_loss
-from sgdlab.schedules import Constant, Piecewise
-from sgdlab.train import train
+from sgdlab.optim.schedules import Constant, Piecewise
+from sgdlab.engine.train import train
 
 N_SAMPLES = 8000  # steps sampled at fixed parameters: covariance error ~ sqrt(2 / N) ~ 1.6%
 
@@ -91,7 +91,7 @@ ARMS = [ArmConfig("sde", ConstantNoiseSDE(delta=1e-3, noise_steps=500), Piecewis
 
 @pytest.mark.parametrize("model", [MLPConfig(), None], ids=["mlp", "diag"])
 def test_noise_is_counter_based_chunking_and_seeds(monkeypatch, model):
-    import sgdlab.train as tr
+    import sgdlab.engine.train as tr
 
     kw = {"data": TeacherStudent2D(n_test=50)} if model else {"data": SparseRegression(n=20, d=30, r=3, n_test=50)}
     if model:
@@ -158,7 +158,7 @@ def test_fused_sde_step_covariance_is_eta2_delta_phi_t_phi_and_equals_the_torch_
 def test_fused_sde_equals_torch_path_over_a_run(monkeypatch, chunk):
     """Whole runs (noise switched off mid-run, a diverging arm, chunks straddling noise blocks):
     compiled and torch paths agree to rounding, metrics and divergence steps included."""
-    import sgdlab.train as tr
+    import sgdlab.engine.train as tr
 
     monkeypatch.setattr(tr, "CHUNK", chunk)
     arms = (ArmConfig("sde", ConstantNoiseSDE(delta=2e-3, noise_steps=1500), Piecewise(0.3, (0.5,), (2.0,))),

@@ -7,16 +7,16 @@ import pytest
 from click.testing import CliRunner
 
 import sgdlab
-from sgdlab.cli import main
-from sgdlab.errors import ConfigError
-from sgdlab.slurm import (
+from sgdlab.frontends.cli import main
+from sgdlab.core.errors import ConfigError
+from sgdlab.workflows.slurm import (
     SLURM_DIR,
     SlurmOptions,
     _parameters,
     resolve_options,
     still_active,
 )
-from sgdlab.sweep import Sweep
+from sgdlab.workflows.sweep import Sweep
 
 submitit = pytest.importorskip("submitit")
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import sgdlab
-from sgdlab.compare import export, format_rows, rows_of
-from sgdlab.runs import RunDir
-from sgdlab.sweep import Sweep, parse_axis, parse_values, plan, run_job
+from sgdlab.workflows.compare import export, format_rows, rows_of
+from sgdlab.store.runs import RunDir
+from sgdlab.workflows.sweep import Sweep, parse_axis, parse_values, plan, run_job
 
 
 def base():
@@ -28,7 +28,7 @@ def test_grid_syntax():
     assert len(r) == 5 and all(0.1 <= x <= 1 for x in r) and r == sorted(r)
     assert r == parse_values("loguniform(0.1, 1, 5, 3)")  # seeded: reproducible
     assert parse_axis("data.kind=sparse_regression") == ("data.kind", ["sparse_regression"])
-    with pytest.raises(sgdlab.errors.ConfigError, match="logspace"):
+    with pytest.raises(sgdlab.core.errors.ConfigError, match="logspace"):
         parse_values("logspace(0, 1)")
 
 
@@ -93,7 +93,7 @@ def test_killed_sweep_resumes_only_unfinished_jobs(tmp_path):
     # job 0 finished, job 1 was killed half-way (checkpoint, no summary), job 2 never started
     run_job(jobs[0]["config"], str(tmp_path / "sw" / jobs[0]["dir"]))
     with pytest.raises(KeyboardInterrupt):
-        sgdlab.run(sgdlab.config.from_dict(sgdlab.ExperimentConfig, jobs[1]["config"]),
+        sgdlab.run(sgdlab.core.config.from_dict(sgdlab.ExperimentConfig, jobs[1]["config"]),
                    tmp_path / "sw" / jobs[1]["dir"], progress=False, quiet=True, _stop_after=500)
     done0 = (tmp_path / "sw" / jobs[0]["dir"] / "summary.json").stat().st_mtime_ns
     assert [j["dir"] for j in sw.pending()] == [jobs[1]["dir"], jobs[2]["dir"]]
@@ -101,7 +101,7 @@ def test_killed_sweep_resumes_only_unfinished_jobs(tmp_path):
     assert set(results) == {1, 2}  # only the unfinished jobs ran
     assert (tmp_path / "sw" / jobs[0]["dir"] / "summary.json").stat().st_mtime_ns == done0
     # the resumed job equals an uninterrupted run
-    full = sgdlab.run(sgdlab.config.from_dict(sgdlab.ExperimentConfig, jobs[1]["config"]), progress=False, quiet=True)
+    full = sgdlab.run(sgdlab.core.config.from_dict(sgdlab.ExperimentConfig, jobs[1]["config"]), progress=False, quiet=True)
     got = sgdlab.load_run(tmp_path / "sw" / jobs[1]["dir"])
     np.testing.assert_array_equal(got.metrics["test_loss"], full.metrics["test_loss"])
 
@@ -136,12 +136,12 @@ def test_ray_local_cluster_matches_in_process(tmp_path):
 
 def test_existing_sweep_directory_is_not_overwritten(tmp_path):
     Sweep.create(tmp_path / "sw", base(), [("steps", [100])])
-    with pytest.raises(sgdlab.errors.CheckpointError, match="already holds a sweep"):
+    with pytest.raises(sgdlab.core.errors.CheckpointError, match="already holds a sweep"):
         Sweep.create(tmp_path / "sw", base(), [("steps", [100])])
 
 
 def test_window_finder_brackets_are_consistent():
-    from sgdlab.window import CONVERGED, DIVERGED, STABILIZED, _classify, find_window
+    from sgdlab.workflows.window import CONVERGED, DIVERGED, STABILIZED, _classify, find_window
 
     cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), ["steps=20001", "seeds=3"])
     import dataclasses
@@ -151,7 +151,7 @@ def test_window_finder_brackets_are_consistent():
     assert res.status.shape == (len(res.lrs), 3)
     found = np.isfinite(res.lower)
     assert found.any()
-    small = dataclasses.replace(cfg, eval=sgdlab.experiment.EvalConfig("linear", 40),
+    small = dataclasses.replace(cfg, eval=sgdlab.spec.experiment.EvalConfig("linear", 40),
                                 metrics=dataclasses.replace(cfg.metrics, names=("train_loss",)))
     for j, s in enumerate(res.seeds):
         if not found[j]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.config import from_dict
+from sgdlab.core.config import from_dict
 from sgdlab.data.toy import (
     Regression1DConfig,
     SharpestDirectionsConfig,
@@ -19,7 +19,7 @@ from sgdlab.data.toy import (
     teacher_student_2d,
     three_layer_teacher,
 )
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 
 
 def _assert_float64(ds, n, n_test, d):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.config import from_dict
-from sgdlab.errors import ConfigError
-from sgdlab.experiment import ExperimentConfig
+from sgdlab.core.config import from_dict
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.metrics.tracking import RunLoss, run_operator
-from sgdlab.train import Engine, train
+from sgdlab.engine.train import Engine, train
 
 
 def _cfg(steps=30, arms=None, metrics=None, points=4, loss="half_mse", activation="tanh"):
@@ -129,7 +129,7 @@ def test_batch_curvature_draws_are_the_monitors_and_do_not_depend_on_the_warm_st
     Lanczos before it was warm-started (an uninterrupted run) or cold (a resumed run)."""
     from sgdlab.metrics.probes import ProbeSettings
     from sgdlab.metrics.tracking import LOSS_FN
-    from sgdlab.monitor import Monitor
+    from sgdlab.workflows.monitor import Monitor
 
     opt = {"kind": "sgd", "batch_size": 4}
     cfg = _cfg(arms=[{"name": "a", "optimizer": opt, "schedule": {"kind": "constant", "lr": 0.05}}],

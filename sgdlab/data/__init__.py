@@ -1,5 +1,5 @@
 # Dataset kinds register on import (one module per family).
-from . import (  # noqa: F401
+from sgdlab.data import (  # noqa: F401
     arrays,  # arrays (a .npz / .pt file)
     eos,  # chebyshev, sharpest_directions, eoss_regression
     function,  # function (module:function returning arrays)

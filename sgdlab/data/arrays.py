@@ -19,7 +19,7 @@ fraction of the examples, chosen by ``default_rng(split_seed).permutation(n)`` (
 ``round(test_fraction n)`` of the permutation are the test set).
 
 Every malformation (missing file, unreadable or corrupt file, missing key, length mismatch,
-non-numeric dtype, NaN/inf, wrong rank) is one :class:`~sgdlab.errors.DataError` line naming
+non-numeric dtype, NaN/inf, wrong rank) is one :class:`~sgdlab.core.errors.DataError` line naming
 the file and the key. ``.pt`` files are read with ``torch.load(weights_only=True)`` and ``.npz``
 files with ``allow_pickle=False``: a data file never runs code.
 """
@@ -36,10 +36,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..errors import DataError, choices_message
-from .base import DataConfig, Dataset
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.core.errors import DataError, choices_message
+from sgdlab.data.base import DataConfig, Dataset
 
 __all__ = ["ArrayFile", "dataset_from_arrays", "dataset_from_output", "load_arrays"]
 

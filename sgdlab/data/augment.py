@@ -12,9 +12,9 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .._torch import torch
-from ..errors import ConfigError
-from .image_dataset import to_unit_float
+from sgdlab.core._torch import torch
+from sgdlab.core.errors import ConfigError
+from sgdlab.data.image_dataset import to_unit_float
 
 __all__ = ["CIFAR_AUGMENTATION", "NO_AUGMENTATION", "Augmentation", "BatchIterator", "crop_flip", "draw_crop_flip",
            "random_crop_flip"]

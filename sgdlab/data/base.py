@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .._torch import torch
-from ..config import Choice
-from ..registry import Registry
+from sgdlab.core._torch import torch
+from sgdlab.core.config import Choice
+from sgdlab.core.registry import Registry
 
 
 @dataclass

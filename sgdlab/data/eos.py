@@ -20,11 +20,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from . import toy
-from .base import DataConfig, Dataset
-from .toy_configs import TeacherActivation
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.data import toy
+from sgdlab.data.base import DataConfig, Dataset
+from sgdlab.data.toy_configs import TeacherActivation
 
 
 def chebyshev_t(k: int, x: np.ndarray) -> np.ndarray:

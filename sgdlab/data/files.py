@@ -2,7 +2,7 @@
 python-pickle format, Tiny ImageNet in its standard folder layout; and a writer of tiny
 synthetic datasets in the real CIFAR format (to exercise the reader without the real files).
 
-A missing, truncated or malformed file raises :class:`~sgdlab.errors.DataError` naming the files
+A missing, truncated or malformed file raises :class:`~sgdlab.core.errors.DataError` naming the files
 that were expected.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._torch import torch
-from ..errors import ConfigError, DataError
-from .image_dataset import ImageDataset
+from sgdlab.core._torch import torch
+from sgdlab.core.errors import ConfigError, DataError
+from sgdlab.data.image_dataset import ImageDataset
 
 __all__ = ["CIFAR_SPECS", "load_cifar10", "load_cifar100", "load_tiny_imagenet", "write_synthetic_cifar"]
 

@@ -21,11 +21,11 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..config import check
-from ..errors import DataError, SgdlabError
-from ..user_modules import exception_line, resolve, split_target
-from .arrays import check_split, dataset_from_output
-from .base import DataConfig, Dataset
+from sgdlab.core.config import check
+from sgdlab.core.errors import DataError, SgdlabError
+from sgdlab.core.user_modules import exception_line, resolve, split_target
+from sgdlab.data.arrays import check_split, dataset_from_output
+from sgdlab.data.base import DataConfig, Dataset
 
 KEY = "data.function"
 

@@ -8,11 +8,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..errors import DataError
-from .augment import Augmentation
-from .base import DataConfig, Dataset
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.core.errors import DataError
+from sgdlab.data.augment import Augmentation
+from sgdlab.data.base import DataConfig, Dataset
 
 # Paths are required for these; the others are generated offline.
 NEEDS_PATH = {"cifar10", "cifar100", "tiny-imagenet"}
@@ -34,7 +34,7 @@ class ImageData(DataConfig):
 
     def __post_init__(self):
         # readers load on demand: configs stay cheap to build
-        from .images import IMAGE_DATASETS
+        from sgdlab.data.images import IMAGE_DATASETS
 
         IMAGE_DATASETS.get(self.name)  # unknown names fail listing the valid ones
         check(self.n_train >= 0 and self.n_test >= 0, "n_train and n_test must be >= 0 (0 = all)")
@@ -45,7 +45,7 @@ class ImageData(DataConfig):
             raise DataError(f"{self.name} is read from local files: set data.path to its archive or folder, "
                             f"e.g. --set data.path=/data/cifar-10-python.tar.gz (sgdlab never downloads data)")
         kw = {"seed": self.seed} if self.name == "digits" else {}
-        from .images import load_image_dataset
+        from sgdlab.data.images import load_image_dataset
 
         ds = load_image_dataset(self.name, self.path or None, **kw)
         ds = ds.subset(self.n_train or None, self.n_test or None)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .._torch import torch
-from ..errors import ConfigError, DataError
+from sgdlab.core._torch import torch
+from sgdlab.core.errors import ConfigError, DataError
 
 __all__ = ["SPLITS", "UINT8_MAX", "ImageDataset", "to_unit_float"]
 

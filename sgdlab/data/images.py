@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._torch import torch
-from ..errors import ConfigError, DataError
-from ..registry import Registry
-from .files import load_cifar10, load_cifar100, load_tiny_imagenet
-from .image_dataset import ImageDataset, to_unit_float
+from sgdlab.core._torch import torch
+from sgdlab.core.errors import ConfigError, DataError
+from sgdlab.core.registry import Registry
+from sgdlab.data.files import load_cifar10, load_cifar100, load_tiny_imagenet
+from sgdlab.data.image_dataset import ImageDataset, to_unit_float
 
 __all__ = [
     "IMAGE_DATASETS",

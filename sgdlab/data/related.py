@@ -15,10 +15,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from .base import DataConfig, Dataset
-from .synthetic import InputDistribution, check_inputs, unit_inputs
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.data.base import DataConfig, Dataset
+from sgdlab.data.synthetic import InputDistribution, check_inputs, unit_inputs
 
 
 def _t(a) -> torch.Tensor:

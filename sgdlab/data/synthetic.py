@@ -9,9 +9,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from .base import DataConfig, Dataset
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.data.base import DataConfig, Dataset
 
 # Per-coordinate input distributions, each of mean 0 and variance 1 (times input_scale^2).
 InputDistribution = Literal["gaussian", "uniform", "rademacher"]

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -4,7 +4,7 @@ and a real offline classification set.
 Kinds: ``regression_1d``, ``teacher_student_2d``, ``three_layer_teacher`` (float64 regression,
 ``y (n,)``) and ``digits`` (scikit-learn's 8x8 digits) / ``mnist1d`` (MNIST-1D generated
 offline) for classification (integer labels). The last two need their package installed; they
-are not dependencies of sgdlab and raise :class:`~sgdlab.errors.DataError` naming the package.
+are not dependencies of sgdlab and raise :class:`~sgdlab.core.errors.DataError` naming the package.
 
 Extras handed to models and figures: the teacher's weights as ``teacher_W1``, ``teacher_b1``, ...;
 ``rank_inputs`` where the paper measures the Jacobian rank on special inputs (1-D regression:
@@ -20,11 +20,11 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..errors import DataError
-from . import toy
-from .base import DataConfig, Dataset
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.core.errors import DataError
+from sgdlab.data import toy
+from sgdlab.data.base import DataConfig, Dataset
 
 # 1-D regression: the authors compute the Jacobian rank on 300 inputs over the data range.
 RANK_INPUTS_1D = 300

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._jit import ensure_cache_dir
+from sgdlab.core._jit import ensure_cache_dir
 
 ensure_cache_dir(__file__)
 

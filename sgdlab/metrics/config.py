@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import check
+from sgdlab.core.config import check
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class MetricsConfig:
                                      f"start tracking only one can lock onto the second), got {self.curvature_k}")
         check(0 < self.curvature_tol < 1, f"curvature_tol must be in (0, 1), got {self.curvature_tol}")
         check(self.curvature_subset >= 0, f"curvature_subset must be >= 0 (0 = all examples), got {self.curvature_subset}")
-        from .quantities import QUANTITIES
+        from sgdlab.metrics.quantities import QUANTITIES
 
         bad = [q for q in self.batch_curvature if q not in QUANTITIES]
         check(not bad, f"unknown batch_curvature quantities {bad}; allowed: {', '.join(sorted(QUANTITIES))}")

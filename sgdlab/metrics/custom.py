@@ -8,7 +8,7 @@ value per run (a tensor or array of shape ``(R,)``).
 
 from __future__ import annotations
 
-from ..registry import Registry
+from sgdlab.core.registry import Registry
 
 METRICS: Registry = Registry("metric")
 

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from scipy.linalg import cho_factor, cho_solve
 
-from .._jit import call_kernel
+from sgdlab.core._jit import call_kernel
 
 EPS = float(np.finfo(np.float64).eps)
 # Rounding slack (relative) per unit of N eps kappa^2: Gram entries carry N eps relative error and
@@ -101,7 +101,7 @@ class DiagJacobianRank:
     def _reduced(self, rho: np.ndarray) -> np.ndarray:
         """Step 2 for runs rho (k, d) (rho = s / s_max, full-rank X), compiled; the dense SVD of
         R diag(rho) for those it cannot certify."""
-        from ._diag_rank_kernel import reduced_counts
+        from sgdlab.metrics._diag_rank_kernel import reduced_counts
 
         self.n_reduced += len(rho)
         count = np.empty(len(rho), dtype=np.int64)

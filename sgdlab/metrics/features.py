@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, choices_message
-from .curvature.hvp import FunctionalLoss
-from .sparsity import DEEP_MAX_NEURONS
+from sgdlab.core.errors import ConfigError, choices_message
+from sgdlab.metrics.curvature.hvp import FunctionalLoss
+from sgdlab.metrics.sparsity import DEEP_MAX_NEURONS
 
 __all__ = ["RELU_LIKE", "LayerFeatures", "layer_features", "relu_like_layers", "resolve_layers"]
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from .curvature import EigResult, batch_curvature, lanczos
-from .curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
+from sgdlab.core.errors import ConfigError
+from sgdlab.metrics.curvature import EigResult, batch_curvature, lanczos
+from sgdlab.metrics.curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
 
 __all__ = [
     "BATCH_SUBSTREAM",

@@ -33,16 +33,16 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, IterableDataset
 
-from ..config import check
-from ..errors import ConfigError
-from ..registry import Registry
-from .curvature import QUANTITIES, HessianOperator
-from .curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
-from .curvature.hvp import FunctionalLoss
-from .curvature.lanczos import DEFAULT_TOL
-from .features import layer_features, resolve_layers
-from .jacobian import DEFAULT_RTOL, matrix_rank, per_example_jacobian
-from .measure import (
+from sgdlab.core.config import check
+from sgdlab.core.errors import ConfigError
+from sgdlab.core.registry import Registry
+from sgdlab.metrics.curvature import QUANTITIES, HessianOperator
+from sgdlab.metrics.curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
+from sgdlab.metrics.curvature.hvp import FunctionalLoss
+from sgdlab.metrics.curvature.lanczos import DEFAULT_TOL
+from sgdlab.metrics.features import layer_features, resolve_layers
+from sgdlab.metrics.jacobian import DEFAULT_RTOL, matrix_rank, per_example_jacobian
+from sgdlab.metrics.measure import (
     BATCH_SUBSTREAM,
     SUBSET_SEED,
     WarmStart,
@@ -53,7 +53,7 @@ from .measure import (
     stability_thresholds,
     subset_indices,
 )
-from .sparsity import DEEP_MAX_NEURONS, TAU_SHALLOW, feature_sparsity
+from sgdlab.metrics.sparsity import DEEP_MAX_NEURONS, TAU_SHALLOW, feature_sparsity
 
 __all__ = ["PROBES", "Probe", "ProbeSettings", "Prober", "measurement_set", "optimizer_hparams"]
 

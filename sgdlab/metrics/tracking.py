@@ -50,10 +50,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from .config import MetricsConfig
-from .curvature import HessianOperator
-from .measure import (
+from sgdlab.core.errors import ConfigError
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.metrics.curvature import HessianOperator
+from sgdlab.metrics.measure import (
     BATCH_SUBSTREAM,
     DEAD_THRESHOLD,
     STREAM_CURVATURE,

@@ -1,5 +1,5 @@
 # Model families register their config kinds on import (one module per family).
-from . import (  # noqa: F401
+from sgdlab.models import (  # noqa: F401
     deep,  # deep_net: CIFAR-style nn.Modules on the engine
     diagonal,  # diagonal_net
     linear,  # linear (finite-sum quadratic)

@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-from .._torch import torch
-from ..config import Choice
-from ..registry import Registry
+from sgdlab.core._torch import torch
+from sgdlab.core.config import Choice
+from sgdlab.core.registry import Registry
 
 if TYPE_CHECKING:
     Params = dict[str, torch.Tensor]
-else:  # a plain alias: torch is imported on first use (sgdlab._torch)
+else:  # a plain alias: torch is imported on first use (sgdlab.core._torch)
     Params = dict
 
 

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
-from .._torch import torch
-from ..config import check
-from ..errors import choices_message
-from ..metrics.config import MetricsConfig
-from .base import BatchedModel, ModelConfig, Params
-from .deep_step import BUFFER, DEFAULT_OPTIONS, ModuleStepper, StepOptions, to_inputs
-from .mlp import num_classes
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.core.errors import choices_message
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.models.base import BatchedModel, ModelConfig, Params
+from sgdlab.models.deep_step import BUFFER, DEFAULT_OPTIONS, ModuleStepper, StepOptions, to_inputs
+from sgdlab.models.mlp import num_classes
 
 # Examples per forward pass in evaluation: bounds activation memory on CPU and GPU.
 EVAL_CHUNK = 512
@@ -188,7 +188,7 @@ class ModuleModel(BatchedModel):
         ``sparsity_max_neurons`` units per block is kept: 10k images x 64x32x32 floats would not
         fit in memory; the positive fraction counts all units)."""
         # imported here, once per pass: configs import this module without paying for torch
-        from ..metrics.sparsity import feature_sparsity
+        from sgdlab.metrics.sparsity import feature_sparsity
 
         n = min(len(data.x_train), max(self.eval_train, self.sparsity_examples if blocks else 0))
         x, y = data.x_train[:n], data.y_train[:n]
@@ -254,7 +254,7 @@ class DeepNetConfig(ModelConfig):
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"  # torch.compile mode of the step
 
     def __post_init__(self):
-        from .cifar import DEEP_MODELS
+        from sgdlab.models.cifar import DEEP_MODELS
 
         DEEP_MODELS.get(self.name)  # unknown names fail here, listing the valid ones
         check(self.width >= 0, f"width must be >= 0 (0 = default), got {self.width}")
@@ -267,7 +267,7 @@ class DeepNetConfig(ModelConfig):
             check(getattr(self, key) in allowed, f"model.{key}: " + choices_message("value", getattr(self, key), allowed))
 
     def build(self, data) -> ModuleModel:
-        from .cifar import build_deep_model
+        from sgdlab.models.cifar import build_deep_model
 
         opts = dict(self.options or {})
         return self.module_model(data, lambda g, n_classes, in_ch, shape: build_deep_model(

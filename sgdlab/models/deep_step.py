@@ -29,8 +29,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._torch import torch
-from ..data.image_dataset import UINT8_MAX, to_unit_float
+from sgdlab.core._torch import torch
+from sgdlab.data.image_dataset import UINT8_MAX, to_unit_float
 
 __all__ = ["COMPILE_MODES", "ModuleStepper", "StepOptions", "to_inputs"]
 

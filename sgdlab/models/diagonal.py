@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .._jit import call_kernel
-from .._torch import torch
-from ..config import check
-from ..metrics.config import MetricsConfig
-from .base import BatchedModel, ModelConfig, Params
-from .explicit_init import check_init_values, init_vector
+from sgdlab.core._jit import call_kernel
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.models.base import BatchedModel, ModelConfig, Params
+from sgdlab.models.explicit_init import check_init_values, init_vector
 
 # Authors' toy code: rank of phi on 2d test inputs with relative threshold 1e-15.
 AUTHORS_RANK_RTOL = 1e-15
@@ -63,7 +63,7 @@ class DiagonalNet(BatchedModel):
         u, v = params["u"], params["v"]
         if u.device.type != "cpu" or not u.is_contiguous() or not v.is_contiguous():
             return False
-        from ._diag_kernel import diag_sgd_chunk
+        from sgdlab.models._diag_kernel import diag_sgd_chunk
 
         call_kernel(diag_sgd_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
                     idx, full, lr, t0, diverged, max_loss)
@@ -75,7 +75,7 @@ class DiagonalNet(BatchedModel):
         u, v = params["u"], params["v"]
         if u.device.type != "cpu" or u.dtype != torch.float64 or not (u.is_contiguous() and v.is_contiguous()):
             return False
-        from ._diag_kernel import diag_sde_chunk
+        from sgdlab.models._diag_kernel import diag_sde_chunk
 
         call_kernel(diag_sde_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
                     noise, noff, scale, lr, t0, diverged, max_loss)
@@ -83,7 +83,7 @@ class DiagonalNet(BatchedModel):
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
         """The diagonal-net measurements, (R,) each; only ``names`` (all if None) are computed."""
-        from ..metrics import diagonal as dm
+        from sgdlab.metrics import diagonal as dm
 
         u, v = params["u"], params["v"]
         beta = u * v

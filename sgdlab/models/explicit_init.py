@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..errors import ConfigError
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.core.errors import ConfigError
 
 # One number, a list (a vector) or a list of lists (a matrix), as TOML writes them.
 InitValues = float | tuple[float, ...] | tuple[tuple[float, ...], ...] | None

@@ -22,8 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..metrics.features import RELU_LIKE
+from sgdlab.core.errors import ConfigError
+from sgdlab.metrics.features import RELU_LIKE
 
 # Seeds drawn from a run's generator for torch's global generator inside fork_rng.
 SEED_BOUND = 2**62

@@ -13,10 +13,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..metrics.config import MetricsConfig
-from .base import BatchedModel, ModelConfig, Params
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.models.base import BatchedModel, ModelConfig, Params
 
 
 class LinearModel(BatchedModel):

@@ -30,11 +30,11 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..errors import choices_message
-from ..metrics.config import MetricsConfig
-from .base import BatchedModel, ModelConfig, Params
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.core.errors import choices_message
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.models.base import BatchedModel, ModelConfig, Params
 
 # Authors' 1-D regression init (Blanc et al. 2020): W1 = +-2.5, b1 = 2.5 N(0,1), W2 = 4 N(0,1).
 BLANC_W1, BLANC_B1, BLANC_W2 = 2.5, 2.5, 4.0
@@ -249,8 +249,8 @@ class MLP(BatchedModel):
         ``test_error`` (classifiers), per hidden layer ``l``: ``feature_sparsity_l{l}`` (merged
         coefficient, tau = ``cfg.sparsity_tau``), ``positive_fraction_l{l}``, ``merged_l{l}``,
         ``dead_l{l}``, and ``jacobian_rank`` (rtol ``cfg.rank_rtol`` or 1e-4). All ``(R,)``."""
-        from ..metrics.jacobian import DEFAULT_RTOL, jacobian_rank_batched, matrix_rank
-        from ..metrics.sparsity import feature_sparsity
+        from sgdlab.metrics.jacobian import DEFAULT_RTOL, jacobian_rank_batched, matrix_rank
+        from sgdlab.metrics.sparsity import feature_sparsity
 
         want = lambda k: names is None or k in names
         out: dict[str, torch.Tensor] = {}

@@ -25,11 +25,11 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..metrics.config import MetricsConfig
-from .base import BatchedModel, ModelConfig, Params
-from .explicit_init import InitValues, check_init_values, init_tensor
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.models.base import BatchedModel, ModelConfig, Params
+from sgdlab.models.explicit_init import InitValues, check_init_values, init_tensor
 
 # The dense Hessian (p x p, p = width * (d + 1)) is formed only for models this small; above,
 # the "sharpness" metric is not logged (use sgdlab.metrics.curvature on larger models).

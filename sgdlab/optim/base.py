@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .._torch import torch
-from ..config import Choice
-from ..registry import Registry
-from . import samplers
+from sgdlab.core._torch import torch
+from sgdlab.core.config import Choice
+from sgdlab.core.registry import Registry
+from sgdlab.optim import samplers
 
 __all__ = ["Optimizer", "OptimizerConfig"]
 
@@ -53,7 +53,7 @@ class Optimizer:
                 and self.ema == 0)
 
     def starting_at(self, start: int) -> Optimizer:
-        """This runtime as a phase that begins at absolute step ``start`` (``sgdlab.phases``): what
+        """This runtime as a phase that begins at absolute step ``start`` (``sgdlab.spec.phases``): what
         its rule schedules (noise levels, ...) counts steps from there; randomness stays keyed by
         the absolute step. Returns self."""
         if self.rule is not None:

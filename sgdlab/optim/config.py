@@ -16,11 +16,11 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..config import check
-from ..schedules import ScheduleConfig
-from . import samplers
-from .base import Optimizer, OptimizerConfig
-from .noise import RandomLabels
+from sgdlab.core.config import check
+from sgdlab.optim.schedules import ScheduleConfig
+from sgdlab.optim import samplers
+from sgdlab.optim.base import Optimizer, OptimizerConfig
+from sgdlab.optim.noise import RandomLabels
 
 __all__ = ["GD", "SGD", "Optimizer", "OptimizerConfig"]
 

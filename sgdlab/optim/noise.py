@@ -35,13 +35,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._torch import torch
-from ..config import check
-from ..models.base import half_mse
-from ..schedules import Schedule, ScheduleConfig
-from . import samplers
-from .base import Optimizer, OptimizerConfig
-from .samplers import STREAM_NOISE
+from sgdlab.core._torch import torch
+from sgdlab.core.config import check
+from sgdlab.models.base import half_mse
+from sgdlab.optim.schedules import Schedule, ScheduleConfig
+from sgdlab.optim import samplers
+from sgdlab.optim.base import Optimizer, OptimizerConfig
+from sgdlab.optim.samplers import STREAM_NOISE
 
 # Noise-stream tags (one per noise source).
 TAG_LABEL = 0
@@ -94,7 +94,7 @@ def loss_derivative(model, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d per-example loss / d output for any model (closed form for the MLP's losses)."""
     kind = getattr(model, "loss_kind", None)
     if kind is not None:
-        from ..models.mlp import loss_derivative as closed
+        from sgdlab.models.mlp import loss_derivative as closed
 
         return closed(kind, out, y)
     if getattr(model, "per_example_loss", None) is half_mse:

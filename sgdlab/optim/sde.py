@@ -35,11 +35,11 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from ..config import check
-from ..schedules import Schedule
-from . import samplers
-from .base import OptimizerConfig
-from .noise import (
+from sgdlab.core.config import check
+from sgdlab.optim.schedules import Schedule
+from sgdlab.optim import samplers
+from sgdlab.optim.base import OptimizerConfig
+from sgdlab.optim.noise import (
     TAG_SDE,
     GradientRule,
     NoiseLevel,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Optimizer
-from .samplers import STREAM_AUGMENT
+from sgdlab.optim.base import Optimizer
+from sgdlab.optim.samplers import STREAM_AUGMENT
 
 
 def advance(model, params, data, opt: Optimizer, opt_state: dict, seeds, lr: np.ndarray, t0: int,

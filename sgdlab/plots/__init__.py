@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SgdlabError
-from ..registry import Registry
-from ..runs import RunDir
-from .panels import draw_metric_panels, plot_panels
+from sgdlab.core.errors import SgdlabError
+from sgdlab.core.registry import Registry
+from sgdlab.store.runs import RunDir
+from sgdlab.plots.panels import draw_metric_panels, plot_panels
 
 FIGURES: Registry = Registry("figure")
 
@@ -41,7 +41,7 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
 
 __all__ = ["FIGURES", "draw_metric_panels", "plot_panels", "plot_run"]
 
-from . import (
+from sgdlab.plots import (
     curvature,  # noqa: F401  (registers sharpness_edge, sharpest_directions)
     monitor,  # noqa: F401  (registers monitor: run directories written by sgdlab.Monitor)
     related,  # noqa: F401  (registers linear2_large_step, support_identification, replacement)

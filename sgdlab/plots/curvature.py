@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..runs import RunDir
-from . import FIGURES
-from .panels import quiet_nan, save_figure
+from sgdlab.store.runs import RunDir
+from sgdlab.plots import FIGURES
+from sgdlab.plots.panels import quiet_nan, save_figure
 
 
 def _arms(cfg, runs):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..runs import RunDir
-from . import FIGURES
-from .panels import save_figure
+from sgdlab.store.runs import RunDir
+from sgdlab.plots import FIGURES
+from sgdlab.plots.panels import save_figure
 
 _BATCH = (("batch_sharpness", "batch sharpness", "o"), ("minibs", "MiniBS", "^"), ("gni", "GNI", "s"),
           ("step_sharpness", "step sharpness", "v"))

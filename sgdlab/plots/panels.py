@@ -11,8 +11,8 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure  # OO API: no pyplot global state, works headless
 
-from ..errors import ConfigError, choices_message
-from ..runs import RunDir
+from sgdlab.core.errors import ConfigError, choices_message
+from sgdlab.store.runs import RunDir
 
 # The main figure's panels when a config names none: these, where logged.
 DEFAULT_PANELS = ("train_loss", "test_loss", "jacobian_rank", "l0")

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..metrics import related as rel
-from ..optim.flow import GF_ATOL, GF_METHOD, GF_RTOL, gradient_flow
-from ..runs import RunDir
-from . import FIGURES
-from .panels import quiet_nan, save_figure
+from sgdlab.metrics import related as rel
+from sgdlab.optim.flow import GF_ATOL, GF_METHOD, GF_RTOL, gradient_flow
+from sgdlab.store.runs import RunDir
+from sgdlab.plots import FIGURES
+from sgdlab.plots.panels import quiet_nan, save_figure
 
 # Flow time for gradient flow's limit: near a global minimum the residual contracts at rate
 # lambda >= 2 |Phi|, so t = GF_CONTRACTION / (2 |Phi|) leaves it below e^{-GF_CONTRACTION} |eps_0|.

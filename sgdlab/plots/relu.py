@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..runs import RunDir
-from . import FIGURES
-from .panels import save_figure
+from sgdlab.store.runs import RunDir
+from sgdlab.plots import FIGURES
+from sgdlab.plots.panels import save_figure
 
 # Arrow head width relative to the plotted extent; GIF frame rate (frames = snapshots).
 HEAD_FRACTION = 0.03

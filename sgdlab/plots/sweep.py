@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..errors import ConfigError, choices_message
-from ..runs import RunDir
-from ..sweep import Sweep
-from .panels import LOG_METRICS, quiet_nan, save_figure
+from sgdlab.core.errors import ConfigError, choices_message
+from sgdlab.store.runs import RunDir
+from sgdlab.workflows.sweep import Sweep
+from sgdlab.plots.panels import LOG_METRICS, quiet_nan, save_figure
 
 
 def _summaries(sw: Sweep, index: dict) -> dict[int, dict | None]:

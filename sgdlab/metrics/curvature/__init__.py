@@ -16,8 +16,8 @@ by c, which moves where 2/eta sits.
 This package never imports sgdlab's trainer, CLI or plots.
 """
 
-from ._common import LOSS_REDUCTION, SymmetricOperator
-from .batch import (
+from sgdlab.metrics.curvature._common import LOSS_REDUCTION, SymmetricOperator
+from sgdlab.metrics.curvature.batch import (
                     QUANTITIES,
                     MCEstimate,
                     batch_curvature,
@@ -26,18 +26,18 @@ from .batch import (
                     mini_batch_sharpness,
                     step_sharpness,
 )
-from .dense import MatrixOperator, dense_eigvalsh, dense_hessian
-from .density import SpectralDensity, spectral_density
-from .hvp import FunctionalLoss, HessianOperator, fixed_subset
-from .lanczos import EigResult, hessian_eigs, lanczos, sharpness
-from .summaries import (
+from sgdlab.metrics.curvature.dense import MatrixOperator, dense_eigvalsh, dense_hessian
+from sgdlab.metrics.curvature.density import SpectralDensity, spectral_density
+from sgdlab.metrics.curvature.hvp import FunctionalLoss, HessianOperator, fixed_subset
+from sgdlab.metrics.curvature.lanczos import EigResult, hessian_eigs, lanczos, sharpness
+from sgdlab.metrics.curvature.summaries import (
                     CurvatureSummary,
                     condition_ratio,
                     curvature_summary,
                     directional_curvature,
                     negative_eigenvalues,
 )
-from .trace import TraceResult, hutchinson_trace
+from sgdlab.metrics.curvature.trace import TraceResult, hutchinson_trace
 
 __all__ = [
                     "LOSS_REDUCTION",

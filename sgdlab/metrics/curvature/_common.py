@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 
 # Carried by every result object: the eigenvalues are those of the loss *as the caller's
 # loss_fn defines it*. Scaling the loss by c scales every eigenvalue by c (docs/curvature.md).

@@ -32,12 +32,12 @@ from typing import Literal
 
 import torch
 
-from sgdlab.errors import ConfigError, choices_message
+from sgdlab.core.errors import ConfigError, choices_message
 
-from ..quantities import QUANTITIES
-from ._common import check_positive_float, check_positive_int, make_generator
-from .hvp import BNMode, HessianOperator, HVPMethod, LossFn, _check_batch
-from .lanczos import lanczos
+from sgdlab.metrics.quantities import QUANTITIES
+from sgdlab.metrics.curvature._common import check_positive_float, check_positive_int, make_generator
+from sgdlab.metrics.curvature.hvp import BNMode, HessianOperator, HVPMethod, LossFn, _check_batch
+from sgdlab.metrics.curvature.lanczos import lanczos
 
 __all__ = [
     "QUANTITIES",

@@ -17,10 +17,10 @@ import torch
 from torch.func import hessian
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 
-from ._common import LOSS_REDUCTION, check_positive_int
-from .hvp import BNMode, FunctionalLoss, LossFn, _Data
+from sgdlab.metrics.curvature._common import LOSS_REDUCTION, check_positive_int
+from sgdlab.metrics.curvature.hvp import BNMode, FunctionalLoss, LossFn, _Data
 
 __all__ = ["DENSE_MAX_PARAMS", "MatrixOperator", "dense_eigvalsh", "dense_hessian"]
 

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sgdlab.errors import ConfigError
+from sgdlab.core.errors import ConfigError
 
-from ._common import (
+from sgdlab.metrics.curvature._common import (
     check_operator,
     check_positive_float,
     check_positive_int,
     make_generator,
     rademacher,
 )
-from .lanczos import lanczos_quadrature
+from sgdlab.metrics.curvature.lanczos import lanczos_quadrature
 
 __all__ = ["SpectralDensity", "spectral_density"]
 

@@ -38,16 +38,16 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sgdlab.errors import ConfigError, choices_message
+from sgdlab.core.errors import ConfigError, choices_message
 
-from ._common import (
+from sgdlab.metrics.curvature._common import (
     check_operator,
     check_positive_float,
     check_positive_int,
     make_generator,
     randn,
 )
-from .hvp import BNMode, HessianOperator, HVPMethod, LossFn
+from sgdlab.metrics.curvature.hvp import BNMode, HessianOperator, HVPMethod, LossFn
 
 __all__ = [
     "DEFAULT_MAX_HVP",

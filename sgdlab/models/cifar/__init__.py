@@ -42,14 +42,14 @@ from collections.abc import Callable
 
 import torch
 
-from ...errors import ConfigError
-from ...registry import Registry
-from .base import BlockNet, PoolHead, count_parameters, init_weights
-from .densenet import DenseNet
-from .mlp import MLPNet
-from .resnet import CifarResNet, PreActResNet, ResNet
-from .vgg import VGG
-from .wide_resnet import WideResNet
+from sgdlab.core.errors import ConfigError
+from sgdlab.core.registry import Registry
+from sgdlab.models.cifar.base import BlockNet, PoolHead, count_parameters, init_weights
+from sgdlab.models.cifar.densenet import DenseNet
+from sgdlab.models.cifar.mlp import MLPNet
+from sgdlab.models.cifar.resnet import CifarResNet, PreActResNet, ResNet
+from sgdlab.models.cifar.vgg import VGG
+from sgdlab.models.cifar.wide_resnet import WideResNet
 
 __all__ = [
     "DEEP_MODELS",

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BlockNet, PoolHead, init_weights
+from sgdlab.models.cifar.base import BlockNet, PoolHead, init_weights
 
 __all__ = ["DenseNet"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import BlockNet, init_weights
+from sgdlab.models.cifar.base import BlockNet, init_weights
 
 __all__ = ["ACTIVATIONS", "MLPNet"]
 

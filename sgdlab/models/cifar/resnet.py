@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BlockNet, PoolHead, init_weights
+from sgdlab.models.cifar.base import BlockNet, PoolHead, init_weights
 
 __all__ = ["BasicBlock", "CifarResNet", "PreActBlock", "PreActResNet", "ResNet"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import BlockNet, PoolHead, init_weights
+from sgdlab.models.cifar.base import BlockNet, PoolHead, init_weights
 
 __all__ = ["VGG", "VGG_STAGES"]
 

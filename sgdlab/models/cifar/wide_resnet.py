@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import BlockNet, PoolHead, init_weights
-from .resnet import STAGE_MULTIPLIERS_3, PreActBlock, conv3x3
+from sgdlab.models.cifar.base import BlockNet, PoolHead, init_weights
+from sgdlab.models.cifar.resnet import STAGE_MULTIPLIERS_3, PreActBlock, conv3x3
 
 __all__ = ["WideResNet"]
 

@@ -1,0 +1,5 @@
+"""`python -m sgdlab ...` is the `sgdlab` command."""
+
+from sgdlab.frontends.cli import main
+
+main()

@@ -1,0 +1,428 @@
+"""`sgdlab ...`: the command line, derived from the config dataclasses.
+
+Every config key can be set with ``--set key.path=value``; the top-level scalar fields of
+ExperimentConfig (steps, seeds, ...) also get typed flags generated from the dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from pathlib import Path
+
+# Two busy cores thrash with OpenMP's default busy-waiting (measured 2-6x slower); must be
+# set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import click
+
+from sgdlab.core.errors import ConfigError, SgdlabError
+
+# Kept in sync with sgdlab.workflows.sweep.EXECUTORS (not imported: the CLI module must stay light).
+EXECUTORS = ("inprocess", "pool", "ray", "slurm")
+
+
+def _scalar_fields():
+    from sgdlab.spec.experiment import ExperimentConfig
+
+    hints = typing.get_type_hints(ExperimentConfig)
+    out = []
+    for f in dataclasses.fields(ExperimentConfig):
+        tp = hints[f.name]
+        if tp in (int, float, str, bool) or typing.get_origin(tp) is typing.Literal:
+            out.append((f.name, tp))
+    return out
+
+
+def _typed_flags(fn):
+    """Add one option per top-level scalar ExperimentConfig field (e.g. --steps, --seeds)."""
+    for name, tp in reversed(_scalar_fields()):
+        flag = "--" + name.replace("_", "-")
+        if name in {"name", "description"}:
+            continue
+        if tp is bool:
+            fn = click.option(flag + "/--no-" + name.replace("_", "-"), name, default=None,
+                              help=f"override {name}")(fn)
+        elif typing.get_origin(tp) is typing.Literal:
+            fn = click.option(flag, name, type=click.Choice(typing.get_args(tp)), default=None,
+                              help=f"override {name}")(fn)
+        else:
+            fn = click.option(flag, name, type=tp, default=None, help=f"override {name}")(fn)
+    return fn
+
+
+def error_line(e: BaseException) -> str:
+    """One line saying what is wrong (and, for file errors, where)."""
+    if isinstance(e, OSError) and not isinstance(e, SgdlabError) and e.strerror:
+        where = f": {e.filename!r}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+class _Main(click.Group):
+    """The error boundary of every command: sgdlab's own errors, file-system errors and bad
+    values print one line (exit 2); ``--debug`` shows the traceback instead."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except (SgdlabError, OSError, ValueError) as e:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {error_line(e)}", err=True)
+            sys.exit(2)
+
+
+def _imports_option(fn):
+    return click.option("--import", "imports", multiple=True, metavar="MODULE",
+                        help="a module name or ./file.py to import first: it registers your own kinds "
+                             "(repeatable; recorded in the config as `imports`)")(fn)
+
+
+def _load(experiment, imports, sets=()):
+    """The experiment with ``--import`` modules imported first and recorded in ``imports``, then
+    ``sets`` applied."""
+    import dataclasses
+
+    from sgdlab.spec import catalog
+    from sgdlab.core.plugins import import_modules
+
+    given = import_modules(list(imports), "--import") if imports else ()
+    cfg = catalog.load_experiment(experiment)
+    if given:
+        cfg = dataclasses.replace(cfg, imports=tuple(dict.fromkeys(given + cfg.imports)))
+    return catalog.override(cfg, list(sets)) if sets else cfg
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sgdlab")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch intra-op threads (toy nets run fastest on 1; raise it for deep nets)")
+@click.option("--debug", is_flag=True, help="show the full traceback of an error")
+def main(threads, debug):
+    """Study the hidden dynamics of SGD: loss stabilization, sparse features, sharpness."""
+    # torch takes its thread count from these when it is imported (commands that only read or
+    # write configs never import it); set it directly if something imported it already.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+@main.command("run")
+@click.argument("experiment", required=False)
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="run directory (default runs/NAME-TIME)")
+@click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override any config key, e.g. --set arms.0.schedule.lr=0.27 (repeatable)")
+@click.option("--resume", type=click.Path(), help="continue a killed run from its last checkpoint")
+@click.option("--overwrite", is_flag=True, help="replace an existing run directory")
+@click.option("--progress/--no-progress", default=True, help="progress bar on the terminal")
+@click.option("--dry-run", is_flag=True, help="print the resolved config and the runs; train nothing")
+@_imports_option
+@_typed_flags
+def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports, **typed):
+    """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
+    from sgdlab.workflows import api
+    from sgdlab.core.config import dump_toml, toml_value
+
+    if resume:
+        if experiment or sets or imports or any(v is not None for v in typed.values()):
+            raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
+                                   "is read from it")
+        api.resume(resume, progress=progress)
+        return
+    if not experiment:
+        raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
+    extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
+    cfg = _load(experiment, imports, list(sets) + extra)
+    if dry_run:
+        from sgdlab.engine.train import Engine
+        from sgdlab.store.loggers import check_backends
+
+        check_backends(cfg.loggers)
+        click.echo(dump_toml(cfg))
+        eng = Engine(cfg)
+        eng.check_names()
+        click.echo(f"# {eng.n_runs} runs in {len(eng.groups)} batched group(s), "
+                   f"{len(eng.eval_steps)} evaluation steps")
+        return
+    if out is None:
+        import time
+
+        out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    res = api.run(cfg, out, progress=progress, overwrite=overwrite)
+    click.echo(f"run directory: {res.path}")
+
+
+@main.command("plot")
+@click.argument("run_dir", type=click.Path())
+@click.option("--metric", "-m", "metrics", multiple=True,
+              help="panels to draw into their own file (default: the config's figure and extra figures)")
+def plot_cmd(run_dir, metrics):
+    """Redraw the figures of RUN_DIR (a run or a sweep directory) from disk."""
+    from sgdlab.plots import plot_run
+    from sgdlab.workflows.sweep import INDEX
+
+    if (Path(run_dir) / INDEX).exists():
+        from sgdlab.plots.sweep import plot_sweep
+
+        for p in plot_sweep(run_dir, tuple(metrics) or None):
+            click.echo(str(p))
+        return
+    for p in plot_run(run_dir, tuple(metrics) or None):
+        click.echo(str(p))
+
+
+def _check_csv(csv_out) -> None:
+    """Before any work: the directory of ``--csv`` exists (created if needed) and is writable."""
+    if csv_out:
+        from sgdlab.store.files import ensure_writable_dir
+
+        ensure_writable_dir(Path(csv_out).parent, "directory of --csv")
+
+
+@main.command("summary")
+@click.argument("run_dir", type=click.Path())
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="also export the rows (.csv or .parquet)")
+def summary_cmd(run_dir, csv_out):
+    """Print the per-arm table of a finished run, or the per-point table of a sweep."""
+    from sgdlab.store.runs import RunDir
+    from sgdlab.store.summary import format_table
+    from sgdlab.workflows.sweep import INDEX
+
+    _check_csv(csv_out)
+    if (Path(run_dir) / INDEX).exists() or csv_out:
+        from sgdlab.workflows.compare import export, format_rows, rows_of
+
+        rows = rows_of(run_dir)
+        click.echo(format_rows(rows))
+        if csv_out:
+            click.echo(f"wrote {export(rows, csv_out)}")
+        return
+    rd = RunDir(run_dir)
+    rd.runs()  # raises a clear error if this is not a run directory at all
+    s = rd.summary()
+    if s is None:
+        raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
+                          f"`sgdlab run --resume {run_dir}`")
+    click.echo(format_table(s))
+
+
+@main.command("list")
+def list_cmd():
+    """List the bundled experiments."""
+    from sgdlab.spec.catalog import describe_experiments
+
+    for name, description in describe_experiments():
+        click.echo(f"{name:28s} {description}")
+
+
+@main.command("show")
+@click.argument("experiment")
+@click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--keys", is_flag=True, help="list every settable key of this experiment with its type and value")
+@_imports_option
+def show_cmd(experiment, sets, keys, imports):
+    """Print the resolved config of EXPERIMENT as TOML (save it, edit it, run it)."""
+    from sgdlab.core.config import dump_toml, flat_items
+
+    cfg = _load(experiment, imports, sets)
+    if keys:
+        items = flat_items(cfg)
+        width = max(len(k) for k, _, _ in items)
+        for name, tp, value in items:
+            click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
+        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind "
+                   "(sgdlab show NAME --set data.kind=... --keys lists its keys)")
+        click.echo("# a multi-phase arm has arms.N.phases.M.optimizer / .schedule / .steps / .fraction instead of "
+                   "arms.N.optimizer and arms.N.schedule")
+        return
+    click.echo(dump_toml(cfg), nl=False)
+
+
+def _compact(value) -> str:
+    """A value as one line of TOML ("(unset)" for None)."""
+    from sgdlab.core.config import toml_value
+
+    if value is None:
+        return "(unset)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return toml_value(value)
+
+
+def _short_type(tp: str) -> str:
+    """A type hint as a user reads it: "one of 'a', 'b'", "table | unset", "list of float"."""
+    import re
+
+    tp = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", tp)
+    tp = re.sub(r"sgdlab\.[\w.]+\.(\w+)Config", lambda m: f"{m.group(1).lower()} table", tp)
+    tp = re.sub(r"tuple\[(\w+), \.\.\.\]", r"list of \1", tp)
+    return tp.replace(" | None", " | unset").replace("typing.", "")
+
+
+SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict, "slurm": dict}
+
+
+def _read_sweep_file(path: str) -> dict:
+    """A sweep TOML, checked: experiment, seeds, steps, set = [...], [grid] key = [values] or 'range(...)',
+    [slurm] resources of the slurm executor (sgdlab.workflows.slurm.SlurmOptions)."""
+    from sgdlab.core.config import load_toml_table
+
+    spec = load_toml_table(path, "sweep file")
+    for k, v in spec.items():
+        if k not in SWEEP_FILE_KEYS:
+            raise ConfigError(f"sweep file {path!r}: unknown key {k!r}; allowed: {', '.join(sorted(SWEEP_FILE_KEYS))}")
+        want = SWEEP_FILE_KEYS[k]
+        if not isinstance(v, want) or isinstance(v, bool):
+            raise ConfigError(f"sweep file {path!r}: {k} must be a {want.__name__}, got {v!r}")
+    return spec
+
+
+@main.command("sweep")
+@click.argument("experiment", required=False)
+@click.option("--grid", "-g", "grids", multiple=True, metavar="KEY=V1,V2,...",
+              help="an axis: values, or linspace/logspace/uniform/loguniform(lo, hi, n[, seed]) (repeatable)")
+@click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE", help="override for every point")
+@click.option("--seeds", type=click.IntRange(min=1), help="seeds per arm (shortcut for --set seeds=N)")
+@click.option("--steps", type=click.IntRange(min=1), help="steps of every run (shortcut for --set steps=N)")
+@click.option("--file", "sweep_file", type=click.Path(dir_okay=False),
+              help="sweep TOML: experiment, seeds, steps, set = [...], [grid] key = [values] or 'logspace(...)'")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="sweep directory (default sweeps/NAME-TIME)")
+@click.option("--resume", type=click.Path(), help="re-run only the unfinished jobs of a sweep")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+              help="where jobs run (default in-process; --ray/--address imply ray; slurm: one array job)")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="processes / Ray CPUs")
+@click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
+@click.option("--address", help="join an existing Ray cluster at this address")
+@click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
+@click.option("--partition", help="slurm: partition of the array job")
+@click.option("--time", "time_min", type=click.IntRange(min=1),
+              help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
+@click.option("--cpus", type=click.IntRange(min=1), help="slurm: CPUs per job (= torch threads)")
+@click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
+@click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
+@_imports_option
+def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
+              dry_run, partition, time_min, cpus, gpus, mem, imports):
+    """Run EXPERIMENT over a grid; compatible points are batched into one job."""
+    import time
+
+    from sgdlab.workflows.compare import format_rows, rows_of
+    from sgdlab.workflows.sweep import Sweep, parse_axis, parse_values, plan
+
+    executor = executor or ("ray" if (use_ray or address) else "inprocess")
+    slurm_table = None
+    if resume:
+        if experiment or grids or sets or sweep_file or imports:
+            raise click.UsageError("--resume takes only the sweep directory: the plan is read from it")
+        sw = Sweep(resume)
+        sw.index()
+    else:
+        axes = [parse_axis(g) for g in grids]
+        sets = list(sets)
+        if sweep_file:
+            spec = _read_sweep_file(sweep_file)
+            slurm_table = spec.get("slurm")
+            experiment = experiment or spec.get("experiment")
+            seeds = seeds or spec.get("seeds")
+            steps = steps or spec.get("steps")
+            sets = [str(x) for x in spec.get("set", [])] + sets
+            for k, v in spec.get("grid", {}).items():
+                axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
+        if not experiment:
+            raise click.UsageError("name an experiment (or give --file with experiment = ...)")
+        if not axes:
+            raise click.UsageError("give at least one --grid KEY=V1,V2,...")
+        sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
+        base = _load(experiment, imports)
+        if dry_run:
+            points, jobs = plan(base, axes, tuple(sets))
+            for j in jobs:
+                members = [p.label for p in points if p.job == j.id]
+                click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
+                           f"points: {'; '.join(members)}")
+            click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
+            return
+        out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
+    slurm = None
+    if executor == "slurm":
+        from sgdlab.workflows.slurm import resolve_options
+
+        slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
+                                          "mem": mem}, slurm_table)
+    sw.execute(executor, workers=workers, address=address, slurm=slurm)
+    click.echo(format_rows(rows_of(sw.path)))
+    from sgdlab.plots.sweep import plot_sweep
+
+    for p in plot_sweep(sw.path):
+        click.echo(str(p))
+    failed = [j for j in sw.index()["jobs"] if j["status"] == "failed"]
+    click.echo(f"sweep directory: {sw.path}" + (f" ({len(failed)} job(s) failed; see index.json)" if failed else ""))
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--to", "backend", type=click.Choice(["tensorboard", "wandb", "mlflow"]), required=True,
+              help="writes RUN_DIR/<backend>/ (wandb offline, mlflow local files; the package must be installed)")
+def export_cmd(run_dir, backend):
+    """Replay a run directory's metrics into TensorBoard, W&B (offline) or MLflow (local)."""
+    from sgdlab.workflows.api import export_run
+
+    click.echo(str(export_run(run_dir, backend)))
+
+
+@main.command("compare")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="export the rows (.csv or .parquet)")
+@click.option("--metric", "-m", "metrics", multiple=True, help="columns (default: losses and l0)")
+def compare_cmd(dirs, csv_out, metrics):
+    """One table across run and sweep directories (medians and IQR over seeds)."""
+    from sgdlab.workflows.compare import export, format_rows, rows_of
+
+    _check_csv(csv_out)
+    rows = [r for d in dirs for r in rows_of(d)]
+    click.echo(format_rows(rows, tuple(metrics) or ("train_loss", "test_loss", "l0", "l0_robust")))
+    if csv_out:
+        click.echo(f"wrote {export(rows, csv_out)}")
+
+
+@main.command("window")
+@click.argument("experiment")
+@click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--arm", type=int, default=0, show_default=True, help="whose optimizer is used (index)")
+@click.option("--lo", type=float, required=True, help="smallest step size of the grid")
+@click.option("--hi", type=float, required=True, help="largest step size of the grid")
+@click.option("--points", type=click.IntRange(min=2), default=12, show_default=True, help="log-spaced grid points")
+@click.option("--bisect", type=click.IntRange(min=0), default=3, show_default=True, help="bisection rounds per edge")
+@click.option("--tol", type=float, default=1e-3, show_default=True,
+              help="converged if the late loss level < tol x initial loss")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="where window.json/.png go")
+@_imports_option
+def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports):
+    """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
+    import dataclasses
+
+    from sgdlab.store.files import ensure_writable_dir
+    from sgdlab.workflows.window import find_window, format_window, save_window
+
+    cfg = _load(experiment, imports, sets)
+    if not 0 <= arm < len(cfg.arms):
+        raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
+    cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))
+    out = ensure_writable_dir(out or Path("runs") / f"{cfg.name}-window", "--out directory")  # before the work
+    res = find_window(cfg, lo, hi, points=points, bisect=bisect, tol=tol)
+    click.echo(format_window(res))
+    for p in save_window(res, out, title=f"{cfg.name}: stabilization window of {cfg.arms[0].optimizer.kind}"):
+        click.echo(str(p))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,243 @@
+"""The experiment config: data, model, arms (optimizer + schedule), seeds, evaluation."""
+
+from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from sgdlab.spec import external  # noqa: F401  (registers the `external` kinds of monitor run directories)
+from sgdlab.core.config import check, to_dict
+from sgdlab.data.base import DataConfig
+from sgdlab.data.synthetic import SparseRegression
+from sgdlab.core.errors import ConfigError
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.models.base import ModelConfig
+from sgdlab.models.diagonal import DiagonalNetConfig
+from sgdlab.optim.config import SGD, OptimizerConfig
+from sgdlab.spec.phases import (
+    PhaseConfig,
+    check_phases,
+    describe_optimizer,
+    describe_phases,
+    phase_bounds,
+    run_schedule,
+)
+from sgdlab.core.plugins import import_modules, load_entry_points
+from sgdlab.optim.schedules import Constant, Schedule, ScheduleConfig
+
+# Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
+LABEL_FLOAT_CHARS = 8
+
+
+class _ArmFields(string.Formatter):
+    """Resolves ``{schedule.lr}``-style placeholders of an arm name against the arm's own keys."""
+
+    def __init__(self, arm: ArmConfig):
+        self.tree = to_dict(arm)
+        self.aliases = {"lr": "schedule.lr", "batch_size": "optimizer.batch_size"}
+
+    def get_field(self, field_name, args, kwargs):
+        path = self.aliases.get(field_name, field_name)
+        node = self.tree
+        for key in path.split("."):
+            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            elif isinstance(node, dict) and key in node:
+                node = node[key]
+            else:
+                raise ConfigError(f"arm name {self.tree['name']!r}: placeholder {{{field_name}}} names no key of "
+                                  f"the arm; use dotted keys such as {{schedule.lr}}, {{schedule.factors.0}}, "
+                                  f"{{optimizer.batch_size}}, {{phases.0.schedule.lr}} "
+                                  f"(aliases: {', '.join(self.aliases)})")
+        return node, field_name
+
+    def format_field(self, value, format_spec):
+        if format_spec:
+            return format(value, format_spec)
+        if isinstance(value, float) and len(repr(value)) > LABEL_FLOAT_CHARS:
+            return format(value, ".6g")  # 0.30000000000000004 (a linspace grid value) -> 0.3
+        return str(value)
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Initial parameters of an arm's runs, exactly, from a tensor file or from another run.
+
+    ``file``: a ``.pt`` (tensors, loaded safely) or ``.npz`` with one entry per parameter, either
+    of the parameter's shape (every seed starts there) or with a leading seed axis (one entry
+    per seed of the arm, in seed order). ``run``: a run directory; each (arm, seed) run starts
+    from the parameters of the run there with the same seed and the arm named ``arm`` (default:
+    this arm's label), at ``step`` (a saved snapshot or its final checkpoint; -1 = the last).
+    """
+
+    file: str = ""
+    run: str = ""
+    step: int = -1  # for `run`: which saved step; -1 = the last one
+    arm: str = ""  # for `run`: the source arm's label; "" = this arm's own label
+
+    def __post_init__(self):
+        check(bool(self.file) != bool(self.run), "init: give exactly one of file = '...' or run = '...'")
+        check(self.step >= -1, f"init.step must be >= 0 or -1 (the last), got {self.step}")
+        check(not (self.file and (self.arm or self.step != -1)), "init: arm and step go with run, not file")
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One training recipe; every arm is run once per seed.
+
+    ``name`` identifies the arm in tables, legends and ``RunResult.arm``. It may hold placeholders
+    for the arm's own keys, resolved after every override so that labels never go stale:
+    ``"SGD eta={schedule.lr} /{schedule.factors.0} at {schedule.milestones.0:.0%}"`` reads
+    "SGD eta=0.27 /4.8 at 10%" after ``--set arms.1.schedule.lr=0.27``. ``label`` is the
+    resolved name.
+
+    An arm is one optimizer with one schedule, or a list of ``phases`` (``sgdlab.spec.phases``: each
+    its own optimizer, schedule and length; then the arm has no optimizer or schedule of its
+    own). ``phase_list`` gives both forms as phases.
+    """
+
+    name: str = "sgd"
+    optimizer: OptimizerConfig | None = None  # omitted: sgd (batch 1); with phases: none (set per phase)
+    schedule: ScheduleConfig | None = None  # omitted: constant; with phases: none (set per phase)
+    seeds: tuple[int, ...] = ()  # explicit seeds for this arm; empty = the experiment's seeds
+    # Phases run one after the other on the same parameters, e.g. label-noise SGD for 80% then GD:
+    # [[arms.phases]] tables with optimizer, schedule and steps or fraction (the last may omit both)
+    phases: tuple[PhaseConfig, ...] | None = None
+    # Exact initial parameters from a file or another run (InitConfig); none = the model's init.
+    init: InitConfig | None = None
+
+    def __post_init__(self):
+        check(bool(self.name.strip()), "arm name must not be empty")
+        check(all(s >= 0 for s in self.seeds), f"arm seeds must be >= 0, got {self.seeds}")
+        if self.phases is None:  # a plain arm always has both (never None)
+            if self.optimizer is None:
+                object.__setattr__(self, "optimizer", SGD())
+            if self.schedule is None:
+                object.__setattr__(self, "schedule", Constant())
+        else:
+            check(self.optimizer is None and self.schedule is None,
+                  f"arm {self.name!r}: give optimizer and schedule in each phase, not beside phases")
+            check_phases(self.name, self.phases)
+        self.label  # noqa: B018  (a bad placeholder fails here, naming the key)
+
+    @property
+    def phase_list(self) -> tuple[PhaseConfig, ...]:
+        """The arm's phases; a plain arm is one phase with its optimizer and schedule."""
+        return self.phases if self.phases is not None else (PhaseConfig(self.optimizer, self.schedule),)
+
+    def bounds(self, total_steps: int) -> list[tuple[int, int]]:
+        """``[(start, end)]`` of every phase's updates in a run of ``total_steps``."""
+        return phase_bounds(self.label, self.phase_list, total_steps)
+
+    def step_size(self, total_steps: int) -> Schedule:
+        """The step size at every absolute step of the run (each phase's schedule, shifted)."""
+        return run_schedule(self.phase_list, self.bounds(total_steps))
+
+    def describe(self) -> tuple[str, str]:
+        """(schedule, optimizer) as the tables and runs.json show them."""
+        if self.phases is None:
+            return self.schedule.describe(), describe_optimizer(self.optimizer)
+        return describe_phases(self.phases)
+
+    @property
+    def label(self) -> str:
+        """The name with its placeholders resolved (the name itself when it has none)."""
+        if "{" not in self.name:
+            return self.name
+        try:
+            return _ArmFields(self).format(self.name)
+        except ConfigError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError) as e:
+            raise ConfigError(f"arm name {self.name!r}: {e} (placeholders look like {{schedule.lr}}; "
+                              f"write {{{{ and }}}} for literal braces)") from None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Steps at which metrics are computed (the state *after* t updates; 0 = init)."""
+
+    grid: Literal["authors", "linear", "log"] = "authors"
+    points: int = 250  # evenly (linear/authors) or log-spaced points over the run
+    head: int = 100  # authors: also every step in [0, head)
+
+    def __post_init__(self):
+        check(self.points >= 2, f"eval.points must be >= 2, got {self.points}")
+        check(self.head >= 0, f"eval.head must be >= 0, got {self.head}")
+
+    def steps(self, total: int) -> np.ndarray:
+        """Sorted unique eval steps in [0, total], always including 0 and total."""
+        if self.grid == "log":
+            s = np.round(np.logspace(0, math.log10(max(total, 1)), self.points))
+        else:
+            s = np.round(np.linspace(0, total - 1 if self.grid == "authors" else total, self.points))
+        if self.grid == "authors":
+            s = np.concatenate([s, np.arange(min(self.head, total))])
+        s = np.concatenate([s, [0, total]])
+        return np.unique(s.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    description: str = ""
+    # Python modules to import before the config is built: they register your own kinds
+    # (sgdlab.frontends.register). Module names or .py files (relative to the config file); files are
+    # recorded by absolute path, so resume, sweep workers and `sgdlab plot` import the same ones.
+    imports: tuple[str, ...] = ()
+    data: DataConfig = field(default_factory=SparseRegression)
+    model: ModelConfig = field(default_factory=DiagonalNetConfig)
+    arms: tuple[ArmConfig, ...] = (ArmConfig(),)
+    steps: int = 100001  # T: number of updates of every run
+    seeds: int = 8  # runs per arm, seeds first_seed .. first_seed + seeds - 1
+    first_seed: int = 0
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # A run diverges when a (mini-batch or train) loss is NaN/inf or exceeds this factor
+    # times its initial train loss: far above any stabilized level (~1e-2 .. 1x of it).
+    divergence_factor: float = 1e6
+    dtype: Literal["float64", "float32"] = "float64"  # toy nets: float64, as the authors' numpy code
+    device: str = "cpu"
+    fused: bool = True  # use a model's compiled kernel when it has one (same update law, agrees to rounding)
+    checkpoint_seconds: float = 30.0  # wall time between checkpoints (and one at the end)
+    # metric panels of the main figure; empty = those of train_loss, test_loss, jacobian_rank, l0
+    # that the experiment logs (plots.panels.DEFAULT_PANELS)
+    figure: tuple[str, ...] = ()
+    extra_figures: tuple[str, ...] = ()  # named figures from sgdlab.plots.FIGURES
+    # Save every run's parameters at this many evenly spaced evaluation steps (plus the
+    # first and last) under DIR/snapshots/, for figures of the weights over training.
+    snapshots: int = 0
+    loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
+
+    @classmethod
+    def prepare_dict(cls, data: dict) -> dict:
+        """Before the kinds are looked up: load installed plugins and import ``imports``."""
+        load_entry_points()
+        if "imports" in data:
+            data = {**data, "imports": list(import_modules(data["imports"], "imports"))}
+        return data
+
+    def __post_init__(self):
+        check(len(self.arms) >= 1, "an experiment needs at least one arm")
+        names = [a.label for a in self.arms]
+        check(len(set(names)) == len(names), f"arm names must be unique, got {names}")
+        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        check(self.first_seed >= 0, f"first_seed must be >= 0, got {self.first_seed}")
+        check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
+        check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
+        check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        for arm in self.arms:
+            arm.bounds(self.steps)  # phase lengths against the run length
+        # logger backend names are checked by the store (store.loggers.check_backends) before a run starts
+        # CPU autocast exists for bfloat16 only (float16 kernels are CUDA's).
+        autocast = getattr(self.model, "autocast", "none")
+        check(autocast == "none" or self.device.startswith("cuda") or (autocast == "bf16" and self.device == "cpu"),
+              f"model.autocast={autocast!r} needs a CUDA device (bf16 also runs on cpu): set device='cuda' "
+              "or autocast='none'")
+        check(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
+              f"device must be cpu, cuda[:i] or mps, got {self.device!r}")
