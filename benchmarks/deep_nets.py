@@ -6,7 +6,7 @@ the speed does not depend on the pixels). The evaluation is what the bundled CIF
 train loss/error and the feature sparsity of every block on ``--eval-images`` training images,
 test loss/error on as many test images (the paper: 10,000 each, every 200 iterations).
 
-Three processes per width (``python -m sgdlab.frontends.cli run CONFIG``, each repeated ``--repeats``
+Three processes per width (``python -m sgdlab run CONFIG``, each repeated ``--repeats``
 times, medians): P0 = 1 step, P1 = S steps, both evaluated at the start and the end only, and
 P2 = S steps evaluated also at S/2. Then
 
@@ -83,7 +83,7 @@ def main(argv=None):
             for key, steps, evals in (("p0", 1, 2), ("p1", S, 2), ("p2", S, 3)):
                 files[key] = tmp / f"{key}-w{w}.toml"
                 files[key].write_text(config(w, n_eval, steps, evals, a.device))
-            t = {k: repeat(python("-m", "sgdlab.frontends.cli", "--threads", str(a.threads), "run", str(f), "--out",
+            t = {k: repeat(python("-m", "sgdlab", "--threads", str(a.threads), "run", str(f), "--out",
                                   str(tmp / "out"), "--overwrite", "--no-progress"), env, a.repeats)
                  for k, f in files.items()}
             step = (med(t["p1"]) - med(t["p0"])) / (S - 1)

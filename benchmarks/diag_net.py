@@ -2,7 +2,7 @@
 
 Both sides are whole processes as a user runs them, with the same single-threaded BLAS:
 
-* sgdlab: ``python -m sgdlab.frontends.cli run diag-net`` with the figure's four metrics (train and test
+* sgdlab: ``python -m sgdlab run diag-net`` with the figure's four metrics (train and test
   loss, rank phi at the authors' 1e-15, ||u*v||_0 at 1e-50) on the authors' grid of 350
   evaluation steps, writing the run directory and the figure (``benchmarks/_proc.py``);
 * reference: ``benchmarks/diag_net_reference.py``: the same data, the same metrics at the same
@@ -53,7 +53,7 @@ def runs_of(seeds: int) -> int:
 
 def sgdlab_cmd(out: Path, steps: int, seeds: int, points: int, head: int, all_metrics=False) -> list[str]:
     sets = [f"eval.points={points}", f"eval.head={head}"] + ([] if all_metrics else [METRICS])
-    args = ["-m", "sgdlab.frontends.cli", "run", "diag-net", "--out", str(out), "--overwrite", "--no-progress",
+    args = ["-m", "sgdlab", "run", "diag-net", "--out", str(out), "--overwrite", "--no-progress",
             "--steps", str(steps), "--seeds", str(seeds)]
     for s in sets:
         args += ["--set", s]
@@ -198,9 +198,9 @@ def startup(env, reps):
     rows = [("python -c pass (interpreter start)", python("-c", "pass")),
             ("python -c 'import numpy'", python("-c", "import numpy")),
             ("python -c 'import sgdlab.frontends.cli'", python("-c", "import sgdlab.frontends.cli")),
-            ("sgdlab --help", python("-m", "sgdlab.frontends.cli", "--help")),
-            ("sgdlab list", python("-m", "sgdlab.frontends.cli", "list")),
-            ("sgdlab show diag-net", python("-m", "sgdlab.frontends.cli", "show", "diag-net"))]
+            ("sgdlab --help", python("-m", "sgdlab", "--help")),
+            ("sgdlab list", python("-m", "sgdlab", "list")),
+            ("sgdlab show diag-net", python("-m", "sgdlab", "show", "diag-net"))]
     print(f"\ncommands that answer without torch ({reps} processes each; CPU s median [min, max]):")
     times = {}
     for name, cmd in rows:

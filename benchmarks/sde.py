@@ -4,7 +4,7 @@ On the diagonal net both are compiled kernels (``diag_sgd_chunk`` for GD, ``diag
 the SDE, fed by the counter-based noise stream of ``optim.noise``), so this compares kernel to
 kernel. Two measurements:
 
-* whole processes (``python -m sgdlab.frontends.cli run CONFIG``): R runs of one arm (the SDE arm with R
+* whole processes (``python -m sgdlab run CONFIG``): R runs of one arm (the SDE arm with R
   seeds; for GD, which is deterministic from the fixed init, R identical GD arms, batched into
   one group) at S1 and S2 steps, evaluation only at the start and the end; the cost of a
   run-step is the difference of the CPU-time medians divided by R (S2 - S1). Start-up (and the
@@ -126,7 +126,7 @@ def main(argv=None):
                     text = configs(n, d, a.runs, s)[side == "sde"]
                     files[s] = tmp / f"{side}-{n}-{s}.toml"
                     files[s].write_text(text)
-                cmd = lambda s: python("-m", "sgdlab.frontends.cli", "run", str(files[s]), "--out", str(tmp / "out"),  # noqa: B023
+                cmd = lambda s: python("-m", "sgdlab", "run", str(files[s]), "--out", str(tmp / "out"),  # noqa: B023
                                        "--overwrite", "--no-progress")
                 cold = run_process(cmd(s1), dict(env, NUMBA_CACHE_DIR=str(tmp / f"cold-{side}-{n}")))
                 wenv = dict(env, NUMBA_CACHE_DIR=str(tmp / "numba"))

@@ -81,9 +81,9 @@ def main(argv=None):
         base.write_text(base_config(steps, a.eval_points, a.eval_head))
         single = tmp / "single.toml"
         single.write_text(base_config(steps, a.eval_points, a.eval_head, seeds=1))
-        sweep_cmd = python("-m", "sgdlab.frontends.cli", "sweep", str(base), "-g", f"arms.0.schedule.lr={lrs}", "--out",
+        sweep_cmd = python("-m", "sgdlab", "sweep", str(base), "-g", f"arms.0.schedule.lr={lrs}", "--out",
                            str(tmp / "sweep"))
-        repeat(python("-m", "sgdlab.frontends.cli", "run", str(single), "--out", str(tmp / "warm"), "--overwrite",
+        repeat(python("-m", "sgdlab", "run", str(single), "--out", str(tmp / "warm"), "--overwrite",
                       "--no-progress", "--steps", "10"), env, 1)  # fills the kernel cache
         batched = []
         for _ in range(reps):
@@ -95,14 +95,14 @@ def main(argv=None):
             ts = []
             for i in range(timed):
                 lr, s = LRS[i % len(LRS)], i // len(LRS)
-                ts += repeat(python("-m", "sgdlab.frontends.cli", "run", str(single), "--out", str(tmp / f"p{r}-{i}"),
+                ts += repeat(python("-m", "sgdlab", "run", str(single), "--out", str(tmp / f"p{r}-{i}"),
                                     "--no-progress", "--set", f"arms.0.schedule.lr={lr}", "--first-seed", str(s)),
                              env, 1)
             per_proc.append(Timing(sum(t.wall for t in ts) * n_points / timed,
                                    sum(t.cpu for t in ts) * n_points / timed, ""))
         ray = None
         if a.ray:
-            ray = repeat(python("-m", "sgdlab.frontends.cli", "sweep", str(base), "-g", f"arms.0.schedule.lr={lrs}",
+            ray = repeat(python("-m", "sgdlab", "sweep", str(base), "-g", f"arms.0.schedule.lr={lrs}",
                                 "-g", f"first_seed={','.join(str(s) for s in range(SEEDS))}", "--set", "seeds=1",
                                 "--ray", "--workers", "2", "--out", str(tmp / "ray")), env, 1)
 

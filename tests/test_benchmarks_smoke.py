@@ -39,7 +39,7 @@ def in_process(monkeypatch):
         old_argv = sys.argv
         try:
             with contextlib.redirect_stdout(out):
-                if argv[:2] == ["-m", "sgdlab.frontends.cli"]:
+                if argv[:2] == ["-m", "sgdlab"]:
                     from sgdlab.frontends.cli import main
 
                     main(argv[2:], standalone_mode=False)

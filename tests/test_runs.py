@@ -69,7 +69,7 @@ def test_killed_process_resumes_to_the_same_result(tmp_path):
     cfg_file.write_text(dump_toml(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "sgdlab.frontends.cli", "run", str(cfg_file), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "sgdlab", "run", str(cfg_file), "--out", str(out),
                              "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:  # kill once a few checkpoints exist, well before the end

@@ -1,4 +1,4 @@
-"""A user's own kinds (sgdlab.register_*, config `imports`, --import, sgdlab.core.plugins entry points)
+"""A user's own kinds (sgdlab.register_*, config `imports`, --import, sgdlab.plugins entry points)
 work like bundled ones: CLI, resume, sweep workers, plot, summary; failures are one clear line."""
 
 import subprocess
@@ -117,11 +117,11 @@ def test_a_user_kind_in_a_fresh_process_resumes_and_sweeps_on_a_pool(tmp_path):
         """)], capture_output=True, text=True, check=False)
     assert cut.returncode == 0, cut.stderr
     # a new process that never imported the module resumes the run: the config re-imports it
-    res = subprocess.run([sys.executable, "-m", "sgdlab.frontends.cli", "run", "--resume", str(tmp_path / "r"), "--no-progress"],
+    res = subprocess.run([sys.executable, "-m", "sgdlab", "run", "--resume", str(tmp_path / "r"), "--no-progress"],
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert RunDir(tmp_path / "r").complete()
-    sw = subprocess.run([sys.executable, "-m", "sgdlab.frontends.cli", "sweep", str(proj / "exp.toml"), "--grid",
+    sw = subprocess.run([sys.executable, "-m", "sgdlab", "sweep", str(proj / "exp.toml"), "--grid",
                          "model.width=4,6", "--executor", "pool", "--workers", "2", "--out", str(tmp_path / "s")],
                         capture_output=True, text=True, check=False)
     assert sw.returncode == 0, sw.stderr
@@ -169,7 +169,7 @@ def test_an_installed_plugin_entry_point_is_loaded(tmp_path, monkeypatch):
     dist = site / "uk5plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: uk5plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[sgdlab.core.plugins]\nuk5 = uk5plugin\n")
+    (dist / "entry_points.txt").write_text("[sgdlab.plugins]\nuk5 = uk5plugin\n")
     monkeypatch.syspath_prepend(str(site))
     from sgdlab.core import plugins
 
@@ -177,7 +177,7 @@ def test_an_installed_plugin_entry_point_is_loaded(tmp_path, monkeypatch):
     cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), ["data={kind='uk5_blobs', n=30}"])  # no imports
     assert cfg.data.kind == "uk5_blobs"
     (site / "uk5plugin" / "__init__.py").write_text("raise ImportError('needs a GPU library')\n")
-    (dist / "entry_points.txt").write_text("[sgdlab.core.plugins]\nuk6 = uk6plugin_missing\n")
+    (dist / "entry_points.txt").write_text("[sgdlab.plugins]\nuk6 = uk6plugin_missing\n")
     monkeypatch.setattr(plugins, "_loaded_entry_points", False)
     with pytest.raises(ConfigError, match="plugin 'uk6' .* failed to load"):
         plugins.load_entry_points()

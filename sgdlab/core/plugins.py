@@ -15,7 +15,7 @@ re-imports the same files from any directory: on ``--resume``, in sweep workers 
 Ray) and in ``sgdlab plot``. What the modules register (``sgdlab.frontends.register``) is then available
 exactly like a bundled kind.
 
-Installed packages can also declare entry points in the group ``sgdlab.core.plugins`` (each entry
+Installed packages can also declare entry points in the group ``sgdlab.plugins`` (each entry
 point names a module or a callable to run); they are loaded once per process, the first time an
 experiment config is built or an unknown kind is looked up.
 
@@ -33,7 +33,7 @@ from sgdlab.core.user_modules import exception_line, import_user_module, is_file
 
 __all__ = ["ENTRY_POINT_GROUP", "import_modules", "load_entry_points", "resolve_spec"]
 
-ENTRY_POINT_GROUP = "sgdlab.core.plugins"
+ENTRY_POINT_GROUP = "sgdlab.plugins"
 _loaded_entry_points = False
 
 
@@ -77,7 +77,7 @@ def import_modules(specs, key: str = "imports", base_dir: str | Path | None = No
 
 
 def load_entry_points() -> None:
-    """Load every ``sgdlab.core.plugins`` entry point once per process (a callable one is called)."""
+    """Load every ``sgdlab.plugins`` entry point once per process (a callable one is called)."""
     global _loaded_entry_points
     if _loaded_entry_points:
         return
