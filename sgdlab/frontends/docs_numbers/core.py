@@ -37,7 +37,7 @@ from sgdlab.core.errors import ConfigError, SgdlabError
 from sgdlab.core.registry import Registry
 
 # Repository root of a source checkout (sgdlab/frontends/docs_numbers/core.py -> root).
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NUMBERS_DIR = Path("docs") / "numbers"  # saved outputs, relative to the root
 SCRATCH_DIR = Path("runs") / "docs-numbers"  # run directories (git-ignored), for resuming
 COMMAND = "python -m sgdlab.frontends.docs_numbers"
