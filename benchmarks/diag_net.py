@@ -66,7 +66,7 @@ import sgdlab.frontends.cli, sgdlab.workflows.api  # torch and sgdlab: counted i
 t0 = time.process_time()
 import numba
 t1 = time.process_time()
-from sgdlab.models._diag_kernel import diag_sgd_chunk
+from sgdlab.studies.diag_net._kernel import diag_sgd_chunk
 u, v = np.full((1, 3), 0.1), np.zeros((1, 3))
 diag_sgd_chunk(u, v, np.ones((2, 3)), np.ones(2), np.zeros((1, 1, 1), dtype=np.int64), False,
                np.full((1, 1), 0.1), 0, np.full(1, -1), np.full(1, np.inf))

@@ -139,7 +139,7 @@ def main(argv=None):
 
         from sgdlab.data.synthetic import SparseRegression
         from sgdlab.data.toy_configs import TeacherStudent2D
-        from sgdlab.models.diagonal import DiagonalNetConfig
+        from sgdlab.studies.diag_net.model import DiagonalNetConfig
         from sgdlab.models.mlp import MLPConfig
         from sgdlab.optim.config import GD
         from sgdlab.optim.sde import ConstantNoiseSDE

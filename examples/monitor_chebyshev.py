@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import sgdlab
-from sgdlab.data.eos import Chebyshev
+from sgdlab.studies.eos.data import Chebyshev
 from sgdlab.metrics.probes import ProbeSettings
 
 FIRST_LAYER_STD = 0.26737  # Xavier normal, gain 1.9: 1.9 * sqrt(2 / (1 + 100))

@@ -16,7 +16,7 @@ Python API (no CLI parsing involved)::
 _API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "override", "export_run",
         "ExperimentConfig", "RunResult"}
 _REGISTER = {"register_data", "register_model", "register_optimizer", "register_schedule", "register_metric",
-             "register_figure"}
+             "register_figure", "register_experiments", "register_docs_numbers"}
 _MONITOR = {"Monitor", "LogSpaced"}  # measure a user's own training loop (sgdlab/workflows/monitor.py)
 
 
@@ -55,13 +55,20 @@ _MOVED = {
     "plugins": "core.plugins", "user_modules": "core.user_modules", "_torch": "core._torch",
     "_jit": "core._jit", "schedules": "optim.schedules", "experiment": "spec.experiment",
     "phases": "spec.phases", "catalog": "spec.catalog", "external": "spec.external",
-    "experiments": "spec.experiments", "train": "engine.train", "runs": "store.runs",
+    "train": "engine.train", "runs": "store.runs",
     "files": "store.files", "locking": "store.locking", "summary": "store.summary",
     "loggers": "store.loggers", "api": "workflows.api", "inits": "workflows.inits",
     "window": "workflows.window", "compare": "workflows.compare", "sweep": "workflows.sweep",
     "slurm": "workflows.slurm", "monitor": "workflows.monitor", "cli": "frontends.cli",
     "register": "frontends.register", "integrations": "frontends.integrations",
     "docs_numbers": "frontends.docs_numbers",
+    # the studies' own modules, now in their folders
+    "models.diagonal": "studies.diag_net.model", "models._diag_kernel": "studies.diag_net._kernel",
+    "metrics.diagonal": "studies.diag_net.metrics", "metrics.diag_rank": "studies.diag_net.rank",
+    "plots.surface": "studies.diag_net.surface", "plots.relu": "studies.relu_nets.figures",
+    "data.related": "studies.related.data", "metrics.related": "studies.related.metrics",
+    "plots.related": "studies.related.figures", "models.two_layer": "studies.related.two_layer",
+    "models.linear": "studies.related.linear", "data.eos": "studies.eos.data",
 }
 
 
@@ -89,11 +96,13 @@ def _install_moved_finder() -> None:
             head, _, rest = fullname.partition(".")
             if head != "sgdlab" or not rest:
                 return None
-            first, _, tail = rest.partition(".")
-            if first not in _MOVED:
-                return None
-            new = f"sgdlab.{_MOVED[first]}" + (f".{tail}" if tail else "")
-            return importlib.machinery.ModuleSpec(fullname, _Alias(new))
+            parts = rest.split(".")
+            for n in range(len(parts), 0, -1):  # the longest moved prefix
+                old = ".".join(parts[:n])
+                if old in _MOVED:
+                    new = ".".join(["sgdlab", _MOVED[old], *parts[n:]])
+                    return importlib.machinery.ModuleSpec(fullname, _Alias(new))
+            return None
 
     if not any(type(f).__name__ == "_MovedFinder" for f in sys.meta_path):
         sys.meta_path.append(_MovedFinder())

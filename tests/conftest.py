@@ -8,3 +8,43 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch
 
 torch.set_num_threads(1)
+
+import importlib.util
+import re
+
+import pytest
+
+# Tests of a bundled study (sgdlab/studies/NAME) say so with `pytestmark = pytest.mark.study(...)`;
+# without that study's folder they are skipped, and the framework's own tests still run.
+
+
+def _study_present(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"sgdlab.studies.{name}") is not None
+    except ImportError:
+        return False
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "study(*names): needs these bundled studies (skipped without them)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in item.iter_markers("study"):
+            missing = [n for n in mark.args if not _study_present(n)]
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=f"needs the bundled study {', '.join(missing)}"))
+
+
+_STUDY_MARK = re.compile(r"^pytestmark = .*pytest\.mark\.study\(([^)]*)\)", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    # a study's test module may import the study at its top: without the study it is not collected
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    m = _STUDY_MARK.search(collection_path.read_text(errors="replace"))
+    if m and not all(_study_present(n.strip().strip("\"'")) for n in m.group(1).split(",") if n.strip()):
+        return True
+    return None

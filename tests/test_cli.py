@@ -6,6 +6,10 @@ from click.testing import CliRunner
 
 from sgdlab.frontends.cli import main
 
+import pytest
+
+pytestmark = pytest.mark.study("diag_net")
+
 TINY = ["--steps", "2000", "--seeds", "2", "--set", "data.n=20", "--set", "data.d=30", "--set", "data.r=3",
         "--set", "data.n_test=100", "--set", "eval.grid='log'", "--set", "eval.points=20", "--no-progress"]
 

@@ -7,6 +7,8 @@ from sgdlab.core.config import dump_toml, from_dict, load_toml, override, to_dic
 from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ExperimentConfig
 
+pytestmark = pytest.mark.study("diag_net", "relu_nets")
+
 
 def test_every_bundled_experiment_loads_and_round_trips(tmp_path):
     names = sgdlab.list_experiments()

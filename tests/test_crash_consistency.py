@@ -23,6 +23,8 @@ import pytest
 from sgdlab.store.runs import RunDir
 from sgdlab.workflows.sweep import Sweep
 
+pytestmark = pytest.mark.study("diag_net")
+
 WRAPPER = """
 import os, signal, sys, threading
 mode, arg, args = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -40,6 +42,7 @@ elif mode == "write":
         return real(src, dst)
     os.replace = replace
 from sgdlab.frontends.cli import main
+
 sys.argv = ["sgdlab"] + args
 main()
 """

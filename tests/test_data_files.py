@@ -28,6 +28,8 @@ from sgdlab.data.images import (
 )
 from sgdlab.core.errors import ConfigError, DataError
 
+pytestmark = pytest.mark.study("deep_nets")
+
 CIFAR10_FILES = ["data_batch_1", "data_batch_5", "test_batch", "cifar-10-python.tar.gz"]
 
 

@@ -11,8 +11,8 @@ import torch
 
 from sgdlab.core.config import from_dict
 from sgdlab.data.base import DataConfig
-from sgdlab.data.eos import EoSSRegression, SharpestDirections
-from sgdlab.data.related import SupportRegression, support_target
+from sgdlab.studies.eos.data import EoSSRegression, SharpestDirections
+from sgdlab.studies.related.data import SupportRegression, support_target
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.data.toy import TEACHER_ACTIVATIONS, hidden_preactivations, teacher_forward
 from sgdlab.data.toy_configs import (
@@ -21,6 +21,8 @@ from sgdlab.data.toy_configs import (
     ThreeLayerTeacher,
 )
 from sgdlab.core.errors import ConfigError
+
+pytestmark = pytest.mark.study("related", "eos")
 
 
 # ------------------------------------------------- reference copies of the former fixed generators

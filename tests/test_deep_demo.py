@@ -28,6 +28,8 @@ import torch
 
 import sgdlab
 
+pytestmark = pytest.mark.study("deep_nets")
+
 SEEDS = 3  # seeds 3, 4, 5 (first_seed = 3)
 MARGIN = 0.05  # absolute, on the merged coefficient in [0, 1]
 TOLERANCE = 0.02  # seed noise of the p = 10% / 30% arms on seeds 0-2

@@ -26,6 +26,8 @@ from sgdlab.optim.config import SGD
 from sgdlab.optim.schedules import Constant, Piecewise
 from sgdlab.engine.train import train
 
+pytestmark = pytest.mark.study("deep_nets")
+
 DATA = SyntheticImages(n_train=48, n_test=16, size=8, num_classes=4, augment=True)
 
 

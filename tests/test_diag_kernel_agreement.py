@@ -19,6 +19,8 @@ from sgdlab.core.config import from_dict, to_dict
 from sgdlab.optim.stepper import advance
 from sgdlab.engine.train import Engine, train
 
+pytestmark = pytest.mark.study("diag_net")
+
 CHAOTIC_STEPS = 2000  # into the large-step phase of GD eta = 3.53 (decay at 10% of 1e5 steps)
 CHUNK_STEPS = 5  # one chunk from the same state
 PER_STEP_RTOL = 1e-12  # a few hundred ulps: different summation order, same law

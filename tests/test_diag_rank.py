@@ -14,10 +14,12 @@ from scipy.linalg.lapack import dgejsv
 
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.metrics.diagonal import DiagJacobianRank, diag_jacobian_rank_svd
+from sgdlab.studies.diag_net.metrics import DiagJacobianRank, diag_jacobian_rank_svd
 from sgdlab.optim.config import SGD
 from sgdlab.optim.schedules import Constant
 from sgdlab.engine.train import Engine
+
+pytestmark = pytest.mark.study("diag_net")
 
 AUTHORS_RTOL = 1e-15
 NEAR = 1e-3  # adversarial thresholds sit this close (relative) to a singular value

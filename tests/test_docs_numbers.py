@@ -16,7 +16,7 @@ from sgdlab.frontends.docs_numbers.core import (
     read_blocks,
     replace_block,
 )
-from sgdlab.frontends.docs_numbers.related import exact_prefix
+from sgdlab.studies.related.numbers import exact_prefix
 from sgdlab.frontends.docs_numbers.stats import (
     Stat,
     add_late_levels,
@@ -26,6 +26,8 @@ from sgdlab.frontends.docs_numbers.stats import (
     num,
 )
 from sgdlab.core.errors import ConfigError
+
+pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "eos", "deep_nets")
 
 
 def test_pages_equal_the_rendering_of_the_saved_outputs():

@@ -8,11 +8,13 @@ from sgdlab.core.config import override
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.models.base import BatchedModel
-from sgdlab.models.diagonal import DiagonalNet
+from sgdlab.studies.diag_net.model import DiagonalNet
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.samplers import WithoutReplacement, WithReplacement
 from sgdlab.optim.schedules import Constant, Piecewise
 from sgdlab.engine.train import Engine, train
+
+pytestmark = pytest.mark.study("diag_net")
 
 SMALL = SparseRegression(n=20, d=30, r=3, n_test=100, seed=0)
 

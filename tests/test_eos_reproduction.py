@@ -50,6 +50,8 @@ from sgdlab.core.config import from_dict, to_dict
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.train import train
 
+pytestmark = pytest.mark.study("eos")
+
 XAVIER_GAIN = 1.9
 EOS_ETA = 0.1
 EOS_CONTROL_ETA = 0.01

@@ -19,6 +19,8 @@ from sgdlab.frontends.cli import main
 from sgdlab.core.config import flat_fields, to_dict
 from sgdlab.spec.experiment import ExperimentConfig
 
+pytestmark = pytest.mark.study("diag_net", "eos")
+
 # Small problems, so that every accepted config trains in well under a second.
 BASE = ["--set", "data.n=20", "--set", "data.d=30", "--set", "data.r=3", "--set", "data.n_test=50",
         "--set", "eval.grid='linear'", "--set", "eval.points=5", "--no-progress"]

@@ -9,6 +9,8 @@ import sgdlab
 from sgdlab.core.errors import ConfigError
 from sgdlab.store.runs import RunDir
 
+pytestmark = pytest.mark.study("diag_net")
+
 SETS = ["steps=2000", "seeds=2", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
         "eval.points=10", "snapshots=2"]
 

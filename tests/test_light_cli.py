@@ -6,11 +6,14 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.study("diag_net", "eos")
+
 HEAVY = ("torch", "numba", "scipy", "matplotlib")
 PROBE = """
 import sys
 from click.testing import CliRunner
 from sgdlab.frontends.cli import main
+
 r = CliRunner().invoke(main, {args!r})
 assert r.exit_code == 0, r.output
 print(",".join(m for m in {heavy!r} if m in sys.modules))

@@ -7,6 +7,8 @@ import pytest
 import sgdlab
 from sgdlab.core.errors import ConfigError
 
+pytestmark = pytest.mark.study("diag_net")
+
 
 def tiny(**over):
     cfg = sgdlab.load_experiment("diag-net")

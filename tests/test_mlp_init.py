@@ -7,8 +7,10 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.data.eos import Chebyshev
+from sgdlab.studies.eos.data import Chebyshev
 from sgdlab.models.mlp import MLPConfig, xavier_std
+
+pytestmark = pytest.mark.study("eos")
 
 
 def test_xavier_normal_matches_torch_std_and_zero_biases():

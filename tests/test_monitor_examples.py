@@ -18,6 +18,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import monitor_chebyshev as cheb
 
+pytestmark = pytest.mark.study("eos")
+
 
 @pytest.mark.slow
 def test_gd_sharpness_rises_to_two_over_eta_and_hovers_negative_control_below():

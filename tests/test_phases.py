@@ -15,7 +15,7 @@ from sgdlab.core.config import from_dict, override, to_dict
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.models.diagonal import DiagonalNetConfig
+from sgdlab.studies.diag_net.model import DiagonalNetConfig
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.noise import (
     TAG_SDE,
@@ -30,6 +30,8 @@ from sgdlab.spec.phases import PhaseConfig
 from sgdlab.store.runs import RunDir
 from sgdlab.optim.schedules import Constant, Piecewise, Steps
 from sgdlab.engine.train import Engine, train
+
+pytestmark = pytest.mark.study("diag_net")
 
 SMALL = SparseRegression(n=20, d=30, r=3, n_test=50)
 # A fixed init (u = v = 0.5): the chained second run can start exactly where the first ended.

@@ -25,8 +25,10 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.metrics.related import CONVERGED_LOSS, depth2_flow_limit, steps_to_converge
+from sgdlab.studies.related.metrics import CONVERGED_LOSS, depth2_flow_limit, steps_to_converge
 from sgdlab.engine.train import Engine
+
+pytestmark = pytest.mark.study("related")
 
 SMALL_ETA = 0.01  # negative control: the implicit regularization vanishes as eta -> 0
 ETAS = (SMALL_ETA, 0.05, 0.2, 0.3, 0.4, 0.5, 0.6, 1.05)

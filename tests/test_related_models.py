@@ -6,17 +6,19 @@ import torch
 
 from sgdlab.core.config import from_dict
 from sgdlab.data.base import DataConfig
-from sgdlab.data.related import ScalarTarget, SupportRegression
+from sgdlab.studies.related.data import ScalarTarget, SupportRegression
 from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.metrics.related import depth2_flow_limit, steps_to_converge, value_at_time
+from sgdlab.studies.related.metrics import depth2_flow_limit, steps_to_converge, value_at_time
 from sgdlab.models.base import BatchedModel, ModelConfig
-from sgdlab.models.linear import LinearConfig
-from sgdlab.models.two_layer import TwoLayerConfig, TwoLayerNet
+from sgdlab.studies.related.linear import LinearConfig
+from sgdlab.studies.related.two_layer import TwoLayerConfig, TwoLayerNet
 from sgdlab.optim.config import GD
 from sgdlab.optim.flow import gradient_flow
 from sgdlab.optim.schedules import Constant
 from sgdlab.engine.train import train
+
+pytestmark = pytest.mark.study("related")
 
 
 def _rand_params(R, k, d, gen):

@@ -16,7 +16,11 @@ import numpy as np
 
 import sgdlab
 from sgdlab.core.config import from_dict, to_dict
-from sgdlab.metrics.related import late_mean, loglog_slope
+from sgdlab.studies.related.metrics import late_mean, loglog_slope
+
+import pytest
+
+pytestmark = pytest.mark.study("related")
 
 ETAS = (0.01, 0.02, 0.04)
 STEPS = 8000  # 250 epochs; 2nd half starts after >= 10 relaxation times 1/(eta mu) at eta = 0.01

@@ -20,7 +20,11 @@ import numpy as np
 
 import sgdlab
 from sgdlab.core.config import from_dict, to_dict
-from sgdlab.metrics.related import value_at_time
+from sgdlab.studies.related.metrics import value_at_time
+
+import pytest
+
+pytestmark = pytest.mark.study("related")
 
 T = 2500
 

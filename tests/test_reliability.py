@@ -24,6 +24,8 @@ from sgdlab.store.locking import DirLock, read_owner
 from sgdlab.store.runs import CHECKPOINT, METRICS, RunDir
 from sgdlab.workflows.sweep import Sweep
 
+pytestmark = pytest.mark.study("diag_net")
+
 TINY = ["steps=3000", "seeds=2", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
         "eval.points=16", "arms.1.schedule.lr=0.4", "arms.2.schedule.lr=0.4", "arms.3.schedule.lr=0.4"]
 TINY_CLI = [a for kv in TINY for a in ("--set", kv)] + ["--no-progress"]
@@ -221,6 +223,7 @@ def test_a_lock_of_another_host_is_taken_over_only_once_its_heartbeat_is_stale(t
 _POOL_SWEEP = """
 import sys
 from sgdlab.frontends.cli import main
+
 sys.argv = ["sgdlab"] + sys.argv[1:]
 main()
 """

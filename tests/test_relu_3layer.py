@@ -16,6 +16,10 @@ appear: not every warm-up arm has fewer positive activations than eta = 0.011 in
 
 import sgdlab
 
+import pytest
+
+pytestmark = pytest.mark.study("relu_nets")
+
 SMALL = "SGD eta=0.011"
 LARGE = ("SGD eta=0.04 warm-up, /3.5 at 10%", "SGD eta=0.04 warm-up, /2.5 at 30%", "SGD eta=0.04 warm-up, /5 at 50%")
 

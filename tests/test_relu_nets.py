@@ -22,6 +22,8 @@ from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.schedules import Constant, Piecewise
 from sgdlab.engine.train import train
 
+pytestmark = pytest.mark.study("relu_nets")
+
 TS = TeacherStudent2D(n_train=15, n_test=200, seed=0)
 THREE = MLPConfig(hidden=(6, 5), biases=(True, True, True), init_scales=(0.8, 0.8, 0.8))
 

@@ -29,6 +29,8 @@ import pytest
 import sgdlab
 from sgdlab.core.config import from_dict, to_dict
 
+pytestmark = pytest.mark.study("diag_net", "relu_nets", "related")
+
 MIN_ALIVE = 3
 FAST = ["eval.grid='log'", "eval.points=6", "extra_figures=[]", "snapshots=0"]
 

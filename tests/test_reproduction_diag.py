@@ -22,6 +22,8 @@ import pytest
 
 import sgdlab
 
+pytestmark = pytest.mark.study("diag_net")
+
 CONTROL_LR = 0.1  # below the stabilization window: the loss converges, no large-step phase
 
 

@@ -15,6 +15,10 @@ import numpy as np
 
 import sgdlab
 
+import pytest
+
+pytestmark = pytest.mark.study("diag_net")
+
 
 def test_label_noise_then_gd_recovers_the_support_and_gd_does_not():
     cfg = sgdlab.load_experiment("label-noise-diag-net-phases")

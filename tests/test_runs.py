@@ -15,6 +15,8 @@ from sgdlab.core.config import dump_toml
 from sgdlab.core.errors import CheckpointError
 from sgdlab.store.runs import RunDir
 
+pytestmark = pytest.mark.study("diag_net")
+
 
 def tiny(**over):
     cfg = sgdlab.load_experiment("diag-net")

@@ -12,12 +12,14 @@ from sgdlab.data.toy_configs import TeacherStudent2D
 from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.metrics.jacobian import per_example_jacobian
-from sgdlab.models.diagonal import DiagonalNet
+from sgdlab.studies.diag_net.model import DiagonalNet
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.noise import LabelNoiseGD, LabelNoiseSGD, NoisyGD, NoisyGradient
 from sgdlab.optim.sde import ConstantNoiseSDE, SDERule, delta_from_loss
 from sgdlab.optim.schedules import Constant, Piecewise
 from sgdlab.engine.train import train
+
+pytestmark = pytest.mark.study("diag_net")
 
 N_SAMPLES = 8000  # steps sampled at fixed parameters: covariance error ~ sqrt(2 / N) ~ 1.6%
 

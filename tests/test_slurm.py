@@ -18,6 +18,8 @@ from sgdlab.workflows.slurm import (
 )
 from sgdlab.workflows.sweep import Sweep
 
+pytestmark = pytest.mark.study("diag_net")
+
 submitit = pytest.importorskip("submitit")
 
 LOCAL = SlurmOptions(cluster="local", time=10, poll=0.2)

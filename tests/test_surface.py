@@ -5,6 +5,8 @@ import pytest
 
 import sgdlab
 
+pytestmark = pytest.mark.study("diag_net")
+
 
 def test_gf_and_gd_match_the_authors_saved_outputs_and_figures_are_drawn(tmp_path):
     cfg = sgdlab.override(sgdlab.load_experiment("diag-net-surface"), ["snapshots=8", "eval.points=30"])

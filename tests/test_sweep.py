@@ -11,6 +11,8 @@ from sgdlab.workflows.compare import export, format_rows, rows_of
 from sgdlab.store.runs import RunDir
 from sgdlab.workflows.sweep import Sweep, parse_axis, parse_values, plan, run_job
 
+pytestmark = pytest.mark.study("diag_net")
+
 
 def base():
     cfg = sgdlab.load_experiment("diag-net")

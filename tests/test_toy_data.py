@@ -21,6 +21,8 @@ from sgdlab.data.toy import (
 )
 from sgdlab.core.errors import ConfigError
 
+pytestmark = pytest.mark.study("eos")
+
 
 def _assert_float64(ds, n, n_test, d):
     assert ds.x_train.shape == (n, d) and ds.y_train.shape == (n,)

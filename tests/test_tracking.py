@@ -12,6 +12,8 @@ from sgdlab.metrics.config import MetricsConfig
 from sgdlab.metrics.tracking import RunLoss, run_operator
 from sgdlab.engine.train import Engine, train
 
+pytestmark = pytest.mark.study("eos")
+
 
 def _cfg(steps=30, arms=None, metrics=None, points=4, loss="half_mse", activation="tanh"):
     return from_dict(ExperimentConfig, {

@@ -14,10 +14,13 @@ from sgdlab.frontends.cli import main
 from sgdlab.core.errors import ConfigError
 from sgdlab.store.runs import RunDir
 
+pytestmark = pytest.mark.study("diag_net")
+
 MODULE = '''
 import numpy as np
 import torch
 import sgdlab
+
 
 
 @sgdlab.register_data("{prefix}_blobs")
@@ -176,10 +179,16 @@ def test_an_installed_plugin_entry_point_is_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(plugins, "_loaded_entry_points", False)
     cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), ["data={kind='uk5_blobs', n=30}"])  # no imports
     assert cfg.data.kind == "uk5_blobs"
-    (site / "uk5plugin" / "__init__.py").write_text("raise ImportError('needs a GPU library')\n")
-    (dist / "entry_points.txt").write_text("[sgdlab.plugins]\nuk6 = uk6plugin_missing\n")
+    (site / "uk5plugin" / "__init__.py").write_text("import uk6_gpu_library_missing\n")
+    (dist / "entry_points.txt").write_text("[sgdlab.plugins]\nuk6 = uk5plugin\n")
+    sys.modules.pop("uk5plugin", None)
     monkeypatch.setattr(plugins, "_loaded_entry_points", False)
-    with pytest.raises(ConfigError, match="plugin 'uk6' .* failed to load"):
+    with pytest.raises(ConfigError, match="plugin 'uk6' .* failed to load: .*uk6_gpu_library_missing"):
+        plugins.load_entry_points()
+    # a plugin whose module is gone (uninstalled, or a study's folder removed) is skipped with a warning
+    (dist / "entry_points.txt").write_text("[sgdlab.plugins]\nuk7 = uk7plugin_missing\n")
+    monkeypatch.setattr(plugins, "_loaded_entry_points", False)
+    with pytest.warns(UserWarning, match="plugin 'uk7': module 'uk7plugin_missing' is not installed"):
         plugins.load_entry_points()
 
 

@@ -26,6 +26,7 @@ for it.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 from sgdlab.core.errors import ConfigError
@@ -89,7 +90,21 @@ def load_entry_points() -> None:
             obj = ep.load()
             if callable(obj) and not isinstance(obj, type):
                 obj()
+        except ModuleNotFoundError as e:
+            if not _is_the_plugin_itself(e.name, ep.module):
+                _loaded_entry_points = False
+                raise ConfigError(f"plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP!r}) "
+                                  f"failed to load: {exception_line(e)}") from e
+            # its module is gone (a package uninstalled, a study's folder removed): the rest works
+            warnings.warn(f"plugin {ep.name!r}: module {ep.module!r} is not installed; its kinds are unavailable",
+                          stacklevel=2)
         except Exception as e:  # a broken plugin is one clear error, not a traceback
             _loaded_entry_points = False
             raise ConfigError(f"plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP!r}) "
                               f"failed to load: {exception_line(e)}") from e
+
+
+def _is_the_plugin_itself(missing: str | None, module: str) -> bool:
+    """Whether a ModuleNotFoundError for ``missing`` means the entry point's own module is absent
+    (not a dependency it imports)."""
+    return bool(missing) and (module == missing or module.startswith(missing + "."))

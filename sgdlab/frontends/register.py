@@ -41,7 +41,14 @@ Families and what each decorator accepts:
 * ``register_metric(name)``: ``fn(model, params, data) -> tensor (R,)``, logged when the
   experiment lists it in ``metrics.names``.
 * ``register_figure(name)``: ``fn(run_dir) -> list[Path]``, drawn when the experiment lists it in
-  ``extra_figures``.
+  ``extra_figures`` (``sgdlab.plots.lazy_figure(module, function)`` defers importing matplotlib).
+* ``register_experiments(folder)``: every ``NAME.toml`` in the folder becomes an experiment that
+  ``sgdlab run NAME``, ``list`` and ``show`` know.
+* ``register_docs_numbers(module)``: a module whose import registers docs-numbers specs
+  (``sgdlab.frontends.docs_numbers``), imported only when specs are listed or run.
+
+The bundled studies (``sgdlab/studies/*``) use exactly these calls, from the module their
+``sgdlab.plugins`` entry point names: they are the reference examples of a plugin package.
 
 Names must be new (a clash with any kind of the family raises); config keys get their types from
 the annotations (int, float, bool, str, tuples/lists of those) or from the defaults.
@@ -64,8 +71,8 @@ from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import OptimizerConfig
 from sgdlab.optim.schedules import ScheduleConfig
 
-__all__ = ["register_data", "register_figure", "register_metric", "register_model", "register_optimizer",
-           "register_schedule"]
+__all__ = ["register_data", "register_docs_numbers", "register_experiments", "register_figure", "register_metric",
+           "register_model", "register_optimizer", "register_schedule"]
 
 SCALARS = (int, float, bool, str)
 
@@ -244,3 +251,22 @@ def register_figure(name: str):
         return FIGURES.register(name)(fn)
 
     return deco
+
+
+# --------------------------------------------------------------------------- experiments, docs numbers
+
+def register_experiments(folder):
+    """Register every ``NAME.toml`` in ``folder`` as the experiment NAME; returns the names."""
+    from sgdlab.spec.catalog import add_experiments
+
+    return add_experiments(folder)
+
+
+def register_docs_numbers(module: str) -> None:
+    """Name a module whose import registers docs-numbers specs (imported when specs are needed)."""
+    if not isinstance(module, str) or not module.strip():
+        raise ConfigError(f"register_docs_numbers: expected a module name, got {module!r}")
+    from sgdlab.frontends.docs_numbers.core import SPEC_MODULES
+
+    if module not in SPEC_MODULES:
+        SPEC_MODULES.append(module)

@@ -3,18 +3,41 @@
 Every experiment gets its metric panels (config ``figure``); experiments may add named
 figures (config ``extra_figures``) registered in :data:`FIGURES`: a function
 ``fn(run_dir: RunDir) -> list[Path]`` that reads what it needs from disk.
+
+Importing this package stays light (no matplotlib): registering a figure must not cost the
+commands that only read configs. :func:`lazy_figure` names a drawing function by module, imported
+when the figure is drawn.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from sgdlab.core.errors import SgdlabError
 from sgdlab.core.registry import Registry
-from sgdlab.store.runs import RunDir
-from sgdlab.plots.panels import draw_metric_panels, plot_panels
 
 FIGURES: Registry = Registry("figure")
+
+__all__ = ["FIGURES", "draw_metric_panels", "lazy_figure", "plot_panels", "plot_run"]
+
+
+def lazy_figure(module: str, function: str) -> Callable:
+    """``fn(run_dir) -> list[Path]`` that imports ``module`` and calls its ``function`` when drawn."""
+
+    def draw(rd) -> list[Path]:
+        return getattr(importlib.import_module(module), function)(rd)
+
+    draw.__qualname__ = draw.__name__ = function
+    draw.__doc__ = f"{module}.{function} (imported when drawn)"
+    return draw
+
+
+# Figures of the framework itself; each study registers its own through sgdlab.register_figure.
+FIGURES.add("sharpness_edge", lazy_figure("sgdlab.plots.curvature", "sharpness_edge"))
+FIGURES.add("sharpest_directions", lazy_figure("sgdlab.plots.curvature", "sharpest_directions"))
+FIGURES.add("monitor", lazy_figure("sgdlab.plots.monitor", "monitor_figure"))
 
 
 def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png",
@@ -24,6 +47,9 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
     Unknown panel names raise (listing the logged metrics) before anything is drawn. With an
     ``errors`` list, a figure that fails is recorded there and the others are still drawn.
     """
+    from sgdlab.plots.panels import plot_panels
+    from sgdlab.store.runs import RunDir
+
     rd = RunDir(path)
     cfg = rd.config()
     out = plot_panels(rd, names, fmt)
@@ -39,12 +65,9 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
     return out
 
 
-__all__ = ["FIGURES", "draw_metric_panels", "plot_panels", "plot_run"]
+def __getattr__(name):  # the panel functions, imported on first use (matplotlib)
+    if name in ("draw_metric_panels", "plot_panels"):
+        from sgdlab.plots import panels
 
-from sgdlab.plots import (
-    curvature,  # noqa: F401  (registers sharpness_edge, sharpest_directions)
-    monitor,  # noqa: F401  (registers monitor: run directories written by sgdlab.Monitor)
-    related,  # noqa: F401  (registers linear2_large_step, support_identification, replacement)
-    relu,  # noqa: F401  (registers neuron_movement, neuron_movement_gif, learned_function_1d)
-    surface,  # noqa: F401  (registers loss_surface, loss_surface_gif)
-)
+        return getattr(panels, name)
+    raise AttributeError(f"module 'sgdlab.plots' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Figures of the curvature experiments (docs/curvature.md), registered in FIGURES:
+"""Figures of the curvature experiments (docs/curvature.md), registered in FIGURES by sgdlab.plots:
 
 * ``sharpness_edge``: per arm, sharpness (and batch sharpness when logged) over training against
   the stability threshold 2/eta (dashed), median over seeds; train loss (log scale) beside.
@@ -15,7 +15,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sgdlab.store.runs import RunDir
-from sgdlab.plots import FIGURES
 from sgdlab.plots.panels import quiet_nan, save_figure
 
 
@@ -37,7 +36,6 @@ def _median_finite(steps, vals):
     return steps[ok], np.nanmedian(vals[ok], axis=1)
 
 
-@FIGURES.register("sharpness_edge")
 def sharpness_edge(rd: RunDir) -> list[Path]:
     cfg = rd.config()
     steps, m = rd.metrics()
@@ -67,7 +65,6 @@ def sharpness_edge(rd: RunDir) -> list[Path]:
     return [save_figure(fig, rd.figures / f"{cfg.name}-sharpness.png")]
 
 
-@FIGURES.register("sharpest_directions")
 def sharpest_directions(rd: RunDir) -> list[Path]:
     cfg = rd.config()
     _steps, m = rd.metrics()

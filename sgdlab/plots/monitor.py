@@ -15,7 +15,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sgdlab.store.runs import RunDir
-from sgdlab.plots import FIGURES
 from sgdlab.plots.panels import save_figure
 
 _BATCH = (("batch_sharpness", "batch sharpness", "o"), ("minibs", "MiniBS", "^"), ("gni", "GNI", "s"),
@@ -61,7 +60,6 @@ def _loss(ax, steps, m) -> None:
     ax.set_title("train loss (measurement set)")
 
 
-@FIGURES.register("monitor")
 def monitor_figure(rd: RunDir) -> list[Path]:
     cfg = rd.config()
     steps, m = rd.metrics()

@@ -1,26 +1,48 @@
 """The bundled experiments and config files: find, load, override. No torch, no trainer: the
-command line's ``list`` and ``show`` answer from here in a fraction of a second."""
+command line's ``list`` and ``show`` answer from here in a fraction of a second.
+
+Experiments are named TOML files in folders that studies and plugins register
+(``sgdlab.register_experiments(folder)``, from the module their ``sgdlab.plugins`` entry point names).
+"""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from sgdlab.core import config as _config
 from sgdlab.core.errors import ConfigError, choices_message
 from sgdlab.spec.experiment import ExperimentConfig
-from sgdlab.core.plugins import resolve_spec
+from sgdlab.core.plugins import load_entry_points, resolve_spec
+from sgdlab.core.registry import Registry
 
-__all__ = ["describe_experiments", "list_experiments", "load_experiment", "override"]
+__all__ = ["EXPERIMENTS", "add_experiments", "describe_experiments", "list_experiments", "load_experiment",
+           "override"]
+
+EXPERIMENTS: Registry[Path] = Registry("experiment")  # name -> its TOML file
 
 
-def _experiments_dir():
-    return resources.files("sgdlab.spec.experiments")
+def add_experiments(folder: str | Path) -> list[str]:
+    """Register every ``NAME.toml`` of ``folder`` as experiment NAME; returns the names.
+
+    A name already registered from another file raises, naming both files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"register_experiments: {folder} is not a folder of experiment .toml files")
+    names = []
+    for f in sorted(folder.glob("*.toml")):
+        have = EXPERIMENTS.get_or_none(f.stem)
+        if have is None:
+            EXPERIMENTS.add(f.stem, f.resolve())
+        elif have != f.resolve():
+            raise ConfigError(f"experiment {f.stem!r} is registered twice: {have} and {f.resolve()}")
+        names.append(f.stem)
+    return names
 
 
 def list_experiments() -> list[str]:
-    """Names of the bundled experiment configs (experiments/*.toml)."""
-    return sorted(p.name[:-5] for p in _experiments_dir().iterdir() if p.name.endswith(".toml"))
+    """Names of the registered experiment configs (the studies' and installed plugins')."""
+    load_entry_points()
+    return EXPERIMENTS.names()
 
 
 def load_experiment(name_or_path: str | Path) -> ExperimentConfig:
@@ -30,12 +52,11 @@ def load_experiment(name_or_path: str | Path) -> ExperimentConfig:
         p = p / "config.toml"
     if p.suffix == ".toml" or p.is_file():
         return _from_file(p)
-    res = _experiments_dir() / f"{name_or_path}.toml"
-    if not res.is_file():
-        raise ConfigError(choices_message("experiment", str(name_or_path), list_experiments())
+    names = list_experiments()
+    if str(name_or_path) not in names:
+        raise ConfigError(choices_message("experiment", str(name_or_path), names)
                           + " (or give a path to a .toml config)")
-    with resources.as_file(res) as f:
-        return _config.load_toml(ExperimentConfig, f)
+    return _config.load_toml(ExperimentConfig, EXPERIMENTS.get(str(name_or_path)))
 
 
 def _from_file(path: Path) -> ExperimentConfig:
@@ -56,7 +77,6 @@ def describe_experiments() -> list[tuple[str, str]]:
     """(name, description) of every bundled experiment, read from the TOML files (no config is built)."""
     out = []
     for name in list_experiments():
-        with resources.as_file(_experiments_dir() / f"{name}.toml") as f:
-            table = _config.load_toml_table(f)
+        table = _config.load_toml_table(EXPERIMENTS.get(name))
         out.append((name, str(table.get("description", ""))))
     return out

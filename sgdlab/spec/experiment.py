@@ -12,11 +12,9 @@ import numpy as np
 from sgdlab.spec import external  # noqa: F401  (registers the `external` kinds of monitor run directories)
 from sgdlab.core.config import check, to_dict
 from sgdlab.data.base import DataConfig
-from sgdlab.data.synthetic import SparseRegression
 from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models.base import ModelConfig
-from sgdlab.models.diagonal import DiagonalNetConfig
 from sgdlab.optim.config import SGD, OptimizerConfig
 from sgdlab.spec.phases import (
     PhaseConfig,
@@ -189,8 +187,9 @@ class ExperimentConfig:
     # (sgdlab.frontends.register). Module names or .py files (relative to the config file); files are
     # recorded by absolute path, so resume, sweep workers and `sgdlab plot` import the same ones.
     imports: tuple[str, ...] = ()
-    data: DataConfig = field(default_factory=SparseRegression)
-    model: ModelConfig = field(default_factory=DiagonalNetConfig)
+    # What is trained on what: every experiment names both (a config file's [data] and [model] tables).
+    data: DataConfig = field(kw_only=True)
+    model: ModelConfig = field(kw_only=True)
     arms: tuple[ArmConfig, ...] = (ArmConfig(),)
     steps: int = 100001  # T: number of updates of every run
     seeds: int = 8  # runs per arm, seeds first_seed .. first_seed + seeds - 1

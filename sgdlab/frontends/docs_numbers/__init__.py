@@ -9,14 +9,12 @@
     python -m sgdlab.frontends.docs_numbers --check            # pages == saved outputs? (what the test checks)
 
 A top-level tool (like the CLI): it trains through :mod:`sgdlab.workflows.api` and imports nothing the
-library depends on. The specs live in topic modules (diag, relu, related, curvature, deep).
+library depends on. The specs live in the studies (``sgdlab/studies/*/numbers.py``), each named by
+its study through ``sgdlab.register_docs_numbers`` and imported by :func:`load_specs`.
 """
 
 from __future__ import annotations
 
-from sgdlab.frontends.docs_numbers.core import SPECS, Spec, check_pages, generate, register, render_record
+from sgdlab.frontends.docs_numbers.core import SPECS, Spec, check_pages, generate, load_specs, register, render_record
 
-# Importing the topic modules registers their specs, in this order (cheap first: --all order).
-from sgdlab.frontends.docs_numbers import diag, relu, related, curvature, deep  # noqa: F401  isort: skip
-
-__all__ = ["SPECS", "Spec", "check_pages", "generate", "register", "render_record"]
+__all__ = ["SPECS", "Spec", "check_pages", "generate", "load_specs", "register", "render_record"]

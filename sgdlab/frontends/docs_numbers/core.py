@@ -73,7 +73,39 @@ class Spec:
     cost: float = 1.0
 
 
-SPECS: Registry[Spec] = Registry("docs numbers")
+# Modules whose import registers specs, named by each study (sgdlab.register_docs_numbers): imported
+# only when specs are listed or run, so registering costs a study nothing at import.
+SPEC_MODULES: list[str] = []
+
+
+def load_specs() -> None:
+    """Import every spec module that the installed studies and plugins named (once each)."""
+    import importlib
+
+    from sgdlab.core.plugins import load_entry_points
+
+    load_entry_points()
+    for module in list(SPEC_MODULES):
+        importlib.import_module(module)
+
+
+class _SpecRegistry(Registry):
+    """The specs, complete on first read: listing or looking one up loads the spec modules."""
+
+    def get(self, name):
+        load_specs()
+        return super().get(name)
+
+    def names(self) -> list[str]:
+        load_specs()
+        return super().names()
+
+    def __contains__(self, name: object) -> bool:
+        load_specs()
+        return super().__contains__(name)
+
+
+SPECS: Registry[Spec] = _SpecRegistry("docs numbers")
 
 
 def register(spec: Spec) -> Spec:

@@ -101,7 +101,7 @@ class DiagJacobianRank:
     def _reduced(self, rho: np.ndarray) -> np.ndarray:
         """Step 2 for runs rho (k, d) (rho = s / s_max, full-rank X), compiled; the dense SVD of
         R diag(rho) for those it cannot certify."""
-        from sgdlab.metrics._diag_rank_kernel import reduced_counts
+        from sgdlab.studies.diag_net._rank_kernel import reduced_counts
 
         self.n_reduced += len(rho)
         count = np.empty(len(rho), dtype=np.int64)

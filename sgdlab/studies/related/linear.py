@@ -9,10 +9,10 @@ when the labels are noisy), and this is what separates sampling with and without
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
+import sgdlab
 from sgdlab.core._torch import torch
 from sgdlab.core.config import check
 from sgdlab.metrics.config import MetricsConfig
@@ -54,9 +54,9 @@ class LinearModel(BatchedModel):
         return {k: f() for k, f in table.items() if names is None or k in names}
 
 
+@sgdlab.register_model("linear")
 @dataclass(frozen=True)
 class LinearConfig(ModelConfig):
-    kind: ClassVar[str] = "linear"
     init_scale: float = 0.0  # theta_0 ~ init_scale * N(0, I); 0: every run starts at theta = 0
 
     def __post_init__(self):

@@ -21,10 +21,11 @@ starts there (with both given the init is deterministic: GD runs once, not once 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 
+import sgdlab
 from sgdlab.core._torch import torch
 from sgdlab.core.config import check
 from sgdlab.metrics.config import MetricsConfig
@@ -160,9 +161,9 @@ class TwoLayerNet(BatchedModel):
         return {k: f() for k, f in table.items() if names is None or k in names}
 
 
+@sgdlab.register_model("two_layer")
 @dataclass(frozen=True)
 class TwoLayerConfig(ModelConfig):
-    kind: ClassVar[str] = "two_layer"
     width: int = 10  # hidden units (= d of a, b in R^d for the scalar target)
     activation: Literal["linear", "relu"] = "linear"
     w_scale: float = 1.0  # norm of every first-layer column W[:, j] at init (|a_0| for the scalar target)

@@ -1,4 +1,4 @@
-"""Figures of the related findings (docs/related-*.md), registered in FIGURES:
+"""Figures of the related findings (docs/related-*.md), registered in FIGURES by the study (its __init__):
 
 * ``linear2_large_step``: depth-2 linear net, GD over eta vs gradient flow from the same inits;
 * ``support_identification``: first-layer column norms of irrelevant coordinates against eta * t;
@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from sgdlab.metrics import related as rel
+from sgdlab.studies.related import metrics as rel
 from sgdlab.optim.flow import GF_ATOL, GF_METHOD, GF_RTOL, gradient_flow
 from sgdlab.store.runs import RunDir
-from sgdlab.plots import FIGURES
 from sgdlab.plots.panels import quiet_nan, save_figure
 
 # Flow time for gradient flow's limit: near a global minimum the residual contracts at rate
@@ -81,7 +80,6 @@ def linear2_table(rd: RunDir) -> dict:
     return table
 
 
-@FIGURES.register("linear2_large_step")
 def linear2_large_step(rd: RunDir) -> list[Path]:
     cfg = rd.config()
     _steps, m = rd.metrics()
@@ -133,7 +131,6 @@ def linear2_large_step(rd: RunDir) -> list[Path]:
     return [save_figure(fig, rd.figures / "linear2_large_step.png")]
 
 
-@FIGURES.register("support_identification")
 def support_identification(rd: RunDir) -> list[Path]:
     """Median over seeds (band: min-max) of irrelevant / relevant column norms and test loss vs eta*t."""
     cfg = rd.config()
@@ -160,7 +157,6 @@ def support_identification(rd: RunDir) -> list[Path]:
     return [save_figure(fig, rd.figures / "support_identification.png")]
 
 
-@FIGURES.register("replacement")
 def replacement(rd: RunDir) -> list[Path]:
     """Late-training mean (second half of the run) of the first logged figure metric against eta,
     with (solid) vs without (dashed) replacement; one point per seed plus the mean."""

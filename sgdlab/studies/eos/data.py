@@ -16,10 +16,10 @@ All float64 on CPU, ``y (n,)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
+import sgdlab
 from sgdlab.core._torch import torch
 from sgdlab.core.config import check
 from sgdlab.data import toy
@@ -37,11 +37,11 @@ def chebyshev_t(k: int, x: np.ndarray) -> np.ndarray:
     return t
 
 
+@sgdlab.register_data("chebyshev")
 @dataclass(frozen=True)
 class Chebyshev(DataConfig):
     """x_i = -1 + 2 i / (n - 1), i = 0..n-1; y_i = T_k(x_i). Shapes x (n, 1), y (n,)."""
 
-    kind: ClassVar[str] = "chebyshev"
     k: int = 4  # degree (Cohen et al. used chebyshev-3/4/5 with 20 points)
     n: int = 20  # training points (their code: 20)
     n_test: int = 200  # grid points for the test loss (the same noiseless function)
@@ -66,11 +66,11 @@ def _teacher_student(seed: int, cfg: toy.SharpestDirectionsConfig) -> Dataset:
     return Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test, {f"teacher_{k}": v for k, v in ds.teacher.items()})
 
 
+@sgdlab.register_data("sharpest_directions")
 @dataclass(frozen=True)
 class SharpestDirections(DataConfig):
     """Teacher-student of "SGD smooths the sharpest directions" (toy.SharpestDirectionsConfig)."""
 
-    kind: ClassVar[str] = "sharpest_directions"
     d: int = 300  # paper: 300
     hidden: tuple[int, ...] = (100, 100)  # teacher widths (paper: two layers of 100 ReLU)
     n_train: int = 1000  # not given by the paper
@@ -87,12 +87,12 @@ class SharpestDirections(DataConfig):
         return _teacher_student(self.seed, _toy(self))
 
 
+@sgdlab.register_data("eoss_regression")
 @dataclass(frozen=True)
 class EoSSRegression(DataConfig):
     """Small teacher-student regression for the Edge-of-Stochastic-Stability analogue (same
     generator as ``sharpest_directions``; defaults: d = 10, teacher 10 -> 32 -> 1, 256 examples)."""
 
-    kind: ClassVar[str] = "eoss_regression"
     d: int = 10
     hidden: tuple[int, ...] = (32,)  # teacher widths
     n_train: int = 256

@@ -34,7 +34,7 @@ def exact_prefix(steps: np.ndarray) -> int:
 
 
 def _linear2_produce(ctx) -> dict:
-    from sgdlab.plots.related import linear2_table
+    from sgdlab.studies.related.figures import linear2_table
     from sgdlab.store.runs import RunDir
 
     cfg = configure("linear2-large-step")
@@ -93,7 +93,7 @@ register(Spec("linear2-large-step", ("linear2-grid", "linear2-table"),
 # --------------------------------------------------------------------------- with vs without replacement
 
 def _quadratic_produce(ctx) -> dict:
-    from sgdlab.metrics.related import late_mean
+    from sgdlab.studies.related.metrics import late_mean
 
     cfg = configure("replacement-quadratic", [f"seeds={SEEDS}", "extra_figures=[]"])
     res = ctx.run("replacement-quadratic", cfg)
@@ -106,7 +106,7 @@ def _quadratic_produce(ctx) -> dict:
 
 
 def _quadratic_render(d: dict) -> dict[str, str]:
-    from sgdlab.metrics.related import loglog_slope
+    from sgdlab.studies.related.metrics import loglog_slope
 
     arms = d["arms"]
     etas = sorted({a["eta"] for a in arms.values()})
@@ -153,7 +153,7 @@ SUPPORT_METRICS = {"irrelevant_norm": "irrelevant / init", "relevant_norm": "rel
 
 def _support_spec(name: str, cost: float) -> Spec:
     def produce(ctx) -> dict:
-        from sgdlab.metrics.related import value_at_time
+        from sgdlab.studies.related.metrics import value_at_time
 
         cfg = configure(name, [f"seeds={SEEDS}", "extra_figures=[]"])
         res = ctx.run(name, cfg)

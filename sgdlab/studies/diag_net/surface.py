@@ -21,7 +21,6 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from sgdlab.store.runs import RunDir
-from sgdlab.plots import FIGURES
 from sgdlab.plots.panels import save_figure
 
 GRID = np.linspace(-0.5, 2.3, 121)  # the authors' range of both slice coordinates
@@ -72,7 +71,6 @@ def _draw(ax, A, B, loss, coords, upto=None):
     ax.set_ylabel("toward gradient flow's limit")
 
 
-@FIGURES.register("loss_surface")
 def loss_surface(rd: RunDir) -> list[Path]:
     s = _slice(rd)
     if s is None:
@@ -86,7 +84,6 @@ def loss_surface(rd: RunDir) -> list[Path]:
     return [save_figure(fig, rd.figures / "loss_surface.png")]
 
 
-@FIGURES.register("loss_surface_gif")
 def loss_surface_gif(rd: RunDir) -> list[Path]:
     from matplotlib.animation import FuncAnimation, PillowWriter
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from sgdlab.metrics.diag_rank import DiagJacobianRank, diag_jacobian_rank_svd
+from sgdlab.studies.diag_net.rank import DiagJacobianRank, diag_jacobian_rank_svd
 
 __all__ = ["DiagJacobianRank", "balancedness", "diag_jacobian_rank_svd", "half_mse_loss", "l0", "support_mass"]
 

@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
+import sgdlab
 from sgdlab.core._torch import torch
 from sgdlab.core.config import check
 from sgdlab.data.base import DataConfig, Dataset
@@ -25,11 +25,11 @@ def _t(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float64))
 
 
+@sgdlab.register_data("scalar_target")
 @dataclass(frozen=True)
 class ScalarTarget(DataConfig):
     """x_train = x_test = [[1]], y_train = y_test = [phi] (the same single example)."""
 
-    kind: ClassVar[str] = "scalar_target"
     phi: float = 1.0  # the target of a^T b; the global minima are the set a^T b = phi
 
     def __post_init__(self):
@@ -50,6 +50,7 @@ def support_target(x: np.ndarray, support: int, product: float) -> np.ndarray:
     return x[:, :support].sum(1) + product * x[:, 0] * x[:, 1]
 
 
+@sgdlab.register_data("support_regression")
 @dataclass(frozen=True)
 class SupportRegression(DataConfig):
     """x ~ N(0, I_d); y = sum_{j<support} x_j + product x_0 x_1 (+ noise N(0, 1) on train labels).
@@ -60,7 +61,6 @@ class SupportRegression(DataConfig):
     extras: ``support`` (d,) bool, True on the first ``support`` coordinates.
     """
 
-    kind: ClassVar[str] = "support_regression"
     n: int = 200  # training examples (n > d: no interpolation by a linear model)
     d: int = 20  # input dimension
     support: int = 2  # coordinates the target depends on (>= 2: the product uses x_0 and x_1)

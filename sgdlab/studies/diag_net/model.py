@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
+import sgdlab
 from sgdlab.core._jit import call_kernel
 from sgdlab.core._torch import torch
 from sgdlab.core.config import check
@@ -63,7 +63,7 @@ class DiagonalNet(BatchedModel):
         u, v = params["u"], params["v"]
         if u.device.type != "cpu" or not u.is_contiguous() or not v.is_contiguous():
             return False
-        from sgdlab.models._diag_kernel import diag_sgd_chunk
+        from sgdlab.studies.diag_net._kernel import diag_sgd_chunk
 
         call_kernel(diag_sgd_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
                     idx, full, lr, t0, diverged, max_loss)
@@ -75,7 +75,7 @@ class DiagonalNet(BatchedModel):
         u, v = params["u"], params["v"]
         if u.device.type != "cpu" or u.dtype != torch.float64 or not (u.is_contiguous() and v.is_contiguous()):
             return False
-        from sgdlab.models._diag_kernel import diag_sde_chunk
+        from sgdlab.studies.diag_net._kernel import diag_sde_chunk
 
         call_kernel(diag_sde_chunk, u.numpy(), v.numpy(), data.x_train.numpy(), data.y_train.numpy(),
                     noise, noff, scale, lr, t0, diverged, max_loss)
@@ -83,7 +83,7 @@ class DiagonalNet(BatchedModel):
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
         """The diagonal-net measurements, (R,) each; only ``names`` (all if None) are computed."""
-        from sgdlab.metrics import diagonal as dm
+        from sgdlab.studies.diag_net import metrics as dm
 
         u, v = params["u"], params["v"]
         beta = u * v
@@ -105,9 +105,9 @@ class DiagonalNet(BatchedModel):
         return {k: f() for k, f in table.items() if names is None or k in names}
 
 
+@sgdlab.register_model("diagonal_net")
 @dataclass(frozen=True)
 class DiagonalNetConfig(ModelConfig):
-    kind: ClassVar[str] = "diagonal_net"
     init_scale: float = 0.1  # u_0 = init_scale * 1 (authors) when u0 is not given
     # Explicit initial values, the same for every seed (no seed hunting): one number for every
     # coordinate or a list of d numbers. u0 replaces init_scale; v0 omitted = 0 (authors).

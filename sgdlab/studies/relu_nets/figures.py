@@ -19,7 +19,6 @@ import torch
 from matplotlib.figure import Figure
 
 from sgdlab.store.runs import RunDir
-from sgdlab.plots import FIGURES
 from sgdlab.plots.panels import save_figure
 
 # Arrow head width relative to the plotted extent; GIF frame rate (frames = snapshots).
@@ -88,7 +87,6 @@ def _neurons(rd: RunDir):
     return rd.config(), snaps, teacher, series, _extent(list(series.values()), teacher)
 
 
-@FIGURES.register("neuron_movement")
 def neuron_movement(rd: RunDir) -> list[Path]:
     setup = _neurons(rd)
     if setup is None:
@@ -103,7 +101,6 @@ def neuron_movement(rd: RunDir) -> list[Path]:
     return [save_figure(fig, rd.figures / f"{cfg.name}-neurons.png")]
 
 
-@FIGURES.register("neuron_movement_gif")
 def neuron_movement_gif(rd: RunDir) -> list[Path]:
     from matplotlib.animation import FuncAnimation, PillowWriter
 
@@ -129,7 +126,6 @@ def neuron_movement_gif(rd: RunDir) -> list[Path]:
     return [out]
 
 
-@FIGURES.register("learned_function_1d")
 def learned_function_1d(rd: RunDir) -> list[Path]:
     snaps = _snapshots_or_none(rd)
     cfg = rd.config()
