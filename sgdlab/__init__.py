@@ -16,7 +16,8 @@ Python API (no CLI parsing involved)::
 _API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "override", "export_run",
         "ExperimentConfig", "RunResult"}
 _REGISTER = {"register_data", "register_model", "register_optimizer", "register_schedule", "register_metric",
-             "register_figure", "register_experiments", "register_docs_numbers"}
+             "register_figure", "register_experiments", "register_docs_numbers", "register_architecture",
+             "register_image_dataset"}
 _MONITOR = {"Monitor", "LogSpaced"}  # measure a user's own training loop (sgdlab/workflows/monitor.py)
 
 

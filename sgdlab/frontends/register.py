@@ -42,6 +42,11 @@ Families and what each decorator accepts:
   experiment lists it in ``metrics.names``.
 * ``register_figure(name)``: ``fn(run_dir) -> list[Path]``, drawn when the experiment lists it in
   ``extra_figures`` (``sgdlab.plots.lazy_figure(module, function)`` defers importing matplotlib).
+* ``register_architecture(name)``: ``fn(num_classes, width, in_channels=3, generator=None, **options)
+  -> nn.Module`` following the block-output protocol of :mod:`sgdlab.models.cifar.base`; then
+  ``model = {kind = "deep_net", name = "NAME"}`` trains it (width has no default unless given).
+* ``register_image_dataset(name)``: ``fn(path=None, **options) -> ImageDataset`` (uint8 images);
+  then ``data = {kind = "images", name = "NAME"}`` reads it.
 * ``register_experiments(folder)``: every ``NAME.toml`` in the folder becomes an experiment that
   ``sgdlab run NAME``, ``list`` and ``show`` know.
 * ``register_docs_numbers(module)``: a module whose import registers docs-numbers specs
@@ -71,8 +76,9 @@ from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import OptimizerConfig
 from sgdlab.optim.schedules import ScheduleConfig
 
-__all__ = ["register_data", "register_docs_numbers", "register_experiments", "register_figure", "register_metric",
-           "register_model", "register_optimizer", "register_schedule"]
+__all__ = ["register_architecture", "register_data", "register_docs_numbers", "register_experiments",
+           "register_figure", "register_image_dataset", "register_metric", "register_model", "register_optimizer",
+           "register_schedule"]
 
 SCALARS = (int, float, bool, str)
 
@@ -270,3 +276,29 @@ def register_docs_numbers(module: str) -> None:
 
     if module not in SPEC_MODULES:
         SPEC_MODULES.append(module)
+
+
+# --------------------------------------------------------------------------- deep architectures, image data
+
+def register_architecture(name: str):
+    """Register a deep-network factory under ``name`` (``model.kind = "deep_net"``, ``model.name``)."""
+    _check_name(name, "architecture")
+
+    def deco(fn):
+        from sgdlab.models.cifar import DEEP_MODELS
+
+        return DEEP_MODELS.register(name)(fn)
+
+    return deco
+
+
+def register_image_dataset(name: str):
+    """Register ``fn(path=None, **options) -> ImageDataset`` as image dataset ``name`` (``data.kind = "images"``)."""
+    _check_name(name, "image_dataset")
+
+    def deco(fn):
+        from sgdlab.data.images import IMAGE_DATASETS
+
+        return IMAGE_DATASETS.register(name)(fn)
+
+    return deco
