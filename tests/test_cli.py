@@ -56,9 +56,8 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
     assert r.exit_code == 2 and "float32" in r.output  # typed flag derived from the Literal
 
 
-def test_the_cli_offers_every_sweep_executor():
-    # cli.EXECUTORS is a copy (the CLI module must not import the sweep machinery to start)
-    from sgdlab.frontends import cli
-    from sgdlab.workflows import sweep
-
-    assert cli.EXECUTORS == sweep.EXECUTORS
+def test_an_unknown_executor_is_one_error_listing_the_registered_ones(tmp_path):
+    r = CliRunner().invoke(main, ["sweep", "diag-net", "-g", "seeds=1,2", "--executor", "condor",
+                                  "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "condor" in r.output and "inprocess" in r.output and "slurm" in r.output
+    assert not (tmp_path / "s").exists()

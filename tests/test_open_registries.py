@@ -38,3 +38,66 @@ def test_a_registered_architecture_and_image_dataset_train_in_the_engine(tmp_pat
     res = sgdlab.run(cfg, out=tmp_path / "r", progress=False, quiet=True)
     assert res.metrics["train_loss"].shape == (2, 2)
     assert torch.isfinite(torch.as_tensor(res.metrics["train_loss"])).all()
+
+
+@sgdlab.register_logger("oreg_memory")
+class MemoryLogger:
+    """Keeps what it is given, in memory."""
+
+    seen: list = []
+
+    def __init__(self, out, runs, name):
+        self.runs = runs
+
+    def log(self, step, metrics):
+        MemoryLogger.seen.append((step, {k: list(map(float, v)) for k, v in metrics.items()}))
+
+    def close(self):
+        MemoryLogger.seen.append("closed")
+
+
+@sgdlab.register_executor("oreg_reversed")
+def reversed_inprocess(todo, args, ctx):
+    """Runs the jobs in-process, last first."""
+    from sgdlab.workflows.executors import run_job
+
+    for j, a in reversed(list(zip(todo, args))):
+        yield j["id"], run_job(*a)
+
+
+def _tiny_cfg(**over):
+    d = {"name": "oreg", "data": {"kind": "smoke_blobs2"}, "model": {"kind": "oreg_mlp"},
+         "arms": [{"name": "sgd", "optimizer": {"kind": "sgd", "batch_size": 8},
+                   "schedule": {"kind": "constant", "lr": 0.1}}],
+         "steps": 10, "seeds": 1, "eval": {"grid": "linear", "points": 2}, "dtype": "float32", **over}
+    return from_dict(sgdlab.ExperimentConfig, d)
+
+
+@sgdlab.register_data("smoke_blobs2")
+def blobs(n: int = 32, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 2 * n)
+    x = rng.standard_normal((2 * n, 3)) + y[:, None]
+    return {"x": x[:n], "y": y[:n], "x_test": x[n:], "y_test": y[n:]}
+
+
+@sgdlab.register_model("oreg_mlp")
+def mlp(hidden: int = 8, *, num_classes: int, input_shape):
+    return nn.Sequential(nn.Linear(input_shape[0], hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+
+def test_a_registered_logger_receives_every_evaluation(tmp_path):
+    MemoryLogger.seen.clear()
+    sgdlab.run(_tiny_cfg(loggers=["oreg_memory"]), out=tmp_path / "r", progress=False, quiet=True)
+    assert [s for s, _ in MemoryLogger.seen[:-1]] == [0, 10] and MemoryLogger.seen[-1] == "closed"
+    assert "train_loss" in MemoryLogger.seen[0][1]
+
+
+def test_a_registered_executor_runs_a_sweep(tmp_path):
+    from sgdlab.workflows.sweep import Sweep
+
+    sw = Sweep.create(tmp_path / "s", _tiny_cfg(), [("steps", [10, 12])])
+    res = sw.execute("oreg_reversed", progress=False)
+    assert [v["status"] for v in res.values()] == ["done", "done"] and list(res) == [1, 0]

@@ -405,7 +405,7 @@ def test_the_progress_bar_hides_its_estimate_until_it_means_something():
 
 
 def test_sweep_progress_reads_the_last_complete_row(tmp_path):
-    from sgdlab.workflows.sweep import _last_step
+    from sgdlab.workflows.progress import _last_step
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 40}\n{"step": 8')
     assert _last_step(tmp_path) == 40

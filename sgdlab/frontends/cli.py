@@ -20,8 +20,6 @@ import click
 
 from sgdlab.core.errors import ConfigError, SgdlabError
 
-# Kept in sync with sgdlab.workflows.sweep.EXECUTORS (not imported: the CLI module must stay light).
-EXECUTORS = ("inprocess", "pool", "ray", "slurm")
 
 
 def _scalar_fields():
@@ -296,8 +294,9 @@ def _read_sweep_file(path: str) -> dict:
               help="sweep TOML: experiment, seeds, steps, set = [...], [grid] key = [values] or 'logspace(...)'")
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="sweep directory (default sweeps/NAME-TIME)")
 @click.option("--resume", type=click.Path(), help="re-run only the unfinished jobs of a sweep")
-@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
-              help="where jobs run (default in-process; --ray/--address imply ray; slurm: one array job)")
+@click.option("--executor", default=None, metavar="NAME",
+              help="where jobs run: inprocess (default), pool, ray (implied by --ray/--address), slurm (one "
+                   "array job), or one registered with sgdlab.register_executor")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="processes / Ray CPUs")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
@@ -315,9 +314,10 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
     import time
 
     from sgdlab.workflows.compare import format_rows, rows_of
-    from sgdlab.workflows.sweep import Sweep, parse_axis, parse_values, plan
+    from sgdlab.workflows.sweep import EXECUTORS, Sweep, parse_axis, parse_values, plan
 
     executor = executor or ("ray" if (use_ray or address) else "inprocess")
+    EXECUTORS.get(executor)  # an unknown name fails before anything is planned, listing the valid ones
     slurm_table = None
     if resume:
         if experiment or grids or sets or sweep_file or imports:

@@ -47,6 +47,10 @@ Families and what each decorator accepts:
   ``model = {kind = "deep_net", name = "NAME"}`` trains it (width has no default unless given).
 * ``register_image_dataset(name)``: ``fn(path=None, **options) -> ImageDataset`` (uint8 images);
   then ``data = {kind = "images", name = "NAME"}`` reads it.
+* ``register_executor(name)``: ``fn(todo, args, ctx) -> iterator of (job id, result)`` runs a
+  sweep's jobs (protocol in :mod:`sgdlab.workflows.executors`); ``sgdlab sweep --executor NAME``.
+* ``register_logger(name)``: a class ``cls(out, runs, name)`` with ``log(step, {metric: values per
+  run})`` and ``close()``; ``loggers = ["NAME"]`` in a config (see :mod:`sgdlab.store.loggers`).
 * ``register_experiments(folder)``: every ``NAME.toml`` in the folder becomes an experiment that
   ``sgdlab run NAME``, ``list`` and ``show`` know.
 * ``register_docs_numbers(module)``: a module whose import registers docs-numbers specs
@@ -76,9 +80,9 @@ from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import OptimizerConfig
 from sgdlab.optim.schedules import ScheduleConfig
 
-__all__ = ["register_architecture", "register_data", "register_docs_numbers", "register_experiments",
-           "register_figure", "register_image_dataset", "register_metric", "register_model", "register_optimizer",
-           "register_schedule"]
+__all__ = ["register_architecture", "register_data", "register_docs_numbers", "register_executor",
+           "register_experiments", "register_figure", "register_image_dataset", "register_logger", "register_metric",
+           "register_model", "register_optimizer", "register_schedule"]
 
 SCALARS = (int, float, bool, str)
 
@@ -300,5 +304,31 @@ def register_image_dataset(name: str):
         from sgdlab.data.images import IMAGE_DATASETS
 
         return IMAGE_DATASETS.register(name)(fn)
+
+    return deco
+
+
+# --------------------------------------------------------------------------- executors, loggers
+
+def register_executor(name: str):
+    """Register a sweep executor ``fn(todo, args, ctx) -> Iterator[(job id, result)]``."""
+    _check_name(name, "executor")
+
+    def deco(fn):
+        from sgdlab.workflows.executors import EXECUTORS
+
+        return EXECUTORS.register(name)(fn)
+
+    return deco
+
+
+def register_logger(name: str):
+    """Register a metric logger backend: a class ``cls(out, runs, name)`` with ``log`` and ``close``."""
+    _check_name(name, "logger")
+
+    def deco(cls):
+        from sgdlab.store.loggers import LOGGERS
+
+        return LOGGERS.register(name)(cls)
 
     return deco

@@ -10,11 +10,11 @@ from matplotlib.figure import Figure
 
 from sgdlab.core.errors import ConfigError, choices_message
 from sgdlab.store.runs import RunDir
-from sgdlab.workflows.sweep import Sweep
+from sgdlab.store.sweeps import SweepDir
 from sgdlab.plots.panels import LOG_METRICS, quiet_nan, save_figure
 
 
-def _summaries(sw: Sweep, index: dict) -> dict[int, dict | None]:
+def _summaries(sw: SweepDir, index: dict) -> dict[int, dict | None]:
     """Job id -> its summary (None while unfinished), read once for all of the sweep's figures."""
     return {j["id"]: RunDir(sw.path / j["dir"]).summary() for j in index["jobs"]}
 
@@ -85,7 +85,7 @@ DEFAULT_METRICS = ("train_loss", "test_loss")
 
 def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list[Path]:
     """The sweep's figures for ``metrics`` (default: train and test loss, those of them logged)."""
-    sw = Sweep(path)
+    sw = SweepDir(path)
     index = sw.index()
     points, summaries = sw.points(), _summaries(sw, index)
     legend = _legend_names(points)

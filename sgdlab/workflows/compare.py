@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sgdlab.core.errors import CheckpointError
 from sgdlab.store.runs import RunDir
-from sgdlab.workflows.sweep import INDEX, Sweep
+from sgdlab.store.sweeps import INDEX, SweepDir
 
 STATS = ("median", "q25", "q75")
 
@@ -34,7 +34,7 @@ def rows_of(path: str | Path) -> list[dict]:
     """One row per (grid point, arm) of a sweep, or per arm of a run directory."""
     path = Path(path)
     if (path / INDEX).exists():
-        sw = Sweep(path)
+        sw = SweepDir(path)
         index = sw.index()
         jobs = {j["id"]: j for j in index["jobs"]}
         rows = []

@@ -2,7 +2,7 @@
 
 ``sgdlab sweep ... --executor slurm`` submits, through `submitit <https://github.com/facebookincubator/submitit>`_
 (``pip install 'sgdlab[slurm]'``), one SLURM array whose task i runs sweep job i exactly as the
-in-process executor does (:func:`sgdlab.workflows.sweep.run_job`: run or resume the job's run directory
+in-process executor does (:func:`sgdlab.workflows.executors.run_job`: run or resume the job's run directory
 under ``SWEEP/jobs/``), then waits and yields each task's result as it ends, so that the sweep's
 ``index.json`` is written as with every other executor. The sweep directory must be on a file
 system that the compute nodes share (as usual on clusters).

@@ -1,0 +1,186 @@
+"""Sweep executors behind one protocol, in a registry users extend (``sgdlab.register_executor``).
+
+An executor runs a sweep's unfinished jobs and yields ``(job id, result)`` as each ends::
+
+    def executor(todo: list[dict], args: list[tuple[dict, str]], ctx: ExecutorContext) -> Iterator[tuple[int, dict]]
+
+``todo``: the index entries of the jobs; ``args``: per job ``(config dict, job directory)``, what
+:func:`run_job` takes in whatever process runs it; ``ctx``: workers, cluster address, the sweep
+directory, the SLURM options, and ``poll()`` to call while waiting (it refreshes the progress bar).
+A result is ``{"status": "done"}`` or ``{"status": "failed", "error": ...}``; an executor never
+raises for a failed job. Bundled: ``inprocess``, ``pool`` (local processes that die with the
+driver), ``ray`` (a local or remote Ray cluster) and ``slurm`` (:mod:`sgdlab.workflows.slurm`).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sgdlab.core.config import from_dict
+from sgdlab.core.errors import ConfigError
+from sgdlab.core.registry import Registry
+from sgdlab.spec.experiment import ExperimentConfig
+from sgdlab.store.runs import RunDir
+from sgdlab.workflows.progress import POLL_SECONDS
+
+__all__ = ["EXECUTORS", "Executor", "ExecutorContext", "run_job"]
+
+# Seconds between checks of the driver's liveness in pool workers.
+WATCHDOG_SECONDS = 0.5
+# Linux prctl option: signal a child when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+
+
+@dataclass
+class ExecutorContext:
+    """What an executor may need besides the jobs."""
+
+    sweep: Path  # the sweep directory
+    workers: int = 2  # processes (pool) or CPUs (ray) to use at once
+    address: str | None = None  # Ray cluster address; None = start a local one
+    slurm: Any = None  # sgdlab.workflows.slurm.SlurmOptions; None = saved with the sweep / defaults
+    progress: bool = False  # show a job's own progress (in-process)
+    poll: Callable[[], None] = field(default=lambda: None)  # call while waiting: refreshes the sweep's bar
+
+
+class Executor(Protocol):
+    def __call__(self, todo: list[dict], args: list[tuple[dict, str]],
+                 ctx: ExecutorContext) -> Iterator[tuple[int, dict]]: ...
+
+
+EXECUTORS: Registry[Executor] = Registry("executor")
+
+
+def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0) -> dict:
+    """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}. ``lock_wait``:
+    how long a resume waits for the job directory's lock (see sgdlab.store.locking)."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        from sgdlab.workflows import api
+
+        cfg = from_dict(ExperimentConfig, cfg_dict)
+        rd = RunDir(job_dir)
+        if rd.complete():
+            return {"status": "done"}
+        if (rd.path / "config.toml").exists():  # started before: resume (from step 0 if it has no checkpoint)
+            api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait)
+        else:
+            api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True)
+        return {"status": "done"}
+    except Exception as e:  # a failing job is recorded, the sweep goes on  # noqa: BLE001
+        return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: a worker never outlives the sweep (PID ``parent``) that started it
+    (a killed driver would otherwise leave workers writing into job directories for many seconds,
+    or waiting for work forever)."""
+    import os
+    import threading
+
+    try:  # Linux: the kernel kills us when the parent dies
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the driver died while this worker was starting
+        os._exit(1)
+
+    def watch():  # everywhere: we are re-parented when the driver dies
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+
+@EXECUTORS.register("inprocess")
+def _inprocess(todo, args, ctx: ExecutorContext):
+    for j, a in zip(todo, args):
+        yield j["id"], run_job(*a, progress=ctx.progress)
+
+
+@EXECUTORS.register("pool")
+def _pool(todo, args, ctx: ExecutorContext):
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pool = ProcessPoolExecutor(max_workers=ctx.workers, mp_context=mp.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    ok = False
+    try:
+        futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
+        pending = set(futs)
+        while pending:
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for f in done:
+                try:
+                    res = f.result()
+                except Exception as e:  # the worker process died  # noqa: BLE001
+                    res = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                yield futs[f], res
+            ctx.poll()
+        ok = True
+    finally:
+        if not ok:  # interrupted: stop the workers now, do not wait for their jobs to end
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+        pool.shutdown(wait=ok, cancel_futures=not ok)
+
+
+@EXECUTORS.register("ray")
+def _ray(todo, args, ctx: ExecutorContext):
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray executor needs Ray: pip install 'sgdlab[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kw = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
+        if ctx.address:
+            ray.init(address=ctx.address, **kw)
+        else:
+            ray.init(num_cpus=ctx.workers, **kw)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(run_job)
+        refs = {remote.remote(*a): j["id"] for j, a in zip(todo, args)}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+            ctx.poll()
+            for r in done:
+                try:
+                    res = ray.get(r)
+                except Exception as e:  # worker died  # noqa: BLE001
+                    res = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                yield refs[r], res
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@EXECUTORS.register("slurm")
+def _slurm(todo, args, ctx: ExecutorContext):
+    from sgdlab.workflows.slurm import resolve_options, run_slurm
+
+    opts = ctx.slurm or resolve_options(ctx.sweep)
+    yield from run_slurm(todo, args, ctx.sweep, opts, run_job, ctx.poll)

@@ -1,0 +1,139 @@
+"""Sweep grids: the axis syntax and the planner that merges grid points into batched jobs.
+
+A grid point is the base experiment with some keys overridden. Points that differ only in
+their arms (step sizes, schedules, batch sizes, samplers) run as *one* job: their arms are
+merged into one experiment, which the engine batches as a tensor dimension. Points that
+differ in anything else (data, model, steps, seeds, ...) become separate jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from sgdlab.core.config import override, to_dict, toml_value
+from sgdlab.core.errors import ConfigError
+from sgdlab.spec.experiment import ExperimentConfig
+from sgdlab.store.sweeps import JOBS, Point, _short
+
+__all__ = ["Job", "parse_axis", "parse_values", "plan"]
+
+_RANGE = re.compile(r"^(linspace|logspace|loguniform|uniform)\((.*)\)$")
+
+
+def parse_values(text: str) -> list:
+    """Values of one grid axis.
+
+    ``0.1,0.2,0.3`` (TOML values, comma separated; lists in brackets stay whole),
+    ``linspace(lo, hi, n)``, ``logspace(lo, hi, n)`` (lo, hi are the values, not exponents),
+    ``uniform(lo, hi, n, seed)`` and ``loguniform(lo, hi, n, seed)`` (random, sorted).
+    """
+    text = text.strip()
+    m = _RANGE.match(text)
+    if m:
+        fn, args = m.group(1), [a.strip() for a in m.group(2).split(",")]
+        try:
+            lo, hi, n = float(args[0]), float(args[1]), int(args[2])
+            seed = int(args[3]) if len(args) > 3 else 0
+        except (ValueError, IndexError):
+            raise ConfigError(f"grid range {text!r}: expected {fn}(lo, hi, n"
+                              f"{', seed' if 'uniform' in fn else ''})") from None
+        if n < 1 or (fn in ("logspace", "loguniform") and (lo <= 0 or hi <= 0)):
+            raise ConfigError(f"grid range {text!r}: need n >= 1 and, on a log scale, lo, hi > 0")
+        if fn == "linspace":
+            return np.linspace(lo, hi, n).tolist()
+        if fn == "logspace":
+            return np.geomspace(lo, hi, n).tolist()
+        rng = np.random.default_rng(seed)
+        if fn == "uniform":
+            return np.sort(rng.uniform(lo, hi, n)).tolist()
+        return np.sort(np.exp(rng.uniform(math.log(lo), math.log(hi), n))).tolist()
+    import tomllib
+
+    try:
+        vals = tomllib.loads(f"v = [{text}]")["v"]
+    except tomllib.TOMLDecodeError:
+        vals = [v.strip() for v in text.split(",")]  # bare words: strings
+    if not vals:
+        raise ConfigError(f"grid axis {text!r} has no values")
+    return vals
+
+
+def parse_axis(spec: str) -> tuple[str, list]:
+    if "=" not in spec:
+        raise ConfigError(f"grid axis {spec!r} must look like key.path=v1,v2,... or key=logspace(lo,hi,n)")
+    key, text = spec.split("=", 1)
+    return key.strip(), parse_values(text)
+
+
+# --------------------------------------------------------------------------- planning
+
+@dataclass
+class Job:
+    id: int
+    config: ExperimentConfig
+
+    @property
+    def dir(self) -> str:
+        return f"{JOBS}/job-{self.id:04d}"
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _job_key(cfg: ExperimentConfig) -> str:
+    d = to_dict(cfg)
+    for k in ("arms", "name", "description"):
+        d.pop(k, None)
+    return json.dumps(d, sort_keys=True)
+
+
+def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, ...] = ()) -> tuple[list[Point], list[Job]]:
+    """Expand the grid and merge points that can share one batched job.
+
+    Within a job, identical arms (same optimizer and schedule) are run once and shared by
+    every point that has them; other arms are renamed ``"<arm> | <point label>"``.
+    """
+    base = override(base, list(sets)) if sets else base
+    # Points are named by the base experiment's arm labels (after `sets`, before the axes), so an
+    # arm keeps one identity across the grid while its resolved label follows each point's values.
+    base_labels = [a.label for a in base.arms]
+    keys = [k for k, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"grid axes repeat a key: {keys}")
+    points_cfg = []
+    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
+        values = dict(zip(keys, combo))
+        cfg = override(base, [f"{k}={toml_value(v)}" for k, v in values.items()])
+        points_cfg.append((values, cfg))
+    jobs: dict[str, dict] = {}
+    points = []
+    for pid, (values, cfg) in enumerate(points_cfg):
+        key = _job_key(cfg)
+        if key not in jobs:
+            jobs[key] = {"id": len(jobs), "cfg": cfg, "arms": {}}
+        job = jobs[key]
+        mapping, labels = {}, {}
+        label = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+        literal = label.replace("{", "{{").replace("}", "}}")  # arm names may hold {placeholders}
+        for base_label, arm in zip(base_labels, cfg.arms):
+            sig = json.dumps(to_dict(dataclasses.replace(arm, name="_")), sort_keys=True)
+            if sig not in job["arms"]:
+                name = arm.name if not label else f"{arm.name} | {literal}"
+                job["arms"][sig] = dataclasses.replace(arm, name=name)
+            mapping[base_label] = job["arms"][sig].label
+            labels[base_label] = arm.label
+        points.append(Point(pid, values, job["id"], mapping, labels))
+    out_jobs = []
+    for j in sorted(jobs.values(), key=lambda j: j["id"]):
+        cfg = dataclasses.replace(j["cfg"], arms=tuple(j["arms"].values()),
+                                  name=f"{base.name}-job{j['id']}")
+        out_jobs.append(Job(j["id"], cfg))
+    return points, out_jobs
