@@ -57,7 +57,7 @@ def Logger(backend: str, out: Path, runs: list[dict], name: str):  # noqa: N802 
     path = Path(out) / backend
     path.mkdir(parents=True, exist_ok=True)
     logger = LOGGERS.get(backend)(path, runs, name)
-    logger.backend = backend
+    logger.backend, logger.out = backend, path  # what the run loop and export report
     return logger
 
 
