@@ -49,6 +49,7 @@ import torch
 from sgdlab._version import version as _sgdlab_version
 from sgdlab.core.config import dump_toml, load_toml
 from sgdlab.core.errors import CheckpointError
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.files import (  # noqa: F401  (re-exported: the run store's file primitives)
     atomic_write_bytes,
@@ -197,7 +198,14 @@ class RunDir:
         return self._json(META)
 
     def summary(self) -> dict | None:
-        return self._json(SUMMARY) if (self.path / SUMMARY).exists() else None
+        """summary.json; metric names a run written before used are read as their current names."""
+        if not (self.path / SUMMARY).exists():
+            return None
+        s = self._json(SUMMARY)
+        for entry in [*s.get("runs", []), *s.get("arms", {}).values()]:
+            if isinstance(entry.get("final"), dict):
+                entry["final"] = METRIC_SPECS.canonical_keys(entry["final"])
+        return s
 
     def complete(self) -> bool:
         """Finished: its summary exists, it recorded its figures, and every one of them exists."""
@@ -236,8 +244,9 @@ class RunDir:
         return out
 
     def metrics(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(steps (E,), name -> (E, R) float64 with NaN for missing/diverged)."""
-        return rows_to_arrays(self.rows())
+        """(steps (E,), name -> (E, R) float64 with NaN for missing/diverged); metric names a run
+        written before used are read as their current names (sgdlab.metrics.registry)."""
+        return rows_to_arrays([METRIC_SPECS.canonical_keys(r) for r in self.rows()])
 
     def validated_rows(self, eval_steps, last_step: int, n_runs: int) -> tuple[list[dict], int | None]:
         """Rows to keep when resuming from a checkpoint at ``last_step``: exactly one valid row per
