@@ -196,3 +196,12 @@ def test_one_name_per_quantity_across_families():
     assert METRIC_SPECS.log_scale("ema_train_loss") and not METRIC_SPECS.log_scale("jacobian_rank")
     assert METRIC_SPECS.table_names()[:3] == ["train_loss", "test_loss", "l0"]
     assert math.isfinite(eng.cfg.metrics.thresholds.sparsity_tau)
+
+
+@pytest.mark.parametrize("experiment", ["diag-net", "label-noise-diag-net-phases", "linear2-large-step", "replacement-quadratic",
+                                        "support-identification-relu", "eoss-small", "relu-3layer", "deep-demo-digits"])
+def test_every_metric_a_bundled_experiment_logs_has_a_spec(experiment):
+    cfg = load_experiment(experiment)
+    eng = Engine(override(cfg, ["seeds=1", "steps=4"]))
+    missing = [n for n in eng.metric_names() if METRIC_SPECS.spec(n) is None]
+    assert not missing, f"{experiment}: no MetricSpec for {missing} (add them to sgdlab/metrics/vocabulary.py)"
