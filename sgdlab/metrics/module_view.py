@@ -20,7 +20,6 @@ module's parameters untouched) and must return one value (a tensor or array of 1
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -89,8 +88,7 @@ def metric_probe(name: str, fn, description: str = "") -> Probe:
         if value.numel() != 1:
             raise ConfigError(f"metric {name!r} returned {value.numel()} values for 1 run (the Monitor's model); "
                               f"it must return one value per run, shape (R,)")
-        v = float(value[0])
-        return {name: v if math.isfinite(v) else math.nan}
+        return {name: float(value[0])}
 
     return Probe(description or f"user metric {name!r}: fn(model, params, data) with R = 1 "
                  f"(sgdlab.metrics.module_view)", lambda _p: [name], run)
