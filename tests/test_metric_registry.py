@@ -205,3 +205,20 @@ def test_every_metric_a_bundled_experiment_logs_has_a_spec(experiment):
     eng = Engine(override(cfg, ["seeds=1", "steps=4"]))
     missing = [n for n in eng.metric_names() if METRIC_SPECS.spec(n) is None]
     assert not missing, f"{experiment}: no MetricSpec for {missing} (add them to sgdlab/metrics/vocabulary.py)"
+
+
+def test_resuming_a_run_written_with_the_old_names_gives_one_set_of_names(tmp_path):
+    cfg = override(_mlp_cfg(steps=40), ["checkpoint_seconds=1e-9", "eval.points=9"])
+    full = sgdlab.run(cfg, tmp_path / "a", progress=False, quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        sgdlab.run(cfg, tmp_path / "b", progress=False, quiet=True, _stop_after=20)
+    path = tmp_path / "b" / "metrics.jsonl"
+    old = {"block1_sparsity": "feature_sparsity_l1", "block1_active": "positive_fraction_l1"}
+    lines = [json.dumps({old.get(k, k): v for k, v in json.loads(line).items()})
+             for line in path.read_text().splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    res = sgdlab.resume(tmp_path / "b", progress=False, quiet=True)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(set(r) == set(rows[0]) for r in rows) and "block1_sparsity" in rows[0]
+    for k in full.metrics:
+        np.testing.assert_array_equal(res.metrics[k], full.metrics[k])

@@ -272,15 +272,16 @@ class RunDir:
             elif ln.row["step"] != t:
                 problem = f"line {ln.number} has step {ln.row['step']}, expected evaluation step {t}"
             else:
-                bad = [k for k, v in ln.row.items() if k != "step" and len(v) != n_runs]
-                row_names = sorted(k for k in ln.row if k != "step")
+                row = METRIC_SPECS.canonical_keys(ln.row)  # rows an earlier release wrote: current names
+                bad = [k for k, v in row.items() if k != "step" and len(v) != n_runs]
+                row_names = sorted(k for k in row if k != "step")
                 if bad:
-                    problem = f"line {ln.number}: metric {bad[0]!r} has {len(ln.row[bad[0]])} values for {n_runs} runs"
+                    problem = f"line {ln.number}: metric {bad[0]!r} has {len(row[bad[0]])} values for {n_runs} runs"
                 elif names is not None and row_names != names:
                     problem = f"line {ln.number} logs other metrics than line 1"
                 names = names or row_names
             if problem is None:
-                keep.append(ln.row)
+                keep.append(row)
                 continue
             if at_checkpoint:
                 return keep, t
