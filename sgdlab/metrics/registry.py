@@ -31,6 +31,7 @@ Torch-free: configs validate names against it without importing torch.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -78,6 +79,7 @@ class MetricSpec:
             return text
 
 
+@functools.cache
 def _pattern(template: str) -> re.Pattern:
     parts, pos = [], 0
     for m in _PLACEHOLDER.finditer(template):
