@@ -6,7 +6,7 @@ import torch
 
 from sgdlab.data.image_configs import SyntheticImages
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.metrics.config import MetricsConfig
+from sgdlab.metrics.config import CurvatureConfig, MetricsConfig, ThresholdsConfig
 from sgdlab.metrics.sparsity import feature_sparsity
 from sgdlab.models.cifar import build_deep_model
 from sgdlab.models.deep import BUFFER, DeepNetConfig
@@ -21,7 +21,7 @@ def cfg(model="resnet18", width=2, steps=12, dtype="float64", **opt):
     return ExperimentConfig(
         name="deep-test", data=DATA, model=DeepNetConfig(name=model, width=width, eval_train=48, sparsity_examples=48),
         arms=(ArmConfig("sgd", SGD(8, **opt), Piecewise(0.05, (0.5,), (10.0,))),), steps=steps, seeds=2,
-        eval=EvalConfig("linear", 3), dtype=dtype, metrics=MetricsConfig(sparsity_tau=0.95))
+        eval=EvalConfig("linear", 3), dtype=dtype, metrics=MetricsConfig(thresholds=ThresholdsConfig(sparsity_tau=0.95)))
 
 
 @pytest.mark.parametrize("model,width", [("resnet18", 2), ("vgg11-bn", 2)])
@@ -133,12 +133,13 @@ def test_deep_resume_is_bitwise_identical(tmp_path):
 
 
 def test_tracked_sharpness_of_a_deep_net_equals_the_library_on_the_module():
-    """Engine tracking (metrics.curvature_every) on a deep net = sgdlab.metrics.curvature.sharpness
+    """Engine tracking (metrics.curvature.every) on a deep net = sgdlab.metrics.curvature.sharpness
     on the same weights as a plain nn.Module, BatchNorm in eval mode, float64."""
     from sgdlab.metrics.curvature import sharpness
 
     c = cfg(steps=4)
-    c = ExperimentConfig(**{**c.__dict__, "metrics": MetricsConfig(sparsity_tau=0.95, curvature_every=1)})
+    c = ExperimentConfig(**{**c.__dict__, "metrics": MetricsConfig(curvature=CurvatureConfig(every=1),
+                                                                   thresholds=ThresholdsConfig(sparsity_tau=0.95))})
     eng, state, m = train(c)
     p = eng.params_of(state, 0)
     net = build_deep_model("resnet18", num_classes=4, width=2, in_channels=3).double()

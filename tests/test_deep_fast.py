@@ -11,7 +11,7 @@ from sgdlab.data.augment import Augmentation
 from sgdlab.data.image_configs import SyntheticImages
 from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.metrics.config import MetricsConfig
+from sgdlab.metrics.config import MetricsConfig, ThresholdsConfig
 from sgdlab.models import deep_step
 from sgdlab.models.cifar import (
     DEEP_MODELS,
@@ -39,7 +39,7 @@ def cfg(model="resnet18", width=2, steps=6, dtype="float64", data=DATA, device="
         model=DeepNetConfig(name=model, width=width, eval_train=48, sparsity_examples=48, **deep),
         arms=(ArmConfig("small", opt, Constant(0.02)), ArmConfig("large", opt, Piecewise(0.2, (0.5,), (10.0,)))),
         steps=steps, seeds=2, eval=EvalConfig("linear", 2), dtype=dtype, device=device,
-        metrics=MetricsConfig(sparsity_tau=0.95))
+        metrics=MetricsConfig(thresholds=ThresholdsConfig(sparsity_tau=0.95)))
 
 
 def assert_same_state(a, b, rtol=1e-10, atol=1e-12):

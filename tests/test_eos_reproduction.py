@@ -116,8 +116,8 @@ def test_sgd_batch_sharpness_at_edge_while_lambda_max_below():
                   "schedule": {"kind": "constant", "lr": EOSS_ETA}},
                  {"name": "GD", "optimizer": {"kind": "gd"}, "schedule": {"kind": "constant", "lr": EOSS_ETA}}],
         "eval": {"grid": "linear", "points": 13},
-        "metrics": {"names": ["train_loss"], "curvature_every": 1, "batch_curvature": ["batch_sharpness"],
-                    "batch_rse_tol": 0.03, "batch_max_batches": 150},
+        "metrics": {"names": ["train_loss"], "curvature": {"every": 1},
+                    "batch": {"quantities": ["batch_sharpness"], "rse_tol": 0.03, "max_batches": 150}},
     })
     eng, _, m = train(cfg)
     edge = 2 / EOSS_ETA
@@ -151,8 +151,7 @@ def test_larger_step_or_smaller_batch_gives_lower_top_eigenvalue():
         "arms": [{"name": f"eta={e} b={b}", "optimizer": {"kind": "sgd", "batch_size": b},
                   "schedule": {"kind": "constant", "lr": e}} for e, b in SD_ARMS],
         "eval": {"grid": "linear", "points": 3},
-        "metrics": {"names": ["train_loss"], "curvature_every": 2, "curvature_k": 5, "curvature_subset": 200,
-                    "curvature_tol": 1e-3},
+        "metrics": {"names": ["train_loss"], "curvature": {"every": 2, "k": 5, "subset": 200, "tol": 1e-3}},
     })
     eng, _, m = train(cfg)
     lam = {}

@@ -57,11 +57,11 @@ junk = st.one_of(
 small_floats = st.one_of(st.floats(0, 2).map(_toml), st.sampled_from(["0.1", "0.27", "1e-3", "0.0", "-0.1"]))
 small_ints = st.integers(-2, 40).map(str)
 PLAUSIBLE = {
-    ("lr", "noise", "momentum", "weight_decay", "sigma", "delta", "until", "init_scale", "l0_threshold",
-     "l0_robust_threshold", "sparsity_tau", "rank_rtol", "curvature_tol", "batch_rse_tol", "ema"): small_floats,
+    ("lr", "noise", "momentum", "weight_decay", "sigma", "delta", "until", "init_scale", "l0",
+     "l0_robust", "sparsity_tau", "rank_rtol", "tol", "rse_tol", "ema"): small_floats,
     ("divergence_factor",): st.sampled_from(["2.0", "1e6", "1.0", "0.5"]),
-    ("batch_size", "n", "d", "r", "points", "head", "snapshots", "first_seed", "curvature_every", "curvature_k",
-     "curvature_subset", "n_test", "batch_max_batches", "seed"): small_ints,
+    ("batch_size", "n", "d", "r", "points", "head", "snapshots", "first_seed", "every", "k",
+     "subset", "n_test", "max_batches", "seed"): small_ints,
     ("replacement", "fused", "nesterov"): st.sampled_from(["true", "false"]),
     ("kind",): st.sampled_from(KINDS).map(lambda k: f"'{k}'"),
     ("milestones",): st.sampled_from(["[0.1]", "[0.5, 0.2]", "[]", "[1.5]"]),

@@ -51,7 +51,7 @@ def test_monitor_sharpness_equals_engine_tracking_of_the_same_run():
     base = to_dict(load_experiment("eos-chebyshev"))
     base.update(steps=steps, seeds=1, eval={"grid": "linear", "points": steps // every + 1})
     base["arms"] = [{"name": "GD", "optimizer": {"kind": "gd"}, "schedule": {"kind": "constant", "lr": lr}}]
-    base["metrics"].update(curvature_tol=1e-10)
+    base["metrics"]["curvature"].update(tol=1e-10)
     cfg = from_dict(ExperimentConfig, base)
     eng = Engine(cfg)
     state = eng.initial_state()

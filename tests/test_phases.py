@@ -240,7 +240,7 @@ def test_curvature_uses_the_batching_of_the_phase_in_effect(monkeypatch):
     monkeypatch.setattr(tracking.CurvatureTracker, "_measure_run", spy)
     arm = ArmConfig("a", phases=(PhaseConfig(SGD(2, weight_decay=0.5), Constant(0.05), fraction=0.5),
                                  PhaseConfig(GD(), Constant(0.05))))
-    cfg = override(_cfg([arm], steps=40, points=5), ["metrics.curvature_every=1", "metrics.curvature_k=2"])
+    cfg = override(_cfg([arm], steps=40, points=5), ["metrics.curvature.every=1", "metrics.curvature.k=2"])
     train(cfg)
     assert seen[0] == seen[10] == seen[20] == {(2, 0.5)}  # the state at the boundary is phase 1's
     assert seen[30] == seen[40] == {(None, 0.0)}

@@ -29,7 +29,7 @@ CONTROL_LR = 0.011 / (1 + 5 * 0.5 ** 0.5)  # the warm-up's peak (at 50%) equals 
 
 def fewer_positive(arms, large):
     med = lambda arm, m: arms[arm]["final"][m]["median"]
-    return all(med(a, f"positive_fraction_l{layer}") < med(SMALL, f"positive_fraction_l{layer}")
+    return all(med(a, f"block{layer}_active") < med(SMALL, f"block{layer}_active")
                for a in large for layer in (1, 2))
 
 

@@ -13,7 +13,7 @@ from sgdlab.data.toy_configs import (
 )
 from sgdlab.core.errors import DataError
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.metrics.config import MetricsConfig
+from sgdlab.metrics.config import MetricsConfig, ThresholdsConfig
 from sgdlab.metrics.jacobian import matrix_rank, per_example_jacobian_batched
 from sgdlab.metrics.sparsity import feature_sparsity
 from sgdlab.models.base import BatchedModel
@@ -84,12 +84,12 @@ def test_metrics_match_definitions_and_skip_missing_test_labels():
     ds = TS.build()
     m = THREE.build(ds)
     p = m.init_params([0, 1])
-    out = m.metrics(p, ds, MetricsConfig(sparsity_tau=0.95))
+    out = m.metrics(p, ds, MetricsConfig(thresholds=ThresholdsConfig(sparsity_tau=0.95)))
     acts = m.activations(p, ds.x_train)
     for l, a in enumerate(acts, start=1):
         s = feature_sparsity(a, 0.95, normalize=True)
-        torch.testing.assert_close(out[f"feature_sparsity_l{l}"], s.coefficient)
-        torch.testing.assert_close(out[f"positive_fraction_l{l}"], (a > 0).double().mean((-2, -1)))
+        torch.testing.assert_close(out[f"block{l}_sparsity"], s.coefficient)
+        torch.testing.assert_close(out[f"block{l}_active"], (a > 0).double().mean((-2, -1)))
     one = lambda q, xb: m.forward({k: v.unsqueeze(0) for k, v in q.items()}, xb)[0]
     phi = per_example_jacobian_batched(one, p, ds.x_test[: m.n_params])
     torch.testing.assert_close(out["jacobian_rank"], matrix_rank(phi, 1e-4))

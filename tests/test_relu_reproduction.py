@@ -49,12 +49,12 @@ def finals(cfg, metrics):
 
 
 CONST = "SGD eta=0.13"
-TS_METRICS = ["train_loss", "test_loss", "feature_sparsity_l1", "jacobian_rank"]
+TS_METRICS = ["train_loss", "test_loss", "block1_sparsity", "jacobian_rank"]
 
 
 def sparser_and_lower_rank(f):
     """Criterion (a): every decayed arm below eta = 0.13 constant in sparsity and in rank."""
-    return all(f[a]["feature_sparsity_l1"] < f[CONST]["feature_sparsity_l1"]
+    return all(f[a]["block1_sparsity"] < f[CONST]["block1_sparsity"]
                and f[a]["jacobian_rank"] < f[CONST]["jacobian_rank"] for a in f if a != CONST)
 
 
@@ -77,7 +77,7 @@ def beats_gd(f, sde, gd, sparsity):
     return f[sde]["test_loss"] < f[gd]["test_loss"] and f[sde][sparsity] < f[gd][sparsity]
 
 
-@pytest.mark.parametrize("name,sparsity", [("sde-teacher-student", "feature_sparsity_l1"),
+@pytest.mark.parametrize("name,sparsity", [("sde-teacher-student", "block1_sparsity"),
                                            ("sde-diag-net", "l0_robust")])
 def test_sde_tracks_sgd_and_beats_gd(name, sparsity):
     cfg = sgdlab.load_experiment(name)

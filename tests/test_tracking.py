@@ -23,8 +23,13 @@ def _cfg(steps=30, arms=None, metrics=None, points=4, loss="half_mse", activatio
                   "loss": loss, "init": "gaussian", "init_scales": [1.0, 0.5], "bias_init": "torch_uniform"},
         "arms": arms or [{"name": "GD", "optimizer": {"kind": "gd"}, "schedule": {"kind": "constant", "lr": 0.05}}],
         "eval": {"grid": "linear", "points": points},
-        "metrics": {"names": ["train_loss"], "curvature_every": 1, "curvature_tol": 1e-8, **(metrics or {})},
+        "metrics": _merge({"names": ["train_loss"], "curvature": {"every": 1, "tol": 1e-8}}, metrics or {}),
     })
+
+
+def _merge(base: dict, more: dict) -> dict:
+    """``base`` with the tables of ``more`` merged key by key (metrics.curvature, metrics.batch)."""
+    return {**base, **{k: {**base.get(k, {}), **v} if isinstance(v, dict) else v for k, v in more.items()}}
 
 
 def _dense_eigs(model, params, x, y, wd=0.0):
@@ -58,7 +63,7 @@ def test_tracked_eigenvalues_equal_dense_hessian_of_the_run_loss(sgd):
     wd = 0.01 if sgd else 0.0
     opt = {"kind": "sgd", "batch_size": 4, "weight_decay": wd} if sgd else {"kind": "gd"}
     cfg = _cfg(arms=[{"name": "a", "optimizer": opt, "schedule": {"kind": "constant", "lr": 0.05}}],
-               metrics={"curvature_k": 3})
+               metrics={"curvature": {"k": 3}})
     eng, state, m = train(cfg)
     for r in range(eng.n_runs):
         one = {k: v.detach() for k, v in eng.params_of(state, r).items()}
@@ -69,7 +74,7 @@ def test_tracked_eigenvalues_equal_dense_hessian_of_the_run_loss(sgd):
 
 
 def test_measured_every_nth_eval_step_and_the_last_nan_elsewhere():
-    _eng, _, m = train(_cfg(steps=20, points=6, metrics={"curvature_every": 2}))
+    _eng, _, m = train(_cfg(steps=20, points=6, metrics={"curvature": {"every": 2}}))
     measured = np.isfinite(m["sharpness"][:, 0])
     assert measured.tolist() == [True, False, True, False, True, True]  # eval steps 0,4,8,12,16,20
     assert np.isfinite(m["train_loss"]).all()
@@ -78,7 +83,7 @@ def test_measured_every_nth_eval_step_and_the_last_nan_elsewhere():
 def test_warm_start_reduces_hvps():
     hvps = {}
     for warm in (True, False):
-        eng = Engine(_cfg(steps=60, points=13, metrics={"curvature_tol": 1e-6}))
+        eng = Engine(_cfg(steps=60, points=13, metrics={"curvature": {"tol": 1e-6}}))
         if not warm:
             eng.curvature.vectors = _Forget()
         rows = []
@@ -95,7 +100,7 @@ class _Forget(dict):
 
 
 def test_full_batch_batch_sharpness_is_exact_rayleigh_quotient_of_the_gradient():
-    eng, state, m = train(_cfg(metrics={"batch_curvature": ["batch_sharpness", "gni"]}))
+    eng, state, m = train(_cfg(metrics={"batch": {"quantities": ["batch_sharpness", "gni"]}}))
     one = {k: v.detach() for k, v in eng.params_of(state, 0).items()}
     op = run_operator(eng.model, one, eng.data.x_train, eng.data.y_train)
     g, hg = op.gradient_and_hvp()
@@ -112,17 +117,18 @@ def test_run_loss_leaves_batched_params_untouched():
     assert all(torch.equal(before[k], p[k]) for k in p)
 
 
-@pytest.mark.parametrize("kw,msg", [({"curvature_k": 1}, "curvature_k"),
-                                    ({"batch_curvature": ("bs",)}, "batch_curvature"),
-                                    ({"curvature_every": 0, "batch_curvature": ("gni",)}, "curvature_every")])
+@pytest.mark.parametrize("kw,msg", [({"curvature": {"k": 1}}, "curvature.k"),
+                                    ({"batch": {"quantities": ["bs"]}}, "batch.quantities"),
+                                    ({"curvature": {"every": 0}, "batch": {"quantities": ["gni"]}},
+                                     "curvature.every")])
 def test_config_errors(kw, msg):
     with pytest.raises(ConfigError, match=msg):
-        MetricsConfig(**kw)
+        from_dict(MetricsConfig, kw)
 
 
 def test_subset_larger_than_data_is_a_config_error():
-    with pytest.raises(ConfigError, match="curvature_subset"):
-        Engine(_cfg(metrics={"curvature_subset": 1000}))
+    with pytest.raises(ConfigError, match="curvature.subset"):
+        Engine(_cfg(metrics={"curvature": {"subset": 1000}}))
 
 
 def test_batch_curvature_draws_are_the_monitors_and_do_not_depend_on_the_warm_start():
@@ -135,7 +141,7 @@ def test_batch_curvature_draws_are_the_monitors_and_do_not_depend_on_the_warm_st
 
     opt = {"kind": "sgd", "batch_size": 4}
     cfg = _cfg(arms=[{"name": "a", "optimizer": opt, "schedule": {"kind": "constant", "lr": 0.05}}],
-               metrics={"batch_curvature": ["batch_sharpness"], "batch_max_batches": 12})
+               metrics={"batch": {"quantities": ["batch_sharpness"], "max_batches": 12}})
     eng, state, m = train(cfg)
     step, r = int(eng.eval_steps[-1]), 1
     one = {k: v.detach() for k, v in eng.params_of(state, r).items()}

@@ -19,6 +19,11 @@ class CheckpointError(SgdlabError, OSError):
     """A run directory or checkpoint is missing or corrupt."""
 
 
+class SgdlabDeprecationWarning(DeprecationWarning):
+    """A name or key of an earlier release, still accepted (the message says what replaces it);
+    the CLI prints these as one line ``warning: ...``."""
+
+
 def choices_message(what: str, got: object, allowed) -> str:
     allowed = sorted(allowed)
     return f"unknown {what} {got!r}; allowed: {', '.join(map(str, allowed))}"

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sgdlab.core.errors import ConfigError, choices_message
+from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ExperimentConfig
-from sgdlab.metrics.custom import METRICS
+from sgdlab.engine.probes import EngineProbes
+from sgdlab.metrics.registry import METRIC_SPECS, unknown_metric
 from sgdlab.metrics.tracking import CurvatureTracker, RunBatching
 from sgdlab.optim.config import Optimizer
 from sgdlab.optim.samplers import STREAM_INIT, Sampler
@@ -173,17 +174,20 @@ class Engine:
         if self.phased:
             starts = [p.start for g in self.groups for p in g.phases[1:]]
             self.eval_steps = np.union1d(self.eval_steps, np.array(starts, dtype=np.int64))
-        self.curvature = CurvatureTracker.for_engine(self)  # holds the warm starts (metrics.curvature_every)
+        self.curvature = CurvatureTracker.for_engine(self)  # holds the warm starts (metrics.curvature.every)
+        self.probes = EngineProbes.for_engine(self)  # Monitor probes named in metrics.names
 
     @property
     def n_runs(self) -> int:
         return len(self.runs)
 
     def metric_names(self) -> list[str]:
-        """Every metric this experiment can log: the model family's, EMA copies, curvature, phase."""
-        names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype)) | set(METRICS.names())
+        """Every metric this experiment can log: the model family's, EMA copies, user metrics
+        (sgdlab.register_metric), curvature, Monitor probes named in metrics.names, phase."""
+        names = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype))
         if self.has_ema:
             names |= {"ema_" + k for k in names}
+        names |= set(METRIC_SPECS.computed_names()) | set(self.probes.names())
         if self.curvature.enabled:
             names |= set(self.curvature.names())
         if self.phased:
@@ -210,15 +214,15 @@ class Engine:
         if not self.cfg.metrics.names and not self.cfg.figure:
             return
         valid = self.metric_names()
-        logged = set(valid) - set(METRICS.names())  # user metrics are logged when named
+        logged = set(valid) - set(METRIC_SPECS.computed_names())  # user metrics are logged when named
         if self.cfg.metrics.names:  # the model's metrics are filtered; curvature and phase always logged
-            logged = set(self.cfg.metrics.names) | {"train_loss"} | (
+            logged = set(self.cfg.metrics.names) | {"train_loss"} | set(self.probes.names()) | (
                 set(self.curvature.names()) if self.curvature.enabled else set()) | (
                 {PHASE_METRIC} if self.phased else set())
         for key, asked in (("metrics.names", self.cfg.metrics.names), ("figure", self.cfg.figure)):
             for name in asked:
-                if name not in valid:
-                    raise ConfigError(f"{key}: {choices_message('metric', name, valid)}")
+                if name not in valid and not (key == "metrics.names" and name in self.probes.probes):
+                    raise unknown_metric(name, valid, key)
                 if key == "figure" and name not in logged:
                     raise ConfigError(f"figure: panel {name!r} is not in metrics.names, so it is never logged; "
                                       f"add it there or drop the panel")
@@ -296,6 +300,8 @@ class Engine:
                 out[PHASE_METRIC][g.runs] = g.phase_at(state.step)
         out.update(self.curvature.measure(state.step, self.groups, state.params, state.diverged,
                                           runs=self.run_batching(state.step)))
+        out.update(self.probes.measure(state.step, self.groups, state.params, state.diverged,
+                                       runs=self.run_batching(state.step)))
         # Divergence seen at evaluation (covers models without a per-step check).
         exploded = ~(out["train_loss"] <= state.max_loss) & (state.diverged < 0)
         state.diverged[exploded] = state.step
@@ -305,12 +311,13 @@ class Engine:
         return out
 
     def _custom_metrics(self, params, names) -> dict[str, torch.Tensor]:
-        """The user-registered metrics (sgdlab.register_metric) the config names, (R,) each."""
+        """The user-registered metrics (sgdlab.register_metric: specs with ``compute``) the config
+        names, (R,) each."""
         out = {}
         for name in names or ():
-            fn = METRICS.get_or_none(name)
-            if fn is not None:
-                v = torch.as_tensor(fn(self.model, params, self.data)).reshape(-1)
+            spec = METRIC_SPECS.computed(name)
+            if spec is not None:
+                v = torch.as_tensor(spec.compute(self.model, params, self.data)).reshape(-1)
                 R = next(iter(params.values())).shape[0]
                 if v.numel() != R:
                     raise ConfigError(f"metric {name!r} returned {v.numel()} values for {R} runs; it must "

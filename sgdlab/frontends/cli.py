@@ -10,6 +10,7 @@ import dataclasses
 import os
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 # Two busy cores thrash with OpenMP's default busy-waiting (measured 2-6x slower); must be
@@ -18,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
-from sgdlab.core.errors import ConfigError, SgdlabError
+from sgdlab.core.errors import ConfigError, SgdlabDeprecationWarning, SgdlabError
 
 
 
@@ -98,6 +99,21 @@ def _load(experiment, imports, sets=()):
     return catalog.override(cfg, list(sets)) if sets else cfg
 
 
+def _one_line_deprecations() -> None:
+    """Show sgdlab's deprecation messages (old config keys, renamed metrics) once each, as
+    ``warning: ...`` lines; every other warning as Python shows it."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SgdlabDeprecationWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("default", category=SgdlabDeprecationWarning)
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sgdlab")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
@@ -105,6 +121,7 @@ def _load(experiment, imports, sets=()):
 @click.option("--debug", is_flag=True, help="show the full traceback of an error")
 def main(threads, debug):
     """Study the hidden dynamics of SGD: loss stabilization, sparse features, sharpness."""
+    _one_line_deprecations()
     # torch takes its thread count from these when it is imported (commands that only read or
     # write configs never import it); set it directly if something imported it already.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -38,8 +38,10 @@ Families and what each decorator accepts:
   :class:`~sgdlab.optim.config.OptimizerConfig` / :class:`~sgdlab.optim.schedules.ScheduleConfig`
   subclass; a schedule may also be a function ``fn(t, total_steps, lr=..., ...)`` of an integer
   array of steps.
-* ``register_metric(name)``: ``fn(model, params, data) -> tensor (R,)``, logged when the
-  experiment lists it in ``metrics.names``.
+* ``register_metric(name, label=, log_scale=, description=)``: ``fn(model, params, data) -> tensor
+  (R,)``, logged when the experiment lists it in ``metrics.names``, and by ``sgdlab.Monitor`` when
+  its ``metrics`` name it (the same function with R = 1 on a view of your module and measurement
+  set, see :mod:`sgdlab.metrics.module_view`); label and log scale are the figures'.
 * ``register_figure(name)``: ``fn(run_dir) -> list[Path]``, drawn when the experiment lists it in
   ``extra_figures`` (``sgdlab.plots.lazy_figure(module, function)`` defers importing matplotlib).
 * ``register_architecture(name)``: ``fn(num_classes, width, in_channels=3, generator=None, **options)
@@ -75,7 +77,7 @@ import numpy as np
 
 from sgdlab.data.base import DataConfig, Dataset
 from sgdlab.core.errors import ConfigError
-from sgdlab.metrics.custom import METRICS
+from sgdlab.metrics.custom import add_metric
 from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import OptimizerConfig
 from sgdlab.optim.schedules import ScheduleConfig
@@ -244,11 +246,18 @@ def register_schedule(kind: str):
 
 # --------------------------------------------------------------------------- metrics, figures
 
-def register_metric(name: str):
-    """Register ``fn(model, params, data) -> tensor (R,)`` as a metric (logged when listed in
-    ``metrics.names``)."""
+def register_metric(name: str, *, label: str = "", log_scale: bool = False, description: str = ""):
+    """Register ``fn(model, params, data) -> tensor (R,)`` as a metric: logged by the engine when
+    listed in ``metrics.names`` and by ``sgdlab.Monitor`` when listed in its ``metrics`` (R = 1,
+    :mod:`sgdlab.metrics.module_view`). ``label`` (panel title), ``log_scale`` and ``description``
+    (default: the first line of the docstring) go into its :class:`~sgdlab.metrics.registry.MetricSpec`."""
     _check_name(name, "metric")
-    return METRICS.register(name)
+
+    def deco(fn):
+        add_metric(name, fn, description=description, label=label, log_scale=log_scale)
+        return fn
+
+    return deco
 
 
 def register_figure(name: str):

@@ -18,17 +18,17 @@ noise rules (``optim.noise``: label noise, SDE) are *not* part of the loss: the 
 curvature is measured.
 
 :class:`CurvatureTracker` (owned by the engine, built from ``MetricsConfig``) measures, at every
-``curvature_every``-th evaluation step and at the last one, for every live run (metrics ``(R,)``):
+``curvature.every``-th evaluation step and at the last one, for every live run (metrics ``(R,)``):
 
 * ``sharpness`` = lambda_1 and ``hessian_eig{i}`` = lambda_i, i = 2..k, of the Hessian of the full
-  training loss (or of a fixed random subset of ``curvature_subset`` examples, the same for every
-  run), by Lanczos with relative residual <= ``curvature_tol``, warm-started from the run's
+  training loss (or of a fixed random subset of ``curvature.subset`` examples, the same for every
+  run), by Lanczos with relative residual <= ``curvature.tol``, warm-started from the run's
   previous k eigenvectors (k >= 2: the top two cross during training; a one-vector warm start
   can converge to the second); ``hessian_cond`` = lambda_1 / lambda_k; ``curvature_hvps`` = the
   Hessian-vector products that call used;
 * ``dead_fraction`` (models with ``activations``): fraction of hidden neurons whose mean
   |activation| over the tracked examples is < ``DEAD_THRESHOLD`` (Jastrzebski et al. 2018);
-* ``batch_curvature`` quantities (``batch_sharpness``, ``minibs``, ``gni``, ...): Monte Carlo over
+* ``batch.quantities`` (``batch_sharpness``, ``minibs``, ``gni``, ...): Monte Carlo over
   batches drawn with the run's batch law. sgdlab's SGD samplers (with replacement = b *distinct*
   examples per step, independently across steps; random reshuffling = one uniform b-subset per
   step marginally) both give uniform b-subsets, the library's ``"without_replacement"`` law;
@@ -139,20 +139,20 @@ class CurvatureTracker:
     """Per-run curvature at evaluation steps with warm starts (module doc).
 
     runs: one :class:`RunBatching` per run index 0..R-1; eval_steps: the engine's evaluation
-    steps (measurements at every ``cfg.curvature_every``-th and at the last; other steps NaN).
+    steps (measurements at every ``cfg.curvature.every``-th and at the last; other steps NaN).
     """
 
     def __init__(self, model, data, cfg: MetricsConfig, runs: list[RunBatching], eval_steps):
         self.model, self.data, self.cfg, self.runs = model, data, cfg, runs
-        self.enabled = cfg.curvature_every > 0
+        self.enabled = cfg.curvature.every > 0
         steps = [int(t) for t in eval_steps]
         self.measure_steps = {t for i, t in enumerate(steps)
-                              if i % max(cfg.curvature_every, 1) == 0 or i == len(steps) - 1}
-        self.dtype = getattr(torch, cfg.curvature_dtype)
+                              if i % max(cfg.curvature.every, 1) == 0 or i == len(steps) - 1}
+        self.dtype = getattr(torch, cfg.curvature.dtype)
         n = data.n
-        if cfg.curvature_subset > n:
-            raise ConfigError(f"metrics.curvature_subset={cfg.curvature_subset} exceeds the {n} training examples")
-        self.subset = subset_indices(n, cfg.curvature_subset or None)
+        if cfg.curvature.subset > n:
+            raise ConfigError(f"metrics.curvature.subset={cfg.curvature.subset} exceeds the {n} training examples")
+        self.subset = subset_indices(n, cfg.curvature.subset or None)
         self.warm = WarmStart()  # run index -> (p, k) warm start
         self._cache: tuple | None = None
 
@@ -175,10 +175,10 @@ class CurvatureTracker:
         return cls(eng.model, eng.data, eng.cfg.metrics, eng.run_batching(0), eng.eval_steps)
 
     def names(self) -> list[str]:
-        out = eig_names(self.cfg.curvature_k)
+        out = eig_names(self.cfg.curvature.k)
         if hasattr(self.model, "activations"):
             out.append("dead_fraction")
-        return out + list(self.cfg.batch_curvature)
+        return out + list(self.cfg.batch.quantities)
 
     def measure(self, step: int, groups, params: list[dict[str, torch.Tensor]],
                 diverged: np.ndarray, runs: list[RunBatching] | None = None) -> dict[str, np.ndarray]:
@@ -213,20 +213,20 @@ class CurvatureTracker:
         # one copy of the run's parameters serves the Hessian and the batch estimates
         module = RunLoss(self.model, params, self.data.x_train, self.data.y_train, run.weight_decay)
         op = HessianOperator(module, LOSS_FN, (self.subset, self.subset), dtype=self.dtype)
-        out = self.warm.measure(op, cfg.curvature_k, cfg.curvature_tol, measurement_generator(run.seed, step),
+        out = self.warm.measure(op, cfg.curvature.k, cfg.curvature.tol, measurement_generator(run.seed, step),
                                 key=run.index)
         del op  # its cached gradient graph goes with it: nothing but the eigenvectors is kept
-        if cfg.batch_curvature:
+        if cfg.batch.quantities:
             out.update(self._batch(run, module, step))
         return out
 
     def _batch(self, run: RunBatching, module: RunLoss, step: int) -> dict[str, float]:
         idx = torch.arange(len(self.data.x_train))
-        est = batch_estimates(module, LOSS_FN, (idx, idx), run.batch_size, self.cfg.batch_curvature,
+        est = batch_estimates(module, LOSS_FN, (idx, idx), run.batch_size, self.cfg.batch.quantities,
                               generator=measurement_generator(run.seed, step, BATCH_SUBSTREAM),
-                              rse_tol=self.cfg.batch_rse_tol, max_batches=self.cfg.batch_max_batches,
+                              rse_tol=self.cfg.batch.rse_tol, max_batches=self.cfg.batch.max_batches,
                               dtype=self.dtype)
-        return {k: est[k] for k in self.cfg.batch_curvature}
+        return {k: est[k] for k in self.cfg.batch.quantities}
 
     def _dead(self, params: dict[str, torch.Tensor]) -> np.ndarray:
         """Fraction of hidden neurons with mean |activation| over the tracked examples < threshold."""

@@ -224,7 +224,7 @@ class ModuleModel(BatchedModel):
         n_sp = min(n, self.sparsity_examples)
         for name, chunks in feats.items():
             res[f"{name}_active"] = pos[name] / (n_sp * units[name])
-            res[f"{name}_sparsity"] = float(feature_sparsity(torch.cat(chunks), cfg.sparsity_tau,
+            res[f"{name}_sparsity"] = float(feature_sparsity(torch.cat(chunks), cfg.thresholds.sparsity_tau,
                                                              with_effective_rank=False).coefficient)
         return res
 

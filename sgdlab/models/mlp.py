@@ -246,9 +246,10 @@ class MLP(BatchedModel):
 
     def metrics(self, params, data, cfg: MetricsConfig, names=None):
         """``train_loss``, ``test_loss`` (only with finite test labels), ``train_error`` /
-        ``test_error`` (classifiers), per hidden layer ``l``: ``feature_sparsity_l{l}`` (merged
-        coefficient, tau = ``cfg.sparsity_tau``), ``positive_fraction_l{l}``, ``merged_l{l}``,
-        ``dead_l{l}``, and ``jacobian_rank`` (rtol ``cfg.rank_rtol`` or 1e-4). All ``(R,)``."""
+        ``test_error`` (classifiers), per hidden layer ``l``: ``block{l}_sparsity`` (merged
+        coefficient, tau = ``cfg.thresholds.sparsity_tau``), ``block{l}_active`` (positive fraction),
+        ``block{l}_merged``, ``block{l}_dead``, and ``jacobian_rank`` (rtol ``cfg.thresholds.rank_rtol``
+        or 1e-4). All ``(R,)``; names as in ``sgdlab.metrics.vocabulary``."""
         from sgdlab.metrics.jacobian import DEFAULT_RTOL, jacobian_rank_batched, matrix_rank
         from sgdlab.metrics.sparsity import feature_sparsity
 
@@ -267,19 +268,19 @@ class MLP(BatchedModel):
                 pass  # no test labels (the 1-D regression): no test loss
             else:
                 losses(data.x_test, data.y_test, "test")
-        layer_keys = [f"{m}_l{l}" for l in range(1, self.n_layers) for m in
-                      ("feature_sparsity", "positive_fraction", "merged", "dead")]
+        layer_keys = [f"block{l}_{m}" for l in range(1, self.n_layers) for m in
+                      ("sparsity", "active", "merged", "dead")]
         if any(want(k) for k in layer_keys):
             for l, a in enumerate(self.activations(params, data.x_train), start=1):
                 if a.dim() == 2:
                     a = a.expand(next(iter(params.values())).shape[0], *a.shape)
-                s = feature_sparsity(a, cfg.sparsity_tau, normalize=self.normalize_features)
-                out[f"feature_sparsity_l{l}"] = s.coefficient
-                out[f"positive_fraction_l{l}"] = s.positive_fraction
-                out[f"merged_l{l}"] = s.merged
-                out[f"dead_l{l}"] = s.dead
+                s = feature_sparsity(a, cfg.thresholds.sparsity_tau, normalize=self.normalize_features)
+                out[f"block{l}_sparsity"] = s.coefficient
+                out[f"block{l}_active"] = s.positive_fraction
+                out[f"block{l}_merged"] = s.merged
+                out[f"block{l}_dead"] = s.dead
         if want("jacobian_rank"):
-            rtol = cfg.rank_rtol if cfg.rank_rtol is not None else DEFAULT_RTOL
+            rtol = cfg.thresholds.rank_rtol if cfg.thresholds.rank_rtol is not None else DEFAULT_RTOL
             x = self._rank_x(data)
             if self.k == 1:
                 out["jacobian_rank"] = matrix_rank(self.jacobian(params, x), rtol)

@@ -2,7 +2,7 @@
 
 * ``sharpness_edge``: per arm, sharpness (and batch sharpness when logged) over training against
   the stability threshold 2/eta (dashed), median over seeds; train loss (log scale) beside.
-  Curvature is measured at every ``metrics.curvature_every``-th eval step: only those are drawn.
+  Curvature is measured at every ``metrics.curvature.every``-th eval step: only those are drawn.
 * ``sharpest_directions``: final lambda_1, lambda_1 / lambda_k and dead-neuron fraction against
   eta, one line per batch size (median over seeds, error bars = min/max over seeds).
 """
@@ -40,7 +40,7 @@ def sharpness_edge(rd: RunDir) -> list[Path]:
     cfg = rd.config()
     steps, m = rd.metrics()
     if "sharpness" not in m:
-        raise ValueError("sharpness_edge needs metrics.curvature_every > 0")
+        raise ValueError("sharpness_edge needs metrics.curvature.every > 0")
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax, axl = fig.subplots(1, 2)
     for k, (name, eta, _, idx) in enumerate(_arms(cfg, rd.runs())):
@@ -68,7 +68,7 @@ def sharpness_edge(rd: RunDir) -> list[Path]:
 def sharpest_directions(rd: RunDir) -> list[Path]:
     cfg = rd.config()
     _steps, m = rd.metrics()
-    panels = [("sharpness", "$\\lambda_1$ (final)"), ("hessian_cond", f"$\\lambda_1/\\lambda_{cfg.metrics.curvature_k}$"),
+    panels = [("sharpness", "$\\lambda_1$ (final)"), ("hessian_cond", f"$\\lambda_1/\\lambda_{cfg.metrics.curvature.k}$"),
               ("dead_fraction", "dead neurons (fraction)")]
     panels = [(k, t) for k, t in panels if k in m]
     fig = Figure(figsize=(4 * len(panels), 3.6), layout="constrained")

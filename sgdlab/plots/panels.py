@@ -11,7 +11,8 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure  # OO API: no pyplot global state, works headless
 
-from sgdlab.core.errors import ConfigError, choices_message
+from sgdlab.core.errors import ConfigError
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.store.runs import RunDir
 
 # The main figure's panels when a config names none: these, where logged.
@@ -23,14 +24,8 @@ def default_panels(logged) -> tuple[str, ...]:
     return tuple(m for m in DEFAULT_PANELS if m in logged) or tuple(sorted(logged))[:4]
 
 
-# Metrics spanning many decades are drawn on a log axis.
-LOG_METRICS = {"train_loss", "test_loss", "l1", "balancedness"}
-# Plain Unicode, not mathtext: parsing mathtext (pyparsing) was most of a figure's save time.
-LABELS = {
-    "train_loss": "train loss", "test_loss": "test loss", "jacobian_rank": "rank φ(X)",
-    "l0": "‖u⊙v‖₀", "l0_robust": "‖u⊙v‖₀ (>10⁻³)", "l1": "‖u⊙v‖₁",
-    "support_mass": "support mass", "param_norm": "‖(u,v)‖₂", "balancedness": "‖|u|−|v|‖",
-}
+# Panel titles and log axes come from the metric registry (sgdlab.metrics.registry: a spec's
+# ``label``, plain Unicode, and ``log_scale``).
 PANEL_INCHES = (4.2, 3.4)  # width, height of one metric panel
 MARGIN_INCHES = (0.62, 0.12, 0.5, 0.62, 0.72)  # left, right, bottom, top (title + suptitle), between panels
 PNG_COMPRESS_LEVEL = 1
@@ -176,7 +171,7 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
         for k, arm in enumerate(arms):
             for b in (boundaries or {}).get(arm, []):
                 ax.axvline(b, color=colors[k % len(colors)], ls="--", lw=1.0, alpha=0.7)
-        if name in LOG_METRICS:
+        if METRIC_SPECS.log_scale(name):
             ax.set_yscale("log")
             limit, cut = log_lower_limit(minima)
             if limit is not None:
@@ -185,7 +180,7 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
                 ax.text(0.98, 0.02, f"below axis: {note}", transform=ax.transAxes, ha="right", va="bottom",
                         fontsize=6.5, color="0.3")
         ax.set_xlabel("iteration")
-        ax.set_title(LABELS.get(name, name))
+        ax.set_title(METRIC_SPECS.label(name))
         ax.grid(alpha=0.3)
     if handles:
         labels = [h.get_label() for h in handles.values()]
@@ -221,10 +216,11 @@ def plot_panels(rd: RunDir, names: tuple[str, ...] | None = None, fmt: str = "pn
         diverged = {r["index"]: (int(steps[-1]) if not np.isfinite(last[r["index"]]) else None) for r in runs}
     arms = [a.label for a in cfg.arms]
     custom = bool(names)
+    names = METRIC_SPECS.canonical_names(names, "metrics") if names else ()
     names = tuple(names or cfg.figure or default_panels(metrics))
     for n in names:
         if n not in metrics:
-            raise ConfigError(f"{rd.path}: {choices_message('metric', n, metrics)} (the metrics this run logged)")
+            raise ConfigError(f"{rd.path}: {METRIC_SPECS.choices(n, metrics)} (the metrics this run logged)")
     bounds = phase_boundaries(cfg)
     dashed = ", dashed = phase boundary" if any(bounds.values()) else ""
     fig = draw_metric_panels(steps, metrics, runs, names, arms, diverged=diverged, boundaries=bounds,

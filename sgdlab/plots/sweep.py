@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from sgdlab.core.errors import ConfigError, choices_message
+from sgdlab.core.errors import ConfigError
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.store.runs import RunDir
 from sgdlab.store.sweeps import SweepDir
-from sgdlab.plots.panels import LOG_METRICS, quiet_nan, save_figure
+from sgdlab.plots.panels import quiet_nan, save_figure
 
 
 def _summaries(sw: SweepDir, index: dict) -> dict[int, dict | None]:
@@ -93,9 +94,11 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
     logged = sorted({k for s in summaries.values() if s for a in s["arms"].values() for k in a["final"]})
     if metrics is None:
         metrics = tuple(m for m in DEFAULT_METRICS if m in logged) or tuple(logged[:1]) or DEFAULT_METRICS[:1]
+    metrics = METRIC_SPECS.canonical_names(metrics, "metrics")
     for m in metrics:
         if logged and m not in logged:
-            raise ConfigError(f"{sw.path}: {choices_message('metric', m, logged)} (the metrics its jobs logged)")
+            raise ConfigError(f"{sw.path}: {METRIC_SPECS.choices(m, logged)} (the metrics its jobs logged)")
+    log_scale = METRIC_SPECS.log_scale
     axes = index["axes"]
     fig_dir = sw.path / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -116,8 +119,8 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
             ax.plot(xs, q[:, 1], "o-", color=f"C{c % 10}", label=label, ms=3)
             ax.fill_between(xs, q[:, 0], q[:, 2], color=f"C{c % 10}", alpha=0.2, lw=0)
         ax.set_xlabel(key)
-        ax.set_title(f"final {metric} (median, IQR over seeds)")
-        if metric in LOG_METRICS:
+        ax.set_title(f"final {METRIC_SPECS.label(metric)} (median, IQR over seeds)")
+        if log_scale(metric):
             ax.set_yscale("log")
         if logx:
             ax.set_xscale("log")
@@ -150,9 +153,9 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
                 med = np.nanmedian(m[metrics[0]][:, idx], axis=1) if idx else None
             if med is not None:
                 ax.plot(steps, med, color=cmap(i / max(len(order) - 1, 1)), label=f"{key}={vals_.get(key):.4g}")
-        ax.set_yscale("log" if metrics[0] in LOG_METRICS else "linear")
+        ax.set_yscale("log" if log_scale(metrics[0]) else "linear")
         ax.set_xlabel("iteration")
-        ax.set_title(f"{arm}: median {metrics[0]} per {key}")
+        ax.set_title(f"{arm}: median {METRIC_SPECS.label(metrics[0])} per {key}")
         ax.legend(fontsize=6, ncol=2)
         files.append(save_figure(fig, fig_dir / "over_training.png"))
 
@@ -166,13 +169,14 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
                 grid[v2.index(vals_[k2]), v1.index(vals_[k1])] = np.nanmedian(v) if np.isfinite(v).any() else np.nan
         fig = Figure(figsize=(5.5, 4), layout="constrained")
         ax = fig.subplots()
-        data = np.log10(grid) if metrics[-1] in LOG_METRICS else grid
+        data = np.log10(grid) if log_scale(metrics[-1]) else grid
         im = ax.imshow(data, origin="lower", aspect="auto", cmap="magma")
         ax.set_xticks(range(len(v1)), [f"{x:.3g}" if isinstance(x, float) else str(x) for x in v1], rotation=45)
         ax.set_yticks(range(len(v2)), [f"{x:.3g}" if isinstance(x, float) else str(x) for x in v2])
         ax.set_xlabel(k1)
         ax.set_ylabel(k2)
-        fig.colorbar(im, ax=ax, label=("log10 " if metrics[-1] in LOG_METRICS else "") + f"median final {metrics[-1]}")
+        fig.colorbar(im, ax=ax, label=("log10 " if log_scale(metrics[-1]) else "")
+                     + f"median final {METRIC_SPECS.label(metrics[-1])}")
         ax.set_title(arm)
         files.append(save_figure(fig, fig_dir / "heatmap.png"))
     return files

@@ -14,6 +14,7 @@ from sgdlab.core.config import check, to_dict
 from sgdlab.data.base import DataConfig
 from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.config import MetricsConfig
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import SGD, OptimizerConfig
 from sgdlab.spec.phases import (
@@ -230,6 +231,7 @@ class ExperimentConfig:
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
         check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        object.__setattr__(self, "figure", METRIC_SPECS.canonical_names(self.figure, "figure"))
         for arm in self.arms:
             arm.bounds(self.steps)  # phase lengths against the run length
         # logger backend names are checked by the store (store.loggers.check_backends) before a run starts

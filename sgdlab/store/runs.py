@@ -49,6 +49,7 @@ import torch
 from sgdlab._version import version as _sgdlab_version
 from sgdlab.core.config import dump_toml, load_toml
 from sgdlab.core.errors import CheckpointError
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.files import (  # noqa: F401  (re-exported: the run store's file primitives)
     atomic_write_bytes,
@@ -197,7 +198,14 @@ class RunDir:
         return self._json(META)
 
     def summary(self) -> dict | None:
-        return self._json(SUMMARY) if (self.path / SUMMARY).exists() else None
+        """summary.json; metric names a run written before used are read as their current names."""
+        if not (self.path / SUMMARY).exists():
+            return None
+        s = self._json(SUMMARY)
+        for entry in [*s.get("runs", []), *s.get("arms", {}).values()]:
+            if isinstance(entry.get("final"), dict):
+                entry["final"] = METRIC_SPECS.canonical_keys(entry["final"])
+        return s
 
     def complete(self) -> bool:
         """Finished: its summary exists, it recorded its figures, and every one of them exists."""
@@ -236,8 +244,9 @@ class RunDir:
         return out
 
     def metrics(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(steps (E,), name -> (E, R) float64 with NaN for missing/diverged)."""
-        return rows_to_arrays(self.rows())
+        """(steps (E,), name -> (E, R) float64 with NaN for missing/diverged); metric names a run
+        written before used are read as their current names (sgdlab.metrics.registry)."""
+        return rows_to_arrays([METRIC_SPECS.canonical_keys(r) for r in self.rows()])
 
     def validated_rows(self, eval_steps, last_step: int, n_runs: int) -> tuple[list[dict], int | None]:
         """Rows to keep when resuming from a checkpoint at ``last_step``: exactly one valid row per
@@ -263,15 +272,16 @@ class RunDir:
             elif ln.row["step"] != t:
                 problem = f"line {ln.number} has step {ln.row['step']}, expected evaluation step {t}"
             else:
-                bad = [k for k, v in ln.row.items() if k != "step" and len(v) != n_runs]
-                row_names = sorted(k for k in ln.row if k != "step")
+                row = METRIC_SPECS.canonical_keys(ln.row)  # rows an earlier release wrote: current names
+                bad = [k for k, v in row.items() if k != "step" and len(v) != n_runs]
+                row_names = sorted(k for k in row if k != "step")
                 if bad:
-                    problem = f"line {ln.number}: metric {bad[0]!r} has {len(ln.row[bad[0]])} values for {n_runs} runs"
+                    problem = f"line {ln.number}: metric {bad[0]!r} has {len(row[bad[0]])} values for {n_runs} runs"
                 elif names is not None and row_names != names:
                     problem = f"line {ln.number} logs other metrics than line 1"
                 names = names or row_names
             if problem is None:
-                keep.append(ln.row)
+                keep.append(row)
                 continue
             if at_checkpoint:
                 return keep, t

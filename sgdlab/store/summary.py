@@ -6,11 +6,8 @@ import math
 
 import numpy as np
 
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.spec.experiment import ExperimentConfig
-
-# Columns of the printed table, in this order when present.
-TABLE_METRICS = ("train_loss", "test_loss", "l0", "l0_robust", "jacobian_rank", "support_mass", "sharpness",
-                 "batch_sharpness")
 
 
 def _stats(x: np.ndarray) -> dict:
@@ -56,8 +53,9 @@ def _fmt(x) -> str:
 
 def format_table(summary: dict) -> str:
     """Plain-text table: one row per arm, medians [q25, q75] over non-diverged seeds."""
-    arms = summary["arms"]
-    present = [m for m in TABLE_METRICS if any(m in a["final"] for a in arms.values())]
+    arms = {name: {**a, "final": METRIC_SPECS.canonical_keys(a["final"])} for name, a in summary["arms"].items()}
+    # Columns: the metrics whose spec has a table position (sgdlab.metrics.registry), in that order.
+    present = [m for m in METRIC_SPECS.table_names() if any(m in a["final"] for a in arms.values())]
     head = ["arm", "diverged"] + [f"{m} (median [IQR])" for m in present]
     rows = []
     for name, a in arms.items():

@@ -35,6 +35,7 @@ import numpy as np
 
 from sgdlab.core.errors import ConfigError, SgdlabError
 from sgdlab.core.registry import Registry
+from sgdlab.metrics.registry import METRIC_SPECS
 
 # Repository root of a source checkout (sgdlab/frontends/docs_numbers/core.py -> root).
 ROOT = Path(__file__).resolve().parents[3]
@@ -237,9 +238,19 @@ def load_record(root: Path, name: str) -> dict:
     if not p.is_file():
         raise NumbersError(f"no generated output {p.relative_to(root)}; run `{COMMAND} {name}`")
     try:
-        return json.loads(p.read_text())
+        return _current_names(json.loads(p.read_text()))
     except (OSError, json.JSONDecodeError) as e:
         raise NumbersError(f"{p.relative_to(root)} is not readable JSON ({e}); rerun `{COMMAND} {name} --force`") from None
+
+
+def _current_names(x):
+    """A saved record with the deprecated metric names an earlier release wrote as keys renamed
+    (sgdlab.metrics.registry): it renders like one generated now."""
+    if isinstance(x, dict):
+        return METRIC_SPECS.canonical_keys({k: _current_names(v) for k, v in x.items()})
+    if isinstance(x, list):
+        return [_current_names(v) for v in x]
+    return x
 
 
 def _finite(x):

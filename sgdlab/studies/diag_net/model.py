@@ -87,15 +87,15 @@ class DiagonalNet(BatchedModel):
 
         u, v = params["u"], params["v"]
         beta = u * v
-        rtol = cfg.rank_rtol if cfg.rank_rtol is not None else AUTHORS_RANK_RTOL
+        rtol = cfg.thresholds.rank_rtol if cfg.thresholds.rank_rtol is not None else AUTHORS_RANK_RTOL
         if rtol not in self._rank:
             # Authors: 2d test inputs, as many as parameters.
             self._rank[rtol] = dm.DiagJacobianRank(data.x_test[: 2 * self.d], rtol)
         table = {
             "train_loss": lambda: dm.half_mse_loss(beta, data.x_train, data.y_train),
             "test_loss": lambda: dm.half_mse_loss(beta, data.x_test, data.y_test),
-            "l0": lambda: dm.l0(beta, cfg.l0_threshold),
-            "l0_robust": lambda: dm.l0(beta, cfg.l0_robust_threshold),
+            "l0": lambda: dm.l0(beta, cfg.thresholds.l0),
+            "l0_robust": lambda: dm.l0(beta, cfg.thresholds.l0_robust),
             "l1": lambda: beta.abs().sum(-1),
             "support_mass": lambda: dm.support_mass(beta, data.extras["support"]),
             "param_norm": lambda: torch.sqrt((u * u).sum(-1) + (v * v).sum(-1)),

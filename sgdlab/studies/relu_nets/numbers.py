@@ -22,7 +22,7 @@ TS_SEEDS = 40  # 4/8 large-step seeds diverge in the first steps: 40 seeds leave
 SEEDS = 16
 TS_CONST = "SGD eta=0.13"
 TS_DECAYS = ("SGD eta=0.35 /2 at 10%", "SGD eta=0.35 /4 at 30%", "SGD eta=0.35 /5 at 50%")
-TS_METRICS = {"test_loss": "test loss", "feature_sparsity_l1": "feature sparsity", "jacobian_rank": "rank φ"}
+TS_METRICS = {"test_loss": "test loss", "block1_sparsity": "feature sparsity", "jacobian_rank": "rank φ"}
 
 experiment_spec(
     "relu-teacher-student", "relu-teacher-student", TS_SEEDS, TS_METRICS,
@@ -49,15 +49,15 @@ experiment_spec(
 L3_DECAYS = ("SGD eta=0.04 warm-up, /3.5 at 10%", "SGD eta=0.04 warm-up, /2.5 at 30%", "SGD eta=0.04 warm-up, /5 at 50%")
 experiment_spec(
     "relu-3layer", "relu-3layer", SEEDS,
-    {"test_loss": "test loss", "positive_fraction_l1": "positive fraction, layer 1",
-     "positive_fraction_l2": "positive fraction, layer 2"},
+    {"test_loss": "test loss", "block1_active": "positive fraction, layer 1",
+     "block2_active": "positive fraction, layer 2"},
     pairs=[(L3_DECAYS[0], "SGD eta=0.011"), (L3_DECAYS[1], L3_DECAYS[0]), (L3_DECAYS[2], L3_DECAYS[1])],
     intro="`relu-3layer`, {seeds}, {steps} steps:",
     note="Paper (one seed): test 0.0614 vs 0.0322 / 0.0248 / 0.0206; nonzero activations layer 1: 57.0% vs "
          "47.6 / 37.8 / 34.0%; layer 2: 46.6% vs 31.2 / 25.2 / 18.2%.",
     about="three-layer ReLU teacher-student, 16 seeds: per-layer sparsity", cost=0.5)
 
-ONE_D = {"train_loss": "train loss", "positive_fraction_l1": "positive fraction", "feature_sparsity_l1": "merged sparsity",
+ONE_D = {"train_loss": "train loss", "block1_active": "positive fraction", "block1_sparsity": "merged sparsity",
          "jacobian_rank": "rank φ"}
 experiment_spec(
     "relu-1d", "relu-1d", SEEDS, ONE_D, pairs=[("SGD warm-up to 50%, /3", "SGD warm-up to 2%, /2.5")],
