@@ -17,7 +17,8 @@ _API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "ove
         "ExperimentConfig", "RunResult"}
 _REGISTER = {"register_data", "register_model", "register_optimizer", "register_schedule", "register_metric",
              "register_figure", "register_experiments", "register_docs_numbers", "register_architecture",
-             "register_image_dataset", "register_executor", "register_logger"}
+             "register_image_dataset", "register_executor", "register_logger",
+             "register_metric_spec"}
 _MONITOR = {"Monitor", "LogSpaced"}  # measure a user's own training loop (sgdlab/workflows/monitor.py)
 
 

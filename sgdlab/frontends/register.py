@@ -42,6 +42,8 @@ Families and what each decorator accepts:
   (R,)``, logged when the experiment lists it in ``metrics.names``, and by ``sgdlab.Monitor`` when
   its ``metrics`` name it (the same function with R = 1 on a view of your module and measurement
   set, see :mod:`sgdlab.metrics.module_view`); label and log scale are the figures'.
+* ``register_metric_spec(name, description, label=..., log_scale=..., table=...)``: describes a
+  quantity that a model kind's own ``metrics()`` logs (labels, log axes, summary-table column).
 * ``register_figure(name)``: ``fn(run_dir) -> list[Path]``, drawn when the experiment lists it in
   ``extra_figures`` (``sgdlab.plots.lazy_figure(module, function)`` defers importing matplotlib).
 * ``register_architecture(name)``: ``fn(num_classes, width, in_channels=3, generator=None, **options)
@@ -84,6 +86,7 @@ from sgdlab.optim.schedules import ScheduleConfig
 
 __all__ = ["register_architecture", "register_data", "register_docs_numbers", "register_executor",
            "register_experiments", "register_figure", "register_image_dataset", "register_logger", "register_metric",
+           "register_metric_spec",
            "register_model", "register_optimizer", "register_schedule"]
 
 SCALARS = (int, float, bool, str)
@@ -258,6 +261,17 @@ def register_metric(name: str, *, label: str = "", log_scale: bool = False, desc
         return fn
 
     return deco
+
+
+def register_metric_spec(name: str, description: str, *, label: str = "", log_scale: bool = False,
+                         table: int = 0) -> None:
+    """Describe a quantity a model kind's own ``metrics()`` logs (no compute function): its panel
+    ``label``, ``log_scale``, and ``table`` column in the printed summary (0 = not shown). ``name``
+    may be a family with ``{placeholders}``, e.g. ``"{layer}_norm"``."""
+    _check_name(name, "metric")
+    from sgdlab.metrics.registry import METRIC_SPECS, MetricSpec
+
+    METRIC_SPECS.add_spec(MetricSpec(name, description, label, log_scale, "model", table))
 
 
 def register_figure(name: str):

@@ -1,7 +1,8 @@
 """The bundled metric specs (fields of :class:`sgdlab.metrics.registry.MetricSpec`) and the
 deprecated names they replace; plain data, loaded into ``METRIC_SPECS`` once.
 
-Grouped by who logs them. Labels are plain Unicode (no mathtext: it is slow to draw). A name with
+Grouped by who logs them. The studies' own model families (the diagonal net, the two-layer and
+linear models) describe their metrics in their folders, through ``sgdlab.register_metric_spec``. Labels are plain Unicode (no mathtext: it is slow to draw). A name with
 ``{placeholders}`` is a family (``{i}``: digits; ``{layer}``: a layer or block name: ``block{l}``
 for the ``l``-th hidden layer of ``relu_mlp`` and of the image MLP, the network's block names for
 deep nets, module names in the Monitor).
@@ -29,26 +30,6 @@ BUILTIN: list[dict] = [
     _spec("jacobian_rank", "rank of phi = d f(x_i) / d theta over probe inputs: singular values > "
           "rank_rtol x the largest (metrics.thresholds.rank_rtol; Monitor: settings.rank_rtol)", "rank φ(X)",
           source="model, monitor", table=5),
-    # ---------------------------------------------------------------- diagonal linear net (beta = u * v)
-    _spec("l0", "||u*v||_0: coordinates with |beta_j| > metrics.thresholds.l0 (1e-50, the authors' count)",
-          "‖u⊙v‖₀", table=3),
-    _spec("l0_robust", "||u*v||_0 with threshold metrics.thresholds.l0_robust (1e-3: numerical dust not counted)",
-          "‖u⊙v‖₀ (>10⁻³)", table=4),
-    _spec("l1", "||u*v||_1", "‖u⊙v‖₁", log=True),
-    _spec("support_mass", "sum over the true support of |beta_j| / ||beta||_1", "support mass", table=6),
-    _spec("param_norm", "||(u, v)||_2", "‖(u,v)‖₂"),
-    _spec("balancedness", "|| |u| - |v| ||_2 (zero on the balanced manifold)", "‖|u|−|v|‖", log=True),
-    # ---------------------------------------------------------------- two-layer net, depth-2 linear net
-    _spec("residual", "mean training residual f(x) - y (eps of the scalar target)"),
-    _spec("norm_sq", "|W|^2 + |v|^2 (lambda of the scalar net)"),
-    _spec("imbalance", "|W|^2 - |v|^2 (conserved by gradient flow)"),
-    _spec("a1", "W[0, 0]: the first first-layer weight (a of the scalar net)"),
-    _spec("b1", "v[0]: the first second-layer weight (b of the scalar net)"),
-    _spec("irrelevant_norm", "RMS first-layer column norm over the irrelevant coordinates / its initial value"),
-    _spec("relevant_norm", "RMS first-layer column norm over the support coordinates / its initial value"),
-    _spec("beta_irrelevant", "|W^T v| restricted to the irrelevant coordinates (linear activation)"),
-    # ---------------------------------------------------------------- linear regression
-    _spec("dist_opt", "|theta - theta*|^2, theta* the least-squares minimizer"),
     # ---------------------------------------------------------------- features per layer (MLP, deep nets, Monitor)
     _spec("{layer}_sparsity", "merged feature sparsity coefficient of the layer's activations A (n x units): "
           "|corr| > sparsity_tau merged (sgdlab.metrics.sparsity)", "{layer} feature sparsity",
