@@ -399,14 +399,14 @@ def export_cmd(run_dir, backend):
 @main.command("compare")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="export the rows (.csv or .parquet)")
-@click.option("--metric", "-m", "metrics", multiple=True, help="columns (default: losses and l0)")
+@click.option("--metric", "-m", "metrics", multiple=True, help="columns (default: the first four summary-table metrics present)")
 def compare_cmd(dirs, csv_out, metrics):
     """One table across run and sweep directories (medians and IQR over seeds)."""
     from sgdlab.workflows.compare import export, format_rows, rows_of
 
     _check_csv(csv_out)
     rows = [r for d in dirs for r in rows_of(d)]
-    click.echo(format_rows(rows, tuple(metrics) or ("train_loss", "test_loss", "l0", "l0_robust")))
+    click.echo(format_rows(rows, tuple(metrics) or None))
     if csv_out:
         click.echo(f"wrote {export(rows, csv_out)}")
 

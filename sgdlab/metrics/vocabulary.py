@@ -29,7 +29,7 @@ BUILTIN: list[dict] = [
     _spec("test_error", "fraction of misclassified held-out examples (classifiers)", "test error"),
     _spec("jacobian_rank", "rank of phi = d f(x_i) / d theta over probe inputs: singular values > "
           "rank_rtol x the largest (metrics.thresholds.rank_rtol; Monitor: settings.rank_rtol)", "rank φ(X)",
-          source="model, monitor", table=5),
+          source="model, monitor", table=3),
     # ---------------------------------------------------------------- features per layer (MLP, deep nets, Monitor)
     _spec("{layer}_sparsity", "merged feature sparsity coefficient of the layer's activations A (n x units): "
           "|corr| > sparsity_tau merged (sgdlab.metrics.sparsity)", "{layer} feature sparsity",

@@ -16,12 +16,17 @@ from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.store.runs import RunDir
 
 # The main figure's panels when a config names none: these, where logged.
-DEFAULT_PANELS = ("train_loss", "test_loss", "jacobian_rank", "l0")
+# Panels drawn when an experiment names none: the first logged metrics in summary-table order
+# (MetricSpec.table: train loss, test loss, then what the model family describes as its headline).
+DEFAULT_PANEL_COUNT = 4
 
 
 def default_panels(logged) -> tuple[str, ...]:
-    """DEFAULT_PANELS that were logged, else the first four logged metrics."""
-    return tuple(m for m in DEFAULT_PANELS if m in logged) or tuple(sorted(logged))[:4]
+    """The first DEFAULT_PANEL_COUNT logged table metrics, else the first logged metrics."""
+    from sgdlab.metrics.registry import METRIC_SPECS
+
+    return (tuple(m for m in METRIC_SPECS.table_names() if m in logged)[:DEFAULT_PANEL_COUNT]
+            or tuple(sorted(logged))[:DEFAULT_PANEL_COUNT])
 
 
 # Panel titles and log axes come from the metric registry (sgdlab.metrics.registry: a spec's

@@ -63,14 +63,23 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def format_rows(rows: list[dict], metrics=("train_loss", "test_loss", "l0", "l0_robust")) -> str:
-    """Text table: identifying columns, diverged count, median [q25, q75] per metric."""
+# Metric columns of a table when none are named: the first summary-table metrics present.
+DEFAULT_COLUMNS = 4
+
+
+def format_rows(rows: list[dict], metrics=None) -> str:
+    """Text table: identifying columns, diverged count, median [q25, q75] per metric (``metrics``
+    None: the first DEFAULT_COLUMNS of the registry's summary-table metrics that the rows hold)."""
     if not rows:
         return "(no rows)"
     skip = {"schedule", "n_runs", "n_diverged", "status", "error"}
     ident = [k for k in rows[0] if not any(k.endswith(f"_{s}") for s in STATS) and k not in skip]
     for r in rows:
         ident += [k for k in r if k not in ident and not any(k.endswith(f"_{s}") for s in STATS) and k not in skip]
+    if metrics is None:
+        from sgdlab.metrics.registry import METRIC_SPECS
+
+        metrics = [m for m in METRIC_SPECS.table_names() if any(f"{m}_median" in r for r in rows)][:DEFAULT_COLUMNS]
     present = [m for m in metrics if any(f"{m}_median" in r for r in rows)]
     head = ident + ["diverged"] + present
     table = []
