@@ -30,7 +30,7 @@ def _version() -> str:
 
 
 def __getattr__(name):
-    # Lazy: importing sgdlab must stay cheap (importlib.metadata alone is ~20 ms of `sgdlab --help`)
+    # Lazy: importing sgdlab must stay cheap (importlib.metadata alone is noticeable in `sgdlab --help`)
     # and must not pull in the trainer for users who only want sgdlab.metrics.
     if name == "__version__":
         globals()["__version__"] = v = _version()

@@ -12,7 +12,7 @@ import sys
 import typing
 from pathlib import Path
 
-# Two busy cores thrash with OpenMP's default busy-waiting (measured 2-6x slower); must be
+# Busy cores thrash with OpenMP's default busy-waiting (several times slower); must be
 # set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
