@@ -191,7 +191,7 @@ def _check_csv(csv_out) -> None:
 def summary_cmd(run_dir, csv_out):
     """Print the per-arm table of a finished run, or the per-point table of a sweep."""
     from .runs import RunDir
-    from .summary import format_table
+    from .summary import format_table, table_columns
     from .sweep import INDEX
 
     _check_csv(csv_out)
@@ -209,7 +209,7 @@ def summary_cmd(run_dir, csv_out):
     if s is None:
         raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
                           f"`sgdlab run --resume {run_dir}`")
-    click.echo(format_table(s))
+    click.echo(format_table(s, table_columns(rd.config())))
 
 
 @main.command("list")
@@ -219,6 +219,28 @@ def list_cmd():
 
     for name, description in describe_experiments():
         click.echo(f"{name:28s} {description}")
+
+
+@main.command("kinds")
+@click.argument("family", required=False, metavar="[FAMILY]")
+@click.option("--for", "experiment", metavar="EXPERIMENT",
+              help="metric: list exactly the metrics this experiment can log (builds its data and model)")
+@_imports_option
+def kinds_cmd(family, experiment, imports):
+    """List every registered kind (data, model, optimizer, schedule, metric, figure, executor) with its
+    keys, types, defaults and a one-line description; your own kinds too after --import."""
+    from .kinds import describe, format_kinds
+    from .plugins import import_modules
+
+    if imports:
+        import_modules(list(imports), "--import")
+    cfg = None
+    if experiment:
+        if family not in (None, "metric"):
+            raise click.UsageError("--for applies to the metric family")
+        cfg = _load(experiment, imports)
+        family = "metric"
+    click.echo(format_kinds(describe(family, cfg)))
 
 
 @main.command("show")
@@ -236,8 +258,9 @@ def show_cmd(experiment, sets, keys, imports):
         width = max(len(k) for k, _, _ in items)
         for name, tp, value in items:
             click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
-        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind "
-                   "(sgdlab show NAME --set data.kind=... --keys lists its keys)")
+        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind, "
+                   "starting from that kind's defaults (sgdlab show NAME --set data.kind=... --keys lists its keys; "
+                   "sgdlab kinds lists every kind)")
         click.echo("# a multi-phase arm has arms.N.phases.M.optimizer / .schedule / .steps / .fraction instead of "
                    "arms.N.optimizer and arms.N.schedule")
         return

@@ -8,9 +8,19 @@ import numpy as np
 
 from .experiment import ExperimentConfig
 
-# Columns of the printed table, in this order when present.
-TABLE_METRICS = ("train_loss", "test_loss", "l0", "l0_robust", "jacobian_rank", "support_mass", "sharpness",
-                 "batch_sharpness")
+# Columns of the printed table when an experiment logs every metric of its model (no
+# metrics.names): these in this order when present, then its figure panels.
+TABLE_METRICS = ("train_loss", "test_loss", "test_error", "l0", "l0_robust", "jacobian_rank", "support_mass",
+                 "sharpness", "batch_sharpness")
+
+
+def table_columns(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The metrics the end-of-run table shows: the experiment's own choice, whatever the model family.
+
+    ``metrics.names`` when given (the requested metrics, in that order), then the ``figure``
+    panels; without ``metrics.names``, TABLE_METRICS and then the figure panels."""
+    first = cfg.metrics.names if cfg.metrics.names else TABLE_METRICS
+    return tuple(dict.fromkeys((*first, *cfg.figure)))
 
 
 def _stats(x: np.ndarray) -> dict:
@@ -54,10 +64,11 @@ def _fmt(x) -> str:
     return f"{x:.2e}"
 
 
-def format_table(summary: dict) -> str:
-    """Plain-text table: one row per arm, medians [q25, q75] over non-diverged seeds."""
+def format_table(summary: dict, columns: tuple[str, ...] | None = None) -> str:
+    """Plain-text table: one row per arm, medians [q25, q75] over non-diverged seeds, of the metrics
+    ``columns`` (``table_columns(cfg)``; default TABLE_METRICS) that were logged."""
     arms = summary["arms"]
-    present = [m for m in TABLE_METRICS if any(m in a["final"] for a in arms.values())]
+    present = [m for m in (columns or TABLE_METRICS) if any(m in a["final"] for a in arms.values())]
     head = ["arm", "diverged"] + [f"{m} (median [IQR])" for m in present]
     rows = []
     for name, a in arms.items():

@@ -23,6 +23,7 @@ import torch
 
 from .errors import ConfigError, choices_message
 from .experiment import ExperimentConfig
+from .metrics.config import curvature_advice
 from .metrics.custom import METRICS
 from .metrics.tracking import CurvatureTracker, RunBatching
 from .optim.config import Optimizer
@@ -218,7 +219,8 @@ class Engine:
         for key, asked in (("metrics.names", self.cfg.metrics.names), ("figure", self.cfg.figure)):
             for name in asked:
                 if name not in valid:
-                    raise ConfigError(f"{key}: {choices_message('metric', name, valid)}")
+                    raise ConfigError(f"{key}: {choices_message('metric', name, valid)}"
+                                      f"{curvature_advice(name, self.cfg.metrics)}")
                 if key == "figure" and name not in logged:
                     raise ConfigError(f"figure: panel {name!r} is not in metrics.names, so it is never logged; "
                                       f"add it there or drop the panel")

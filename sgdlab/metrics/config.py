@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from ..config import check
+
+
+_EIG = re.compile(r"hessian_eig(\d+)$")
+CURVATURE_NAMES = ("sharpness", "hessian_cond", "curvature_hvps", "dead_fraction")  # and hessian_eig{i}
+
+
+def curvature_advice(name: str, cfg: MetricsConfig) -> str:
+    """Why a curvature quantity ``name`` is not logged under ``cfg`` and which key logs it ("" when
+    ``name`` is no curvature quantity): the tail of the unknown-metric error."""
+    from .quantities import QUANTITIES
+
+    if name in QUANTITIES and name not in cfg.batch_curvature:
+        return (f"; {name!r} is mini-batch curvature: list it in metrics.batch_curvature (with "
+                f"metrics.curvature_every > 0)")
+    eig = _EIG.match(name)
+    if name in CURVATURE_NAMES or name in QUANTITIES or eig:
+        if cfg.curvature_every <= 0:
+            return (f"; {name!r} is measured by curvature tracking, which is off: set metrics.curvature_every "
+                    f"to N > 0 (every N-th evaluation step)")
+        if eig and not 2 <= int(eig.group(1)) <= cfg.curvature_k:
+            return f"; curvature tracking measures hessian_eig2..{cfg.curvature_k}: raise metrics.curvature_k"
+        return ""
+    return ("; curvature quantities (sharpness, hessian_eig2, hessian_cond, ...) are logged with "
+            "metrics.curvature_every > 0")
 
 
 @dataclass(frozen=True)

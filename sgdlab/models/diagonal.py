@@ -107,6 +107,8 @@ class DiagonalNet(BatchedModel):
 
 @dataclass(frozen=True)
 class DiagonalNetConfig(ModelConfig):
+    """Diagonal linear network f(x) = <u * v, x> (the paper's sparse-regression model)."""
+
     kind: ClassVar[str] = "diagonal_net"
     init_scale: float = 0.1  # u_0 = init_scale * 1 (authors) when u0 is not given
     # Explicit initial values, the same for every seed (no seed hunting): one number for every

@@ -56,6 +56,8 @@ class LinearModel(BatchedModel):
 
 @dataclass(frozen=True)
 class LinearConfig(ModelConfig):
+    """Linear model f(x) = <w, x> (quadratic loss: the replacement and support experiments)."""
+
     kind: ClassVar[str] = "linear"
     init_scale: float = 0.0  # theta_0 ~ init_scale * N(0, I); 0: every run starts at theta = 0
 

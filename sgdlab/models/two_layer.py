@@ -162,6 +162,8 @@ class TwoLayerNet(BatchedModel):
 
 @dataclass(frozen=True)
 class TwoLayerConfig(ModelConfig):
+    """Two-layer network f(x) = v . s(W x) with activation s (linear: the depth-2 linear net)."""
+
     kind: ClassVar[str] = "two_layer"
     width: int = 10  # hidden units (= d of a, b in R^d for the scalar target)
     activation: Literal["linear", "relu"] = "linear"

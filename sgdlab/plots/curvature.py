@@ -39,6 +39,7 @@ def _median_finite(steps, vals):
 
 @FIGURES.register("sharpness_edge")
 def sharpness_edge(rd: RunDir) -> list[Path]:
+    """Sharpness (and batch sharpness, when logged) per arm against 2/eta_t, the stability threshold along the schedule."""
     cfg = rd.config()
     steps, m = rd.metrics()
     if "sharpness" not in m:
@@ -69,6 +70,7 @@ def sharpness_edge(rd: RunDir) -> list[Path]:
 
 @FIGURES.register("sharpest_directions")
 def sharpest_directions(rd: RunDir) -> list[Path]:
+    """Top Hessian eigenvalues and conditioning per arm at the end of training, against eta / b."""
     cfg = rd.config()
     _steps, m = rd.metrics()
     panels = [("sharpness", "$\\lambda_1$ (final)"), ("hessian_cond", f"$\\lambda_1/\\lambda_{cfg.metrics.curvature_k}$"),
