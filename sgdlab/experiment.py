@@ -208,8 +208,9 @@ class ExperimentConfig:
     # that the experiment logs (plots.panels.DEFAULT_PANELS)
     figure: tuple[str, ...] = ()
     extra_figures: tuple[str, ...] = ()  # named figures from sgdlab.plots.FIGURES
-    # Save every run's parameters at this many evenly spaced evaluation steps (plus the
-    # first and last) under DIR/snapshots/, for figures of the weights over training.
+    # Save every run's parameters at this many evaluation steps, evenly spaced over the list of
+    # evaluation steps, plus the first (step 0) and the last, under DIR/snapshots/, for figures
+    # of the weights over training (N + 2 steps; ones that round to the same step are saved once).
     snapshots: int = 0
     loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
 

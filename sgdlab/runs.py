@@ -48,6 +48,7 @@ import torch
 
 from . import __version__
 from .config import dump_toml, load_toml
+from .config_paths import absolute_config
 from .errors import CheckpointError
 from .experiment import ExperimentConfig
 from .files import (  # noqa: F401  (re-exported: the run store's file primitives)
@@ -124,7 +125,7 @@ class RunDir:
             rd.path.mkdir(parents=True, exist_ok=True)
             rd.open_writer()
             (rd.path / FIGURES).mkdir(exist_ok=True)
-            atomic_write_text(rd.path / CONFIG, dump_toml(cfg))
+            atomic_write_text(rd.path / CONFIG, dump_toml(absolute_config(cfg)))  # runs from any directory
             atomic_write_text(rd.path / META, dumps(_provenance()))
             atomic_write_text(rd.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
             atomic_write_text(rd.path / METRICS, "")

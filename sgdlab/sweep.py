@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import from_dict, override, to_dict, toml_value
+from .config_paths import resolve_paths
 from .errors import CheckpointError, ConfigError
 from .experiment import ExperimentConfig
 from .locking import DirLock, check_unlocked
@@ -322,7 +323,7 @@ class Sweep:
             "axes": [[k, v] for k, v in axes],
             "sets": list(sets),
             "points": [dataclasses.asdict(p) for p in points],
-            "jobs": [{"id": j.id, "dir": j.dir, "config": to_dict(j.config), "status": "pending",
+            "jobs": [{"id": j.id, "dir": j.dir, "config": resolve_paths(to_dict(j.config), Path.cwd()), "status": "pending",
                       "n_runs_hint": len(j.config.arms) * j.config.seeds} for j in jobs],
         }
         sw._write(index)
