@@ -52,7 +52,8 @@ class _ArmFields(string.Formatter):
                 raise ConfigError(f"arm name {self.tree['name']!r}: placeholder {{{field_name}}} names no key of "
                                   f"the arm; use dotted keys such as {{schedule.lr}}, {{schedule.factors.0}}, "
                                   f"{{optimizer.batch_size}}, {{phases.0.schedule.lr}} "
-                                  f"(aliases: {', '.join(self.aliases)})")
+                                  f"(aliases: {', '.join(self.aliases)}); after switching a kind, rename the arm "
+                                  f"(--set arms.N.name='...')")
         return node, field_name
 
     def format_field(self, value, format_spec):
