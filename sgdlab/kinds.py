@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass
 
 from .errors import ConfigError, choices_message
@@ -65,8 +66,8 @@ def _first_line(doc: str | None, cls_name: str = "") -> str:
 
 
 def _type(tp) -> str:
-    s = tp if isinstance(tp, str) else getattr(tp, "__name__", None) if isinstance(tp, type) else str(tp)
-    s = str(s)
+    """A type hint as a user reads it: "one of 'a', 'b'", "schedule table | unset", "list of int"."""
+    s = tp.__name__ if isinstance(tp, type) else str(tp)
     s = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", s)
     s = re.sub(r"sgdlab\.[\w.]+\.(\w+)Config", lambda m: f"{m.group(1).lower()} table", s)
     s = re.sub(r"tuple\[(\w+), \.\.\.\]", r"list of \1", s)
@@ -107,7 +108,7 @@ def _config_kinds(family: str) -> list[Kind]:
         if name == EXTERNAL:  # what sgdlab.Monitor records of a user's own loop: not a choice
             continue
         cls = base.registry.get(name)
-        hints = __import__("typing").get_type_hints(cls)
+        hints = typing.get_type_hints(cls)
         keys = []
         for f in dataclasses.fields(cls):
             if not f.init:
