@@ -1,6 +1,6 @@
 import os
 
-# Two busy cores thrash with torch's default threading (measured 2-6x slower).
+# Busy cores thrash with torch's default threading (several times slower).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -22,7 +22,10 @@ print(",".join(m for m in {heavy!r} if m in sys.modules))
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["show", "diag-net"], ["show", "diag-net", "--keys"],
                                   ["run", "--help"], ["show", "label-noise-diag-net-phases"],
-                                  ["show", "eos-chebyshev", "--set", "seeds=3"]])
+                                  ["show", "eos-chebyshev", "--set", "seeds=3"], ["kinds", "data"],
+                                  ["kinds", "model"], ["kinds", "optimizer"], ["kinds", "schedule"],
+                                  ["kinds", "metric"], ["kinds", "executor"],
+                                  ["show", "diag-net", "--set", "data.kind=chebyshev", "--keys"]])
 def test_config_commands_import_no_heavy_library(args):
     p = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)], capture_output=True, text=True,
                        check=False)

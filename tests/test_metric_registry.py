@@ -194,7 +194,7 @@ def test_one_name_per_quantity_across_families():
     assert METRIC_SPECS.label("hessian_eig3") == "λ3"
     assert METRIC_SPECS.label("feature_sparsity_l2") == "block2 feature sparsity"
     assert METRIC_SPECS.log_scale("ema_train_loss") and not METRIC_SPECS.log_scale("jacobian_rank")
-    assert METRIC_SPECS.table_names()[:3] == ["train_loss", "test_loss", "jacobian_rank"]
+    assert METRIC_SPECS.table_names()[:4] == ["train_loss", "test_loss", "test_error", "jacobian_rank"]
     assert math.isfinite(eng.cfg.metrics.thresholds.sparsity_tau)
 
 

@@ -23,6 +23,7 @@ from sgdlab.core.errors import CheckpointError, ConfigError
 from sgdlab.store.locking import DirLock, read_owner
 from sgdlab.store.runs import CHECKPOINT, METRICS, RunDir
 from sgdlab.workflows.sweep import Sweep
+from waiting import wait_for
 
 pytestmark = pytest.mark.study("diag_net")
 
@@ -177,7 +178,7 @@ import sys, time
 from sgdlab.store.locking import DirLock
 lock = DirLock(sys.argv[1]).acquire()
 print("locked", flush=True)
-time.sleep(60)
+time.sleep(3600)  # holds the lock until the test kills it
 """
 
 
@@ -209,14 +210,15 @@ def test_a_lock_of_another_host_is_taken_over_only_once_its_heartbeat_is_stale(t
     monkeypatch.setattr(locking, "STALE_SECONDS", 1.0)
     monkeypatch.setattr(locking, "RETRY_SECONDS", 0.2)
     t0 = time.monotonic()
-    held = DirLock(tmp_path / "d").acquire(wait=10)  # a requeued task waits for it to go stale
-    assert 0.5 < time.monotonic() - t0 < 5 and held.took_over["host"] == "node-17"
+    # a requeued task waits for it to go stale (never before: the lower bound); the upper bound is
+    # the wait itself, which fails rather than return late
+    held = DirLock(tmp_path / "d").acquire(wait=600)
+    assert time.monotonic() - t0 > 0.5 and held.took_over["host"] == "node-17"
     before = lock.stat().st_mtime
     monkeypatch.setattr(locking, "HEARTBEAT_SECONDS", 0.1)
     held.release()
     held = DirLock(tmp_path / "d").acquire()  # a holder refreshes its heartbeat
-    time.sleep(0.5)
-    assert lock.stat().st_mtime > before
+    wait_for(lambda: lock.stat().st_mtime > before, "the holder's heartbeat to touch its .lock")
     held.release()
 
 
@@ -238,16 +240,15 @@ def test_a_killed_pool_sweep_takes_its_workers_with_it(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", _POOL_SWEEP, *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not all((out / f"jobs/job-000{i}/checkpoint.pt").exists() for i in (0, 1)):
-        time.sleep(0.5)
+    assert wait_for(lambda: all((out / f"jobs/job-000{i}/checkpoint.pt").exists() for i in (0, 1)),
+                    "both jobs' first checkpoints", proc)
+    owners = [read_owner(out / f"jobs/job-000{i}") for i in (0, 1)]
     proc.kill()
     proc.wait()
-    time.sleep(3)  # workers notice within WATCHDOG_SECONDS (PDEATHSIG: at once)
-    owners = [read_owner(out / f"jobs/job-000{i}") for i in (0, 1)]
     from sgdlab.store.locking import pid_alive
 
-    assert not [o for o in owners if o and pid_alive(o["pid"])], owners
+    # workers notice within WATCHDOG_SECONDS (PDEATHSIG: at once); waited for, not slept
+    wait_for(lambda: not [o for o in owners if o and pid_alive(o["pid"])], "the pool workers to exit")
     sw = Sweep(out)
     sw.execute("inprocess", progress=False)
     for i, steps in ((0, 300001), (1, 300002)):
@@ -312,16 +313,22 @@ def test_bad_output_locations_and_options_are_one_line_errors(tmp_path):
         (["run", "--resume", tmp_path / "file"], "is a file, not a run directory"),
         (["sweep", "--resume", tmp_path / "file"], "is a file"),
     ]
-    for args, needle in cases:
-        t0 = time.monotonic()
-        r = cli(*args)
+    from sgdlab.workflows import window
+
+    searched = []
+    real_find = window.find_window
+    window.find_window = lambda *a, **k: searched.append(a) or real_find(*a, **k)
+    try:
+        results = [(args, needle, cli(*args)) for args, needle in cases]
+    finally:
+        window.find_window = real_find
+    assert not searched  # the window's bad --out was refused before the search, not after it
+    for args, needle, r in results:
         assert r.exit_code == 2, (args, r.output)
         assert needle in r.output and "Traceback" not in r.output, (args, r.output)
         assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
         errors = [ln for ln in r.output.splitlines() if ln.lower().startswith("error")]
         assert len(errors) == 1, (args, r.output)  # one error line (click adds its usage lines)
-        if args[0] == "window":
-            assert time.monotonic() - t0 < 5  # refused before the search, not after it
 
 
 def test_debug_shows_the_traceback():

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import sgdlab
 from sgdlab.core.config import dump_toml
 from sgdlab.core.errors import CheckpointError
 from sgdlab.store.runs import RunDir
+from waiting import wait_for
 
 pytestmark = pytest.mark.study("diag_net")
 
@@ -73,11 +73,10 @@ def test_killed_process_resumes_to_the_same_result(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "sgdlab", "run", str(cfg_file), "--out", str(out),
                              "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill once a few checkpoints exist, well before the end
-        if (out / "checkpoint.pt").exists() and len((out / "metrics.jsonl").read_text().splitlines()) > 30:
-            break
-        time.sleep(0.05)
+    # kill once a checkpoint exists and metrics reached the 30th evaluation, well before the end
+    assert wait_for(lambda: (out / "checkpoint.pt").exists()
+                    and len((out / "metrics.jsonl").read_text().splitlines()) > 30,
+                    "a checkpoint and 30 metrics rows", proc), proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert RunDir(out).summary() is None, "the run finished before it could be killed"

@@ -1,7 +1,7 @@
 """``torch``, imported on first use.
 
 Configs, the command line's ``--help`` / ``list`` / ``show`` and everything else that only reads
-or writes configs must not pay torch's import (about 2 s, most of a short run's fixed cost).
+or writes configs must not pay torch's import (most of a short run's fixed cost).
 Modules that define config kinds therefore write ``from .._torch import torch`` instead of
 ``import torch``: the name is a stand-in that imports the real module the first time one of its
 attributes is read, then holds all of them (later reads are plain attribute lookups, no

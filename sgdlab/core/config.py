@@ -261,9 +261,26 @@ def _set_path(tree, keys: list[str], value, full: str):
         tree[key] = value
 
 
+def _table_at(tree, keys: list[str]):
+    """The table at dotted ``keys`` of a plain-dict config, or None where there is none."""
+    for k in keys:
+        if isinstance(tree, list) and k.lstrip("-").isdigit() and -len(tree) <= int(k) < len(tree):
+            tree = tree[int(k)]
+        elif isinstance(tree, dict) and k in tree:
+            tree = tree[k]
+        else:
+            return None
+    return tree if isinstance(tree, dict) else None
+
+
 def override(cfg, assignments: list[str] | tuple[str, ...]):
-    """Return ``cfg`` with ``key.path=value`` assignments applied and re-validated."""
+    """Return ``cfg`` with ``key.path=value`` assignments applied and re-validated.
+
+    An assignment ``X.kind=K`` that changes the kind of table ``X`` starts that table afresh from
+    kind ``K``'s defaults (the old kind's keys need not exist in the new one); the other
+    assignments to ``X.*`` apply on top of it, whatever their order on the command line."""
     data = to_dict(cfg)
+    parsed = []
     for a in assignments:
         if "=" not in a:
             raise ConfigError(f"override {a!r} must look like key.path=value")
@@ -271,7 +288,16 @@ def override(cfg, assignments: list[str] | tuple[str, ...]):
         key = key.strip()
         if not key:
             raise ConfigError(f"override {a!r} has an empty key")
-        _set_path(data, key.split("."), _parse_value(text.strip()), key)
+        parsed.append((key, _parse_value(text.strip())))
+    # kind switches first (outer tables before inner ones), then every other key on top
+    for key, value in sorted((p for p in parsed if p[0].split(".")[-1] == "kind"), key=lambda p: p[0].count(".")):
+        table = _table_at(data, key.split(".")[:-1])
+        if table is not None and table.get("kind") != value:
+            table.clear()
+        _set_path(data, key.split("."), value, key)
+    for key, value in parsed:
+        if key.split(".")[-1] != "kind":
+            _set_path(data, key.split("."), value, key)
     return from_dict(type(cfg), data)
 
 

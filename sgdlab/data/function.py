@@ -36,7 +36,7 @@ class FunctionData(DataConfig):
 
     kind: ClassVar[str] = "function"
     # "module:function" (an importable module) or "./file.py:function" (a file, relative to the
-    # current directory); returns a dict with keys x, y (optional x_test, y_test, extras) or a Dataset
+    # config file; to the current directory on the command line); returns a dict with keys x, y (optional x_test, y_test, extras) or a Dataset
     function: str = ""
     kwargs: Any = None  # keyword arguments of the call, a table, e.g. {n = 100, seed = 0}
     # Only for a result without x_test / y_test, as data kind "arrays": 0 = test metrics on the

@@ -79,6 +79,8 @@ def sparse_regression(n: int, d: int, r: int, n_test: int, rng: np.random.Genera
 
 @dataclass(frozen=True)
 class SparseRegression(DataConfig):
+    """Sparse linear regression y = <beta*, x> (+ noise) with an r-sparse beta* (the paper's diag-net data)."""
+
     kind: ClassVar[str] = "sparse_regression"
     n: int = 80  # training examples
     d: int = 200  # input dimension

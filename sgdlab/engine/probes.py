@@ -81,6 +81,12 @@ class EngineProbes:
     def for_engine(cls, eng) -> EngineProbes:
         """The probes of ``eng.cfg.metrics.names`` that nothing else logs (module doc)."""
         asked = [n for n in eng.cfg.metrics.names if n in PROBES and METRIC_SPECS.computed(n) is None]
+        from sgdlab.metrics.config import curvature_advice
+        from sgdlab.metrics.quantities import QUANTITIES
+
+        batch = [n for n in asked if n in QUANTITIES]  # Monte Carlo over hundreds of batches: tracking's job
+        if batch:
+            raise ConfigError(f"metrics.names: {batch[0]!r}{curvature_advice(batch[0], eng.cfg.metrics)}")
         if asked:
             own = set(eng.model.metric_names(eng.data, eng.cfg.metrics, eng.dtype))
             own |= set(eng.curvature.names()) if eng.curvature.enabled else set()

@@ -24,6 +24,7 @@ import torch
 from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.probes import EngineProbes
+from sgdlab.metrics.config import curvature_advice
 from sgdlab.metrics.registry import METRIC_SPECS, unknown_metric
 from sgdlab.metrics.tracking import CurvatureTracker, RunBatching
 from sgdlab.optim.config import Optimizer
@@ -222,7 +223,8 @@ class Engine:
         for key, asked in (("metrics.names", self.cfg.metrics.names), ("figure", self.cfg.figure)):
             for name in asked:
                 if name not in valid and not (key == "metrics.names" and name in self.probes.probes):
-                    raise unknown_metric(name, valid, key)
+                    err = unknown_metric(name, valid, key)
+                    raise ConfigError(f"{err}{curvature_advice(name, self.cfg.metrics)}")
                 if key == "figure" and name not in logged:
                     raise ConfigError(f"figure: panel {name!r} is not in metrics.names, so it is never logged; "
                                       f"add it there or drop the panel")

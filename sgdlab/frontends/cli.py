@@ -13,7 +13,7 @@ import typing
 import warnings
 from pathlib import Path
 
-# Two busy cores thrash with OpenMP's default busy-waiting (measured 2-6x slower); must be
+# Busy cores thrash with OpenMP's default busy-waiting (several times slower); must be
 # set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -208,7 +208,7 @@ def _check_csv(csv_out) -> None:
 def summary_cmd(run_dir, csv_out):
     """Print the per-arm table of a finished run, or the per-point table of a sweep."""
     from sgdlab.store.runs import RunDir
-    from sgdlab.store.summary import format_table
+    from sgdlab.store.summary import format_table, table_columns
     from sgdlab.workflows.sweep import INDEX
 
     _check_csv(csv_out)
@@ -226,7 +226,7 @@ def summary_cmd(run_dir, csv_out):
     if s is None:
         raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
                           f"`sgdlab run --resume {run_dir}`")
-    click.echo(format_table(s))
+    click.echo(format_table(s, table_columns(rd.config())))
 
 
 @main.command("list")
@@ -236,6 +236,28 @@ def list_cmd():
 
     for name, description in describe_experiments():
         click.echo(f"{name:28s} {description}")
+
+
+@main.command("kinds")
+@click.argument("family", required=False, metavar="[FAMILY]")
+@click.option("--for", "experiment", metavar="EXPERIMENT",
+              help="metric: list exactly the metrics this experiment can log (builds its data and model)")
+@_imports_option
+def kinds_cmd(family, experiment, imports):
+    """List every registered kind (data, model, optimizer, schedule, metric, figure, executor) with its
+    keys, types, defaults and a one-line description; your own kinds too after --import."""
+    from sgdlab.frontends.kinds import describe, format_kinds
+    from sgdlab.core.plugins import import_modules
+
+    if imports:
+        import_modules(list(imports), "--import")
+    cfg = None
+    if experiment:
+        if family not in (None, "metric"):
+            raise click.UsageError("--for applies to the metric family")
+        cfg = _load(experiment, imports)
+        family = "metric"
+    click.echo(format_kinds(describe(family, cfg)))
 
 
 @main.command("show")
@@ -253,8 +275,9 @@ def show_cmd(experiment, sets, keys, imports):
         width = max(len(k) for k, _, _ in items)
         for name, tp, value in items:
             click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
-        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind "
-                   "(sgdlab show NAME --set data.kind=... --keys lists its keys)")
+        click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind, "
+                   "starting from that kind's defaults (sgdlab show NAME --set data.kind=... --keys lists its keys; "
+                   "sgdlab kinds lists every kind)")
         click.echo("# a multi-phase arm has arms.N.phases.M.optimizer / .schedule / .steps / .fraction instead of "
                    "arms.N.optimizer and arms.N.schedule")
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Literal
@@ -102,6 +103,30 @@ def _flat(key: str):
         return getattr(getattr(self, table), sub)
 
     return property(get, doc=f"Deprecated: ``{table}.{sub}``.")
+
+
+_EIG = re.compile(r"hessian_eig(\d+)$")
+CURVATURE_NAMES = ("sharpness", "hessian_cond", "curvature_hvps", "dead_fraction")  # and hessian_eig{i}
+
+
+def curvature_advice(name: str, cfg: MetricsConfig) -> str:
+    """Why a curvature quantity ``name`` is not logged under ``cfg`` and which key logs it ("" when
+    ``name`` is no curvature quantity): the tail of the unknown-metric error."""
+    from sgdlab.metrics.quantities import QUANTITIES
+
+    if name in QUANTITIES and name not in cfg.batch.quantities:
+        return (f"; {name!r} is mini-batch curvature: list it in metrics.batch.quantities (with "
+                f"metrics.curvature.every > 0)")
+    eig = _EIG.match(name)
+    if name in CURVATURE_NAMES or name in QUANTITIES or eig:
+        if cfg.curvature.every <= 0:
+            return (f"; {name!r} is measured by curvature tracking, which is off: set metrics.curvature.every "
+                    f"to N > 0 (every N-th evaluation step)")
+        if eig and not 2 <= int(eig.group(1)) <= cfg.curvature.k:
+            return f"; curvature tracking measures hessian_eig2..{cfg.curvature.k}: raise metrics.curvature.k"
+        return ""
+    return ("; curvature quantities (sharpness, hessian_eig2, hessian_cond, ...) are logged with "
+            "metrics.curvature.every > 0")
 
 
 @dataclass(frozen=True)

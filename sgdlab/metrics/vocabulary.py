@@ -26,10 +26,10 @@ BUILTIN: list[dict] = [
     _spec("test_loss", "mean per-example loss on the held-out set (only with finite test labels)", "test loss",
           log=True, table=2),
     _spec("train_error", "fraction of misclassified training examples (classifiers)", "train error"),
-    _spec("test_error", "fraction of misclassified held-out examples (classifiers)", "test error"),
+    _spec("test_error", "fraction of misclassified held-out examples (classifiers)", "test error", table=3),
     _spec("jacobian_rank", "rank of phi = d f(x_i) / d theta over probe inputs: singular values > "
           "rank_rtol x the largest (metrics.thresholds.rank_rtol; Monitor: settings.rank_rtol)", "rank φ(X)",
-          source="model, monitor", table=3),
+          source="model, monitor", table=4),
     # ---------------------------------------------------------------- features per layer (MLP, deep nets, Monitor)
     _spec("{layer}_sparsity", "merged feature sparsity coefficient of the layer's activations A (n x units): "
           "|corr| > sparsity_tau merged (sgdlab.metrics.sparsity)", "{layer} feature sparsity",
@@ -40,7 +40,7 @@ BUILTIN: list[dict] = [
     _spec("{layer}_dead", "number of never-active neurons (A_ij <= 0 for every example)", "{layer} dead"),
     # ---------------------------------------------------------------- curvature (tracking and Monitor)
     _spec("sharpness", "lambda_1, the top Hessian eigenvalue of the training loss (Lanczos; dense for small "
-          "two-layer nets)", "sharpness λ₁", source="curvature", table=7),
+          "two-layer nets)", "sharpness λ₁", source="curvature", table=8),
     _spec("hessian_eig{i}", "lambda_i, the i-th largest Hessian eigenvalue", "λ{i}", source="curvature"),
     _spec("hessian_cond", "lambda_1 / lambda_k of the tracked eigenvalues", "λ₁/λ_k", source="curvature"),
     _spec("curvature_hvps", "Hessian-vector products of the eigenvalue measurement", "Hessian-vector products",
@@ -48,7 +48,7 @@ BUILTIN: list[dict] = [
     _spec("dead_fraction", "fraction of hidden units with mean |activation| < 1e-3 over the measured examples "
           "(Jastrzebski et al. 2018)", "dead fraction", source="curvature"),
     _spec("batch_sharpness", "E_B[g_B^T H_B g_B / |g_B|^2] over batches of the run's size", "batch sharpness",
-          source="curvature", table=8),
+          source="curvature", table=9),
     _spec("batch_sharpness_ratio", "E_B[g_B^T H_B g_B] / E_B[|g_B|^2]", "batch sharpness (ratio)",
           source="curvature"),
     _spec("minibs", "E_B[lambda_max(H_B)]", "MiniBS", source="curvature"),

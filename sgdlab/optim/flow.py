@@ -42,7 +42,7 @@ def gradient_flow(model, params: dict[str, torch.Tensor], data, t_end: float, ti
     times: flow times at which to report theta (default: t_end only), sorted in [0, t_end].
     Raises RuntimeError if the integrator fails (e.g. the flow blows up).
     """
-    # imported here: scipy.integrate costs ~0.15 s of every figure's start
+    # imported here: scipy.integrate would otherwise add to every figure's start
     from scipy.integrate import solve_ivp
 
     names = list(params)

@@ -150,6 +150,8 @@ def _check_frac(name, p):
 
 @dataclass(frozen=True)
 class Constant(ScheduleConfig):
+    """The same step size lr at every step."""
+
     kind: ClassVar[str] = "constant"
     lr: float = 0.1
 
@@ -165,6 +167,8 @@ class Constant(ScheduleConfig):
 
 @dataclass(frozen=True)
 class Piecewise(ScheduleConfig):
+    """Step size lr, divided by factors[i] (cumulatively) after each milestone fraction of the run."""
+
     kind: ClassVar[str] = "piecewise"
     lr: float = 0.1
     milestones: tuple[float, ...] = ()  # fractions of the run after which the step is divided
@@ -273,6 +277,8 @@ class PowerWarmup(ScheduleConfig):
 
 @dataclass(frozen=True)
 class ExpWarmup(ScheduleConfig):
+    """Exponential warm-up lr base^(100 t / T) up to fraction until, then /10, and /100 from 90% of the run."""
+
     kind: ClassVar[str] = "exp_warmup"
     lr: float = 0.75
     until: float = 0.5
@@ -311,6 +317,8 @@ class Piecewise0XEpochs(ScheduleConfig):
 
 @dataclass(frozen=True)
 class Cosine(ScheduleConfig):
+    """Cosine decay from lr at step 0 towards 0 at the end of the run."""
+
     kind: ClassVar[str] = "cosine"
     lr: float = 0.1
 

@@ -61,6 +61,7 @@ def _loss(ax, steps, m) -> None:
 
 
 def monitor_figure(rd: RunDir) -> list[Path]:
+    """A monitored loop: sharpness vs the logged 2/eta threshold, batch sharpness, feature sparsity, loss."""
     cfg = rd.config()
     steps, m = rd.metrics()
     if steps.size == 0:

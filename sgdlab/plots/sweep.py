@@ -84,17 +84,30 @@ def _numeric_axis(axes):
 DEFAULT_METRICS = ("train_loss", "test_loss")
 
 
+def _figure_panels(index: dict) -> tuple[str, ...]:
+    """The experiment's own figure panels (config ``figure``) of the sweep's jobs."""
+    out: dict[str, None] = {}
+    for j in index["jobs"]:
+        out.update(dict.fromkeys(j.get("config", {}).get("figure", ())))
+    return tuple(out)
+
+
 def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list[Path]:
-    """The sweep's figures for ``metrics`` (default: train and test loss, those of them logged)."""
+    """The sweep's figures for ``metrics``. Default: train and test loss and the experiment's own
+    figure panels (those logged), into ``figures/final_vs_value.png`` etc.; chosen ``metrics`` go
+    to their own files (``final_vs_value-METRIC....png``), so the default figures are never replaced."""
     sw = SweepDir(path)
     index = sw.index()
     points, summaries = sw.points(), _summaries(sw, index)
     legend = _legend_names(points)
     finals_of = lambda metric: _finals(points, summaries, legend, metric)
     logged = sorted({k for s in summaries.values() if s for a in s["arms"].values() for k in a["final"]})
-    if metrics is None:
-        metrics = tuple(m for m in DEFAULT_METRICS if m in logged) or tuple(logged[:1]) or DEFAULT_METRICS[:1]
+    custom = bool(metrics)
+    if not metrics:
+        wanted = dict.fromkeys((*DEFAULT_METRICS, *_figure_panels(index)))
+        metrics = tuple(m for m in wanted if m in logged) or tuple(logged[:1]) or DEFAULT_METRICS[:1]
     metrics = METRIC_SPECS.canonical_names(metrics, "metrics")
+    suffix = "-" + "-".join(metrics) if custom else ""
     for m in metrics:
         if logged and m not in logged:
             raise ConfigError(f"{sw.path}: {METRIC_SPECS.choices(m, logged)} (the metrics its jobs logged)")
@@ -136,7 +149,7 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
         ax.set_xscale("log")
     ax.grid(alpha=0.3)
     axs[0].legend(fontsize=7)
-    files.append(save_figure(fig, fig_dir / "final_vs_value.png"))
+    files.append(save_figure(fig, fig_dir / f"final_vs_value{suffix}.png"))
 
     # metric over training per value (first arm of the base experiment)
     if finals:
@@ -157,7 +170,7 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
         ax.set_xlabel("iteration")
         ax.set_title(f"{arm}: median {METRIC_SPECS.label(metrics[0])} per {key}")
         ax.legend(fontsize=6, ncol=2)
-        files.append(save_figure(fig, fig_dir / "over_training.png"))
+        files.append(save_figure(fig, fig_dir / f"over_training{suffix}.png"))
 
     # heat map of two swept values
     if len(axes) >= 2:
@@ -178,5 +191,5 @@ def plot_sweep(path: str | Path, metrics: tuple[str, ...] | None = None) -> list
         fig.colorbar(im, ax=ax, label=("log10 " if log_scale(metrics[-1]) else "")
                      + f"median final {METRIC_SPECS.label(metrics[-1])}")
         ax.set_title(arm)
-        files.append(save_figure(fig, fig_dir / "heatmap.png"))
+        files.append(save_figure(fig, fig_dir / f"heatmap{suffix}.png"))
     return files

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sgdlab.core import config as _config
 from sgdlab.core.errors import ConfigError, choices_message
+from sgdlab.spec.config_paths import resolve_paths
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.core.plugins import load_entry_points, resolve_spec
 from sgdlab.core.registry import Registry
@@ -60,8 +61,9 @@ def load_experiment(name_or_path: str | Path) -> ExperimentConfig:
 
 
 def _from_file(path: Path) -> ExperimentConfig:
-    """A config file; its ``imports`` are found relative to the file, not the current directory."""
-    table = _config.load_toml_table(path)
+    """A config file; its ``imports`` and file paths (``data.path``, ``data.function``, ``init.file``,
+    ``init.run``) are found relative to the file, not the current directory."""
+    table = resolve_paths(_config.load_toml_table(path), path.parent)
     if isinstance(table.get("imports"), list):
         table["imports"] = [resolve_spec(s, path.parent) if isinstance(s, str) and s.strip() else s
                             for s in table["imports"]]

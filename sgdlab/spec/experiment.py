@@ -51,7 +51,8 @@ class _ArmFields(string.Formatter):
                 raise ConfigError(f"arm name {self.tree['name']!r}: placeholder {{{field_name}}} names no key of "
                                   f"the arm; use dotted keys such as {{schedule.lr}}, {{schedule.factors.0}}, "
                                   f"{{optimizer.batch_size}}, {{phases.0.schedule.lr}} "
-                                  f"(aliases: {', '.join(self.aliases)})")
+                                  f"(aliases: {', '.join(self.aliases)}); after switching a kind, rename the arm "
+                                  f"(--set arms.N.name='...')")
         return node, field_name
 
     def format_field(self, value, format_spec):
@@ -208,8 +209,9 @@ class ExperimentConfig:
     # that the experiment logs (plots.panels.default_panels)
     figure: tuple[str, ...] = ()
     extra_figures: tuple[str, ...] = ()  # named figures from sgdlab.plots.FIGURES
-    # Save every run's parameters at this many evenly spaced evaluation steps (plus the
-    # first and last) under DIR/snapshots/, for figures of the weights over training.
+    # Save every run's parameters at this many evaluation steps, evenly spaced over the list of
+    # evaluation steps, plus the first (step 0) and the last, under DIR/snapshots/, for figures
+    # of the weights over training (N + 2 steps; ones that round to the same step are saved once).
     snapshots: int = 0
     loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
 

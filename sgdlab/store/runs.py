@@ -50,6 +50,7 @@ from sgdlab._version import version as _sgdlab_version
 from sgdlab.core.config import dump_toml, load_toml
 from sgdlab.core.errors import CheckpointError
 from sgdlab.metrics.registry import METRIC_SPECS
+from sgdlab.spec.config_paths import absolute_config
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.files import (  # noqa: F401  (re-exported: the run store's file primitives)
     atomic_write_bytes,
@@ -125,7 +126,7 @@ class RunDir:
             rd.path.mkdir(parents=True, exist_ok=True)
             rd.open_writer()
             (rd.path / FIGURES).mkdir(exist_ok=True)
-            atomic_write_text(rd.path / CONFIG, dump_toml(cfg))
+            atomic_write_text(rd.path / CONFIG, dump_toml(absolute_config(cfg)))  # runs from any directory
             atomic_write_text(rd.path / META, dumps(_provenance()))
             atomic_write_text(rd.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
             atomic_write_text(rd.path / METRICS, "")

@@ -10,6 +10,16 @@ from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.spec.experiment import ExperimentConfig
 
 
+def table_columns(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The metrics the end-of-run table shows: the experiment's own choice, whatever the model family.
+
+    ``metrics.names`` when given (the requested metrics, in that order), then the ``figure``
+    panels; without ``metrics.names``, the registry's summary-table metrics (MetricSpec.table, in
+    that order) and then the figure panels."""
+    first = cfg.metrics.names if cfg.metrics.names else tuple(METRIC_SPECS.table_names())
+    return tuple(METRIC_SPECS.canonical_names(dict.fromkeys((*first, *cfg.figure)), "metrics.names"))
+
+
 def _stats(x: np.ndarray) -> dict:
     x = x[np.isfinite(x)]
     if x.size == 0:
@@ -51,11 +61,11 @@ def _fmt(x) -> str:
     return f"{x:.2e}"
 
 
-def format_table(summary: dict) -> str:
-    """Plain-text table: one row per arm, medians [q25, q75] over non-diverged seeds."""
+def format_table(summary: dict, columns: tuple[str, ...] | None = None) -> str:
+    """Plain-text table: one row per arm, medians [q25, q75] over non-diverged seeds, of the metrics
+    ``columns`` (``table_columns(cfg)``; default: the registry's summary-table metrics) that were logged."""
     arms = {name: {**a, "final": METRIC_SPECS.canonical_keys(a["final"])} for name, a in summary["arms"].items()}
-    # Columns: the metrics whose spec has a table position (sgdlab.metrics.registry), in that order.
-    present = [m for m in METRIC_SPECS.table_names() if any(m in a["final"] for a in arms.values())]
+    present = [m for m in (columns or METRIC_SPECS.table_names()) if any(m in a["final"] for a in arms.values())]
     head = ["arm", "diverged"] + [f"{m} (median [IQR])" for m in present]
     rows = []
     for name, a in arms.items():

@@ -237,9 +237,9 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
         rd.update_meta(wall_seconds=wall)
         draw_figures(rd, quiet)
     if not quiet:
-        from sgdlab.store.summary import format_table
+        from sgdlab.store.summary import format_table, table_columns
 
-        print(format_table(summary))
+        print(format_table(summary, table_columns(eng.cfg)))
     return summary
 
 

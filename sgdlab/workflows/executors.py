@@ -25,7 +25,6 @@ from sgdlab.core.config import from_dict
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.registry import Registry
 from sgdlab.spec.experiment import ExperimentConfig
-from sgdlab.store.runs import RunDir
 from sgdlab.workflows.progress import POLL_SECONDS
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorContext", "run_job"]
@@ -68,6 +67,7 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         import torch
 
         torch.set_num_threads(threads)
+        from sgdlab.store.runs import RunDir
         from sgdlab.workflows import api
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
@@ -113,12 +113,14 @@ def _die_with_parent(parent: int) -> None:
 
 @EXECUTORS.register("inprocess")
 def _inprocess(todo, args, ctx: ExecutorContext):
+    """One job after the other in this process (the default)."""
     for j, a in zip(todo, args):
         yield j["id"], run_job(*a, progress=ctx.progress)
 
 
 @EXECUTORS.register("pool")
 def _pool(todo, args, ctx: ExecutorContext):
+    """A local process pool (--workers N); the workers die with the driver."""
     import multiprocessing as mp
     import os
     from concurrent.futures import FIRST_COMPLETED, wait
@@ -148,6 +150,7 @@ def _pool(todo, args, ctx: ExecutorContext):
 
 @EXECUTORS.register("ray")
 def _ray(todo, args, ctx: ExecutorContext):
+    """A Ray cluster (--ray starts a local one, --address joins one; pip install -e ".[ray]")."""
     try:
         import ray
     except ImportError:
@@ -180,6 +183,7 @@ def _ray(todo, args, ctx: ExecutorContext):
 
 @EXECUTORS.register("slurm")
 def _slurm(todo, args, ctx: ExecutorContext):
+    """One SLURM array job (--partition, --time, --cpus, --gpus, --mem; pip install -e ".[slurm]")."""
     from sgdlab.workflows.slurm import resolve_options, run_slurm
 
     opts = ctx.slurm or resolve_options(ctx.sweep)

@@ -16,11 +16,19 @@ system that the compute nodes share (as usual on clusters).
   submission that SLURM still lists as pending or running (their ids are in
   ``SWEEP/slurm/submitted.json``) and submits a new array for every other unfinished job.
 * Logs and submitit's files: ``SWEEP/slurm/<array id>_<task>/``.
+* A task has ended when its result file exists, or when ``squeue`` no longer lists it (twice in a
+  row): that also works where the cluster keeps no accounting (``sacct`` disabled), and a task
+  cancelled with ``scancel`` or killed is recorded as failed (``--resume`` runs it again from its
+  checkpoint).
+* Tasks run with the driver's Python (``sys.executable``: the same virtual environment) and its
+  environment (``sbatch`` exports it: ``PYTHONPATH``, ``OMP_NUM_THREADS``, ...); ``setup`` lines
+  run before each task where a node needs more (``module load ...``).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -41,6 +49,9 @@ ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", 
 CLUSTERS = ("slurm", "local", "debug")
 # Default wall-clock limit of a task (minutes): SLURM requeues tasks that hit it (they resume).
 DEFAULT_TIME_MIN = 240
+# A task absent from squeue this many status checks in a row, without a result, has ended (once
+# is not enough: a task leaves the queue a moment before its result file shows on a shared disk).
+VANISHED_CHECKS = 2
 
 
 @dataclass(frozen=True)
@@ -126,16 +137,62 @@ def _parameters(opts: SlurmOptions, todo: list[dict], name: str) -> dict:
     return p
 
 
-def still_active(job) -> bool:
-    """Will this earlier task still run? (SLURM lists it as pending / running / requeued.)"""
+def queued_ids() -> set[str] | None:
+    """Ids ("ARRAY_TASK" and plain job ids) of every task SLURM lists as pending or running, one per
+    array element (``squeue -r``); None where squeue cannot be asked."""
     try:
-        return not job.paths.result_pickle.exists() and str(job.state).split()[0].upper() in ACTIVE_STATES
+        p = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=60,
+                           check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(p.stdout.split()) if p.returncode == 0 else None
+
+
+def still_active(job, queued: set[str] | None = None) -> bool:
+    """Will this earlier task still run? (SLURM lists it in squeue, or as pending / running / requeued.)"""
+    try:
+        if job.paths.result_pickle.exists():
+            return False
+        if queued is not None and str(job.job_id) in queued:
+            return True
+        return str(job.state).split()[0].upper() in ACTIVE_STATES
     except Exception:  # the scheduler does not know it any more  # noqa: BLE001
         return False
 
 
+class _EndWatch:
+    """Which submitted tasks have ended: a result file, submitit's own check, or gone from squeue."""
+
+    def __init__(self, use_squeue: bool):
+        self.use_squeue = use_squeue
+        self.absent: dict[str, int] = {}  # task id -> consecutive checks without it in squeue
+
+    def ended(self, waiting: dict) -> list:
+        queued = queued_ids() if self.use_squeue else None
+        out = []
+        for jid, job in waiting.items():
+            if job.paths.result_pickle.exists():
+                out.append(jid)
+                continue
+            if queued is not None:
+                tid = str(job.job_id)
+                self.absent[tid] = 0 if tid in queued else self.absent.get(tid, 0) + 1
+                if self.absent[tid] >= VANISHED_CHECKS:
+                    out.append(jid)
+                    continue
+            if job.done():
+                out.append(jid)
+        return out
+
+
 def _outcome(job) -> dict:
     """The task's run_job result, or a failure naming what SLURM / submitit reported."""
+    if not job.paths.result_pickle.exists() and not job.done():  # left the queue without a result
+        log = job.paths.stderr
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        return {"status": "failed",
+                "error": f"slurm task {job.job_id} ended without a result (cancelled, killed or its node "
+                         f"failed){': ' + tail[0][:300] if tail else ''}; sgdlab sweep --resume runs it again"}
     try:
         return job.result()
     except Exception as e:  # killed, out of memory, time-outs exhausted, node failure  # noqa: BLE001
@@ -160,10 +217,11 @@ def run_slurm(todo: list[dict], args: list[tuple], sweep_dir: str | Path, opts: 
     executor.update_parameters(**_parameters(opts, todo, Path(sweep_dir).name))
     waiting: dict[int, object] = {}
     fresh = []
+    queued = queued_ids() if opts.cluster == "slurm" else None
     for j, a in zip(todo, args):
         old = submitted.get(str(j["id"]))
         job = submitit.SlurmJob(folder / "%j", old) if old and opts.cluster == "slurm" else None
-        if job is not None and still_active(job):
+        if job is not None and still_active(job, queued):
             waiting[j["id"]] = job
         else:
             fresh.append((j["id"], a))
@@ -175,8 +233,9 @@ def run_slurm(todo: list[dict], args: list[tuple], sweep_dir: str | Path, opts: 
             waiting[jid] = job
             submitted[str(jid)] = job.job_id
         atomic_write_text(record, json.dumps(submitted, indent=1))
+    watch = _EndWatch(use_squeue=opts.cluster == "slurm")
     while waiting:
-        for jid in [jid for jid, job in waiting.items() if job.done()]:
+        for jid in watch.ended(waiting):
             yield jid, _outcome(waiting.pop(jid))
         poll()
         if waiting:

@@ -12,9 +12,11 @@ resumes with only unfinished jobs re-run (a half-done job continues from its che
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from sgdlab.core.config import to_dict
 from sgdlab.core.errors import ConfigError
+from sgdlab.spec.config_paths import resolve_paths
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.locking import DirLock, check_unlocked
 from sgdlab.store.sweeps import INDEX, JOBS, Point, SweepDir
@@ -38,7 +40,7 @@ class Sweep(SweepDir):
             "axes": [[k, v] for k, v in axes],
             "sets": list(sets),
             "points": [dataclasses.asdict(p) for p in points],
-            "jobs": [{"id": j.id, "dir": j.dir, "config": to_dict(j.config), "status": "pending",
+            "jobs": [{"id": j.id, "dir": j.dir, "config": resolve_paths(to_dict(j.config), Path.cwd()), "status": "pending",
                       "n_runs_hint": len(j.config.arms) * j.config.seeds} for j in jobs],
         })
         return sw

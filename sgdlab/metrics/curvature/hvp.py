@@ -23,24 +23,19 @@ BatchNorm is the caller's explicit choice (``bn_mode``, required when the model 
   running statistics are neither used nor updated. The Hessian then depends on how the data is
   chunked: use one chunk per training batch to match the loss being trained.
 
-HVP method (``method="auto"`` picks per case). Measured on CPU (benchmarks/curvature.py and a
-1-thread sweep), time per HVP of forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``)
-over reverse-over-reverse (double backward): MLP 784-512-512-10: 1.2-1.4x (1000 examples) up to
-2.5x (batch 8), so double backward wins; small conv nets: 1.07-1.2x in float32, but 0.80-0.94x in
-float64, where forward-over-reverse wins (float64 convolution backward-of-backward is slow on CPU).
-So ``auto`` = ``"rev_rev"`` except conv nets in float64, which get ``"fwd_rev"``. (On the CIFAR
-ResNet-18 at width 4 double backward won in float64 too, fwd/rev 1.02-1.09: the difference is
-within about 20% either way.) Both give the same H v up to rounding (tested against the dense
-Hessian).
+HVP method (``method="auto"`` picks per case; ``benchmarks/curvature.py`` times them).
+On CPU, reverse-over-reverse (double backward) is faster than forward-over-reverse
+(``torch.func.jvp`` of ``torch.func.grad``) on MLPs and on conv nets in float32; on small conv nets
+in float64 forward-over-reverse wins (float64 convolution backward-of-backward is slow on CPU).
+So ``auto`` = ``"rev_rev"`` except conv nets in float64, which get ``"fwd_rev"``; the difference is
+modest either way. Both give the same H v up to rounding (tested against the dense Hessian).
 
 Cached gradient graph (``cache_graph``; on by default when the data is one chunk). A product
 recomputes forward pass + gradient + one backward pass through the gradient, but only the last
 depends on v. With the cache, forward pass and gradient (``create_graph=True``) are taken once per
 chunk and every product is a single backward pass through the kept graph (``retain_graph``).
-Measured per product, 2 threads, float32 (benchmarks/curvature.py): MLP 784-512-512-10 on 1000
-examples 74 -> 43 ms; CIFAR ResNet-18 on 256 images, width 4 713 -> 375 ms, width 16 2695 ->
-2127 ms; width 4 in float64 2478 (rev_rev) / 2636 (fwd_rev) -> 2190 ms. It is faster than
-both methods in every case measured, so a cached operator always uses it (``method`` then only
+It is faster than both methods in every case ``benchmarks/curvature.py`` measures (MLP and
+CIFAR ResNet-18, float32 and float64), so a cached operator always uses it (``method`` then only
 matters for the one-off products of uncached chunks). The price is memory: the kept graph (the
 activations a product needs anyway) lives as long as the operator, or until
 :meth:`HessianOperator.clear_cache`; with ``cache_graph=True`` and many chunks it grows with the
@@ -425,7 +420,7 @@ class HessianOperator:
             out = self.matvec(torch.from_numpy(a).to(self.device, self.dtype))
             return out.detach().to("cpu", torch.float64).numpy()
 
-        # imported here: scipy.sparse.linalg costs ~0.2 s of every run's start
+        # imported here: scipy.sparse.linalg would otherwise add to every run's start
         from scipy.sparse.linalg import LinearOperator
 
         return LinearOperator((self.dim, self.dim), matvec=mv, rmatvec=mv, dtype=np.float64)

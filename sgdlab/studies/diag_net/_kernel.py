@@ -1,7 +1,8 @@
 """Fused mini-batch SGD/GD and constant-noise SDE steps of the diagonal linear network (numba).
 
-A 100k-step batch-1 run is ~10 small tensor ops per step; in eager torch that costs
-~100 us per step whatever the number of runs, in this loop ~0.25 us per run-step.
+A 100k-step batch-1 run is ~10 small tensor ops per step; in eager torch their dispatch overhead
+dominates whatever the number of runs, in this loop a run-step costs a few arithmetic operations
+(``benchmarks/diag_net.py`` measures it).
 Same update law as ``DiagonalNet.loss_and_grad``, summed in another order: it agrees to
 rounding per step, not bit for bit (tests/test_diag_kernel_agreement.py).
 """
@@ -15,8 +16,7 @@ from sgdlab.core._jit import ensure_cache_dir
 
 ensure_cache_dir(__file__)
 
-# SDE kernel: plain loops up to this n*d, BLAS above (measured per run-step, 1 thread: loops 2.5x
-# faster at n=20, d=30; BLAS ~10% faster at n=80, d=200).
+# SDE kernel: plain loops up to this n*d (small problems: BLAS call overhead dominates), BLAS above.
 SDE_LOOP_MAX = 4096
 
 
@@ -75,7 +75,7 @@ def diag_sgd_chunk(u, v, X, y, idx, full, lr, t0, diverged, max_loss):
 @njit(cache=True, nogil=True)
 def _diag_gd_chunk(u, v, X, y, lr, t0, diverged, max_loss):
     """Full-batch steps with two BLAS matrix-vector products per step (X beta and X^T r):
-    O(nd) work per step where the per-example loop would be ~10x slower."""
+    O(nd) work per step, far faster than a per-example loop at these sizes."""
     R, d = u.shape
     T = lr.shape[1]
     n = X.shape[0]

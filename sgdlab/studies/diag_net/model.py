@@ -108,6 +108,8 @@ class DiagonalNet(BatchedModel):
 @sgdlab.register_model("diagonal_net")
 @dataclass(frozen=True)
 class DiagonalNetConfig(ModelConfig):
+    """Diagonal linear network f(x) = <u * v, x> (the paper's sparse-regression model)."""
+
     init_scale: float = 0.1  # u_0 = init_scale * 1 (authors) when u0 is not given
     # Explicit initial values, the same for every seed (no seed hunting): one number for every
     # coordinate or a list of d numbers. u0 replaces init_scale; v0 omitted = 0 (authors).

@@ -72,6 +72,7 @@ def _draw(ax, A, B, loss, coords, upto=None):
 
 
 def loss_surface(rd: RunDir) -> list[Path]:
+    """A 2-D slice of the loss surface with the GF / GD / SGD trajectories drawn on it."""
     s = _slice(rd)
     if s is None:
         return []
@@ -85,6 +86,7 @@ def loss_surface(rd: RunDir) -> list[Path]:
 
 
 def loss_surface_gif(rd: RunDir) -> list[Path]:
+    """The loss-surface slice as an animation (GIF), the trajectories advancing."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     s = _slice(rd)

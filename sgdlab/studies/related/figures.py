@@ -81,6 +81,7 @@ def linear2_table(rd: RunDir) -> dict:
 
 
 def linear2_large_step(rd: RunDir) -> list[Path]:
+    """Depth-2 linear net: every GD run against gradient flow from the same initial point."""
     cfg = rd.config()
     _steps, m = rd.metrics()
     runs = rd.runs()

@@ -57,6 +57,8 @@ class LinearModel(BatchedModel):
 @sgdlab.register_model("linear")
 @dataclass(frozen=True)
 class LinearConfig(ModelConfig):
+    """Linear model f(x) = <w, x> (quadratic loss: the replacement and support experiments)."""
+
     init_scale: float = 0.0  # theta_0 ~ init_scale * N(0, I); 0: every run starts at theta = 0
 
     def __post_init__(self):

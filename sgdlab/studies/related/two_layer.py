@@ -164,6 +164,8 @@ class TwoLayerNet(BatchedModel):
 @sgdlab.register_model("two_layer")
 @dataclass(frozen=True)
 class TwoLayerConfig(ModelConfig):
+    """Two-layer network f(x) = v . s(W x) with activation s (linear: the depth-2 linear net)."""
+
     width: int = 10  # hidden units (= d of a, b in R^d for the scalar target)
     activation: Literal["linear", "relu"] = "linear"
     w_scale: float = 1.0  # norm of every first-layer column W[:, j] at init (|a_0| for the scalar target)

@@ -88,6 +88,7 @@ def _neurons(rd: RunDir):
 
 
 def neuron_movement(rd: RunDir) -> list[Path]:
+    """Two-layer ReLU net: the hidden neurons' weight directions at the saved snapshots."""
     setup = _neurons(rd)
     if setup is None:
         return []
@@ -102,6 +103,7 @@ def neuron_movement(rd: RunDir) -> list[Path]:
 
 
 def neuron_movement_gif(rd: RunDir) -> list[Path]:
+    """The neuron movement as an animation (GIF) over the saved snapshots."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     setup = _neurons(rd)
@@ -127,6 +129,7 @@ def neuron_movement_gif(rd: RunDir) -> list[Path]:
 
 
 def learned_function_1d(rd: RunDir) -> list[Path]:
+    """The learned 1-D function of each arm at the saved snapshots, with the training points."""
     snaps = _snapshots_or_none(rd)
     cfg = rd.config()
     if snaps is None:
