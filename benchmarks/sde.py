@@ -55,8 +55,10 @@ def configs(n, d, runs, steps):
     from sgdlab.optim.config import GD
     from sgdlab.optim.sde import ConstantNoiseSDE
     from sgdlab.optim.schedules import Constant
+    from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
-    base = ExperimentConfig(name="bench-sde", data=SparseRegression(n=n, d=d, r=3, n_test=100), steps=steps,
+    base = ExperimentConfig(name="bench-sde", data=SparseRegression(n=n, d=d, r=3, n_test=100), model=DiagonalNetConfig(),
+                            steps=steps,
                             eval=EvalConfig("linear", 2), metrics=MetricsConfig(names=("train_loss",)))
     gd = dataclasses.replace(base, seeds=1, arms=tuple(ArmConfig(f"gd{i}", GD(), Constant(LR)) for i in range(runs)))
     sde = dataclasses.replace(base, seeds=runs, arms=(ArmConfig("sde", ConstantNoiseSDE(delta=DELTA), Constant(LR)),))

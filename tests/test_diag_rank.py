@@ -18,6 +18,7 @@ from sgdlab.studies.diag_net.metrics import DiagJacobianRank, diag_jacobian_rank
 from sgdlab.optim.config import SGD
 from sgdlab.optim.schedules import Constant
 from sgdlab.engine.train import Engine
+from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")
 
@@ -47,7 +48,8 @@ def jacobi_rank(u, v, x, rtol):
 
 def trajectory_states(n_states=12):
     """(u, v) batches from real SGD runs on the paper's data, at many points of training."""
-    cfg = ExperimentConfig(data=SparseRegression(n=40, d=60, r=6, n_test=200), seeds=4, steps=20000,
+    cfg = ExperimentConfig(data=SparseRegression(n=40, d=60, r=6, n_test=200), model=DiagonalNetConfig(), seeds=4,
+                           steps=20000,
                            arms=(ArmConfig("a", SGD(1), Constant(0.5)), ArmConfig("b", SGD(1), Constant(0.9))),
                            eval=EvalConfig("log", n_states))
     eng = Engine(cfg)

@@ -13,6 +13,7 @@ from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.samplers import WithoutReplacement, WithReplacement
 from sgdlab.optim.schedules import Constant, Piecewise
 from sgdlab.engine.train import Engine, train
+from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")
 
@@ -33,7 +34,7 @@ def reference_loop(x, y, init_scale, lr_fn, T, batches):
 
 def small_cfg(arms, steps=1500, seeds=3, fused=True, **kw):
     return ExperimentConfig(data=SMALL, arms=tuple(arms), steps=steps, seeds=seeds, fused=fused,
-                            eval=EvalConfig("linear", 7), **kw)
+                            eval=EvalConfig("linear", 7), **{"model": DiagonalNetConfig(), **kw})
 
 
 ARMS = [

@@ -26,6 +26,9 @@ from sgdlab.optim.noise import (
 from sgdlab.optim.sde import ConstantNoiseSDE, SDERule
 from sgdlab.optim.schedules import Constant, Piecewise, Steps
 from sgdlab.engine.train import train
+from sgdlab.studies.diag_net.model import DiagonalNetConfig
+
+pytestmark = pytest.mark.study("diag_net")
 
 
 def test_steps_schedule_values_and_boundaries():
@@ -71,7 +74,7 @@ def test_noise_levels_parse_from_toml_tables_and_numbers():
 def _cfg(arms, data=None, model=None, steps=240):
     kw = {"model": model} if model is not None else {}
     return ExperimentConfig(data=data or SparseRegression(n=20, d=30, r=3, n_test=50), arms=tuple(arms),
-                            steps=steps, seeds=2, eval=EvalConfig("linear", 4), **kw)
+                            steps=steps, seeds=2, eval=EvalConfig("linear", 4), **{"model": DiagonalNetConfig(), **kw})
 
 
 def _final(cfg):

@@ -17,6 +17,7 @@ from sgdlab.optim.config import GD
 from sgdlab.optim.flow import gradient_flow
 from sgdlab.optim.schedules import Constant
 from sgdlab.engine.train import train
+from sgdlab.metrics.config import MetricsConfig
 
 pytestmark = pytest.mark.study("related")
 
@@ -90,7 +91,7 @@ def test_two_layer_init_norms_and_seed_determinism():
     np.testing.assert_allclose(p["v"].norm(dim=1).numpy(), 2.0, rtol=1e-14)
     q = model.init_params([11])
     assert torch.equal(p["W"][0], q["W"][0]) and not torch.equal(p["W"][0], p["W"][1])
-    m = model.metrics(p, data, ExperimentConfig().metrics)
+    m = model.metrics(p, data, MetricsConfig())
     np.testing.assert_allclose(m["irrelevant_norm"].numpy(), 1.0, rtol=1e-14)  # relative to init
     assert "sharpness" in m  # 7 * 7 = 49 parameters: dense Hessian
 

@@ -125,10 +125,10 @@ def test_resume_of_a_finished_run_is_a_no_op(tmp_path):
 def test_snapshots_are_written_when_their_buffer_is_full(tmp_path, monkeypatch, buffer_bytes, parts):
     # without a full buffer (control) snapshots wait for a checkpoint: the first one (step 0) and
     # the final one; a buffer that any snapshot fills writes each on its own
-    from sgdlab.workflows import api
+    from sgdlab.workflows import run_loop
 
     if buffer_bytes is not None:
-        monkeypatch.setattr(api, "SNAPSHOT_BUFFER_BYTES", buffer_bytes)
+        monkeypatch.setattr(run_loop, "SNAPSHOT_BUFFER_BYTES", buffer_bytes)
     sgdlab.run(tiny(snapshots=3, checkpoint_seconds=1e9), tmp_path / "r", progress=False, quiet=True)
     assert len(list((tmp_path / "r" / "snapshots").glob("*.pt"))) == parts
     assert len(RunDir(tmp_path / "r").snapshots()) == 5

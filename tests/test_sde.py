@@ -18,6 +18,7 @@ from sgdlab.optim.noise import LabelNoiseGD, LabelNoiseSGD, NoisyGD, NoisyGradie
 from sgdlab.optim.sde import ConstantNoiseSDE, SDERule, delta_from_loss
 from sgdlab.optim.schedules import Constant, Piecewise
 from sgdlab.engine.train import train
+from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")
 
@@ -98,7 +99,8 @@ def test_noise_is_counter_based_chunking_and_seeds(monkeypatch, model):
     kw = {"data": TeacherStudent2D(n_test=50)} if model else {"data": SparseRegression(n=20, d=30, r=3, n_test=50)}
     if model:
         kw["model"] = model
-    cfg = ExperimentConfig(arms=tuple(ARMS), steps=600, seeds=2, eval=EvalConfig("linear", 4), **kw)
+    cfg = ExperimentConfig(arms=tuple(ARMS), steps=600, seeds=2, eval=EvalConfig("linear", 4),
+                           **{"data": SparseRegression(), "model": DiagonalNetConfig(), **kw})
     eng, s1, m1 = train(cfg)
     assert eng.n_runs == 8  # noisy full-batch runs are stochastic: one run per seed even from a fixed init
     monkeypatch.setattr(tr, "CHUNK", 97)
@@ -165,7 +167,8 @@ def test_fused_sde_equals_torch_path_over_a_run(monkeypatch, chunk):
     monkeypatch.setattr(tr, "CHUNK", chunk)
     arms = (ArmConfig("sde", ConstantNoiseSDE(delta=2e-3, noise_steps=1500), Piecewise(0.3, (0.5,), (2.0,))),
             ArmConfig("wild", ConstantNoiseSDE(delta=5.0), Constant(1.5)))
-    cfg = ExperimentConfig(data=SparseRegression(n=20, d=30, r=3, n_test=50), arms=arms, steps=2500, seeds=3,
+    cfg = ExperimentConfig(data=SparseRegression(n=20, d=30, r=3, n_test=50), model=DiagonalNetConfig(), arms=arms,
+                           steps=2500, seeds=3,
                            eval=EvalConfig("linear", 6))
     _, s1, m1 = train(cfg)
     _, s2, m2 = train(dataclasses.replace(cfg, fused=False))

@@ -84,10 +84,6 @@ class Job:
         return f"{JOBS}/job-{self.id:04d}"
 
 
-def _short(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def _job_key(cfg: ExperimentConfig) -> str:
     d = to_dict(cfg)
     for k in ("arms", "name", "description"):
