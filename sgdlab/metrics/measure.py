@@ -36,6 +36,7 @@ import torch
 from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.curvature import EigResult, batch_curvature, lanczos
 from sgdlab.metrics.curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
+from sgdlab.core.streams import BATCH_SUBSTREAM, STREAM_CURVATURE  # noqa: F401  (re-exported)
 
 __all__ = [
     "BATCH_SUBSTREAM",
@@ -54,11 +55,6 @@ __all__ = [
 
 # Jastrzebski et al. (2018): a unit is dead if its mean |activation| over the examples is below this.
 DEAD_THRESHOLD = 1e-3
-# Random stream of the curvature measurements, disjoint from optim.samplers' STREAM_* (0, 1, 2).
-STREAM_CURVATURE = 101
-# Substream of the Monte Carlo batches of one measurement (Lanczos uses the bare key), so that the
-# batches drawn do not depend on the random vectors Lanczos used (none when warm-started).
-BATCH_SUBSTREAM = 1
 # Seed of the fixed measurement subset (the same subset for every run and every measurement).
 SUBSET_SEED = 0
 

@@ -42,11 +42,8 @@ from sgdlab.optim.schedules import Schedule, ScheduleConfig
 from sgdlab.optim import samplers
 from sgdlab.optim.base import Optimizer, OptimizerConfig
 from sgdlab.optim.samplers import STREAM_NOISE
+from sgdlab.core.streams import TAG_LABEL, TAG_PARAM, TAG_SDE  # noqa: F401  (re-exported)
 
-# Noise-stream tags (one per noise source).
-TAG_LABEL = 0
-TAG_PARAM = 1
-TAG_SDE = 2
 # Noise pre-drawn per (run, block): at most this many numbers (8 MiB of float64) and at most
 # MAX_BLOCK steps; the block length depends only on the noise size, never on the chunking.
 BLOCK_NUMBERS = 2**20

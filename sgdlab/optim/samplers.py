@@ -9,12 +9,8 @@ uninterrupted ones and makes results independent of how the run is chunked.
 from __future__ import annotations
 
 import numpy as np
+from sgdlab.core.streams import STREAM_AUGMENT, STREAM_BATCHES, STREAM_INIT, STREAM_NOISE  # noqa: F401  (re-exported)
 
-# Independent random streams derived from one run seed.
-STREAM_INIT = 0
-STREAM_BATCHES = 1
-STREAM_NOISE = 2
-STREAM_AUGMENT = 3
 
 # Steps per block of pre-drawn batches (with replacement); any value works, this one
 # keeps a block of batch-1 indices at 8 KiB.
