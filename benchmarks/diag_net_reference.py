@@ -21,7 +21,7 @@ T_START = time.perf_counter()
 
 import numpy as np
 
-# The default diag-net experiment (sgdlab/studies/diag_net/sgdlab/studies/diag_net/experiments/diag-net.toml), in sgdlab's run order.
+# The default diag-net experiment (sgdlab/studies/diag_net/experiments/diag-net.toml), in sgdlab's run order.
 N, D, R_SUPPORT, N_TEST, DATA_SEED = 80, 200, 20, 1000, 0
 ARMS = [("SGD eta=0.25", 0.25, None, None), ("SGD eta=0.282 /4.8 at 10%", 0.282, 0.1, 4.8),
         ("SGD eta=0.282 /3.4 at 30%", 0.282, 0.3, 3.4), ("SGD eta=0.282 /1.5 at 50%", 0.282, 0.5, 1.5)]
