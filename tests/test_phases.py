@@ -249,6 +249,8 @@ def test_curvature_uses_the_batching_of_the_phase_in_effect(monkeypatch):
 # ------------------------------------------------------------------------------ config, labels, figures
 TOML = '''
 steps = 1000
+data = {kind = "sparse_regression"}
+model = {kind = "diagonal_net"}
 [[arms]]
 name = "ln eta={phases.0.schedule.lr} for {phases.0.fraction:.0%}, then {phases.1.optimizer.kind}"
 [[arms.phases]]
@@ -302,7 +304,7 @@ PHASE = "optimizer = {kind = 'gd'}\nschedule = {kind = 'constant', lr = 0.1}\n"
     ([], "phases must list at least one phase"),
 ])
 def test_phase_errors_are_one_line(phases, match):
-    text = "steps = 1000\n[[arms]]\nname = 'a'\n" + ("phases = []\n" if not phases else "".join(
+    text = "steps = 1000\ndata = {kind = 'sparse_regression'}\nmodel = {kind = 'diagonal_net'}\n[[arms]]\nname = 'a'\n" + ("phases = []\n" if not phases else "".join(
         f"[[arms.phases]]\n{p}\n" for p in phases))
     with pytest.raises(ConfigError, match=match) as e:
         from_dict(ExperimentConfig, tomllib.loads(text))

@@ -352,17 +352,17 @@ def test_labels_follow_overrides_in_tables_legends_and_sweeps(tmp_path):
 # ----------------------------------------------------------------------------- 8. work after training
 
 def test_a_kill_while_drawing_figures_is_resumed_and_draws_them(tmp_path, monkeypatch):
-    from sgdlab import plots
+    from sgdlab.plots import panels
 
-    real = plots.plot_panels
+    real = panels.plot_panels
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "plot_panels", killed)
+    monkeypatch.setattr(panels, "plot_panels", killed)
     with pytest.raises(KeyboardInterrupt):
         sgdlab.run(tiny(), tmp_path / "r", progress=False, quiet=True)
-    monkeypatch.setattr(plots, "plot_panels", real)
+    monkeypatch.setattr(panels, "plot_panels", real)
     assert not RunDir(tmp_path / "r").complete()
     r = cli("run", "--resume", tmp_path / "r", "--no-progress")
     assert r.exit_code == 0 and "already complete" not in r.output
@@ -398,7 +398,7 @@ def test_sweep_steps_option_and_no_all_nan_warnings(tmp_path):
 
 
 def test_the_progress_bar_hides_its_estimate_until_it_means_something():
-    from sgdlab.workflows.api import NO_ETA_FORMAT, _advance_bar, _progress
+    from sgdlab.workflows.run_loop import NO_ETA_FORMAT, _advance_bar, _progress
 
     bar = _progress(100_000, 0, "x", True)
     try:

@@ -47,12 +47,12 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
     Unknown panel names raise (listing the logged metrics) before anything is drawn. With an
     ``errors`` list, a figure that fails is recorded there and the others are still drawn.
     """
-    from sgdlab.plots.panels import plot_panels
+    from sgdlab.plots import panels
     from sgdlab.store.runs import RunDir
 
     rd = RunDir(path)
     cfg = rd.config()
-    out = plot_panels(rd, names, fmt)
+    out = panels.plot_panels(rd, names, fmt)
     if names is None:
         for fig in cfg.extra_figures:
             draw = FIGURES.get(fig)
