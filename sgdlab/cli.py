@@ -103,7 +103,8 @@ def _load(experiment, imports, sets=()):
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sgdlab")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="torch intra-op threads (toy nets run fastest on 1; raise it for deep nets)")
+              help="torch intra-op threads of deep nets (toy nets always run on 1 per process: more "
+                   "slows them down; spread them with `run --workers`)")
 @click.option("--debug", is_flag=True, help="show the full traceback of an error")
 def main(threads, debug):
     """Study the hidden dynamics of SGD: loss stabilization, sparse features, sharpness."""
@@ -124,9 +125,12 @@ def main(threads, debug):
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
 @click.option("--progress/--no-progress", default=True, help="progress bar on the terminal")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and the runs; train nothing")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="processes the runs are spread over, same results as 1 [default: one per physical core, "
+                   "capped by the runs; 1 for deep nets and GPU runs]")
 @_imports_option
 @_typed_flags
-def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports, **typed):
+def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, workers, imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from . import api
     from .config import dump_toml, toml_value
@@ -135,7 +139,7 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports
         if experiment or sets or imports or any(v is not None for v in typed.values()):
             raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
                                    "is read from it")
-        api.resume(resume, progress=progress)
+        api.resume(resume, progress=progress, workers=workers)
         return
     if not experiment:
         raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
@@ -154,7 +158,7 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports
         import time
 
         out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    res = api.run(cfg, out, progress=progress, overwrite=overwrite)
+    res = api.run(cfg, out, progress=progress, overwrite=overwrite, workers=workers)
     click.echo(f"run directory: {res.path}")
 
 

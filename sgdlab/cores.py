@@ -1,0 +1,96 @@
+"""How many processes and threads one experiment uses: this machine's cores and the rule per path.
+
+The rule, from ``benchmarks/scaling.py`` (docs/architecture.md, "Using every core"):
+
+* **Toy models** (diagonal nets, two-layer and ReLU MLPs, linear models: every model config
+  whose ``threaded`` is False) run their batched step and metrics on small tensors, where torch /
+  BLAS / OpenMP threads cost more than they give (measured: 2 threads take more CPU time and no
+  less wall time than 1). They run on **one thread per process**, and their runs are spread over
+  processes instead (``workers``, ``sgdlab.shards``): results are identical for any split.
+* **Deep nets** (``deep_net``: large convolutions per run) use torch's intra-op threads
+  (``--threads``), in one process.
+* A run on a GPU (``device`` other than ``cpu``) is one process: the device does the work.
+
+``threads`` is therefore never applied where it slows a run down; ``workers`` defaults to the
+physical cores this process may run on, capped by the number of runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SYS_CPU = Path("/sys/devices/system/cpu")
+
+
+def usable_cpus() -> set[int]:
+    """Logical CPUs this process may run on (its affinity mask; all of them where unknown)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def physical_cores() -> int:
+    """Physical cores among the usable CPUs (hyper-threads of one core count once): distinct
+    (package, core) pairs from sysfs, else the number of usable CPUs."""
+    cpus = usable_cpus()
+    cores = set()
+    for c in cpus:
+        topo = SYS_CPU / f"cpu{c}" / "topology"
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
+
+
+def threaded(cfg) -> bool:
+    """Does this experiment's batched path gain from intra-op threads? (``ModelConfig.threaded``)"""
+    return bool(getattr(type(cfg.model), "threaded", False))
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """Processes and threads per process of one experiment, and why (one line for the user)."""
+
+    workers: int  # processes, each a shard of the runs (1: today's single process)
+    threads: int  # torch intra-op threads per process
+    reason: str
+
+
+def choose(cfg, n_runs: int, workers: int | None, threads: int = 1) -> Parallelism:
+    """The processes and threads of an experiment with ``n_runs`` runs. ``workers`` None: one per
+    physical core, capped by the runs (1 for a threaded path or a GPU); ``threads``: what the user
+    asked, applied only where threads help."""
+    if str(cfg.device) != "cpu":
+        return Parallelism(1, max(1, threads), f"one process drives device {cfg.device}")
+    if threaded(cfg):
+        n = 1 if workers is None else max(1, min(workers, n_runs))
+        return Parallelism(n, max(1, threads), f"{cfg.model.kind} uses {threads} thread(s) per process")
+    if workers is None:
+        cores = physical_cores()
+        n = max(1, min(cores, n_runs))
+        why = f"{cores} physical core(s) usable, {n_runs} run(s)"
+    else:
+        n = max(1, min(workers, n_runs))
+        why = f"--workers {workers}, {n_runs} run(s)"
+    return Parallelism(n, 1, why)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to ``n`` inside the block, restored after (the caller's
+    setting is theirs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
