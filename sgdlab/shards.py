@@ -47,6 +47,9 @@ from .train import Engine, TrainState
 
 # Linux prctl option: deliver a signal to this process when its parent dies.
 PR_SET_PDEATHSIG = 1
+# A run-step's cost beyond its batch, in examples: on the diagonal net's kernel a full-batch step
+# (80 examples) costs 12.4 batch-1 steps, so (80 + c) / (1 + c) = 12.4, c ~ 6.
+STEP_OVERHEAD_EXAMPLES = 6.0
 # Seconds a worker gets to exit after "stop" before it is killed.
 JOIN_SECONDS = 5.0
 
@@ -55,11 +58,36 @@ class WorkerError(SgdlabError):
     """A worker process of a sharded run died or failed."""
 
 
+def run_weights(eng: Engine) -> dict[int, float]:
+    """Relative cost of each run: one evaluation's worth plus its steps, a step costing
+    (batch size + STEP_OVERHEAD_EXAMPLES) examples (averaged over the run's phases)."""
+    out = {}
+    for g in eng.all_groups:
+        span = sum(p.end - p.start for p in g.phases) or 1
+        b = sum((p.opt.sampler.n if p.opt.sampler.full else p.opt.sampler.b) * (p.end - p.start)
+                for p in g.phases) / span
+        for r in g.runs:
+            out[r] = 1.0 + (b + STEP_OVERHEAD_EXAMPLES) / (1 + STEP_OVERHEAD_EXAMPLES)
+    return out
+
+
 def split(eng: Engine, workers: int) -> list[np.ndarray]:
     """The runs of each shard: the run indices in group order (the order of the checkpoint's
-    groups) cut into ``min(workers, runs)`` contiguous pieces whose sizes differ by at most one."""
+    groups) cut into ``min(workers, runs)`` contiguous, non-empty pieces of near-equal cost
+    (:func:`run_weights`)."""
     order = np.concatenate([np.asarray(g.runs, dtype=np.int64) for g in eng.all_groups])
-    return [p for p in np.array_split(order, max(1, min(workers, len(order)))) if len(p)]
+    n = max(1, min(workers, len(order)))
+    w = run_weights(eng)
+    cum = np.cumsum([w[int(r)] for r in order])
+    cuts, prev = [], 0
+    for k in range(1, n):
+        c = int(np.searchsorted(cum, k * cum[-1] / n))  # first run at or past the k-th n-th of the cost
+        if c > 0 and abs(cum[c - 1] - k * cum[-1] / n) < abs(cum[c] - k * cum[-1] / n):
+            c -= 1
+        c = min(max(c + 1, prev + 1), len(order) - (n - k))  # pieces end after run c, keep every one non-empty
+        cuts.append(c)
+        prev = c
+    return np.split(order, cuts)
 
 
 def _np(d: dict) -> dict:

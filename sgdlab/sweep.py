@@ -179,26 +179,33 @@ TAIL_BYTES = 65536
 PR_SET_PDEATHSIG = 1
 
 
-def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0) -> dict:
+def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0,
+            workers: int | None = None) -> dict:
     """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}. ``lock_wait``:
-    how long a resume waits for the job directory's lock (see sgdlab.locking)."""
+    how long a resume waits for the job directory's lock (see sgdlab.locking). ``workers``: the
+    processes the job's runs are spread over (sgdlab.shards); None: the job was given ``threads``
+    CPUs (a SLURM task's ``--cpus``), used as threads by a deep net and as one single-threaded
+    process each by the toy models (sgdlab.cores)."""
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
 
-        torch.set_num_threads(threads)
         from . import api
+        from .cores import threaded
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
+        if workers is None:
+            workers, threads = (1, threads) if threaded(cfg) else (threads, 1)
+        torch.set_num_threads(threads)
         rd = RunDir(job_dir)
         if rd.complete():
             return {"status": "done"}
         if (rd.path / "config.toml").exists():  # started before: resume (from step 0 if it has no checkpoint)
-            api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait)
+            api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait, workers=workers)
         else:
-            api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True)
+            api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True, workers=workers)
         return {"status": "done"}
     except Exception as e:  # a failing job is recorded, the sweep goes on  # noqa: BLE001
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
@@ -413,11 +420,13 @@ class Sweep:
         import os
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+        shards = shares(workers, len(todo))
+        pool = ProcessPoolExecutor(max_workers=len(shards), mp_context=mp.get_context("spawn"),
                                    initializer=_die_with_parent, initargs=(os.getpid(),))
         ok = False
         try:
-            futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
+            futs = {pool.submit(run_job, *a, workers=shards[i % len(shards)]): j["id"]
+                    for i, (j, a) in enumerate(zip(todo, args))}
             pending = set(futs)
             while pending:
                 done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
@@ -434,6 +443,14 @@ class Sweep:
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     proc.kill()
             pool.shutdown(wait=ok, cancel_futures=not ok)
+
+
+def shares(workers: int, jobs: int) -> list[int]:
+    """Processes per pool slot: ``min(workers, jobs)`` slots run jobs side by side; with fewer jobs
+    than workers each job's runs are spread over the slot's share of the workers
+    (sgdlab.shards), so a sweep merged into one batched job still uses every worker."""
+    slots = max(1, min(workers, jobs))
+    return [workers // slots + (i < workers % slots) for i in range(slots)]
 
 
 def _run_ray(todo, args, workers, address, poll=lambda: None):
