@@ -12,6 +12,14 @@ Python API (no CLI parsing involved)::
     monitor.step()                                    # once per step; docs/curvature.md
 """
 
+import os as _os
+
+# MKL (torch's BLAS on x86) otherwise picks code paths by the memory alignment of each row, so a
+# run's numbers would change in the last bits with the runs sharing its batched tensors; strict
+# conditional numerical reproducibility makes them depend on the values only, which spreading
+# runs over processes relies on (sgdlab.shards). MKL reads it at its first call; a user's value is
+# kept.
+_os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 _API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "override", "export_run",
         "ExperimentConfig", "RunResult"}

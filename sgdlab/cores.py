@@ -18,11 +18,15 @@ physical cores this process may run on, capped by the number of runs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 SYS_CPU = Path("/sys/devices/system/cpu")
+# MKL's conditional-numerical-reproducibility mode bits: all settings, and "strict" (results that
+# do not depend on memory alignment; sgdlab sets MKL_CBWR=AUTO,STRICT on import).
+MKL_CBWR_ALL, MKL_CBWR_STRICT = -1, 0x10000
 
 
 def usable_cpus() -> set[int]:
@@ -52,6 +56,23 @@ def threaded(cfg) -> bool:
     return bool(getattr(type(cfg.model), "threaded", False))
 
 
+def blas_reproducible() -> bool:
+    """Does torch's BLAS give a run the same bits whichever runs share its tensors? False only for
+    MKL without strict reproducibility (MKL was initialised before ``import sgdlab`` set
+    ``MKL_CBWR``, or the user set another mode); other BLAS libraries are not checked."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return True
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        get = lib.mkl_serv_cbwr_get
+    except (OSError, AttributeError):  # another build: cannot tell
+        return True
+    get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+    return bool(get(MKL_CBWR_ALL) & MKL_CBWR_STRICT)
+
+
 @dataclass(frozen=True)
 class Parallelism:
     """Processes and threads per process of one experiment, and why (one line for the user)."""
@@ -77,6 +98,10 @@ def choose(cfg, n_runs: int, workers: int | None, threads: int = 1) -> Paralleli
     else:
         n = max(1, min(workers, n_runs))
         why = f"--workers {workers}, {n_runs} run(s)"
+    if n > 1 and not blas_reproducible():
+        return Parallelism(1, 1, "MKL runs without MKL_CBWR=AUTO,STRICT (it was started before sgdlab was "
+                                 "imported): one process keeps the results identical; set MKL_CBWR=AUTO,STRICT "
+                                 "before Python starts to spread the runs")
     return Parallelism(n, 1, why)
 
 
