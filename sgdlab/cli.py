@@ -300,14 +300,17 @@ def _read_sweep_file(path: str) -> dict:
 @click.option("--resume", type=click.Path(), help="re-run only the unfinished jobs of a sweep")
 @click.option("--executor", type=click.Choice(EXECUTORS), default=None,
               help="where jobs run (default in-process; --ray/--address imply ray; slurm: one array job)")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="processes / Ray CPUs")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="processes / Ray CPUs (pool: jobs side by side; with fewer jobs than workers each job's runs "
+                   "are spread over the rest)")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
 @click.option("--partition", help="slurm: partition of the array job")
 @click.option("--time", "time_min", type=click.IntRange(min=1),
               help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
-@click.option("--cpus", type=click.IntRange(min=1), help="slurm: CPUs per job (= torch threads)")
+@click.option("--cpus", type=click.IntRange(min=1),
+              help="slurm: CPUs per job (deep nets: torch threads; toy models: one process each over the job's runs)")
 @click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
 @click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
 @_imports_option

@@ -98,6 +98,8 @@ def choose(cfg, n_runs: int, workers: int | None, threads: int = 1) -> Paralleli
     else:
         n = max(1, min(workers, n_runs))
         why = f"--workers {workers}, {n_runs} run(s)"
+    if threads > 1:
+        why += f"; {threads} threads not applied: {cfg.model.kind} runs faster on one thread per process"
     if n > 1 and not blas_reproducible():
         return Parallelism(1, 1, "MKL runs without MKL_CBWR=AUTO,STRICT (it was started before sgdlab was "
                                  "imported): one process keeps the results identical; set MKL_CBWR=AUTO,STRICT "
