@@ -256,6 +256,10 @@ def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
     from .cores import choose
 
     par = choose(eng.cfg, eng.n_runs, workers, torch.get_num_threads())
+    if par.workers > 1:  # the pieces the runs actually form (sgdlab.shards.split)
+        from .shards import split
+
+        par = dataclasses.replace(par, workers=len(split(eng, par.workers)))
     if not quiet and (par.workers > 1 or workers is None or (workers or 1) > par.workers):
         print(f"{eng.cfg.name}: {eng.n_runs} runs over {par.workers} process(es), {par.threads} thread(s) each "
               f"({par.reason})", file=sys.stderr)

@@ -73,20 +73,33 @@ def run_weights(eng: Engine) -> dict[int, float]:
 
 def split(eng: Engine, workers: int) -> list[np.ndarray]:
     """The runs of each shard: the run indices in group order (the order of the checkpoint's
-    groups) cut into ``min(workers, runs)`` contiguous, non-empty pieces of near-equal cost
-    (:func:`run_weights`)."""
-    order = np.concatenate([np.asarray(g.runs, dtype=np.int64) for g in eng.all_groups])
-    n = max(1, min(workers, len(order)))
+    groups) cut into at most ``workers`` contiguous, non-empty pieces of near-equal cost
+    (:func:`run_weights`). A group is never cut so that a piece holds exactly one of its runs: a
+    batch of one run may take another code path than the same run among others (the deep-net
+    stepper steps one run without ``vmap``), and results must not depend on the split."""
+    groups = [np.asarray(g.runs, dtype=np.int64) for g in eng.all_groups]
+    order = np.concatenate(groups)
+    N = len(order)
+    n = max(1, min(workers, N))
     w = run_weights(eng)
-    cum = np.cumsum([w[int(r)] for r in order])
-    cuts, prev = [], 0
+    cum = np.cumsum([w[int(r)] for r in order])  # cum[i]: cost of the runs at positions 0..i
+    bounds = np.cumsum([0] + [len(g) for g in groups])
+    gi = np.searchsorted(bounds, np.arange(N), side="right") - 1  # group of each position
+    cuts: list[int] = []
     for k in range(1, n):
-        c = int(np.searchsorted(cum, k * cum[-1] / n))  # first run at or past the k-th n-th of the cost
-        if c > 0 and abs(cum[c - 1] - k * cum[-1] / n) < abs(cum[c] - k * cum[-1] / n):
-            c -= 1
-        c = min(max(c + 1, prev + 1), len(order) - (n - k))  # pieces end after run c, keep every one non-empty
-        cuts.append(c)
-        prev = c
+        prev = cuts[-1] if cuts else 0
+
+        def allowed(p: int) -> bool:  # a piece starts at position p
+            if not prev < p < N:
+                return False
+            if gi[p] != gi[p - 1]:
+                return True
+            gs, ge = bounds[gi[p]], bounds[gi[p] + 1]
+            return p - max(gs, prev) >= 2 and ge - p >= 2
+        target = k * cum[-1] / n
+        ok = [p for p in range(prev + 1, N) if allowed(p)]
+        if ok:
+            cuts.append(min(ok, key=lambda p: abs(cum[p - 1] - target)))
     return np.split(order, cuts)
 
 

@@ -118,12 +118,18 @@ def test_interrupted_sharded_run_resumes_with_other_worker_counts(single, tmp_pa
 
 
 def test_split_is_contiguous_balanced_and_capped():
+    for cfg in (diag(), sgdlab.override(sgdlab.load_experiment("label-noise-diag-net"), ["seeds=3"])):
+        eng = Engine(cfg)
+        order = np.concatenate([g.runs for g in eng.all_groups])
+        for n in (1, 2, 3, 5, 40):
+            parts = split(eng, n)
+            assert 1 <= len(parts) <= min(n, eng.n_runs) and all(len(p) for p in parts)
+            np.testing.assert_array_equal(np.concatenate(parts), order)
+            for g in eng.all_groups:  # a piece holds all of a group, none, or at least 2 of its runs
+                for p in parts:
+                    assert len(set(p) & set(g.runs)) in {0, len(g.runs)} | set(range(2, len(g.runs) + 1))
     eng = Engine(diag())
-    order = np.concatenate([g.runs for g in eng.all_groups])
-    for n in (1, 2, 3, 5, 40):
-        parts = split(eng, n)
-        assert len(parts) == min(n, eng.n_runs) and all(len(p) for p in parts)
-        np.testing.assert_array_equal(np.concatenate(parts), order)
+    assert len(split(eng, 5)) == 5
     # weights: a batch-1 run 1 + 7/7 = 2, the full-batch GD run (n = 20) 1 + 26/7 = 4.7; half of
     # the 28.7 is 14.35: 7 runs, then 5 SGD runs and GD
     assert [len(p) for p in split(eng, 2)] == [7, 6]
@@ -235,3 +241,21 @@ def test_every_run_is_independent_of_the_runs_batched_with_it(name):
             assert set(mine) == set(m)
             for k in m:
                 np.testing.assert_array_equal(mine[k][r], m[k][r], err_msg=f"{k} of run {r} at step {t}")
+
+
+def test_a_users_module_model_shards_byte_identical(tmp_path):
+    """The deep-net path (a registered nn.Module, vmap over runs; a one-run batch would take the
+    plain step instead, so no piece holds one run of a larger group) gives the same bytes."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "your-own-experiment.md").read_text()
+    for body in re.findall(r"```\w+\n(# (?:tasks\.py|exp\.toml)\n.*?)```", page, re.S):
+        (tmp_path / body.split("\n", 1)[0][2:]).write_text(body)
+    cfg = sgdlab.override(sgdlab.load_experiment(str(tmp_path / "exp.toml")),
+                          ["steps=120", "seeds=3", "eval.points=4", "checkpoint_seconds=1e-9"])
+    sgdlab.run(cfg, tmp_path / "one", progress=False, quiet=True, workers=1)
+    for w in (2, 3):
+        sgdlab.run(cfg, tmp_path / f"w{w}", progress=False, quiet=True, workers=w)
+        assert RunDir(tmp_path / f"w{w}").meta()["workers"] > 1
+        same_bytes(tmp_path / "one", tmp_path / f"w{w}")
