@@ -61,7 +61,7 @@ torch.set_num_threads(before)
 
 def load() -> str:
     try:
-        return "{:.1f}".format(os.getloadavg()[0])
+        return f"{os.getloadavg()[0]:.1f}"
     except OSError:  # pragma: no cover
         return "n/a"
 
@@ -137,7 +137,7 @@ def write_docs(text: str, path: Path) -> None:
     page = path.read_text()
     if BEGIN not in page or END not in page:
         raise SystemExit(f"{path}: no {BEGIN} ... {END} block to fill")
-    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n\n{text}\n\n{END}", page, flags=re.S)
+    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n\n{text}\n\n{END}", page, flags=re.DOTALL)
     path.write_text(new)
 
 

@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+from typing import Self
 
 import numpy as np
 import torch
@@ -88,19 +89,20 @@ def split(eng: Engine, workers: int) -> list[np.ndarray]:
     cuts: list[int] = []
     for k in range(1, n):
         prev = cuts[-1] if cuts else 0
-
-        def allowed(p: int) -> bool:  # a piece starts at position p
-            if not prev < p < N:
-                return False
-            if gi[p] != gi[p - 1]:
-                return True
-            gs, ge = bounds[gi[p]], bounds[gi[p] + 1]
-            return p - max(gs, prev) >= 2 and ge - p >= 2
-        target = k * cum[-1] / n
-        ok = [p for p in range(prev + 1, N) if allowed(p)]
+        ok = [p for p in range(prev + 1, N) if _may_cut(p, prev, gi, bounds)]
         if ok:
-            cuts.append(min(ok, key=lambda p: abs(cum[p - 1] - target)))
+            target = k * cum[-1] / n
+            cuts.append(min(ok, key=lambda p, t=target: abs(cum[p - 1] - t)))
     return np.split(order, cuts)
+
+
+def _may_cut(p: int, prev: int, gi: np.ndarray, bounds: np.ndarray) -> bool:
+    """May a piece start at position ``p`` when the previous one starts at ``prev``? At a group
+    boundary, or inside a group leaving at least 2 of its runs on each side."""
+    if gi[p] != gi[p - 1]:
+        return True
+    gs, ge = bounds[gi[p]], bounds[gi[p] + 1]
+    return p - max(gs, prev) >= 2 and ge - p >= 2
 
 
 def _np(d: dict) -> dict:
@@ -354,7 +356,7 @@ class ShardedEngine:
             c.close()
         self.procs, self.conns = [], []
 
-    def __enter__(self) -> ShardedEngine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:

@@ -93,7 +93,7 @@ def test_deep_nets_benchmark(in_process, capsys):
 
 
 def test_scaling_benchmark(in_process, capsys, tmp_path):
-    run, seen = in_process
+    _, seen = in_process
     bench = load("scaling")
     page = tmp_path / "page.md"
     page.write_text(f"before\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")

@@ -250,7 +250,7 @@ def test_a_users_module_model_shards_byte_identical(tmp_path):
     from pathlib import Path
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "your-own-experiment.md").read_text()
-    for body in re.findall(r"```\w+\n(# (?:tasks\.py|exp\.toml)\n.*?)```", page, re.S):
+    for body in re.findall(r"```\w+\n(# (?:tasks\.py|exp\.toml)\n.*?)```", page, re.DOTALL):
         (tmp_path / body.split("\n", 1)[0][2:]).write_text(body)
     cfg = sgdlab.override(sgdlab.load_experiment(str(tmp_path / "exp.toml")),
                           ["steps=120", "seeds=3", "eval.points=4", "checkpoint_seconds=1e-9"])
