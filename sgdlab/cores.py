@@ -6,7 +6,7 @@ The rule (docs/sweeps.md, "Using every core"; ``benchmarks/scaling.py`` measures
   whose ``threaded`` is False) run their batched step and metrics on small tensors, where torch /
   BLAS / OpenMP threads cost more than they give: on an idle 2-core machine
   ``sgdlab --threads 2 run diag-net --seeds 64 --steps 20001`` took 34.8 s wall and 36 s CPU
-  against 14.1 s and 12 s on one thread (the numba kernel is single-threaded; the threads only
+  against 14.1 s and 12 s on one thread, when threads still applied here (the numba kernel is single-threaded; the threads only
   slice the small metric tensors). They run on **one thread per process**, so ``--threads`` never
   slows them down, and their runs are spread over processes instead (``workers``,
   ``sgdlab.shards``): results are identical for any split.
