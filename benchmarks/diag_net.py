@@ -54,7 +54,7 @@ def runs_of(seeds: int) -> int:
 def sgdlab_cmd(out: Path, steps: int, seeds: int, points: int, head: int, all_metrics=False) -> list[str]:
     sets = [f"eval.points={points}", f"eval.head={head}"] + ([] if all_metrics else [METRICS])
     args = ["-m", "sgdlab", "run", "diag-net", "--out", str(out), "--overwrite", "--no-progress",
-            "--steps", str(steps), "--seeds", str(seeds)]
+            "--steps", str(steps), "--seeds", str(seeds), "--workers", "1"]  # per core: one process
     for s in sets:
         args += ["--set", s]
     return python(*args)

@@ -129,7 +129,7 @@ def main(argv=None):
                     files[s] = tmp / f"{side}-{n}-{s}.toml"
                     files[s].write_text(text)
                 cmd = lambda s: python("-m", "sgdlab", "run", str(files[s]), "--out", str(tmp / "out"),  # noqa: B023
-                                       "--overwrite", "--no-progress")
+                                       "--overwrite", "--no-progress", "--workers", "1")
                 cold = run_process(cmd(s1), dict(env, NUMBA_CACHE_DIR=str(tmp / f"cold-{side}-{n}")))
                 wenv = dict(env, NUMBA_CACHE_DIR=str(tmp / "numba"))
                 run_process(cmd(s1), wenv)

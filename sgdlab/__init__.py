@@ -12,7 +12,6 @@ Python API (no CLI parsing involved)::
     monitor.step()                                    # once per step; docs/curvature.md
 """
 
-
 _API = {"run", "resume", "load_run", "load_experiment", "list_experiments", "override", "export_run",
         "ExperimentConfig", "RunResult"}
 _REGISTER = {"register_data", "register_model", "register_optimizer", "register_schedule", "register_metric",

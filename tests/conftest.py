@@ -4,6 +4,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# as the sgdlab command does: sharded runs need MKL's strict reproducibility mode (sgdlab.workflows.cores)
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import torch
 

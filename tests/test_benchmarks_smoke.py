@@ -90,3 +90,17 @@ def test_deep_nets_benchmark(in_process, capsys):
     bench.main(["--widths", "1", "--steps", "2", "--eval-images", "8", "--repeats", "1"])
     out = capsys.readouterr().out
     assert "eval/train" in out and "below the issue's 50" in out
+
+
+def test_scaling_benchmark(in_process, capsys, tmp_path):
+    _, seen = in_process
+    bench = load("scaling")
+    page = tmp_path / "page.md"
+    page.write_text(f"before\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")
+    bench.main(["--steps", "30", "--seeds", "4", "--repeats", "1", "--cores", "2", "--write-docs", "--docs", str(page)])
+    out = capsys.readouterr().out
+    assert "| diag-net | 2 |" in out and "| relu sweep | 2 |" in out and "not measured" in out
+    assert "**no**" not in out  # 2 processes wrote the same metrics as 1
+    text = page.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text and "| diag-net | 1 |" in text
+    assert any("--workers" in a and "2" in a for a in seen)

@@ -15,6 +15,7 @@ the first update of each phase. A plain arm is a group with one phase over the w
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -172,11 +173,25 @@ class Engine:
         # Multi-phase arms log the phase of every run, and every boundary is an evaluation step
         # (the state at the switch).
         self.phased = any(len(g.phases) > 1 for g in self.groups)
+        self.all_groups = self.groups  # every run's group (a restricted copy keeps them for names, batching)
+        self.members = np.ones(self.n_runs, dtype=bool)  # the runs this engine advances and evaluates
         if self.phased:
             starts = [p.start for g in self.groups for p in g.phases[1:]]
             self.eval_steps = np.union1d(self.eval_steps, np.array(starts, dtype=np.int64))
         self.curvature = CurvatureTracker.for_engine(self)  # holds the warm starts (metrics.curvature.every)
         self.probes = EngineProbes.for_engine(self)  # Monitor probes named in metrics.names
+
+    def restricted(self, only) -> Engine:
+        """A copy that advances and evaluates only the runs ``only`` (run indices; one shard of
+        ``sgdlab.workflows.shards``), sharing data and model. Run indices, metric names and (R,) arrays stay
+        those of the whole experiment; the other runs' values are NaN and they never diverge. Its
+        groups are the non-empty restrictions of this engine's, in the same order."""
+        eng = copy.copy(self)
+        eng.members = np.zeros(self.n_runs, dtype=bool)
+        eng.members[np.asarray(only, dtype=np.int64)] = True
+        eng.groups = [g for g in (_restrict(g, eng.members) for g in self.all_groups) if g.runs]
+        eng.curvature = CurvatureTracker.for_engine(eng)  # its own warm starts
+        return eng
 
     @property
     def n_runs(self) -> int:
@@ -197,12 +212,12 @@ class Engine:
 
     @property
     def has_ema(self) -> bool:
-        return any(p.opt.ema for g in self.groups for p in g.phases)
+        return any(p.opt.ema for g in self.all_groups for p in g.phases)
 
     def run_batching(self, step: int) -> list[RunBatching]:
         """How every run draws batches at ``step`` (its phase then): curvature tracking's input."""
         runs = {}
-        for g in self.groups:
+        for g in self.all_groups:
             opt = g.phases[g.phase_at(step)].opt
             b = None if opt.sampler.full else int(opt.sampler.b)
             for r, s in zip(g.runs, g.seeds):
@@ -305,7 +320,7 @@ class Engine:
         out.update(self.probes.measure(state.step, self.groups, state.params, state.diverged,
                                        runs=self.run_batching(state.step)))
         # Divergence seen at evaluation (covers models without a per-step check).
-        exploded = ~(out["train_loss"] <= state.max_loss) & (state.diverged < 0)
+        exploded = ~(out["train_loss"] <= state.max_loss) & (state.diverged < 0) & self.members
         state.diverged[exploded] = state.step
         dead = (state.diverged >= 0) & (state.diverged <= state.step)
         for v in out.values():
@@ -367,6 +382,12 @@ class Engine:
             if after_eval:
                 after_eval(state)
         return state
+
+
+def _restrict(g: Group, members: np.ndarray) -> Group:
+    """The runs of group ``g`` that are ``members`` (a bool mask over run indices), in order."""
+    keep = [j for j, r in enumerate(g.runs) if members[r]]
+    return Group([g.runs[j] for j in keep], g.seeds[keep], g.phases, [g.schedules[j] for j in keep])
 
 
 def train(cfg: ExperimentConfig) -> tuple[Engine, TrainState, dict[str, np.ndarray]]:

@@ -65,6 +65,13 @@ class _Main(click.Group):
     values print one line (exit 2); ``--debug`` shows the traceback instead."""
 
     def invoke(self, ctx):
+        # MKL (torch's BLAS on x86) otherwise picks code paths by the memory alignment of each row,
+        # so a run's numbers would change in the last bits with the runs sharing its batched tensors;
+        # strict conditional numerical reproducibility makes them depend on the values only, which
+        # spreading runs over processes relies on (sgdlab.workflows.shards). MKL reads it at its first
+        # call, so the command sets it before any command imports torch; importing sgdlab as a
+        # library changes nothing (sgdlab.workflows.cores checks, and says what to set).
+        os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -117,7 +124,8 @@ def _one_line_deprecations() -> None:
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sgdlab")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="torch intra-op threads (toy nets run fastest on 1; raise it for deep nets)")
+              help="torch intra-op threads of deep nets (toy nets always run on 1 per process: more "
+                   "slows them down; spread them with `run --workers`)")
 @click.option("--debug", is_flag=True, help="show the full traceback of an error")
 def main(threads, debug):
     """Study the hidden dynamics of SGD: loss stabilization, sparse features, sharpness."""
@@ -139,9 +147,12 @@ def main(threads, debug):
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
 @click.option("--progress/--no-progress", default=True, help="progress bar on the terminal")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and the runs; train nothing")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="processes the runs are spread over, same results as 1 [default: one per physical core, "
+                   "capped by the runs; 1 for deep nets and GPU runs]")
 @_imports_option
 @_typed_flags
-def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports, **typed):
+def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, workers, imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from sgdlab.workflows import api
     from sgdlab.core.config import dump_toml, toml_value
@@ -150,7 +161,7 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports
         if experiment or sets or imports or any(v is not None for v in typed.values()):
             raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
                                    "is read from it")
-        api.resume(resume, progress=progress)
+        api.resume(resume, progress=progress, workers=workers)
         return
     if not experiment:
         raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
@@ -171,7 +182,7 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports
         import time
 
         out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    res = api.run(cfg, out, progress=progress, overwrite=overwrite)
+    res = api.run(cfg, out, progress=progress, overwrite=overwrite, workers=workers)
     click.echo(f"run directory: {res.path}")
 
 
@@ -337,14 +348,17 @@ def _read_sweep_file(path: str) -> dict:
 @click.option("--executor", default=None, metavar="NAME",
               help="where jobs run: inprocess (default), pool, ray (implied by --ray/--address), slurm (one "
                    "array job), or one registered with sgdlab.register_executor")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="processes / Ray CPUs")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="processes / Ray CPUs (pool: jobs side by side; with fewer jobs than workers each job's runs "
+                   "are spread over the rest)")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
 @click.option("--partition", help="slurm: partition of the array job")
 @click.option("--time", "time_min", type=click.IntRange(min=1),
               help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
-@click.option("--cpus", type=click.IntRange(min=1), help="slurm: CPUs per job (= torch threads)")
+@click.option("--cpus", type=click.IntRange(min=1),
+              help="slurm: CPUs per job (deep nets: torch threads; toy models: one process each over the job's runs)")
 @click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
 @click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
 @_imports_option

@@ -86,6 +86,9 @@ class ModelConfig(Choice):
     """A batched model recipe; ``build(data)`` returns a :class:`BatchedModel`."""
 
     registry: ClassVar[Registry] = Registry("model")
+    # Does the batched path gain from torch's intra-op threads? Toy models do not (small tensors:
+    # threads cost more than they give); they spread runs over processes instead (sgdlab.workflows.cores).
+    threaded: ClassVar[bool] = False
 
     def build(self, data) -> BatchedModel:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -234,6 +234,7 @@ class DeepNetConfig(ModelConfig):
     """A CIFAR-style network from ``sgdlab.models.cifar`` (ResNet/PreAct/WRN/DenseNet/VGG)."""
 
     kind: ClassVar[str] = "deep_net"
+    threaded: ClassVar[bool] = True  # large convolutions per run: intra-op threads help (sgdlab.workflows.cores)
     name: str = "resnet18"  # see sgdlab.models.cifar.DEEP_MODELS
     width: int = 0  # the model's width knob (0 = the paper's default, see DEFAULT_WIDTHS)
     # "mse": sum over classes of (f - onehot)^2 (EoSS), "half_mse": 1/2 of it (Cohen et al.)

@@ -89,6 +89,11 @@ class DirLock:
         return self.path / LOCK
 
     @property
+    def fd(self) -> int | None:
+        """The locked file descriptor while held (a forked worker closes its copy of it)."""
+        return self._fd
+
+    @property
     def held(self) -> bool:
         return self._fd is not None
 

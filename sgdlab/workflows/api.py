@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from sgdlab.store.runs import RunDir, metrics_row, rows_to_arrays
 from sgdlab.store.summary import summarize
 from sgdlab.engine.train import Engine, TrainState
 from sgdlab.workflows.run_loop import _execute
+
+if TYPE_CHECKING:
+    from sgdlab.workflows.cores import Parallelism
 
 __all__ = [
     "ExperimentConfig",
@@ -153,12 +157,48 @@ def _interrupted(rd: RunDir | None, state: TrainState) -> None:
         print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
 
 
+def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
+    """Processes and threads of this run (sgdlab.workflows.cores), said in one line when more than one."""
+    from sgdlab.workflows.cores import choose
+
+    par = choose(eng.cfg, eng.n_runs, workers, torch.get_num_threads())
+    if par.workers > 1:  # the pieces the runs actually form (sgdlab.workflows.shards.split)
+        from sgdlab.workflows.shards import split
+
+        par = dataclasses.replace(par, workers=len(split(eng, par.workers)))
+    if not quiet and (par.workers > 1 or workers is None or (workers or 1) > par.workers):
+        print(f"{eng.cfg.name}: {eng.n_runs} runs over {par.workers} process(es), {par.threads} thread(s) each "
+              f"({par.reason})", file=sys.stderr)
+    return par
+
+
+def _spread(eng: Engine, rd: RunDir | None, state: TrainState, par: Parallelism, execute, kill_at=None) -> TrainState:
+    """``execute(engine, state)`` with the runs spread over ``par.workers`` processes and torch on
+    ``par.threads`` threads; returns the final state (whole). Records the processes in meta.json."""
+    from sgdlab.workflows.cores import torch_threads
+    from sgdlab.workflows.shards import WorkerError, spread, whole
+
+    fds = (rd.lock.fd,) if rd is not None and rd.lock is not None and rd.lock.fd is not None else ()
+    with torch_threads(par.threads), spread(eng, state, par.workers, fds, kill_at) as (xeng, xstate):
+        if rd is not None and xeng is not eng:  # sharded: which processes did the work
+            rd.update_meta(workers=len(xeng.pids), worker_pids=xeng.pids)
+        try:
+            execute(xeng, xstate)
+        except (KeyboardInterrupt, WorkerError):
+            _interrupted(rd, xstate)
+            raise
+        return whole(xstate)
+
+
 def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress: bool = True, quiet: bool = False,
-        overwrite: bool = False, _stop_after: int | None = None) -> RunResult:
+        overwrite: bool = False, workers: int | None = 1, _stop_after: int | None = None,
+        _kill_worker_at: int | None = None) -> RunResult:
     """Train every run of ``cfg`` (a config or an experiment name) and return the result.
 
     With ``out`` the run directory is written as it goes (resumable; locked against a second
     writer); without, runs in memory. ``overwrite`` replaces an existing run directory.
+    ``workers``: processes the runs are spread over (``sgdlab.workflows.shards``: the same results as one
+    process; None = one per physical core, capped by the runs; see ``sgdlab.workflows.cores``).
     """
     if isinstance(cfg, (str, Path)):
         cfg = load_experiment(cfg)
@@ -173,16 +213,14 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
     eng = Engine(cfg)
     eng.check_names()
     start = initial_params(cfg, eng)  # a bad init fails here, before the run directory exists
+    par = _parallelism(eng, workers, quiet)
     rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite) if out is not None else None
     try:
         state = eng.initial_state(start)
         rows: list = []
         snaps: dict = {}
-        try:
-            _execute(eng, rd, state, progress, rows, stop_after=_stop_after, snaps=snaps)
-        except KeyboardInterrupt:
-            _interrupted(rd, state)
-            raise
+        state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows, stop_after=_stop_after,
+                                                                    snaps=snaps), _kill_worker_at)
         steps = np.array([t for t, _ in rows])
         metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
         summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet)
@@ -217,7 +255,7 @@ def _from_checkpoint(rd: RunDir, eng: Engine, cfg: ExperimentConfig) -> tuple[Tr
 
 
 def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock_wait: float = 0.0,
-           _stop_after: int | None = None) -> RunResult:
+           workers: int | None = 1, _stop_after: int | None = None, _kill_worker_at: int | None = None) -> RunResult:
     """Continue a killed run from its last checkpoint (from step 0 if it was killed before its
     first one); the result equals an uninterrupted run. ``lock_wait``: seconds to wait for the
     directory's lock while another process holds it (a requeued cluster task waits for its
@@ -225,7 +263,8 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
 
     The metrics written so far are checked against the checkpoint (one row per evaluation step up
     to it; a corrupt row that cannot be recomputed is an error naming its line); a run killed
-    while drawing its figures gets them drawn.
+    while drawing its figures gets them drawn. ``workers``: as in :func:`run` (any number: a
+    checkpoint does not depend on how many processes wrote it).
     """
     rd = RunDir(path)
     cfg = rd.config()
@@ -246,11 +285,9 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
         else:  # killed before its first checkpoint (its first seconds): start again from step 0
             rd.restart(eng.runs)
             state, rows, wall0, fresh = eng.initial_state(initial_params(cfg, eng)), [], 0.0, True
-        try:
-            _execute(eng, rd, state, progress, rows, stop_after=_stop_after, fresh=fresh, wall0=wall0)
-        except KeyboardInterrupt:
-            _interrupted(rd, state)
-            raise
+        par = _parallelism(eng, workers, quiet)
+        state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows, stop_after=_stop_after,
+                                                                    fresh=fresh, wall0=wall0), _kill_worker_at)
         steps, metrics = rd.metrics()
         summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet)
     finally:

@@ -57,27 +57,34 @@ class Executor(Protocol):
 EXECUTORS: Registry[Executor] = Registry("executor")
 
 
-def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0) -> dict:
+def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0,
+            workers: int | None = None) -> dict:
     """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}. ``lock_wait``:
-    how long a resume waits for the job directory's lock (see sgdlab.store.locking)."""
+    how long a resume waits for the job directory's lock (see sgdlab.store.locking). ``workers``: the
+    processes the job's runs are spread over (sgdlab.workflows.shards); None: the job was given
+    ``threads`` CPUs (a SLURM task's ``--cpus``), used as threads by a deep net and as one
+    single-threaded process each by the toy models (sgdlab.workflows.cores)."""
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
 
-        torch.set_num_threads(threads)
         from sgdlab.store.runs import RunDir
         from sgdlab.workflows import api
+        from sgdlab.workflows.cores import threaded
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
+        if workers is None:
+            workers, threads = (1, threads) if threaded(cfg) else (threads, 1)
+        torch.set_num_threads(threads)
         rd = RunDir(job_dir)
         if rd.complete():
             return {"status": "done"}
         if (rd.path / "config.toml").exists():  # started before: resume (from step 0 if it has no checkpoint)
-            api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait)
+            api.resume(rd.path, progress=progress, quiet=True, lock_wait=lock_wait, workers=workers)
         else:
-            api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True)
+            api.run(cfg, rd.path, progress=progress, quiet=True, overwrite=True, workers=workers)
         return {"status": "done"}
     except Exception as e:  # a failing job is recorded, the sweep goes on  # noqa: BLE001
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
@@ -125,11 +132,13 @@ def _pool(todo, args, ctx: ExecutorContext):
     import os
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    pool = ProcessPoolExecutor(max_workers=ctx.workers, mp_context=mp.get_context("spawn"),
+    shards = shares(ctx.workers, len(todo))
+    pool = ProcessPoolExecutor(max_workers=len(shards), mp_context=mp.get_context("spawn"),
                                initializer=_die_with_parent, initargs=(os.getpid(),))
     ok = False
     try:
-        futs = {pool.submit(run_job, *a): j["id"] for j, a in zip(todo, args)}
+        futs = {pool.submit(run_job, *a, workers=shards[i % len(shards)]): j["id"]
+                for i, (j, a) in enumerate(zip(todo, args))}
         pending = set(futs)
         while pending:
             done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
@@ -146,6 +155,14 @@ def _pool(todo, args, ctx: ExecutorContext):
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.kill()
         pool.shutdown(wait=ok, cancel_futures=not ok)
+
+
+def shares(workers: int, jobs: int) -> list[int]:
+    """Processes per pool slot: ``min(workers, jobs)`` slots run jobs side by side; with fewer jobs
+    than workers each job's runs are spread over the slot's share of the workers
+    (sgdlab.workflows.shards), so a sweep merged into one batched job still uses every worker."""
+    slots = max(1, min(workers, jobs))
+    return [workers // slots + (i < workers % slots) for i in range(slots)]
 
 
 @EXECUTORS.register("ray")

@@ -60,7 +60,7 @@ class SlurmOptions:
 
     partition: str = ""  # "" = the cluster's default partition
     time: int = DEFAULT_TIME_MIN  # wall-clock minutes per task; at the limit a task is requeued and resumes
-    cpus: int = 1  # CPUs per task; also the task's torch threads
+    cpus: int = 1  # CPUs per task: a deep net's torch threads, a toy model's worker processes (sgdlab.workflows.cores)
     gpus: int = -1  # GPUs per task; -1 = 1 if the jobs' configs use device cuda, else 0
     mem: float = 0.0  # GB of memory per task; 0 = the partition's default
     parallelism: int = 0  # at most this many tasks at once (0 = no limit)

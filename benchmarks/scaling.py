@@ -1,0 +1,184 @@
+"""Scaling over cores: wall and CPU time of one experiment spread over 1, 2, ... processes
+(``--workers``), and what torch threads do to the same batched paths.
+
+Workloads, each a whole process as a user runs it (``benchmarks/_proc.py``):
+
+* ``diag-net``: ``sgdlab run diag-net --seeds 64 --workers k`` (the main job: 4 SGD arms x 64
+  seeds + GD = 257 runs, 100,001 steps, all metrics at 350 evaluation steps, run directory and
+  figure; the fused numba path);
+* ``relu sweep``: ``sgdlab sweep relu-teacher-student --grid arms.0.schedule.lr=... --seeds 16
+  --executor pool --workers k`` (one merged job of 112 runs on the torch path; its animation is
+  left out: ``extra_figures=[]``).
+
+For k = 1 .. the machine's cores: median over ``--repeats`` (>= 5) of wall and CPU seconds
+[min, max], the wall speed-up against k = 1, and whether the run directory's metrics.jsonl is
+byte-identical to k = 1's. Then the threads rows: the same batched job in one process
+(``sgdlab.engine.train.train``, no files) with torch on 1, 2, ... threads (the rule of
+``sgdlab.workflows.cores``: threads stay off where they do not help). The load average is printed before
+each configuration; numbers from a busy machine say little.
+
+    python benchmarks/scaling.py                      # prints the tables
+    python benchmarks/scaling.py --write-docs         # and writes them into docs/sweeps.md
+    python benchmarks/scaling.py --quick              # 20,001 steps, 5 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _proc import ROOT, bench_env, machine_line, med, python, repeat, spread
+
+DOCS = ROOT / "docs" / "sweeps.md"
+BEGIN, END = "<!-- benchmark:scaling -->", "<!-- /benchmark:scaling -->"
+RELU_LRS = "0.1,0.13,0.16,0.2"
+# Targets: 2 processes on the 64-seed main job; 16 processes (a workstation) on the same job.
+TARGET_2, TARGET_16 = 1.7, 12.0
+
+THREADS = """
+import sys, torch, sgdlab
+from sgdlab.workflows.sweep import plan
+from sgdlab.engine.train import train
+kind, n, steps, seeds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+before = torch.get_num_threads()
+torch.set_num_threads(n)
+if kind == "diag-net":
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), [f"steps={{steps}}", f"seeds={{seeds}}"])
+else:
+    base = sgdlab.override(sgdlab.load_experiment("relu-teacher-student"), [f"steps={{steps}}", f"seeds={{seeds}}"])
+    cfg = plan(base, [("arms.0.schedule.lr", [{lrs}])])[1][0].config
+train(cfg)
+torch.set_num_threads(before)
+"""
+
+
+def load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # pragma: no cover
+        return "n/a"
+
+
+def commands(kind: str, k: int, out: Path, steps: int | None, seeds: int) -> list[str]:
+    extra = ["--steps", str(steps)] if steps else []
+    if kind == "diag-net":
+        return python("-m", "sgdlab", "run", "diag-net", "--seeds", str(seeds), "--workers", str(k),
+                      "--no-progress", "--out", str(out), *extra)
+    sets = ["--set", "extra_figures=[]"] + (["--set", f"steps={steps}"] if steps else [])
+    return python("-m", "sgdlab", "sweep", "relu-teacher-student", "--grid", f"arms.0.schedule.lr={RELU_LRS}",
+                  "--seeds", str(seeds), "--executor", "pool", "--workers", str(k), "--out", str(out), *sets)
+
+
+def metrics_file(kind: str, out: Path) -> Path:
+    return out / "metrics.jsonl" if kind == "diag-net" else out / "jobs" / "job-0000" / "metrics.jsonl"
+
+
+def measure(kind: str, cores: list[int], reps: int, steps, seeds: int, env, tmp: Path) -> list[tuple]:
+    rows = []
+    for k in cores:
+        ld = load()
+        ts, same = [], True
+        for r in range(reps):
+            out = tmp / f"{kind}-{k}-{r}"
+            ts += repeat(commands(kind, k, out, steps, seeds), env, 1)
+            ref = metrics_file(kind, tmp / f"{kind}-1-0")
+            same &= filecmp.cmp(ref, metrics_file(kind, out), shallow=False)
+            if r:
+                shutil.rmtree(out)
+        rows.append((k, ts, same, ld))
+    return rows
+
+
+def threads_rows(kind: str, cores: list[int], reps: int, steps, seeds: int, env) -> list[tuple]:
+    steps = steps or (100001 if kind == "diag-net" else 14126)
+    return [(k, repeat(python("-c", THREADS.format(lrs=RELU_LRS), kind, str(k), str(steps), str(seeds)), env, reps),
+             load()) for k in cores]
+
+
+def table(results: dict, threads: dict, reps: int, header: str) -> str:
+    lines = [header, "",
+             "| workload | processes | wall s | CPU s | wall speed-up | metrics.jsonl identical to 1 process | load |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, rows in results.items():
+        base = med(rows[0][1], "wall")
+        for k, ts, same, ld in rows:
+            lines.append(f"| {kind} | {k} | {spread(ts, 'wall')} | {spread(ts)} | {base / med(ts, 'wall'):.2f}x | "
+                         f"{'yes' if same else '**no**'} | {ld} |")
+    lines += ["", "| batched job in one process | torch threads | wall s | CPU s | wall vs 1 thread | load |",
+              "|---|---|---|---|---|---|"]
+    for kind, rows in threads.items():
+        base = med(rows[0][1], "wall")
+        for k, ts, ld in rows:
+            lines.append(f"| {kind} | {k} | {spread(ts, 'wall')} | {spread(ts)} | {base / med(ts, 'wall'):.2f}x | {ld} |")
+    diag = results.get("diag-net")
+    lines.append("")
+    if diag and len(diag) > 1:
+        s2 = med(diag[0][1], "wall") / med(diag[1][1], "wall")
+        lines.append(f"Target, 2 processes on the 64-seed main job: >= {TARGET_2}x wall with identical outputs: "
+                     f"{s2:.2f}x, {'met' if s2 >= TARGET_2 and diag[1][2] else 'NOT met'}.")
+    big = [r for r in diag or [] if r[0] >= 16]
+    if big:
+        s16 = med(diag[0][1], "wall") / med(big[0][1], "wall")
+        lines.append(f"Target, 16 processes: >= {TARGET_16:g}x: {s16:.2f}x, {'met' if s16 >= TARGET_16 else 'NOT met'}.")
+    else:
+        lines.append(f"Target, 16 processes: >= {TARGET_16:g}x: not measured (this machine has fewer cores).")
+    lines.append(f"Medians [min, max] of {reps} processes each; `python benchmarks/scaling.py --write-docs`.")
+    return "\n".join(lines)
+
+
+def write_docs(text: str, path: Path) -> None:
+    page = path.read_text()
+    if BEGIN not in page or END not in page:
+        raise SystemExit(f"{path}: no {BEGIN} ... {END} block to fill")
+    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n\n{text}\n\n{END}", page, flags=re.DOTALL)
+    path.write_text(new)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="20,001 steps (relu: 4,001)")
+    ap.add_argument("--steps", type=int, help="override the steps of both workloads")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cores", type=int, help="up to this many processes (default: the machine's cores)")
+    ap.add_argument("--seeds", type=int, default=64, help="diag-net seeds (relu: a quarter of it)")
+    ap.add_argument("--only", choices=["diag-net", "relu sweep"], help="one workload")
+    ap.add_argument("--write-docs", action="store_true", help=f"write the tables into {DOCS.relative_to(ROOT)}")
+    ap.add_argument("--docs", type=Path, default=DOCS, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    from sgdlab.workflows.cores import physical_cores
+
+    top = a.cores or physical_cores()
+    cores = sorted({1, 2, *range(4, top + 1, 4), top} & set(range(1, top + 1)))
+    kinds = [a.only] if a.only else ["diag-net", "relu sweep"]
+    steps = {k: a.steps or ((20001 if k == "diag-net" else 4001) if a.quick else None) for k in kinds}
+    seeds = {"diag-net": a.seeds, "relu sweep": max(1, a.seeds // 4)}
+    env = bench_env(1)
+    results, threads = {}, {}
+    with tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        env = dict(env, NUMBA_CACHE_DIR=str(tmp / "numba"))
+        repeat(python("-m", "sgdlab", "run", "diag-net", "--steps", "10", "--seeds", "1", "--no-progress",
+                      "--out", str(tmp / "warm")), env, 1)  # fills the kernel cache
+        for kind in kinds:
+            results[kind] = measure(kind, cores, a.repeats, steps[kind], seeds[kind], env, tmp)
+            threads[kind] = threads_rows(kind, cores, a.repeats, steps[kind], seeds[kind], env)
+    header = (f"Measured by `python benchmarks/scaling.py`: diag-net {seeds['diag-net']} seeds "
+              f"({steps.get('diag-net') or 100001} steps), relu-teacher-student sweep over 4 step sizes x "
+              f"{seeds['relu sweep']} seeds ({steps.get('relu sweep') or 14126} steps). Load: the 1-minute load "
+              f"average before each configuration. {machine_line(1)}.")
+    text = table(results, threads, a.repeats, header)
+    print(text)
+    if a.write_docs:
+        write_docs(text, a.docs)
+        print(f"wrote {a.docs}")
+
+
+if __name__ == "__main__":
+    main()

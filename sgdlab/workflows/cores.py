@@ -1,0 +1,126 @@
+"""How many processes and threads one experiment uses: this machine's cores and the rule per path.
+
+The rule (docs/sweeps.md, "Using every core"; ``benchmarks/scaling.py`` measures both sides):
+
+* **Toy models** (diagonal nets, two-layer and ReLU MLPs, linear models: every model config
+  whose ``threaded`` is False) run their batched step and metrics on small tensors, where torch /
+  BLAS / OpenMP threads cost more than they give: on an idle 2-core machine
+  ``sgdlab --threads 2 run diag-net --seeds 64 --steps 20001`` took 34.8 s wall and 36 s CPU
+  against 14.1 s and 12 s on one thread, when threads still applied here (the numba kernel is single-threaded; the threads only
+  slice the small metric tensors). They run on **one thread per process**, so ``--threads`` never
+  slows them down, and their runs are spread over processes instead (``workers``,
+  ``sgdlab.workflows.shards``): results are identical for any split.
+* **Deep nets** (``deep_net``: large convolutions per run) use torch's intra-op threads
+  (``--threads``), in one process.
+* A run on a GPU (``device`` other than ``cpu``) is one process: the device does the work.
+
+``threads`` is therefore never applied where it slows a run down; ``workers`` defaults to the
+physical cores this process may run on, capped by the number of runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SYS_CPU = Path("/sys/devices/system/cpu")
+# MKL's conditional-numerical-reproducibility mode bits: all settings, and "strict" (results that
+# do not depend on memory alignment; the sgdlab command sets MKL_CBWR=AUTO,STRICT).
+MKL_CBWR_ALL, MKL_CBWR_STRICT = -1, 0x10000
+
+
+def usable_cpus() -> set[int]:
+    """Logical CPUs this process may run on (its affinity mask; all of them where unknown)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def physical_cores() -> int:
+    """Physical cores among the usable CPUs (hyper-threads of one core count once): distinct
+    (package, core) pairs from sysfs, else the number of usable CPUs."""
+    cpus = usable_cpus()
+    cores = set()
+    for c in cpus:
+        topo = SYS_CPU / f"cpu{c}" / "topology"
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
+
+
+def threaded(cfg) -> bool:
+    """Does this experiment's batched path gain from intra-op threads? (``ModelConfig.threaded``)"""
+    return bool(getattr(type(cfg.model), "threaded", False))
+
+
+def blas_reproducible() -> bool:
+    """Does torch's BLAS give a run the same bits whichever runs share its tensors? False only for
+    MKL without strict reproducibility (MKL was initialised before ``import sgdlab`` set
+    ``MKL_CBWR``, or the user set another mode); other BLAS libraries are not checked."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return True
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        get = lib.mkl_serv_cbwr_get
+    except (OSError, AttributeError):  # another build: cannot tell
+        return True
+    get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+    return bool(get(MKL_CBWR_ALL) & MKL_CBWR_STRICT)
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """Processes and threads per process of one experiment, and why (one line for the user)."""
+
+    workers: int  # processes, each a shard of the runs (1: today's single process)
+    threads: int  # torch intra-op threads per process
+    reason: str
+
+
+def choose(cfg, n_runs: int, workers: int | None, threads: int = 1) -> Parallelism:
+    """The processes and threads of an experiment with ``n_runs`` runs. ``workers`` None: one per
+    physical core, capped by the runs (1 for a threaded path or a GPU); ``threads``: what the user
+    asked, applied only where threads help."""
+    if str(cfg.device) != "cpu":
+        return Parallelism(1, max(1, threads), f"one process drives device {cfg.device}")
+    if threaded(cfg):
+        n = 1 if workers is None else max(1, min(workers, n_runs))
+        return Parallelism(n, max(1, threads), f"{cfg.model.kind} uses {threads} thread(s) per process")
+    if workers is None:
+        cores = physical_cores()
+        n = max(1, min(cores, n_runs))
+        why = f"{cores} physical core(s) usable, {n_runs} run(s)"
+    else:
+        n = max(1, min(workers, n_runs))
+        why = f"--workers {workers}, {n_runs} run(s)"
+    if threads > 1:
+        why += f"; {threads} threads not applied: {cfg.model.kind} runs faster on one thread per process"
+    if n > 1 and not blas_reproducible():
+        return Parallelism(1, 1, "MKL runs without MKL_CBWR=AUTO,STRICT (it was started before sgdlab was "
+                                 "imported): one process keeps the results identical; set MKL_CBWR=AUTO,STRICT "
+                                 "before Python starts to spread the runs")
+    return Parallelism(n, 1, why)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to ``n`` inside the block, restored after (the caller's
+    setting is theirs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -1,0 +1,262 @@
+"""Runs spread over processes (sgdlab.workflows.shards): the run directory of N worker processes is
+byte-identical to one process's (timings aside), kills of a worker resume to the same bytes, and a
+pool sweep merged into one job spreads it over every worker."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import sgdlab
+from sgdlab.workflows.cores import choose, physical_cores
+from sgdlab.store.runs import RunDir
+from sgdlab.workflows.shards import WorkerError, split
+from sgdlab.workflows.executors import shares
+from sgdlab.workflows.sweep import Sweep
+from sgdlab.engine.train import Engine
+
+# Small diag-net: 4 SGD arms x 3 seeds + GD, a diverging arm (lr 0.4 on this data), checkpoints at
+# every evaluation; and a ReLU teacher-student net on the torch path.
+DIAG = ["steps=1500", "seeds=3", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
+        "eval.points=12", "checkpoint_seconds=1e-9", "arms.1.schedule.lr=0.4", "arms.2.schedule.lr=0.4",
+        "arms.3.schedule.lr=0.8", "snapshots=2"]
+RELU = ["steps=300", "seeds=3", "eval.points=8", "checkpoint_seconds=1e-9"]
+FILES = ("metrics.jsonl", "runs.json", "config.toml")
+
+
+def diag(*extra):
+    return sgdlab.override(sgdlab.load_experiment("diag-net"), DIAG + list(extra))
+
+
+def relu(*extra):
+    return sgdlab.override(sgdlab.load_experiment("relu-teacher-student"), RELU + list(extra))
+
+
+def same_bytes(a, b) -> None:
+    """Everything a user reads from a run directory is equal, timings aside."""
+    for f in FILES:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    sa.pop("wall_seconds"), sb.pop("wall_seconds")
+    assert sa == sb
+    figs = json.loads((a / "meta.json").read_text())["figures"]
+    assert figs and figs == json.loads((b / "meta.json").read_text())["figures"]
+    for f in figs:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    sa, sb = RunDir(a).saved_params(), RunDir(b).saved_params()
+    assert sorted(sa) == sorted(sb)
+    for t in sa:
+        for r in sa[t]:
+            for k in sa[t][r]:
+                assert sa[t][r][k].equal(sb[t][r][k])
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    root = tmp_path_factory.mktemp("one")
+    sgdlab.run(diag(), root / "diag", progress=False, quiet=True, workers=1)
+    sgdlab.run(relu(), root / "relu", progress=False, quiet=True, workers=1)
+    return root
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_sharded_run_directory_is_byte_identical(single, tmp_path, workers):
+    res = sgdlab.run(diag(), tmp_path / "diag", progress=False, quiet=True, workers=workers)
+    meta = RunDir(res.path).meta()
+    assert meta["workers"] == workers and len(set(meta["worker_pids"])) == workers
+    assert meta["worker_pids"][0] == os.getpid()
+    assert any(r["diverged_at"] is not None for r in res.summary["runs"])  # freezing is exercised
+    same_bytes(single / "diag", tmp_path / "diag")
+    sgdlab.run(relu(), tmp_path / "relu", progress=False, quiet=True, workers=workers)
+    same_bytes(single / "relu", tmp_path / "relu")
+
+
+def test_the_comparison_can_fail(single, tmp_path):
+    # negative control: other seeds give other bytes
+    sgdlab.run(diag("first_seed=5"), tmp_path / "diag", progress=False, quiet=True, workers=2)
+    with pytest.raises(AssertionError):
+        same_bytes(single / "diag", tmp_path / "diag")
+
+
+def test_in_memory_sharded_run_returns_the_same_result():
+    a = sgdlab.run(relu(), progress=False, quiet=True, workers=1)
+    b = sgdlab.run(relu(), progress=False, quiet=True, workers=3)
+    for k in a.metrics:
+        np.testing.assert_array_equal(a.metrics[k], b.metrics[k])
+    for k, v in a.params().items():
+        assert v.equal(b.params()[k])
+
+
+def test_a_killed_worker_resumes_to_the_same_bytes(single, tmp_path):
+    out = tmp_path / "diag"
+    steps = Engine(diag()).eval_steps
+    kill_at = int(steps[6])  # the worker dies (SIGKILL) when asked to advance to the 7th evaluation
+    with pytest.raises(WorkerError, match="killed by signal 9"):
+        sgdlab.run(diag(), out, progress=False, quiet=True, workers=2, _kill_worker_at=kill_at)
+    rd = RunDir(out)
+    assert rd.has_checkpoint() and not rd.complete() and not (out / ".lock").exists()
+    assert rd.load_checkpoint()["state"]["step"] == int(steps[5])  # the last whole evaluation
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    sgdlab.resume(out, progress=False, quiet=True, workers=2)
+    same_bytes(single / "diag", out)
+    sgdlab.resume(copy, progress=False, quiet=True, workers=1)  # any worker count resumes it
+    same_bytes(single / "diag", copy)
+
+
+def test_interrupted_sharded_run_resumes_with_other_worker_counts(single, tmp_path):
+    out = tmp_path / "relu"
+    with pytest.raises(KeyboardInterrupt):
+        sgdlab.run(relu(), out, progress=False, quiet=True, workers=3, _stop_after=100)
+    sgdlab.resume(out, progress=False, quiet=True, workers=2)
+    same_bytes(single / "relu", out)
+
+
+def test_split_is_contiguous_balanced_and_capped():
+    for cfg in (diag(), sgdlab.override(sgdlab.load_experiment("label-noise-diag-net"), ["seeds=3"])):
+        eng = Engine(cfg)
+        order = np.concatenate([g.runs for g in eng.all_groups])
+        for n in (1, 2, 3, 5, 40):
+            parts = split(eng, n)
+            assert 1 <= len(parts) <= min(n, eng.n_runs) and all(len(p) for p in parts)
+            np.testing.assert_array_equal(np.concatenate(parts), order)
+            for g in eng.all_groups:  # a piece holds all of a group, none, or at least 2 of its runs
+                for p in parts:
+                    assert len(set(p) & set(g.runs)) in {0, len(g.runs)} | set(range(2, len(g.runs) + 1))
+    eng = Engine(diag())
+    assert len(split(eng, 5)) == 5
+    # weights: a batch-1 run 1 + 7/7 = 2, the full-batch GD run (n = 20) 1 + 26/7 = 4.7; half of
+    # the 28.7 is 14.35: 7 runs, then 5 SGD runs and GD
+    assert [len(p) for p in split(eng, 2)] == [7, 6]
+
+
+def test_default_workers_and_thread_rule():
+    cfg = diag()
+    par = choose(cfg, 13, None, threads=4)
+    assert par.workers == min(physical_cores(), 13) and par.threads == 1  # toy path: threads stay off
+    assert choose(cfg, 2, 8).workers == 2  # capped by the runs
+    deep = sgdlab.override(sgdlab.load_experiment("deep-demo-digits"), [])
+    assert choose(deep, 10, None, threads=4) == choose(deep, 10, None, threads=4)
+    assert choose(deep, 10, None, threads=4).workers == 1 and choose(deep, 10, None, threads=4).threads == 4
+    assert shares(4, 1) == [4] and shares(4, 3) == [2, 1, 1] and shares(2, 5) == [1, 1]
+
+
+def test_pool_sweep_spreads_its_one_job_over_every_worker(tmp_path):
+    axes = [("arms.1.schedule.lr", [0.3, 0.5])]
+    base = diag("snapshots=0")
+    a = Sweep.create(tmp_path / "a", base, axes)
+    a.execute("inprocess", progress=False)
+    b = Sweep.create(tmp_path / "b", base, axes)
+    b.execute("pool", workers=2, progress=False)
+    (job,) = b.index()["jobs"]
+    meta = RunDir(tmp_path / "b" / job["dir"]).meta()
+    assert meta["workers"] == 2 and len(set(meta["worker_pids"])) == 2 and os.getpid() not in meta["worker_pids"]
+    assert "workers" not in RunDir(tmp_path / "a" / job["dir"]).meta()  # in-process: one process, as before
+    for f in ("metrics.jsonl", "runs.json"):
+        assert (tmp_path / "a" / job["dir"] / f).read_bytes() == (tmp_path / "b" / job["dir"] / f).read_bytes()
+    from sgdlab.workflows.compare import rows_of
+
+    def table(d):  # the across-seed rows, less the column naming the directory
+        return [{k: v for k, v in r.items() if k != "source"} for r in rows_of(d)]
+
+    assert table(tmp_path / "a") == table(tmp_path / "b")
+
+
+# --------------------------------------------------------------------------- a real process, killed
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "MPLBACKEND": "Agg"}
+CLI = [sys.executable, "-m", "sgdlab"]
+
+
+def _cli_run(cfg_sets, out, workers, **kw):
+    args = CLI + ["run", "diag-net", "--out", str(out), "--no-progress", "--workers", str(workers)]
+    for s in cfg_sets:
+        args += ["--set", s]
+    return subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["worker", "caller"])
+def test_cli_sharded_run_killed_after_a_checkpoint_resumes_byte_identical(tmp_path, victim):
+    sets = [s for s in DIAG if not s.startswith("steps")] + ["steps=400001", "eval.points=60"]
+    ref = _cli_run(sets, tmp_path / "ref", 1)
+    assert ref.wait(600) == 0, ref.stderr.read()[-2000:]
+    out = tmp_path / "run"
+    for _ in range(5):  # a kill that lands after the run finished tests nothing: start again
+        shutil.rmtree(out, ignore_errors=True)
+        p = _cli_run(sets, out, 2)
+        while p.poll() is None and not (out / "checkpoint.pt").exists():  # the observable event
+            time.sleep(0.01)
+        pids = None
+        while p.poll() is None and pids is None:
+            pids = RunDir(out).meta().get("worker_pids") if (out / "meta.json").exists() else None
+        if p.poll() is not None:
+            continue
+        os.kill(pids[1] if victim == "worker" else p.pid, signal.SIGKILL)
+        p.wait(60)
+        if not RunDir(out).complete():
+            break
+    else:
+        pytest.fail("no kill landed before the run finished")
+    if victim == "worker":
+        assert p.returncode == 2 and "worker process" in p.stderr.read()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the caller's death takes its worker with it
+        try:
+            os.kill(pids[1], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a worker outlived its caller")
+    r = subprocess.run(CLI + ["run", "--resume", str(out), "--no-progress", "--workers", "2"], env=ENV,
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    same_bytes(tmp_path / "ref", out)
+
+
+@pytest.mark.parametrize("name", ["label-noise-diag-net", "sde-teacher-student", "linear2-large-step", "relu-1d"])
+def test_every_run_is_independent_of_the_runs_batched_with_it(name):
+    """Each run alone (a restricted engine per run) gives the bits of the whole batch, on the torch
+    paths too (label noise, SDE, ReLU, linear): nothing in a step or a metric mixes runs, and MKL's
+    results do not depend on where a run's row sits in memory (MKL_CBWR=AUTO,STRICT)."""
+    from sgdlab.workflows.shards import slice_state
+
+    cfg = sgdlab.override(sgdlab.load_experiment(name), ["steps=60", "seeds=2", "eval.points=4"])
+    full = Engine(cfg)
+    state = full.initial_state()
+    alone = [full.restricted([r]) for r in range(full.n_runs)]
+    states = [slice_state(full, e, state) for e in alone]
+    for t in full.eval_steps:
+        full.advance_to(state, int(t))
+        m = full.evaluate(state)
+        for r, (e, s) in enumerate(zip(alone, states)):
+            e.advance_to(s, int(t))
+            mine = e.evaluate(s)
+            assert set(mine) == set(m)
+            for k in m:
+                np.testing.assert_array_equal(mine[k][r], m[k][r], err_msg=f"{k} of run {r} at step {t}")
+
+
+def test_a_users_module_model_shards_byte_identical(tmp_path):
+    """The deep-net path (a registered nn.Module, vmap over runs; a one-run batch would take the
+    plain step instead, so no piece holds one run of a larger group) gives the same bytes."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "your-own-experiment.md").read_text()
+    for body in re.findall(r"```\w+\n(# (?:tasks\.py|exp\.toml)\n.*?)```", page, re.DOTALL):
+        (tmp_path / body.split("\n", 1)[0][2:]).write_text(body)
+    cfg = sgdlab.override(sgdlab.load_experiment(str(tmp_path / "exp.toml")),
+                          ["steps=120", "seeds=3", "eval.points=4", "checkpoint_seconds=1e-9"])
+    sgdlab.run(cfg, tmp_path / "one", progress=False, quiet=True, workers=1)
+    for w in (2, 3):
+        sgdlab.run(cfg, tmp_path / f"w{w}", progress=False, quiet=True, workers=w)
+        assert RunDir(tmp_path / f"w{w}").meta()["workers"] > 1
+        same_bytes(tmp_path / "one", tmp_path / f"w{w}")
