@@ -262,7 +262,7 @@ def test_no_graph_is_kept_between_measurements():
     for _ in range(6):
         mon.step()
         assert graphs() <= before
-    assert isinstance(mon.prober.warm, WarmStart) and mon.prober.warm.vectors[0].shape == (225, 2)
+    assert isinstance(mon.prober.warm, WarmStart) and mon.prober.warm.vectors[0].shape == (225, 1)  # k = 1 by default
 
 
 def test_divergence_gives_nan_not_an_exception():
@@ -292,9 +292,10 @@ def test_run_directory_plot_summary_export_and_refusal_to_rerun(tmp_path):
             opt.step()
     rd = RunDir(out)
     steps, metrics = rd.metrics()
-    assert steps.tolist() == [0, 2, 4, 6, 8] and metrics["sharpness"].shape == (5, 1)
-    assert np.isfinite(metrics["batch_sharpness"][:, 0]).tolist() == [True, False, True, False, True]
-    assert rd.config().steps == 8 and rd.meta()["monitor"]["batch_size"] == 16
+    # close() measures the final state (after the 9th update) with every metric
+    assert steps.tolist() == [0, 2, 4, 6, 8, 9] and metrics["sharpness"].shape == (6, 1)
+    assert np.isfinite(metrics["batch_sharpness"][:, 0]).tolist() == [True, False, True, False, True, True]
+    assert rd.config().steps == 9 and rd.meta()["monitor"]["batch_size"] == 16
     assert rd.summary()["arms"]["mine"]["final"]["sharpness"]["median"] == pytest.approx(metrics["sharpness"][-1, 0])
     assert list((out / "tensorboard").iterdir()) and rd.complete()  # summary, figures, "finished"
     assert (out / "figures" / "mine-monitor.png").exists()
