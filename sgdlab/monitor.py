@@ -50,7 +50,7 @@ from .experiment import ArmConfig, ExperimentConfig
 from .external import ExternalData, ExternalModel, ExternalOptimizer, ExternalSchedule
 from .metrics.config import MetricsConfig
 from .metrics.adaptive import is_adaptive
-from .metrics.probes import PROBES, Prober, ProbeSettings
+from .metrics.probes import PROBES, Prober, ProbeSettings, unwrap_optimizer
 from .monitor_sinks import sinks
 from .runs import CONFIG, METRICS, RunDir, atomic_write_text, metrics_row
 from .summary import summarize
@@ -175,7 +175,7 @@ class Monitor:
                  layers: Sequence[str] | None = None, probe=None, bn_mode: str | None = None,
                  settings: ProbeSettings | None = None, log_to=None, resume: bool = False, strict: bool = False):
         if metrics is None:  # the default; without an optimizer there is no step size to read
-            metrics = ([*DEFAULT_ADAPTIVE_METRICS] if is_adaptive(optimizer) else
+            metrics = ([*DEFAULT_ADAPTIVE_METRICS] if is_adaptive(unwrap_optimizer(optimizer)) else
                        [m for m in DEFAULT_METRICS if optimizer is not None or m != "threshold"])
         if isinstance(metrics, str):
             raise ConfigError(f"metrics must be a list of names or a dict name -> schedule, got {metrics!r}")
@@ -187,7 +187,7 @@ class Monitor:
                              batch_size=batch_size, layers=layers, probe=probe, bn_mode=bn_mode, settings=settings,
                              strict=strict)
         self.names = self.prober.names()
-        self._adaptive = is_adaptive(optimizer)
+        self._adaptive = is_adaptive(self.prober.optimizer)
         self._sinks = sinks(log_to)
         self._restored: list[tuple[int, dict[str, float]]] | None = None  # resume: rows until the first step
         self._versions: tuple[int, ...] | None = None  # parameter versions at the last step() call

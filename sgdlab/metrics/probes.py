@@ -57,7 +57,8 @@ from .measure import (
 )
 from .sparsity import DEEP_MAX_NEURONS, TAU_SHALLOW, feature_sparsity
 
-__all__ = ["PROBES", "Probe", "ProbeSettings", "Prober", "measurement_set", "optimizer_hparams", "unwrap_model"]
+__all__ = ["PROBES", "Probe", "ProbeSettings", "Prober", "measurement_set", "optimizer_hparams", "unwrap_model",
+           "unwrap_optimizer"]
 
 # Jacobian rank: default probe size keeps phi ((n k) x p) under this many entries (128 MiB in float64).
 JACOBIAN_MAX_ENTRIES = 2**24
@@ -203,6 +204,18 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def unwrap_optimizer(optimizer):
+    """The torch optimizer inside framework wrappers (accelerate's ``AcceleratedOptimizer``:
+    ``.optimizer``; Lightning's ``LightningOptimizer``: ``._optimizer``), whose class and state
+    say which update it makes."""
+    for _ in range(8):
+        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        if inner is None or inner is optimizer or not hasattr(inner, "param_groups"):
+            return optimizer
+        optimizer = inner
+    return optimizer
+
+
 def math_attention():
     """The math kernel of scaled_dot_product_attention: the fused (flash, memory-efficient)
     kernels have no double backward, the Hessian needs one; the math kernel computes the same
@@ -244,6 +257,7 @@ class Prober:
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         model = unwrap_model(model)
+        optimizer = unwrap_optimizer(optimizer) if optimizer is not None else None
         self.model, self.loss_fn, self.optimizer, self.bn_mode = model, loss_fn, optimizer, bn_mode
         self.strict = strict
         self._failed: set[str] = set()  # metrics that already warned about a failure
@@ -252,6 +266,9 @@ class Prober:
         for name, p in self.probes.items():
             if p.needs_optimizer and optimizer is None:
                 raise ConfigError(f"metric {name!r} reads the step size from the optimizer: pass optimizer=")
+        if "preconditioned_sharpness" in self.probes and not is_adaptive(optimizer):
+            raise ConfigError(f"preconditioned_sharpness reads an adaptive optimizer's preconditioner (Adam, AdamW, "
+                              f"RMSprop), got {type(optimizer).__name__}: use sharpness")
         self.x, self.y = measurement_set(data, subset, self.settings.seed)
         self.batch_size = batch_size if batch_size is not None else getattr(data, "batch_size", None)
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
