@@ -314,7 +314,7 @@ class Monitor:
         if self._closed:
             return None
         try:
-            self._final(step)
+            self.finish(step)
             if self.rd is not None:
                 return self._finish()
             return None
@@ -327,12 +327,14 @@ class Monitor:
             if self.rd is not None:
                 self.rd.release()
 
-    def _final(self, step: int | None) -> None:
+    def finish(self, step: int | None = None) -> Measurement | None:
+        """Measure the final state with every metric (the rule of :meth:`close`, which calls it);
+        returns the new measurement or None when there was nothing left to measure."""
         if self._restored is not None:  # resumed and closed at once: the record stands as it was
             self.history, self._restored = self._restored, None
         if step is None:
             if self._versions is None:
-                return  # step() was never called: there is no loop to finish
+                return None  # step() was never called: there is no loop to finish
             changed = self._param_versions() != self._versions
             step = self._next if changed else self._seen
         t = int(step)
@@ -341,11 +343,11 @@ class Monitor:
             done = self.last.values if self.last is not None and self.last.step == t else {}
             missing = [m for m in self._when
                        if not all(k in done for k in self.prober.probes[m].outputs(self.prober))]
-            if missing:
-                self._measure(t, missing, into_last=True)
-        elif last is None or last[0] < t:
+            return self._measure(t, missing, into_last=True) if missing else None
+        if last is None or last[0] < t:
             self._seen = max(self._seen, t)
-            self._measure(t, list(self._when))
+            return self._measure(t, list(self._when))
+        return None
 
     def _finish(self) -> dict:
         # the engine's last step: figures, then "finished" in meta.json

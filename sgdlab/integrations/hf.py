@@ -53,13 +53,12 @@ class MonitorCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._log(args, state, control, self.monitor.step(state.global_step))
+        if state.global_step >= state.max_steps > 0:  # the final state, while the report_to writers are open
+            self._log(args, state, control, self.monitor.finish(state.global_step))
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.monitor is not None:
-            before = len(self.monitor.history), self.monitor.last
-            self.monitor.close(state.global_step)  # the final state, with every metric
-            if (len(self.monitor.history), self.monitor.last) != before:
-                self._log(args, state, control, self.monitor.last)
+            self.monitor.close(state.global_step)  # the final state if not measured yet, summary.json
 
     def _find_handler(self) -> CallbackHandler | None:
         """The Trainer's CallbackHandler: the one whose ``callbacks`` list holds this callback."""

@@ -47,10 +47,8 @@ class MonitorCallback(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.monitor is not None:
-            before = len(self.monitor.history), self.monitor.last
-            self.monitor.close(trainer.global_step)  # the final state, with every metric
-            if (len(self.monitor.history), self.monitor.last) != before:
-                self._log(trainer, self.monitor.last)
+            self._log(trainer, self.monitor.finish(trainer.global_step))  # the final state, every metric
+            self.monitor.close(trainer.global_step)
 
     def _log(self, trainer, m) -> None:
         if m is None or not self.log_to_trainer:
