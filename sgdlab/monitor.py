@@ -52,7 +52,7 @@ from .metrics.config import MetricsConfig
 from .metrics.adaptive import is_adaptive
 from .metrics.probes import PROBES, Prober, ProbeSettings, unwrap_optimizer
 from .monitor_sinks import sinks
-from .runs import CONFIG, METRICS, RunDir, atomic_write_text, metrics_row
+from .runs import CONFIG, META, METRICS, RunDir, atomic_write_text, dumps, metrics_row
 from .summary import summarize
 from .train import RunSpec
 
@@ -209,6 +209,9 @@ class Monitor:
             if resume and (Path(out) / METRICS).is_file():
                 self.rd = RunDir(out).open_writer()
                 self._restored = self._read_back()
+                meta = self.rd.meta()
+                meta.pop("finished", None)  # running again: finished once close() has run
+                atomic_write_text(self.rd.path / META, dumps(meta))
             else:
                 self.rd = RunDir.create(out, self._config(1, loggers), [self._run()], overwrite=overwrite)
             try:

@@ -232,7 +232,7 @@ def _check_set_size(n: int, b: int) -> None:
     warnings.warn(
         f"the measurement set has {n} examples, {n / b:.1f} batches of {b}: batches drawn from it carry "
         f"{kept:.0%} of the gradient noise variance of training batches, so batch sharpness, GNI and MiniBS "
-        f"read between their true value and the full-batch one (batch sharpness reads low; docs/curvature.md); "
+        f"move toward the full-batch value and vary with which examples were drawn (docs/curvature.md); "
         f"pass at least {MIN_BATCHES_PER_SET * b} examples "
         f"({MIN_BATCHES_PER_SET} batches)", RuntimeWarning, stacklevel=4)
 
