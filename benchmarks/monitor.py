@@ -18,8 +18,9 @@ Reported per case and interval (medians over ``--repeats`` runs of each loop):
   lambda_ref from Lanczos at tol 1e-10 in float64 at the same parameters (computed outside the
   timed sections).
 
-Targets: sharpness every 200 steps costs <= 30% on the MLP (judged on the in-loop overhead); at every interval the Monitor is no
-slower per measurement than the 20-step power iteration while >= 100x more accurate. A missed
+Targets: sharpness every 200 steps costs <= 30% on the MLP; at every interval the Monitor is no
+slower per measurement than the 20-step power iteration while >= 100x more accurate. Both speed
+targets are judged on the in-loop overheads (each loop against itself). A missed
 target is printed with its margin and the reason.
 
 Cases: ``mlp`` 128-256-256-10 (ReLU, p = 101k); ``transformer``: token embedding (vocab 32, width 32),
@@ -205,16 +206,20 @@ def verdicts(rows: list[dict]) -> list[str]:
                            f"{TARGET_INTERVAL} steps it adds {r['monitor_ms'] / r['step_ms'] / TARGET_INTERVAL:.0%}; "
                            f"the target needs a measurement every "
                            f"{r['monitor_ms'] / r['step_ms'] / OVERHEAD_TARGET:.0f} steps or a smaller measurement set.")
-    slow = [r for r in rows if r["monitor_ms"] > r["power_ms"]]
+    # speed from each loop's own in-loop ratio (x every = training steps per measurement): robust to the
+    # load differing between the loops, which the ms columns are not
+    slow = [r for r in rows if r["monitor_in_loop"] > r["power_in_loop"]]
     inacc = [r for r in rows if r["power_err"] < ACCURACY_TARGET * r["monitor_err"]]
     if not slow:
-        out.append("- At every interval the Monitor is no slower per measurement than the 20-step power iteration: **met**.")
+        out.append("- At every interval the Monitor is no slower per measurement than the 20-step power iteration "
+                   "(in-loop): **met**.")
     for r in slow:
-        out.append(f"- {r['case']} every {r['every']}: the Monitor is {r['monitor_ms'] / r['power_ms']:.2f}x the "
-                   f"power iteration's time per measurement: **missed by {100 * (r['monitor_ms'] / r['power_ms'] - 1):.0f}%**: "
+        mon, pw = r["monitor_in_loop"] * r["every"], r["power_in_loop"] * r["every"]  # in training steps
+        out.append(f"- {r['case']} every {r['every']}: a measurement costs {mon:.0f} training steps against the power "
+                   f"iteration's {pw:.0f} ({mon / pw:.2f}x): **missed by {100 * (mon / pw - 1):.0f}%**: "
                    f"it used {r['hvps']:.1f} HVPs per measurement on average against the power iteration's "
-                   f"{POWER_STEPS}, but a Lanczos step cost {r['monitor_ms'] / (r['hvps'] + 1):.1f} ms against "
-                   f"{r['power_ms'] / (POWER_STEPS + 1):.1f} ms per power step: on a model this small the float64 "
+                   f"{POWER_STEPS}, but a Lanczos step cost {mon / (r['hvps'] + 1):.2f} training steps against "
+                   f"{pw / (POWER_STEPS + 1):.2f} per power step: on a model this small the float64 "
                    f"re-orthogonalisation of the Krylov basis (p = {r['p']:,}) and the explicit residual check "
                    f"cost about as much as the HVP itself.")
     if not inacc:
