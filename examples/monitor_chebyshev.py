@@ -44,7 +44,7 @@ def train(model: nn.Module, lr: float, steps: int, *, every: int = 100, tol: flo
     x, y = data.x_train, data.y_train
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     monitor = sgdlab.Monitor(model, half_mse, (x, y), opt, metrics=["sharpness", "threshold"], every=every,
-                             out=out, name=f"chebyshev-gd-lr{lr:g}", settings=ProbeSettings(tol=tol))
+                             out=out, name=f"chebyshev-gd-lr{lr:g}", settings=ProbeSettings(k=2, tol=tol))  # top-2: lambda_2 too
     for step in range(steps + 1):
         if monitor.step(step) and step % (20 * every) == 0:
             print(monitor.last)

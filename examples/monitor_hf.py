@@ -14,7 +14,7 @@ from sgdlab.metrics.probes import ProbeSettings
 
 torch.manual_seed(0)
 config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                    max_position_embeddings=16, num_labels=2, attn_implementation="eager")
+                    max_position_embeddings=16, num_labels=2)  # default (SDPA) attention: measured by the math kernel
 model = BertForSequenceClassification(config)  # built locally: nothing is downloaded
 ids = torch.randint(0, 100, (256, 8))
 labels = (ids[:, 0] < 50).long()

@@ -1,4 +1,5 @@
-"""The monitor's cost benchmark runs (tiny --quick mode) and prints its ratio and verdict."""
+"""The monitor's cost benchmark runs (tiny --quick mode), prints its table and verdicts, and
+writes the table between its markers."""
 
 import importlib.util
 from pathlib import Path
@@ -6,14 +7,27 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "monitor.py"
 
 
-def test_monitor_benchmark_quick(capsys):
+def _bench():
     spec = importlib.util.spec_from_file_location("bench_monitor", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    rows = bench.main(["--quick", "--steps", "20", "--threads", "1", "--subset", "64", "--batch", "16"])
+    return bench
+
+
+def test_monitor_benchmark_quick(capsys):
+    bench = _bench()
+    rows = bench.main(["--quick", "--steps", "20", "--repeats", "1", "--intervals", "5,10"])
     out = capsys.readouterr().out
-    assert [r["case"] for r in rows if r["device"] == "cpu"] == ["mlp", "resnet18"]
+    assert [(r["case"], r["every"]) for r in rows] == [("mlp", 5), ("mlp", 10), ("transformer", 5), ("transformer", 10)]
     for r in rows:
-        assert r["bare"] > 0 and r["in_loop"] > 0
-        assert r["n_sharp"] == 4 and r["n_bs"] == 2  # steps 0, 5, 10, 15 and 0, 10
-    assert out.count("target <= 10% overhead on CPU") == 2
+        assert r["n"] == 20 // r["every"] and r["monitor_ms"] > 0 and r["power_ms"] > 0
+        assert r["monitor_err"] < 1e-3  # the default tolerance bounds the relative error by 1e-3
+    assert "| mlp |" in out and "| transformer |" in out and "accurate" in out
+
+
+def test_write_docs_replaces_only_the_marked_block(tmp_path):
+    bench = _bench()
+    page = tmp_path / "p.md"
+    page.write_text(f"a\n<!-- {bench.MARK} -->\nold\n<!-- /{bench.MARK} -->\nb\n")
+    bench.write_docs("new table", page)
+    assert page.read_text() == f"a\n<!-- {bench.MARK} -->\nnew table\n<!-- /{bench.MARK} -->\nb\n"

@@ -55,7 +55,8 @@ def test_lightning_callback(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), monitored.state_dict().values()))
     steps, m = RunDir(tmp_path / "lit").metrics()
     assert steps.tolist() == [0, 4, 8, 12] and np.isfinite(m["sharpness"]).all()
-    assert np.isfinite(m["batch_sharpness"][:, 0]).tolist() == [True, False, True, False]
+    # step 12, the final state, gets every metric at on_train_end
+    assert np.isfinite(m["batch_sharpness"][:, 0]).tolist() == [True, False, True, True]
     assert (m["threshold"] == 20.0).all() and RunDir(tmp_path / "lit").summary() is not None
 
 

@@ -125,7 +125,9 @@ def batch_estimates(model: torch.nn.Module, loss_fn, data: tuple[torch.Tensor, t
                     min_batches: int = DEFAULT_MIN_BATCHES, dtype: torch.dtype | None = None,
                     bn_mode: str | None = None) -> dict[str, float]:
     """Monte Carlo means of the mini-batch ``quantities`` over batches of ``batch_size`` drawn
-    without replacement from ``data`` (module doc), plus ``batch_draws`` (batches used).
+    without replacement from ``data`` (module doc), with ``<q>_stderr`` (standard error of the
+    mean, :mod:`~sgdlab.metrics.curvature.batch`) and ``<q>_converged`` (1.0 when the stopping rule
+    stderr/|mean| < rse_tol was met, 0.0 when ``max_batches`` ran out), plus ``batch_draws``.
 
     batch_size None or >= n: the one full batch, the exact value (one draw).
     """
@@ -137,6 +139,9 @@ def batch_estimates(model: torch.nn.Module, loss_fn, data: tuple[torch.Tensor, t
                           sampler="without_replacement", generator=generator, rse_tol=rse_tol, dtype=dtype,
                           bn_mode=bn_mode, **kw)
     out = {k: e.mean for k, e in est.items()}
+    for k, e in est.items():
+        out[f"{k}_stderr"] = 0.0 if full else e.stderr  # the full batch is the exact value
+        out[f"{k}_converged"] = 1.0 if full or e.converged else 0.0
     out["batch_draws"] = float(next(iter(est.values())).n_batches)
     return out
 

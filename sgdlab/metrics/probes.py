@@ -22,6 +22,7 @@ off, BatchNorm with its running statistics.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -30,16 +31,17 @@ from dataclasses import dataclass
 
 import torch
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, IterableDataset
 
 from sgdlab.core.config import check
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.registry import Registry
-from sgdlab.metrics.curvature import QUANTITIES, HessianOperator
+from sgdlab.metrics.adaptive import PreconditionedOperator, adaptive_edge, is_adaptive
+from sgdlab.metrics.curvature import QUANTITIES, HessianOperator, hutchinson_trace
 from sgdlab.metrics.curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
 from sgdlab.metrics.curvature.hvp import FunctionalLoss
-from sgdlab.metrics.curvature.lanczos import DEFAULT_TOL
 from sgdlab.metrics.features import layer_features, resolve_layers
 from sgdlab.metrics.jacobian import DEFAULT_RTOL, matrix_rank, per_example_jacobian
 from sgdlab.metrics.measure import (
@@ -55,21 +57,35 @@ from sgdlab.metrics.measure import (
 )
 from sgdlab.metrics.sparsity import DEEP_MAX_NEURONS, TAU_SHALLOW, feature_sparsity
 
-__all__ = ["PROBES", "Probe", "ProbeSettings", "Prober", "measurement_set", "optimizer_hparams"]
+__all__ = ["PROBES", "Probe", "ProbeSettings", "Prober", "measurement_set", "optimizer_hparams", "unwrap_model",
+           "unwrap_optimizer"]
 
 # Jacobian rank: default probe size keeps phi ((n k) x p) under this many entries (128 MiB in float64).
 JACOBIAN_MAX_ENTRIES = 2**24
 # ... and at most this many inputs (the paper uses as many as there are parameters; an SVD of more
 # rows than this costs more than the rest of a measurement).
 JACOBIAN_MAX_INPUTS = 256
+# Batch metrics: a measurement set of fewer than this many batches is too small for an unbiased
+# estimate. Batches drawn without replacement from n examples have (n - b)/(n - 1) of the gradient
+# noise variance of batches from the population, so the batch estimates move toward the full-batch
+# value; at n = 10 b the noise variance is 90% of the population's.
+MIN_BATCHES_PER_SET = 10
+# Hutchinson trace: Rademacher probes per estimate and the relative standard error called converged.
+TRACE_SAMPLES = 30
+TRACE_RSE_TOL = 0.05
 
 
 @dataclass(frozen=True)
 class ProbeSettings:
     """How precisely to measure (what to measure is the probe names)."""
 
-    k: int = 2  # top-k Hessian eigenvalues; >= 2 keeps the warm start on lambda_1 when the top two cross
-    tol: float = DEFAULT_TOL  # Lanczos: relative residual bound of every eigenvalue
+    # top-k Hessian eigenvalues: 1 for watching a run (the cheapest); k >= 2 keeps the warm start
+    # on lambda_1 when the top two cross (papers, spectra)
+    k: int = 1
+    # Lanczos: relative residual bound ||H v - theta v|| <= tol |theta|, which bounds the relative
+    # error of the eigenvalue by tol (1e-3: what watching a run needs; its actual error is ~tol^2 x
+    # lambda/gap, far smaller)
+    tol: float = 1e-3
     dtype: torch.dtype | None = None  # functional copy for the Hessian; None = the model's dtype
     chunk_size: int | None = None  # examples per forward pass; None = one chunk (its graph serves every HVP)
     # Keep every chunk's gradient graph for the HVPs of one measurement (freed after it): None = only
@@ -82,6 +98,8 @@ class ProbeSettings:
     normalize_features: bool = False  # L2-normalise each example's features first (the paper's toy nets)
     max_neurons: int = DEEP_MAX_NEURONS  # sparsity: above this many units a fixed random subset (paper: 1000)
     rank_rtol: float = DEFAULT_RTOL  # Jacobian rank: singular value / largest > rank_rtol (paper: 1e-4)
+    trace_samples: int = TRACE_SAMPLES  # Hutchinson probes per trace estimate (one HVP each)
+    trace_rse_tol: float = TRACE_RSE_TOL  # trace_converged = stderr/|trace| below this
     seed: int = 0  # random stream of the measurements (start vectors, batches, unit subsets)
 
     def __post_init__(self):
@@ -93,6 +111,8 @@ class ProbeSettings:
               f"need 1 <= min_batches <= max_batches, got {self.min_batches}, {self.max_batches}")
         check(0 < self.sparsity_tau <= 1, f"sparsity_tau must be in (0, 1], got {self.sparsity_tau}")
         check(self.max_neurons >= 2, f"max_neurons must be >= 2, got {self.max_neurons}")
+        check(self.trace_samples >= 2, f"trace_samples must be >= 2, got {self.trace_samples}")
+        check(0 < self.trace_rse_tol < 1, f"trace_rse_tol must be in (0, 1), got {self.trace_rse_tol}")
         check(0 < self.rank_rtol < 1, f"rank_rtol must be in (0, 1), got {self.rank_rtol}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
 
@@ -148,18 +168,73 @@ def measurement_set(data, subset: int | None = None, seed: int = SUBSET_SEED) ->
 
 
 def optimizer_hparams(optimizer) -> dict | None:
-    """{lr, momentum, dampening, nesterov, weight_decay} shared by every param group, or None for
-    adaptive methods (groups with ``betas``, whose edge is not a function of the step size)."""
-    groups = optimizer.param_groups
+    """{lr, momentum, dampening, nesterov, weight_decay} of the SGD-like param group with the
+    lowest edge (every group's own edge when they agree), or None for methods with ``betas``.
+
+    Param groups that differ: the run is unstable as soon as one group is, so the group whose
+    momentum edge is lowest stands for the optimizer (lr 0 groups never move and are skipped).
+    """
+    groups = [g for g in optimizer.param_groups if g.get("params", [None])]
     if any("betas" in g for g in groups):
         return None
     keys = {"lr": 0.0, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
-    vals = [tuple(float(g.get(k, d)) for k, d in keys.items()) for g in groups]
-    if len(set(vals)) != 1:
-        warnings.warn("param groups differ in lr/momentum/weight decay: stability thresholds are NaN "
-                      "(no single edge)", RuntimeWarning, stacklevel=3)
-        return None
-    return dict(zip(keys, vals[0]))
+    vals = [dict(zip(keys, (float(g.get(k, d)) for k, d in keys.items()))) for g in groups]
+
+    def edge(v):
+        if not v["lr"] > 0:
+            return math.inf
+        t = stability_thresholds(v["lr"], v["momentum"], dampening=v["dampening"] if not v["nesterov"] else 0.0,
+                                 nesterov=bool(v["nesterov"]), weight_decay=v["weight_decay"])
+        return t.momentum_edge
+    if any(v["lr"] < 0 or not math.isfinite(v["lr"]) for v in vals):
+        return next(v for v in vals if v["lr"] < 0 or not math.isfinite(v["lr"]))
+    return min(vals, key=edge)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose parameters train: through ``torch.compile`` (``_orig_mod``) and DDP /
+    DataParallel (``module``) wrappers, which share the parameters of what they wrap."""
+    for _ in range(8):  # wrappers of wrappers, never a cycle
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            inner = model.module
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+    return model
+
+
+def unwrap_optimizer(optimizer):
+    """The torch optimizer inside framework wrappers (accelerate's ``AcceleratedOptimizer``:
+    ``.optimizer``; Lightning's ``LightningOptimizer``: ``._optimizer``), whose class and state
+    say which update it makes."""
+    for _ in range(8):
+        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        if inner is None or inner is optimizer or not hasattr(inner, "param_groups"):
+            return optimizer
+        optimizer = inner
+    return optimizer
+
+
+def math_attention():
+    """The math kernel of scaled_dot_product_attention: the fused (flash, memory-efficient)
+    kernels have no double backward, the Hessian needs one; the math kernel computes the same
+    function with differentiable operations."""
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def _check_set_size(n: int, b: int) -> None:
+    """Warn when n examples are too few for unbiased batch estimates at batch size b (see
+    MIN_BATCHES_PER_SET): the estimates then read between the population's and the full batch's."""
+    if b >= n or n >= MIN_BATCHES_PER_SET * b:
+        return  # b >= n: the one full batch, exact by definition
+    kept = (n - b) / (n - 1)
+    warnings.warn(
+        f"the measurement set has {n} examples, {n / b:.1f} batches of {b}: batches drawn from it carry "
+        f"{kept:.0%} of the gradient noise variance of training batches, so batch sharpness, GNI and MiniBS "
+        f"move toward the full-batch value and vary with which examples were drawn (docs/curvature.md); "
+        f"pass at least {MIN_BATCHES_PER_SET * b} examples "
+        f"({MIN_BATCHES_PER_SET} batches)", RuntimeWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------------------- the prober
@@ -178,21 +253,30 @@ class Prober:
     def __init__(self, model: torch.nn.Module, loss_fn, data, probes: Sequence[str], *, optimizer=None,
                  subset: int | None = None, batch_size: int | None = None, layers: Sequence[str] | None = None,
                  probe: torch.Tensor | int | None = None, bn_mode: str | None = None,
-                 settings: ProbeSettings | None = None):
+                 settings: ProbeSettings | None = None, strict: bool = False):
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        model = unwrap_model(model)
+        optimizer = unwrap_optimizer(optimizer) if optimizer is not None else None
         self.model, self.loss_fn, self.optimizer, self.bn_mode = model, loss_fn, optimizer, bn_mode
+        self.strict = strict
+        self._failed: set[str] = set()  # metrics that already warned about a failure
         self.settings = settings or ProbeSettings()
         self.probes = {name: PROBES.get(name) for name in dict.fromkeys(probes)}
         for name, p in self.probes.items():
             if p.needs_optimizer and optimizer is None:
                 raise ConfigError(f"metric {name!r} reads the step size from the optimizer: pass optimizer=")
+        if "preconditioned_sharpness" in self.probes and not is_adaptive(optimizer):
+            raise ConfigError(f"preconditioned_sharpness reads an adaptive optimizer's preconditioner (Adam, AdamW, "
+                              f"RMSprop), got {type(optimizer).__name__}: use sharpness")
         self.x, self.y = measurement_set(data, subset, self.settings.seed)
         self.batch_size = batch_size if batch_size is not None else getattr(data, "batch_size", None)
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if any(n in QUANTITIES for n in self.probes) and self.batch_size is None:
             raise ConfigError("batch metrics need the training batch size: pass batch_size= (or a DataLoader)")
+        if any(n in QUANTITIES for n in self.probes):
+            _check_set_size(len(self.x), self.batch_size)
         self.warm = WarmStart()
         # wall seconds per probe; the first probe that needs the Hessian's gradient graph builds it
         self.seconds: dict[str, float] = dict.fromkeys(self.probes, 0.0)
@@ -205,10 +289,13 @@ class Prober:
             self.probe_x = self._probe_inputs(probe) if "jacobian_rank" in self.probes else None
 
     # ----------------------------------------------------------------- plumbing
+    @contextlib.contextmanager
     def preserved(self):
-        """Forks every RNG (CPU and all CUDA devices) for the duration of a measurement."""
+        """Forks every RNG (CPU and all CUDA devices) for the duration of a measurement, with
+        attention on its math kernel (:func:`math_attention`; the caller's choice is restored)."""
         cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        return torch.random.fork_rng(devices=cuda)
+        with torch.random.fork_rng(devices=cuda), math_attention():
+            yield
 
     def functional(self, *, evaluated: bool = False, dtype=None) -> FunctionalLoss:
         """Snapshot of the current parameters: for the loss (bn_mode) or as evaluated (running BN)."""
@@ -248,7 +335,12 @@ class Prober:
         with self.preserved():
             moment = _Moment(self, step, due)
             t0 = time.perf_counter()
-            finite = math.isfinite(moment.loss())  # with sharpness due, this builds its gradient graph
+            try:
+                finite = math.isfinite(moment.loss())  # with sharpness due, this builds its gradient graph
+            except Exception as e:  # the model cannot be measured now: every metric is missing
+                self._failure("train_loss", step, e)
+                moment.release()
+                return {k: math.nan for name in due for k in self.probes[name].outputs(self)}
             self.seconds["train_loss"] = self.seconds.get("train_loss", 0.0) + time.perf_counter() - t0
             for name in due:
                 probe = self.probes[name]
@@ -258,12 +350,26 @@ class Prober:
                 t0 = time.perf_counter()
                 try:
                     out.update(probe.run(moment))
-                except FloatingPointError as e:  # non-finite products of a diverging model: never stop training
-                    warnings.warn(f"metric {name!r} at step {step}: {e}", RuntimeWarning, stacklevel=2)
-                    out.update({k: math.nan for k in probe.outputs(self)})
+                except Exception as e:  # a measurement never stops the training it watches
+                    self._failure(name, step, e)
+                    out.update({k: math.nan for k in probe.outputs(self) if k not in out})
                 self.seconds[name] += time.perf_counter() - t0
             moment.release()
         return out
+
+    def _failure(self, name: str, step: int, e: Exception) -> None:
+        """Re-raise (strict) or warn once per metric, naming the cause; the value is recorded missing."""
+        if self.strict:
+            raise e
+        if isinstance(e, FloatingPointError):  # a diverging model: expected, said at every occurrence
+            warnings.warn(f"metric {name!r} at step {step}: {e}", RuntimeWarning, stacklevel=3)
+            return
+        if name in self._failed:
+            return
+        self._failed.add(name)
+        warnings.warn(f"sgdlab.Monitor: metric {name!r} failed at step {step} ({type(e).__name__}: {e}); "
+                      f"recorded as missing (NaN) and training continues; later failures of {name!r} are not "
+                      f"repeated (strict=True raises instead)", RuntimeWarning, stacklevel=3)
 
 
 class _Moment:
@@ -273,7 +379,7 @@ class _Moment:
         self.p, self.step = prober, step
         self.gen = measurement_generator(prober.settings.seed, step)
         self.batch_names = [n for n in due if n in QUANTITIES]
-        self.curvature = "sharpness" in due
+        self.curvature = bool({"sharpness", "preconditioned_sharpness", "trace"} & set(due))
         self._op: HessianOperator | None = None
         self._feats = None
         self._batch = None
@@ -293,6 +399,15 @@ class _Moment:
                 op.gradient()  # builds the graph the eigensolver needs anyway: the loss comes free with it
             self._loss = op.loss()
         return self._loss
+
+    def preconditioned(self):
+        """S^1/2 (H + W) S^1/2 of the optimizer's preconditioner (sgdlab.metrics.adaptive) and the
+        edge, or (None, edge) before the optimizer's first step."""
+        op = self.operator()
+        edge = adaptive_edge(self.p.optimizer, [(n, q) for n, q in self.p.model.named_parameters() if q.requires_grad])
+        if edge.scale is None:
+            return None, edge
+        return PreconditionedOperator(op, edge.scale, edge.decay), edge
 
     def features(self):
         if self._feats is None:
@@ -331,26 +446,67 @@ PROBES.add("sharpness", Probe(
 
 
 def _thresholds(m: _Moment) -> dict[str, float]:
-    hp = optimizer_hparams(m.p.optimizer)
-    if hp is None:
-        lr = float(m.p.optimizer.param_groups[0]["lr"])
-        return {"lr": lr, "momentum": math.nan, "threshold": math.nan, "threshold_momentum": math.nan}
+    opt = m.p.optimizer
+    if is_adaptive(opt):
+        edge = adaptive_edge(opt, [])
+        return {"lr": edge.lr, "momentum": edge.beta1, "threshold": edge.threshold,
+                "threshold_momentum": edge.threshold}
+    hp = optimizer_hparams(opt)
+    if hp is None:  # another optimizer with betas: no known edge
+        return {"lr": float(opt.param_groups[0]["lr"]), "momentum": math.nan, "threshold": math.nan,
+                "threshold_momentum": math.nan}
+    if not hp["lr"] > 0:  # warm-up from 0, decay to 0: nothing moves (inf); a negative step: undefined (NaN)
+        edge = math.inf if hp["lr"] == 0 else math.nan
+        return {"lr": hp["lr"], "momentum": hp["momentum"], "threshold": edge, "threshold_momentum": edge}
     t = stability_thresholds(hp["lr"], hp["momentum"], dampening=hp["dampening"], nesterov=bool(hp["nesterov"]),
                              weight_decay=hp["weight_decay"])
     return {"lr": t.lr, "momentum": t.momentum, "threshold": t.gd, "threshold_momentum": t.momentum_edge}
 
 
 PROBES.add("threshold", Probe(
-    "lr and momentum of the optimizer now; threshold = 2/lr, threshold_momentum = (2 + 2 mu)/lr (heavy ball; "
-    "Nesterov (2 + 2 mu)/(lr (1 + 2 mu)); dampening d divides by 1 - d), both minus SGD's coupled weight decay; "
-    "NaN for adaptive optimizers", lambda _p: ["lr", "momentum", "threshold", "threshold_momentum"], _thresholds,
+    "lr and momentum of the optimizer now; SGD: threshold = 2/lr, threshold_momentum = (2 + 2 mu)/lr (heavy ball; "
+    "Nesterov (2 + 2 mu)/(lr (1 + 2 mu)); dampening d divides by 1 - d), both minus SGD's coupled weight decay, "
+    "for the param group with the lowest edge; Adam/AdamW: both = (2 + 2 beta1)/((1 - beta1) lr), RMSprop: "
+    "(2 + 2 mu)/lr, the edge of preconditioned_sharpness (momentum = beta1); lr 0: inf, lr < 0: NaN",
+    lambda _p: ["lr", "momentum", "threshold", "threshold_momentum"], _thresholds,
     needs_finite=False, needs_optimizer=True))
 
+
+def _preconditioned(m: _Moment) -> dict[str, float]:
+    op, _edge = m.preconditioned()
+    if op is None:  # before the optimizer's first step it has no second moments
+        return {"preconditioned_sharpness": math.nan, "preconditioned_hvps": 0.0}
+    s = m.p.settings
+    res = m.p.warm.eigs(op, 1, s.tol, m.gen, key="preconditioned")
+    return {"preconditioned_sharpness": float(res.eigenvalues[0]), "preconditioned_hvps": float(res.n_hvp)}
+
+
+PROBES.add("preconditioned_sharpness", Probe(
+    "lambda_max(P^-1 (H + wd I)) with P = the adaptive optimizer's preconditioner now (Adam/AdamW: "
+    "sqrt(v_hat) + eps; RMSprop: sqrt(square_avg) + eps), param groups reduced to one threshold "
+    "(sgdlab.metrics.adaptive); compare with threshold; NaN before the first step; preconditioned_hvps = products",
+    lambda _p: ["preconditioned_sharpness", "preconditioned_hvps"], _preconditioned, needs_optimizer=True))
+
+
+def _trace(m: _Moment) -> dict[str, float]:
+    s = m.p.settings
+    res = hutchinson_trace(m.operator(), s.trace_samples, generator=m.gen)
+    rse = res.stderr / abs(res.estimate) if res.estimate else math.inf
+    return {"trace": res.estimate, "trace_stderr": res.stderr, "trace_converged": float(rse < s.trace_rse_tol)}
+
+
+PROBES.add("trace", Probe(
+    "tr(H) by Hutchinson (trace_samples Rademacher probes, one HVP each); trace_stderr = std/sqrt(samples); "
+    "trace_converged = 1 when trace_stderr/|trace| < trace_rse_tol",
+    lambda _p: ["trace", "trace_stderr", "trace_converged"], _trace))
+
 def _batch_probe(q: str, formula: str) -> Probe:
+    cols = [q, f"{q}_stderr", f"{q}_converged", "batch_draws"]
     return Probe(f"{formula} over batches B of batch_size drawn without replacement from the measurement set; "
                  f"Monte Carlo stopped at relative standard error < rse_tol (at most max_batches); "
-                 f"batch_draws = batches used", lambda _p: [q, "batch_draws"],
-                 lambda m: {q: m.batch()[q], "batch_draws": m.batch()["batch_draws"]})
+                 f"{q}_stderr = its standard error, {q}_converged = 1 when the stopping rule was met "
+                 f"(0: max_batches ran out); batch_draws = batches used", lambda _p: cols,
+                 lambda m: {c: m.batch()[c] for c in cols})
 
 
 for _q, _formula in QUANTITIES.items():

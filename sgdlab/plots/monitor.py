@@ -3,7 +3,8 @@
 Panels, each drawn when its metrics were logged: (1) sharpness lambda_1 (lambda_2 faint) against
 the logged stability threshold 2/eta (dashed; it follows the step-size schedule) and the
 momentum-corrected one (dotted, when momentum > 0), with batch sharpness / MiniBS / GNI as
-markers; (2) per layer the merged feature sparsity (solid) and the raw positive fraction
+markers; with an adaptive optimizer the preconditioned sharpness lambda_max(P^-1 H) against its
+edge (2 + 2 beta1)/((1 - beta1) eta) instead of 2/eta; (2) per layer the merged feature sparsity (solid) and the raw positive fraction
 (dashed); (3) train loss on a log axis. Every metric is drawn at the steps where it was measured.
 """
 
@@ -32,9 +33,14 @@ def _curvature(ax, steps, m) -> None:
         ax.plot(*_series(steps, m, "sharpness"), color="C0", lw=1.5, label=r"$\lambda_{max}$")
     if "hessian_eig2" in m:
         ax.plot(*_series(steps, m, "hessian_eig2"), color="C0", lw=0.8, alpha=0.4, label=r"$\lambda_2$")
+    adaptive = "preconditioned_sharpness" in m and np.isfinite(m["preconditioned_sharpness"]).any()
+    if adaptive:
+        ax.plot(*_series(steps, m, "preconditioned_sharpness"), color="C5", lw=1.5,
+                label=r"$\lambda_{max}(P^{-1}H)$")
     if "threshold" in m:
-        ax.step(*_series(steps, m, "threshold"), where="post", color="k", ls="--", lw=1.0, label=r"2/$\eta$")
-    if "threshold_momentum" in m and np.nanmax(np.nan_to_num(m.get("momentum", np.zeros(1)), nan=0.0)) > 0:
+        label = r"(2+2$\beta_1$)/((1-$\beta_1$)$\eta$)" if adaptive else r"2/$\eta$"
+        ax.step(*_series(steps, m, "threshold"), where="post", color="k", ls="--", lw=1.0, label=label)
+    if not adaptive and "threshold_momentum" in m and np.nanmax(np.nan_to_num(m.get("momentum", np.zeros(1)), nan=0.0)) > 0:
         ax.step(*_series(steps, m, "threshold_momentum"), where="post", color="k", ls=":", lw=1.0,
                 label=r"(2+2$\mu$)/$\eta$")
     for k, (name, label, marker) in enumerate(_BATCH):

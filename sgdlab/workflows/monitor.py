@@ -49,21 +49,26 @@ from sgdlab.core.errors import ConfigError
 from sgdlab.spec.experiment import ArmConfig, ExperimentConfig
 from sgdlab.spec.external import ExternalData, ExternalModel, ExternalOptimizer, ExternalSchedule
 from sgdlab.metrics.config import MetricsConfig
-from sgdlab.metrics.probes import PROBES, Prober, ProbeSettings
-from sgdlab.store.runs import CONFIG, RunDir, atomic_write_text
+from sgdlab.metrics.adaptive import is_adaptive
+from sgdlab.metrics.probes import PROBES, Prober, ProbeSettings, unwrap_optimizer
+from sgdlab.workflows.monitor_sinks import sinks
+from sgdlab.store.runs import CONFIG, META, METRICS, RunDir, atomic_write_text, dumps, metrics_row
 from sgdlab.store.summary import summarize
 from sgdlab.engine.train import RunSpec
 
 __all__ = ["DEFAULT_METRICS", "Every", "LogSpaced", "Measurement", "Monitor"]
 
 DEFAULT_METRICS = ("sharpness", "threshold")
+# With Adam / AdamW / RMSprop the edge concerns the preconditioned sharpness (sgdlab.metrics.adaptive).
+DEFAULT_ADAPTIVE_METRICS = ("preconditioned_sharpness", "threshold")
 DEFAULT_EVERY = 100  # steps between measurements: sharpness costs tens of Hessian-vector products
 # Readout: (metric, label) in this order when measured; per-layer sparsity follows.
-_READOUT = (("train_loss", "loss"), ("sharpness", "sharpness"), ("batch_sharpness", "BS"), ("minibs", "MiniBS"),
-            ("gni", "GNI"), ("step_sharpness", "step sharpness"), ("dead_fraction", "dead"),
-            ("jacobian_rank", "rank"))
+_READOUT = (("train_loss", "loss"), ("sharpness", "sharpness"), ("preconditioned_sharpness", "P^-1 H sharpness"),
+            ("batch_sharpness", "BS"), ("minibs", "MiniBS"), ("gni", "GNI"), ("step_sharpness", "step sharpness"),
+            ("trace", "trace"), ("dead_fraction", "dead"), ("jacobian_rank", "rank"))
 _DEVICES = ("cpu", "cuda", "mps")  # what ExperimentConfig.device records
-_RELATIVE = {"sharpness", "batch_sharpness", "minibs"}  # also shown as a multiple of the threshold
+_RELATIVE = {"sharpness", "batch_sharpness", "minibs"}  # also shown as a multiple of the threshold (SGD)
+_RELATIVE_ADAPTIVE = {"preconditioned_sharpness"}  # ... of the adaptive optimizer's threshold
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ class Measurement:
 
     step: int
     values: Mapping[str, float]
+    adaptive: bool = False  # the threshold is an adaptive optimizer's (compares with preconditioned_sharpness)
 
     def __getitem__(self, name: str) -> float:
         return self.values[name]
@@ -124,9 +130,10 @@ class Measurement:
         v = {k: x for k, x in self.values.items() if math.isfinite(x)}
         edge = v.get("threshold")
         parts = [f"step {self.step}"]
+        relative, unit = (_RELATIVE_ADAPTIVE, "edge") if self.adaptive else (_RELATIVE, "2/lr")
         for key, label in _READOUT:
             if key in v:
-                rel = f" ({v[key] / edge:.2f}x 2/lr)" if key in _RELATIVE and edge else ""
+                rel = f" ({v[key] / edge:.2f}x {unit})" if key in relative and edge else ""
                 parts.append(f"{label} {_fmt(v[key])}{rel}")
         parts += [f"sparsity[{k[:-9]}] {_fmt(x)}" for k, x in v.items() if k.endswith("_sparsity")]
         return " | ".join(parts)
@@ -147,7 +154,14 @@ class Monitor:
         metrics: names (each on ``every``) or {name: schedule}; see ``sgdlab.metrics.probes.PROBES``.
         every: default schedule: an int N, ``LogSpaced(...)`` or a callable ``step -> bool``.
         out: run directory to write (None: in memory only); name: its experiment name;
-            overwrite: replace an existing monitor run there; loggers: "tensorboard", "wandb", "mlflow".
+            overwrite: replace an existing monitor run there; loggers: "tensorboard", "wandb", "mlflow"
+            (the Monitor's own, next to the run directory);
+        log_to: your own writers (a TensorBoard ``SummaryWriter``, an active W&B run, or a list):
+            every measurement is sent to them too (:mod:`sgdlab.workflows.monitor_sinks`);
+        resume: continue the record in ``out`` (a restart from your checkpoint): its rows before the
+            first step measured now are kept, the rows from that step on are dropped (pass that
+            step: ``step(t)``; without one the count continues after the last kept row);
+        strict: re-raise a failing measurement (tests) instead of one warning and NaN;
         batch_size: the training batch size (batch metrics); layers: module names for sparsity and
             dead units (default every ReLU-like activation); probe: Jacobian-rank inputs or a count;
         bn_mode: "eval" | "train" (required with BatchNorm); settings: ``ProbeSettings`` (k, tol,
@@ -159,9 +173,10 @@ class Monitor:
                  out: str | Path | None = None, name: str = "monitor", overwrite: bool = False,
                  loggers: Sequence[str] = (), subset: int | None = None, batch_size: int | None = None,
                  layers: Sequence[str] | None = None, probe=None, bn_mode: str | None = None,
-                 settings: ProbeSettings | None = None):
+                 settings: ProbeSettings | None = None, log_to=None, resume: bool = False, strict: bool = False):
         if metrics is None:  # the default; without an optimizer there is no step size to read
-            metrics = [m for m in DEFAULT_METRICS if optimizer is not None or m != "threshold"]
+            metrics = ([*DEFAULT_ADAPTIVE_METRICS] if is_adaptive(unwrap_optimizer(optimizer)) else
+                       [m for m in DEFAULT_METRICS if optimizer is not None or m != "threshold"])
         if isinstance(metrics, str):
             raise ConfigError(f"metrics must be a list of names or a dict name -> schedule, got {metrics!r}")
         plan = dict(metrics) if isinstance(metrics, Mapping) else {m: every for m in metrics}
@@ -169,8 +184,13 @@ class Monitor:
             PROBES.get(m)  # unknown names: ConfigError listing the valid ones
         self._when = {m: _schedule(s) for m, s in plan.items()}
         self.prober = Prober(model, loss_fn, data, ["train_loss", *self._when], optimizer=optimizer, subset=subset,
-                             batch_size=batch_size, layers=layers, probe=probe, bn_mode=bn_mode, settings=settings)
+                             batch_size=batch_size, layers=layers, probe=probe, bn_mode=bn_mode, settings=settings,
+                             strict=strict)
         self.names = self.prober.names()
+        self._adaptive = is_adaptive(self.prober.optimizer)
+        self._sinks = sinks(log_to)
+        self._restored: list[tuple[int, dict[str, float]]] | None = None  # resume: rows until the first step
+        self._versions: tuple[int, ...] | None = None  # parameter versions at the last step() call
         self.model, self.optimizer, self.name = model, optimizer, name
         # the record's "eta at the start" (a scheduler may move it; the `lr` metric follows it)
         self._lr_start = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0
@@ -186,7 +206,14 @@ class Monitor:
         if loggers and out is None:
             raise ConfigError("loggers write next to the run directory: pass out=")
         if out is not None:  # the directory stays locked against other writers until close()
-            self.rd = RunDir.create(out, self._config(1, loggers), [self._run()], overwrite=overwrite)
+            if resume and (Path(out) / METRICS).is_file():
+                self.rd = RunDir(out).open_writer()
+                self._restored = self._read_back()
+                meta = self.rd.meta()
+                meta.pop("finished", None)  # running again: finished once close() has run
+                atomic_write_text(self.rd.path / META, dumps(meta))
+            else:
+                self.rd = RunDir.create(out, self._config(1, loggers), [self._run()], overwrite=overwrite)
             try:
                 self.rd.update_meta(monitor=self._record(plan, subset, layers))
                 if loggers:
@@ -203,30 +230,69 @@ class Monitor:
         """Measure what is due at ``step`` (default: the call count); returns the Measurement or None."""
         if self._closed:
             raise ConfigError("this Monitor is closed")
+        if self._restored is not None and step is None:  # resumed without a step: continue the record
+            self._next = self._restored[-1][0] + 1 if self._restored else 0
         t = self._next if step is None else step
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
             raise ConfigError(f"step must be an integer >= 0, got {step!r}")
         t = int(t)
+        if self._restored is not None:
+            self._continue_from(t)
         self._next = t + 1
+        self._versions = self._param_versions()
         if t <= self._seen:
             return None  # already seen (e.g. gradient accumulation repeats an optimizer step)
         self._seen = t
         due = [m for m, when in self._when.items() if when(t)]
         if not due:
             return None
+        return self._measure(t, due)
+
+    def _measure(self, t: int, due: list[str], into_last: bool = False) -> Measurement:
+        """Measure ``due`` at step t: a new row, or (into_last) the metrics missing from the last row."""
         t0 = time.perf_counter()
         vals = self.prober.measure(["train_loss", *due], t)
         self.seconds += time.perf_counter() - t0
         row = {k: float(vals.get(k, math.nan)) for k in self.names}
+        if into_last:
+            row = {k: v if k in vals else self.history[-1][1][k] for k, v in row.items()}
+            self.history[-1] = (t, row)
+        else:
+            self.history.append((t, row))
         if self.diverged_at is None and not math.isfinite(row["train_loss"]):
             self.diverged_at = t
-        self.history.append((t, row))
-        self.last = Measurement(t, {k: v for k, v in row.items() if k in vals})
+        self.last = Measurement(t, {k: v for k, v in row.items() if k in vals}, self._adaptive)
         if self.rd is not None:
-            self.rd.append_metrics(t, {k: np.array([v]) for k, v in row.items()})
+            if into_last:
+                self._rewrite()
+            else:
+                self.rd.append_metrics(t, {k: np.array([v]) for k, v in row.items()})
         for lg in self._loggers:
             lg.log(t, {k: np.array([v]) for k, v in row.items()})
+        for sink in self._sinks:
+            sink.write(t, self.last.values)
         return self.last
+
+    def _param_versions(self) -> tuple[int, ...]:
+        return tuple(q._version for q in self.prober.model.parameters())
+
+    # ----------------------------------------------------------------- restarts
+    def _read_back(self) -> list[tuple[int, dict[str, float]]]:
+        """The record's rows (resume), as (step, {name: value}) over this Monitor's names."""
+        steps, m = self.rd.metrics()
+        return [(int(t), {k: float(m[k][i, 0]) if k in m else math.nan for k in self.names})
+                for i, t in enumerate(steps)]
+
+    def _continue_from(self, t: int) -> None:
+        """First step after resume: keep the rows before t (the rest is measured again), once."""
+        kept = [(s, r) for s, r in self._restored if s < t]
+        self._restored = None
+        self.history = kept
+        self.diverged_at = next((s for s, r in kept if not math.isfinite(r["train_loss"])), None)
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        self.rd.write_rows([metrics_row(s, {k: np.array([v]) for k, v in r.items()}) for s, r in self.history])
 
     __call__ = step
 
@@ -239,20 +305,52 @@ class Monitor:
         return str(self.last) if self.last is not None else "sgdlab.Monitor: no measurement yet"
 
     # ----------------------------------------------------------------- closing
-    def close(self) -> dict | None:
-        """Write summary.json (last finite value of every metric) and the figures, mark the run
-        directory finished and release it; close the loggers."""
+    def close(self, step: int | None = None) -> dict | None:
+        """Measure the final state, write summary.json (last finite value of every metric) and the
+        figures, mark the run directory finished and release it; close the loggers.
+
+        The final state is measured with every metric unless already measured: at ``step`` when
+        given (a framework's global step); otherwise at the step after the last ``step()`` call if
+        the parameters changed since it (the loop's last update), else the metrics missing from
+        that call's measurement are added to it.
+        """
         if self._closed:
             return None
-        self._closed = True
-        for lg in self._loggers:
-            lg.close()
-        if self.rd is None:
-            return None
         try:
-            return self._finish()
+            self.finish(step)
+            if self.rd is not None:
+                return self._finish()
+            return None
         finally:
-            self.rd.release()
+            self._closed = True
+            for lg in self._loggers:
+                lg.close()
+            for sink in self._sinks:
+                sink.flush()
+            if self.rd is not None:
+                self.rd.release()
+
+    def finish(self, step: int | None = None) -> Measurement | None:
+        """Measure the final state with every metric (the rule of :meth:`close`, which calls it);
+        returns the new measurement or None when there was nothing left to measure."""
+        if self._restored is not None:  # resumed and closed at once: the record stands as it was
+            self.history, self._restored = self._restored, None
+        if step is None:
+            if self._versions is None:
+                return None  # step() was never called: there is no loop to finish
+            changed = self._param_versions() != self._versions
+            step = self._next if changed else self._seen
+        t = int(step)
+        last = self.history[-1] if self.history else None
+        if last is not None and last[0] == t:  # add what that measurement did not measure
+            done = self.last.values if self.last is not None and self.last.step == t else {}
+            missing = [m for m in self._when
+                       if not all(k in done for k in self.prober.probes[m].outputs(self.prober))]
+            return self._measure(t, missing, into_last=True) if missing else None
+        if last is None or last[0] < t:
+            self._seen = max(self._seen, t)
+            return self._measure(t, list(self._when))
+        return None
 
     def _finish(self) -> dict:
         # the engine's last step: figures, then "finished" in meta.json
