@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from . import external  # noqa: F401  (registers the `external` kinds of monitor run directories)
+from .studies import mnist1d as _mnist1d_study  # noqa: F401  (the MNIST-1D study's kinds)
 from .config import check, to_dict
 from .data.base import DataConfig
 from .data.synthetic import SparseRegression
