@@ -18,5 +18,6 @@ from .core import SPECS, Spec, check_pages, generate, register, render_record
 
 # Importing the topic modules registers their specs, in this order (cheap first: --all order).
 from . import diag, relu, related, curvature, deep  # noqa: F401  isort: skip
+from ..studies.mnist1d import numbers as _mnist1d_numbers  # noqa: F401  (the MNIST-1D study's specs)
 
 __all__ = ["SPECS", "Spec", "check_pages", "generate", "register", "render_record"]
