@@ -167,8 +167,12 @@ class MNIST1D(DataConfig):
     shuffle_seq: bool = False  # one fixed permutation of the sequence positions (the "shuffled" benchmark)
     final_seq_length: int = 40  # points after resampling
     seed: int = 42  # generator seed (package default)
+    # Not a generator argument: keep only the first n_train training sequences (0 = all), e.g. the
+    # fixed subset of a full-batch GD run; the test set is unchanged.
+    n_train: int = 0
 
     def __post_init__(self):
+        check(self.n_train >= 0, f"n_train must be >= 0 (0 = all), got {self.n_train}")
         check(self.num_samples >= 10, f"num_samples must be >= 10 (one per class), got {self.num_samples}")
         check(0 < self.train_split < 1, f"train_split must be in (0, 1), got {self.train_split}")
         check(len(self.padding) == 2 and 0 <= self.padding[0] <= self.padding[1],
@@ -200,6 +204,9 @@ class MNIST1D(DataConfig):
 
     def build(self) -> Dataset:
         d = self.arrays()
+        n = len(d["y"])
+        check(self.n_train <= n, f"n_train {self.n_train} exceeds the {n} training sequences")
+        keep = slice(0, self.n_train or n)
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
-        return Dataset(t(d["x"]), torch.as_tensor(d["y"], dtype=torch.int64), t(d["x_test"]),
+        return Dataset(t(d["x"][keep]), torch.as_tensor(d["y"][keep], dtype=torch.int64), t(d["x_test"]),
                        torch.as_tensor(d["y_test"], dtype=torch.int64))
