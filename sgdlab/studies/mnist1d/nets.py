@@ -32,7 +32,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = ["NETS", "BenchmarkCNN", "BenchmarkGRU", "BenchmarkMLP", "Logistic", "build_net"]
 
@@ -80,11 +79,12 @@ class BenchmarkMLP(nn.Module):
         self.linear1 = nn.Linear(seq_len, hidden)
         self.linear2 = nn.Linear(hidden, hidden)
         self.linear3 = nn.Linear(hidden, num_classes)
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()  # modules: sgdlab.Monitor finds them by type
         _default_init(self, generator)
 
     def forward(self, x, return_blocks: bool = False):
-        h1 = F.relu(self.linear1(x.flatten(1)))
-        a2 = F.relu(self.linear2(h1))
+        h1 = self.relu1(self.linear1(x.flatten(1)))
+        a2 = self.relu2(self.linear2(h1))
         out = self.linear3(h1 + a2)
         return (out, {"block1": h1, "block2": a2}) if return_blocks else out
 
@@ -108,12 +108,13 @@ class BenchmarkCNN(nn.Module):
         self.conv2 = nn.Conv1d(channels, channels, k2, stride=CNN_STRIDE, padding=CNN_PADDING)
         self.conv3 = nn.Conv1d(channels, channels, k3, stride=CNN_STRIDE, padding=CNN_PADDING)
         self.linear = nn.Linear(channels * conv_lengths(seq_len)[-1], num_classes)
+        self.relu1, self.relu2, self.relu3 = nn.ReLU(), nn.ReLU(), nn.ReLU()  # found by sgdlab.Monitor
         _default_init(self, generator)
 
     def forward(self, x, return_blocks: bool = False):
-        h1 = F.relu(self.conv1(x.reshape(x.shape[0], 1, -1)))
-        h2 = F.relu(self.conv2(h1))
-        h3 = F.relu(self.conv3(h2))
+        h1 = self.relu1(self.conv1(x.reshape(x.shape[0], 1, -1)))
+        h2 = self.relu2(self.conv2(h1))
+        h3 = self.relu3(self.conv3(h2))
         out = self.linear(h3.flatten(1))
         return (out, {"block1": h1, "block2": h2, "block3": h3}) if return_blocks else out
 
