@@ -163,7 +163,7 @@ def _edge_produce(experiment: str, variants: dict[str, list[str]], metrics: dict
 
 
 def _eos_render(d: dict) -> dict[str, str]:
-    parts = [f"`mnist1d-eos` (full-batch GD on 1000 sequences, MLP), {d['seeds']}; ratio = median over the "
+    parts = [f"`mnist1d-eos` (full-batch GD on 500 sequences, MLP), {d['seeds']}; ratio = median over the "
              f"tracked steps of the second half of λ_max / (2/η); \"at 2/η\" counts runs with a ratio in "
              f"[{AT_EDGE[0]}, {AT_EDGE[1]}]:"]
     for key, v in d["variants"].items():
@@ -195,7 +195,7 @@ def _eoss_render(d: dict) -> dict[str, str]:
         rows.append([a, f"{e['edge']:g}", f"{b.diverged}/{b.n}", cell(b, 3), _count(e["batch_sharpness_ratio"], *AT_EDGE),
                      cell(lam, 3), _count(e["sharpness_ratio"], hi=BELOW_EDGE), _count(e["sharpness_ratio"], *AT_EDGE),
                      cell(Stat.of(e["train_loss"]), 3)])
-    intro = (f"`mnist1d-eoss` (MLP, loss Σ_c (f_c − y_c)², η = 0.05, 1000 sequences, {v['steps']:,} steps), "
+    intro = (f"`mnist1d-eoss` (MLP, loss Σ_c (f_c − y_c)², η = 0.05, 500 sequences, {v['steps']:,} steps), "
              f"{d['seeds']}; ratios = medians over the tracked steps of the second half, divided by 2/η:")
     table = md_table(["arm", "2/η", "diverged", "batch sharpness / (2/η)", f"BS in [{AT_EDGE[0]}, {AT_EDGE[1]}]",
                       "λ_max / (2/η)", f"λ_max < {BELOW_EDGE}·2/η", "λ_max at 2/η", "final train loss"], rows)
