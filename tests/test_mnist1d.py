@@ -163,11 +163,12 @@ def test_bundled_experiment_smoke(name, tmp_path):
 
 @pytest.mark.slow
 def test_eos_reproduction_with_negative_control(tmp_path):
-    """Criterion fixed before running: full-batch GD (MLP, half MSE, 1000 sequences, seed 5, not
-    a docs seed) at eta = 0.2 has lambda_max within 15% of 2/eta at the last step (1000); the
-    control eta = 0.025 (2/eta = 80) stays below half of its 2/eta."""
+    """Criterion fixed from the docs seeds 0-15 before running this held-out seed 16: full-batch GD
+    (``mnist1d-eos``: MLP, half MSE, 500 sequences, 800 steps) at eta = 0.2 has lambda_max within
+    15% of 2/eta = 10 at the last step; the control eta = 0.025 (2/eta = 80) stays below half of
+    its 2/eta (the docs seeds: about 0.2)."""
     cfg = sgdlab.override(sgdlab.load_experiment("mnist1d-eos"), [
-        "steps=1000", "seeds=1", "first_seed=5", "eval.points=3", "extra_figures=[]", "figure=['train_loss']"])
+        "seeds=1", "first_seed=16", "eval.points=3", "extra_figures=[]", "figure=['train_loss']"])
     res = sgdlab.run(cfg, tmp_path / "eos", progress=False, quiet=True)
     lam = {r["arm"]: res.metrics["sharpness"][-1, r["index"]] for r in res.runs}
     assert abs(lam["GD eta=0.2"] / 10.0 - 1) < 0.15, lam
