@@ -16,6 +16,7 @@ does not count other jobs' share of the cores) and wall time; the ratio is media
 of plain / sgdlab. The target (>= 3x) is printed with its margin or miss, with the load average.
 
     python benchmarks/mnist1d_seeds.py                   # R = 16, S = 200, 3 rounds, 1 thread
+    python benchmarks/mnist1d_seeds.py --model mlp       # the benchmark's MLP instead
     python benchmarks/mnist1d_seeds.py --quick           # smoke run (R = 2, S = 3)
 """
 
@@ -48,9 +49,9 @@ LR = 0.05  # timing does not depend on it
 BATCH = 100  # the MNIST-1D benchmark's batch
 
 
-def engine_block(seeds: int, steps: int):
+def engine_block(seeds: int, steps: int, model: str = "cnn"):
     """A fresh engine run of ``seeds`` seeds: initial state, S steps, one evaluation."""
-    cfg = ExperimentConfig(name="bench-mnist1d-seeds", data=MNIST1D(), model=Mnist1dNetConfig(name="cnn"),
+    cfg = ExperimentConfig(name="bench-mnist1d-seeds", data=MNIST1D(), model=Mnist1dNetConfig(name=model),
                            arms=(ArmConfig("sgd", SGD(BATCH), Constant(LR)),), steps=steps, seeds=seeds,
                            eval=EvalConfig("linear", 2), metrics=MetricsConfig(names=("train_loss", "test_error")),
                            dtype="float32")
@@ -64,7 +65,7 @@ def engine_block(seeds: int, steps: int):
     return block
 
 
-def plain_block(seeds: int, steps: int):
+def plain_block(seeds: int, steps: int, model: str = "cnn"):
     """The same work as a plain PyTorch loop over seeds."""
     data = MNIST1D().build().to(dtype=torch.float32)
     x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
@@ -72,7 +73,7 @@ def plain_block(seeds: int, steps: int):
     def block():
         out = []
         for s in range(seeds):
-            net = build_net("cnn", generator=torch.Generator().manual_seed(s))
+            net = build_net(model, generator=torch.Generator().manual_seed(s))
             opt = torch.optim.SGD(net.parameters(), lr=LR)
             gen = torch.Generator().manual_seed(s)
             for _ in range(steps):
@@ -100,13 +101,15 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", default="cnn", choices=["logistic", "mlp", "cnn", "gru"],
+                   help="which benchmark model (the target is stated for the CNN)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 3 steps, 1 round")
     a = p.parse_args(argv)
     if a.quick:
         a.seeds, a.steps, a.rounds = 2, 3, 1
     torch.set_num_threads(a.threads)
     load0 = os.getloadavg()
-    runners = {"sgdlab": engine_block(a.seeds, a.steps), "plain": plain_block(a.seeds, a.steps)}
+    runners = {"sgdlab": engine_block(a.seeds, a.steps, a.model), "plain": plain_block(a.seeds, a.steps, a.model)}
     for fn in runners.values():  # warm-up: first-call costs (vmap probe, allocator) are not timed
         fn()
     cpu = {k: [] for k in runners}
@@ -122,7 +125,8 @@ def main(argv=None) -> dict:
         q = np.percentile(np.asarray(t["plain"]) / np.asarray(t["sgdlab"]), [25, 50, 75])
         res[clock] = {"sgdlab_s": float(np.median(t["sgdlab"])), "plain_s": float(np.median(t["plain"])),
                       "ratio": float(q[1]), "iqr": [float(q[0]), float(q[2])]}
-    print(f"MNIST-1D CNN (5,210 parameters), {a.seeds} seeds x {a.steps} SGD steps (batch {BATCH}) + one evaluation "
+    n_params = sum(p.numel() for p in build_net(a.model).parameters())
+    print(f"MNIST-1D {a.model} ({n_params:,} parameters), {a.seeds} seeds x {a.steps} SGD steps (batch {BATCH}) + one evaluation "
           f"per seed (train loss on 4000, test error on 1000); {a.rounds} alternating rounds after a warm-up; "
           f"torch {torch.__version__}, {a.threads} thread(s), {platform.processor() or platform.machine()}")
     print(f"load average (1/5/15 min) before {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, "

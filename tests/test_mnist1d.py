@@ -173,3 +173,16 @@ def test_eos_reproduction_with_negative_control(tmp_path):
     lam = {r["arm"]: res.metrics["sharpness"][-1, r["index"]] for r in res.runs}
     assert abs(lam["GD eta=0.2"] / 10.0 - 1) < 0.15, lam
     assert lam["GD eta=0.025"] / 80.0 < 0.5, lam
+
+
+def test_batched_seeds_benchmark_smoke(capsys):
+    """benchmarks/mnist1d_seeds.py runs both sides and prints its ratio (no timing is asserted)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mnist1d_seeds.py"
+    spec = importlib.util.spec_from_file_location("bench_mnist1d_seeds", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--quick"])
+    assert res["cpu"]["ratio"] > 0 and "plain / sgdlab" in capsys.readouterr().out
