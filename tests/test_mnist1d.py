@@ -156,6 +156,8 @@ def test_bundled_experiment_smoke(name, tmp_path):
     cfg = sgdlab.override(sgdlab.load_experiment(name), sets)
     if cfg.metrics.batch_curvature:
         cfg = sgdlab.override(cfg, ["metrics.batch_max_batches=3"])
+    if cfg.metrics.curvature_subset:
+        cfg = sgdlab.override(cfg, ["metrics.curvature_subset=100"])
     res = sgdlab.run(cfg, tmp_path / name, progress=False, quiet=True)
     assert res.metrics["train_loss"].shape == (2, 2 * len(cfg.arms))
     assert np.isfinite(res.metrics["train_loss"][0]).all()  # a large step may diverge on 200 sequences
