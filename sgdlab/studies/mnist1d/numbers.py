@@ -67,7 +67,7 @@ def _benchmark_render(d: dict) -> dict[str, str]:
 
 register(Spec("mnist1d-benchmark", ("mnist1d-benchmark",),
               "MNIST-1D benchmark table: 4 models x normal/shuffled, 8 seeds", _benchmark_produce, _benchmark_render,
-              cost=25.0))
+              cost=52.0))  # measured: 3107 s on 2 shared cores (load 7-12)
 
 
 # --------------------------------------------------------------------------- the findings
@@ -129,6 +129,9 @@ def _count(values, lo=None, hi=None) -> str:
     return f"{k} of {len(ok)}"
 
 
+SPARSE_COST = {"cnn": 9.0, "mlp": 6.0}  # minutes measured on 2 shared cores (527 s, 362 s)
+
+
 def _sparse_spec(model: str, top: str, blocks: tuple[str, ...], small: str, big: str):
     from ...docs_numbers.tables import experiment_spec
 
@@ -142,7 +145,8 @@ def _sparse_spec(model: str, top: str, blocks: tuple[str, ...], small: str, big:
     experiment_spec(exp, exp, FINDING_SEEDS, metrics, pairs=pairs,
                     intro=(f"`{exp}` (SGD batch 32, {{steps}} steps), {{seeds}}, values at the last step "
                            f"(`sgdlab run {exp} --seeds {FINDING_SEEDS}`):"),
-                    about=f"MNIST-1D {model.upper()}: feature sparsity vs the large-step phase, 16 seeds", cost=8.0)
+                    about=f"MNIST-1D {model.upper()}: feature sparsity vs the large-step phase, 16 seeds",
+                    cost=SPARSE_COST[model])
 
 
 _sparse_spec("cnn", "block3", ("block1", "block2"), "0.05", "0.5")
@@ -188,7 +192,7 @@ register(Spec("mnist1d-eos", ("mnist1d-eos",), "MNIST-1D EoS: GD, MSE and CE, la
               _edge_produce("mnist1d-eos", {"eos-half_mse": [], "eos-cross_entropy": ["model.loss=cross_entropy"]},
                             {"sharpness_ratio": "sharpness", "sharpness_peak": "sharpness",
                              "sharpness_init": "sharpness"}),
-              _eos_render, cost=10.0))
+              _eos_render, cost=15.0))  # measured 917 s
 
 
 def _eoss_render(d: dict) -> dict[str, str]:
@@ -233,4 +237,4 @@ def _sharpest_render(d: dict) -> dict[str, str]:
 register(Spec("mnist1d-sharpest", ("mnist1d-sharpest",), "MNIST-1D: lambda_max along SGD over eta x b, 16 seeds",
               _edge_produce("mnist1d-sharpest", {"sharpest": []}, {"sharpness_mean": "sharpness",
                                                                      "sharpness_init": "sharpness"}),
-              _sharpest_render, cost=10.0))
+              _sharpest_render, cost=3.0))  # measured 187 s
