@@ -43,7 +43,7 @@ def test_override_can_switch_kind():
     ("arms.0.schedule.kind='warp'", "unknown schedule 'warp'; allowed: constant, cosine"),
     ("model.kind='resnet'", "unknown model 'resnet'; allowed: deep_net, diagonal_net"),
     ("data.kind='cifar'", "unknown dataset 'cifar'; allowed:"),
-    ("arms.0.optimizer.kind='adam'", "unknown optimizer 'adam'; allowed: "),
+    ("arms.0.optimizer.kind='lbfgs'", "unknown optimizer 'lbfgs'; allowed: "),  # adam exists (the MNIST-1D study's)
     ("arms.0.optimizer.batch_size=0", "batch_size must be >= 1"),
     ("eval.grid='cubic'", "allowed: authors, linear, log"),
     ("dtype='float16'", "allowed: float32, float64"),

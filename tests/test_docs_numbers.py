@@ -27,7 +27,7 @@ from sgdlab.frontends.docs_numbers.stats import (
 )
 from sgdlab.core.errors import ConfigError
 
-pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "eos", "deep_nets")
+pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "eos", "deep_nets", "mnist1d")
 
 
 def test_pages_equal_the_rendering_of_the_saved_outputs():

@@ -17,7 +17,7 @@ import pytest
 import sgdlab
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDIES = ("diag_net", "relu_nets", "related", "eos", "deep_nets")
+STUDIES = ("diag_net", "relu_nets", "related", "eos", "deep_nets", "mnist1d")
 
 
 def test_import_linter_contracts_hold():

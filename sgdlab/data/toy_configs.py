@@ -15,6 +15,7 @@ an all-NaN ``y_test``; models then skip the test loss.
 from __future__ import annotations
 
 import importlib
+import random
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -145,16 +146,67 @@ class Digits(DataConfig):
 
 @dataclass(frozen=True)
 class MNIST1D(DataConfig):
-    """MNIST-1D generated offline by ``mnist1d.data.make_dataset(get_dataset_args())``
-    (4000 train / 1000 test, 40 features, 10 classes); its own split is kept."""
+    """MNIST-1D generated offline by ``mnist1d.data.make_dataset`` (Greydanus & Kobak, 2024);
+    never downloaded. Every generator argument of ``mnist1d.data.get_dataset_args()`` is a key,
+    with the package's default, so the default arrays equal ``make_dataset(get_dataset_args())``
+    exactly: 4000 train / 1000 test sequences ``x (n, final_seq_length)`` (standardised over
+    the whole set by the package), labels ``y (n,)`` in 0..9, its own split kept.
+    ``make_dataset`` reseeds NumPy's and Python's global generators; their states are restored.
+    """
 
     kind: ClassVar[str] = "mnist1d"
+    num_samples: int = 5000  # sequences generated, split train / test (package default)
+    train_split: float = 0.8  # share of the sequences in the training set
+    template_len: int = 12  # points of each digit template
+    padding: tuple[int, int] = (36, 60)  # range of the zero padding added before the transforms
+    scale_coeff: float = 0.4  # random scaling amplitude
+    max_translation: int = 48  # largest random shift (points)
+    corr_noise_scale: float = 0.25  # correlated (smoothed) noise amplitude
+    iid_noise_scale: float = 2e-2  # white noise amplitude
+    shear_scale: float = 0.75  # random shear amplitude
+    shuffle_seq: bool = False  # one fixed permutation of the sequence positions (the "shuffled" benchmark)
+    final_seq_length: int = 40  # points after resampling
+    seed: int = 42  # generator seed (package default)
+    # Not a generator argument: keep only the first n_train training sequences (0 = all), e.g. the
+    # fixed subset of a full-batch GD run; the test set is unchanged.
+    n_train: int = 0
+
+    def __post_init__(self):
+        check(self.n_train >= 0, f"n_train must be >= 0 (0 = all), got {self.n_train}")
+        check(self.num_samples >= 10, f"num_samples must be >= 10 (one per class), got {self.num_samples}")
+        check(0 < self.train_split < 1, f"train_split must be in (0, 1), got {self.train_split}")
+        check(len(self.padding) == 2 and 0 <= self.padding[0] <= self.padding[1],
+              f"padding must be [low, high] with 0 <= low <= high, got {list(self.padding)}")
+        check(self.template_len >= 2 and self.final_seq_length >= 2, "template_len and final_seq_length must be >= 2")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+    def generator_args(self) -> dict:
+        """The keyword arguments of ``mnist1d`` (``get_dataset_args(as_dict=True)`` with this config's values)."""
+        return {"num_samples": self.num_samples, "train_split": self.train_split, "template_len": self.template_len,
+                "padding": list(self.padding), "scale_coeff": self.scale_coeff, "max_translation": self.max_translation,
+                "corr_noise_scale": self.corr_noise_scale, "iid_noise_scale": self.iid_noise_scale,
+                "shear_scale": self.shear_scale, "shuffle_seq": self.shuffle_seq,
+                "final_seq_length": self.final_seq_length, "seed": self.seed}
+
+    def arrays(self) -> dict:
+        """``make_dataset`` of these arguments (global RNG states restored afterwards)."""
+        _require("mnist1d", self.kind)
+        data = importlib.import_module("mnist1d.data")
+        args = data.get_dataset_args(as_dict=False)
+        for k, v in self.generator_args().items():
+            setattr(args, k, v)
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            return data.make_dataset(args)
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
 
     def build(self) -> Dataset:
-        mod = _require("mnist1d", self.kind)
-        data = importlib.import_module("mnist1d.data")
-        d = data.make_dataset(data.get_dataset_args())
-        del mod
+        d = self.arrays()
+        n = len(d["y"])
+        check(self.n_train <= n, f"n_train {self.n_train} exceeds the {n} training sequences")
+        keep = slice(0, self.n_train or n)
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
-        return Dataset(t(d["x"]), torch.as_tensor(d["y"], dtype=torch.int64), t(d["x_test"]),
+        return Dataset(t(d["x"][keep]), torch.as_tensor(d["y"][keep], dtype=torch.int64), t(d["x_test"]),
                        torch.as_tensor(d["y_test"], dtype=torch.int64))

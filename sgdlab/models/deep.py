@@ -255,9 +255,7 @@ class DeepNetConfig(ModelConfig):
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"  # torch.compile mode of the step
 
     def __post_init__(self):
-        from sgdlab.models.cifar import DEEP_MODELS
-
-        DEEP_MODELS.get(self.name)  # unknown names fail here, listing the valid ones
+        self._check_name()
         check(self.width >= 0, f"width must be >= 0 (0 = default), got {self.width}")
         check(self.eval_train >= 1 and self.sparsity_examples >= 2, "eval_train >= 1, sparsity_examples >= 2")
         check(self.sparsity_max_neurons >= 2, "sparsity_max_neurons must be >= 2")
@@ -266,6 +264,12 @@ class DeepNetConfig(ModelConfig):
         for key in ("loss", "autocast", "compile"):  # Literal keys, also when built in Python
             allowed = get_args(get_type_hints(DeepNetConfig)[key])
             check(getattr(self, key) in allowed, f"model.{key}: " + choices_message("value", getattr(self, key), allowed))
+
+    def _check_name(self) -> None:
+        """Unknown names fail here, listing the valid ones (a subclass with its own nets overrides it)."""
+        from sgdlab.models.cifar import DEEP_MODELS
+
+        DEEP_MODELS.get(self.name)
 
     def build(self, data) -> ModuleModel:
         from sgdlab.models.cifar import build_deep_model
