@@ -276,14 +276,7 @@ def register_metric_spec(name: str, description: str, *, label: str = "", log_sc
 
 def register_figure(name: str):
     """Register ``fn(run_dir) -> list[Path]`` as a figure (drawn when listed in ``extra_figures``)."""
-    _check_name(name, "figure")
-
-    def deco(fn):
-        from sgdlab.plots import FIGURES
-
-        return FIGURES.register(name)(fn)
-
-    return deco
+    return _into("sgdlab.plots:FIGURES", name, "figure")
 
 
 # --------------------------------------------------------------------------- experiments, docs numbers
@@ -305,53 +298,37 @@ def register_docs_numbers(module: str) -> None:
         SPEC_MODULES.append(module)
 
 
-# --------------------------------------------------------------------------- deep architectures, image data
+# --------------------------------------------------------------------------- registries of named objects
+
+def _into(registry: str, name: str, family: str):
+    """A decorator adding its object under ``name`` to the registry at ``module:attribute``
+    (imported when used: registering must not import torch or matplotlib)."""
+    _check_name(name, family)
+
+    def deco(obj):
+        import importlib
+
+        module, attribute = registry.split(":")
+        return getattr(importlib.import_module(module), attribute).register(name)(obj)
+
+    return deco
+
 
 def register_architecture(name: str):
     """Register a deep-network factory under ``name`` (``model.kind = "deep_net"``, ``model.name``)."""
-    _check_name(name, "architecture")
-
-    def deco(fn):
-        from sgdlab.models.cifar import DEEP_MODELS
-
-        return DEEP_MODELS.register(name)(fn)
-
-    return deco
+    return _into("sgdlab.models.cifar:DEEP_MODELS", name, "architecture")
 
 
 def register_image_dataset(name: str):
     """Register ``fn(path=None, **options) -> ImageDataset`` as image dataset ``name`` (``data.kind = "images"``)."""
-    _check_name(name, "image_dataset")
+    return _into("sgdlab.data.images:IMAGE_DATASETS", name, "image_dataset")
 
-    def deco(fn):
-        from sgdlab.data.images import IMAGE_DATASETS
-
-        return IMAGE_DATASETS.register(name)(fn)
-
-    return deco
-
-
-# --------------------------------------------------------------------------- executors, loggers
 
 def register_executor(name: str):
     """Register a sweep executor ``fn(todo, args, ctx) -> Iterator[(job id, result)]``."""
-    _check_name(name, "executor")
-
-    def deco(fn):
-        from sgdlab.workflows.executors import EXECUTORS
-
-        return EXECUTORS.register(name)(fn)
-
-    return deco
+    return _into("sgdlab.workflows.executors:EXECUTORS", name, "executor")
 
 
 def register_logger(name: str):
     """Register a metric logger backend: a class ``cls(out, runs, name)`` with ``log`` and ``close``."""
-    _check_name(name, "logger")
-
-    def deco(cls):
-        from sgdlab.store.loggers import LOGGERS
-
-        return LOGGERS.register(name)(cls)
-
-    return deco
+    return _into("sgdlab.store.loggers:LOGGERS", name, "logger")

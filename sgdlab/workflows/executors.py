@@ -90,8 +90,8 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
-def _die_with_parent(parent: int) -> None:
-    """Pool-worker initializer: a worker never outlives the sweep (PID ``parent``) that started it
+def die_with_parent(parent: int) -> None:
+    """Worker initializer (sweep pools, shards): a worker never outlives the process (PID ``parent``) that started it
     (a killed driver would otherwise leave workers writing into job directories for many seconds,
     or waiting for work forever)."""
     import os
@@ -134,7 +134,7 @@ def _pool(todo, args, ctx: ExecutorContext):
 
     shards = shares(ctx.workers, len(todo))
     pool = ProcessPoolExecutor(max_workers=len(shards), mp_context=mp.get_context("spawn"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
+                               initializer=die_with_parent, initargs=(os.getpid(),))
     ok = False
     try:
         futs = {pool.submit(run_job, *a, workers=shards[i % len(shards)]): j["id"]

@@ -45,6 +45,7 @@ from sgdlab.core.config import from_dict, to_dict
 from sgdlab.core.errors import SgdlabError
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.train import Engine, TrainState
+from sgdlab.workflows.executors import die_with_parent
 
 # Linux prctl option: deliver a signal to this process when its parent dies.
 PR_SET_PDEATHSIG = 1
@@ -140,21 +141,10 @@ def _portable(e: BaseException) -> BaseException:
         return WorkerError(f"{type(e).__name__}: {e}")
 
 
-def _die_with_parent(parent: int) -> None:
-    try:  # Linux: the kernel kills us when the parent dies
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died while this worker was starting
-        os._exit(1)
-
-
 def _serve(conn, source, only, parent: int, close_fds: tuple[int, ...], kill_at: int | None) -> None:
     """A worker: build its restricted engine, then answer the caller's messages until "stop"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
-    _die_with_parent(parent)
+    die_with_parent(parent)
     for fd in close_fds:  # the caller's directory lock: only the caller may hold it
         with contextlib.suppress(OSError):
             os.close(fd)
