@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 from .errors import ConfigError, SgdlabError
+from .exit_codes import BAD_INPUT, FAILED_WORK, INTERRUPTED
 
 # Kept in sync with sgdlab.sweep.EXECUTORS (not imported: the CLI module must stay light).
 EXECUTORS = ("inprocess", "pool", "ray", "slurm")
@@ -71,12 +72,20 @@ class _Main(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
         except (SgdlabError, OSError, ValueError) as e:
             if ctx.params.get("debug"):
                 raise
             click.echo(f"error: {error_line(e)}", err=True)
-            sys.exit(2)
+            sys.exit(BAD_INPUT)
+
+
+def _failed_work(what: str, items: list[str]) -> None:
+    """Exit FAILED_WORK (3) after listing on stderr what failed (everything else was written)."""
+    click.echo(f"failed: {what}", err=True)
+    for line in items:
+        click.echo(f"  {line}", err=True)
+    sys.exit(FAILED_WORK)
 
 
 def _imports_option(fn):
@@ -362,8 +371,18 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
 
     for p in plot_sweep(sw.path):
         click.echo(str(p))
-    failed = [j for j in sw.index()["jobs"] if j["status"] == "failed"]
+    index = sw.index()
+    failed = [j for j in index["jobs"] if j["status"] == "failed"]
     click.echo(f"sweep directory: {sw.path}" + (f" ({len(failed)} job(s) failed; see index.json)" if failed else ""))
+    if failed:
+        _failed_work(f"{len(failed)} of {len(index['jobs'])} job(s) of the sweep (exit code {FAILED_WORK})",
+                     [_job_line(index, j) for j in failed])
+
+
+def _job_line(index: dict, job: dict) -> str:
+    """``job N (points: ...): error`` of a failed or unfinished sweep job."""
+    labels = [", ".join(f"{k}={v}" for k, v in p["values"].items()) for p in index["points"] if p["job"] == job["id"]]
+    return f"job {job['id']} ({job['dir']}; points: {'; '.join(labels)}): {job.get('error') or job['status']}"
 
 
 @main.command("export")
@@ -390,6 +409,11 @@ def compare_cmd(dirs, csv_out, metrics):
     click.echo(format_rows(rows, tuple(metrics) or ("train_loss", "test_loss", "l0", "l0_robust")))
     if csv_out:
         click.echo(f"wrote {export(rows, csv_out)}")
+    bad = [r for r in rows if "status" in r]  # a sweep point whose job failed or has not finished
+    if bad:
+        _failed_work(f"{len(bad)} row(s) have no result (exit code {FAILED_WORK})",
+                     [f"{r['source']}: {r['arm']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
+                      for r in bad])
 
 
 @main.command("window")
@@ -420,6 +444,11 @@ def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports)
     click.echo(format_window(res))
     for p in save_window(res, out, title=f"{cfg.name}: stabilization window of {cfg.arms[0].optimizer.kind}"):
         click.echo(str(p))
+    import math
+
+    if not any(math.isfinite(x) for x in res.lower):
+        _failed_work(f"no seed stabilizes anywhere in [{lo:g}, {hi:g}] (exit code {FAILED_WORK}); widen --lo/--hi "
+                     f"or check --tol", [f"seed {s}: no window" for s in res.seeds])
 
 
 if __name__ == "__main__":  # pragma: no cover

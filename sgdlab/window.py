@@ -157,7 +157,8 @@ def save_window(res: WindowResult, out: str | Path, title: str = "") -> list[Pat
         ok = np.isfinite(res.level[:, j])
         a2.plot(res.lrs[ok], res.level[ok, j], ".-", alpha=0.6)
     a2.set_xscale("log")
-    a2.set_yscale("log")
+    if (np.nan_to_num(res.level, nan=0.0) > 0).any():  # every run diverged: nothing to draw on a log scale
+        a2.set_yscale("log")
     a2.set_xlabel("step size")
     a2.set_ylabel("train loss level (late median)")
     fig.suptitle(title)
