@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -13,17 +14,24 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names to objects (factories, config classes, functions).
 
-    `get` raises `ConfigError` listing the valid names, never returns None.
+    `get` raises `ConfigError` listing the valid names, never returns None. A name is owned by
+    whoever registered it first: a second registration (a user kind named like a bundled one, or
+    two plugins choosing one name) raises a `ConfigError` naming both sources. ``reserved`` maps
+    names the registry does not hold but must not be given (e.g. built-in metrics computed by the
+    models) to their owner.
     """
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, reserved: dict[str, str] | None = None):
         self.what = what
         self._items: dict[str, T] = {}
+        self.reserved = dict(reserved or {})
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.what} {name!r} registered twice")
+            owner = (source_of(self._items[name]) if name in self._items else self.reserved.get(name))
+            if owner is not None:
+                raise ConfigError(f"{self.what} {name!r} registered twice: {source_of(obj)} gives it, but it "
+                                  f"belongs to {owner}; choose another name")
             self._items[name] = obj
             return obj
 
@@ -52,3 +60,12 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def source_of(obj) -> str:
+    """Where an object was defined, for messages: ``sgdlab (built-in, module)`` or ``module (file)``."""
+    mod = getattr(obj, "__module__", None) or "?"
+    if mod == "sgdlab" or mod.startswith("sgdlab."):
+        return f"sgdlab (built-in, {mod})"
+    path = getattr(sys.modules.get(mod), "__file__", None)
+    return f"{mod} ({path})" if path else mod

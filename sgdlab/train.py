@@ -209,6 +209,7 @@ class Engine:
         experiment does not log, listing the ones it does, before anything is trained."""
         if not self.cfg.metrics.names and not self.cfg.figure:
             return
+        self._check_user_metric_names()
         valid = self.metric_names()
         logged = set(valid) - set(METRICS.names())  # user metrics are logged when named
         if self.cfg.metrics.names:  # the model's metrics are filtered; curvature and phase always logged
@@ -222,6 +223,19 @@ class Engine:
                 if key == "figure" and name not in logged:
                     raise ConfigError(f"figure: panel {name!r} is not in metrics.names, so it is never logged; "
                                       f"add it there or drop the panel")
+
+    def _check_user_metric_names(self) -> None:
+        """A user metric named like one this model computes would replace it: refused, naming both."""
+        from .registry import source_of
+
+        user = set(METRICS.names()) & set(self.cfg.metrics.names)
+        if not user:
+            return
+        own = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype))
+        own |= {"ema_" + k for k in own} | set(self.curvature.names() if self.curvature.enabled else ())
+        for name in sorted(user & own):
+            raise ConfigError(f"metric {name!r}: {source_of(METRICS.get(name))} registers it, but model "
+                              f"{self.cfg.model.kind!r} computes a built-in metric of that name; rename yours")
 
     def params_by_run(self, state: TrainState) -> dict[int, dict[str, torch.Tensor]]:
         """{run index: {name: tensor}} (copies, on CPU)."""

@@ -54,3 +54,51 @@ def test_a_window_that_finds_nothing_exits_3(tmp_path):
             "--out", tmp_path / "w")
     assert r.exit_code == FAILED_WORK and "no seed stabilizes" in r.output, r.output
     assert (tmp_path / "w" / "window.json").exists()  # the result is written all the same
+
+
+# ----------------------------------------------------------------------------- 3. names are owned
+
+def test_a_user_metric_named_like_a_builtin_is_refused_naming_both():
+    from sgdlab.errors import ConfigError
+
+    def train_loss(model, params, data):
+        return params["u"].sum(1) * 0
+
+    with pytest.raises(ConfigError, match=r"metric 'train_loss' registered twice: .*test_reliability2.*"
+                                          r"belongs to sgdlab \(built-in metric\)"):
+        sgdlab.register_metric("train_loss")(train_loss)
+    with pytest.raises(ConfigError, match=r"dataset 'sparse_regression' registered twice: .*test_reliability2.*"
+                                          r"belongs to sgdlab \(built-in, sgdlab.data.synthetic\)"):
+        sgdlab.register_data("sparse_regression")(lambda n=1: {})
+
+
+def test_a_user_metric_named_like_a_model_metric_is_refused_before_training(tmp_path):
+    from sgdlab.errors import ConfigError
+    from sgdlab.metrics.custom import METRICS
+
+    METRICS.reserved.pop("l1")  # a name only the engine knows (as for a model this list misses)
+    try:
+        sgdlab.register_metric("l1")(lambda model, params, data: params["u"].sum(1))
+        cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), TINY + ["metrics.names=['l1']"])
+        with pytest.raises(ConfigError, match="model 'diagonal_net' computes a built-in metric of that name"):
+            sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True)
+        assert not (tmp_path / "r").exists()
+    finally:
+        METRICS._items.pop("l1", None)
+        METRICS.reserved["l1"] = "sgdlab (built-in metric)"
+
+
+def test_two_plugins_choosing_one_name_are_refused_naming_both_files(tmp_path):
+    for stem in ("r2_plug_a", "r2_plug_b"):
+        (tmp_path / f"{stem}.py").write_text(textwrap.dedent('''
+            import sgdlab
+
+            @sgdlab.register_metric("r2_shared")
+            def m(model, params, data):
+                return params["u"].sum(1)
+        '''))
+    from sgdlab.plugins import import_modules
+
+    import_modules([str(tmp_path / "r2_plug_a.py")])
+    with pytest.raises(Exception, match=r"r2_shared.*r2_plug_b\.py.*belongs to r2_plug_a \(.*r2_plug_a\.py\)"):
+        import_modules([str(tmp_path / "r2_plug_b.py")])

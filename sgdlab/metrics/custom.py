@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from ..registry import Registry
 
-METRICS: Registry = Registry("metric")
+# Metrics the engine and the bundled models compute: a user metric of one of these names would
+# silently replace the built-in one in metrics.jsonl, the summary and the divergence check (which
+# reads train_loss). ``ema_`` copies and model-specific names are checked again when an engine is
+# built (sgdlab.train.Engine.check_names).
+BUILTIN_METRICS = (
+    "train_loss", "test_loss", "train_error", "test_error", "phase", "l0", "l0_robust", "l1", "support_mass",
+    "param_norm", "balancedness", "jacobian_rank", "sharpness", "batch_sharpness", "gni", "hessian_cond",
+    "residual", "dist_opt", "norm_sq", "imbalance", "relevant_norm", "irrelevant_norm", "beta_irrelevant",
+    "dead_fraction", "curvature_hvps",
+)
+METRICS: Registry = Registry("metric", {n: "sgdlab (built-in metric)" for n in BUILTIN_METRICS})
 
 __all__ = ["METRICS"]
