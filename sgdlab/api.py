@@ -247,6 +247,20 @@ def _interrupted(rd: RunDir | None, state: TrainState) -> None:
         print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
 
 
+def preflight(cfg: ExperimentConfig) -> tuple[Engine, dict]:
+    """Every check made before any training, shared by ``run`` and ``sgdlab run --dry-run`` (so a
+    config passes one exactly when it passes the other): figure names, data (files and functions,
+    checked against the model), metric names, exact initial parameters. Returns the engine and
+    the initial parameters (:func:`sgdlab.inits.initial_params`)."""
+    from .plots import FIGURES
+
+    for fig in cfg.extra_figures:
+        FIGURES.get(fig)
+    eng = Engine(cfg)
+    eng.check_names()
+    return eng, initial_params(cfg, eng)
+
+
 def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress: bool = True, quiet: bool = False,
         overwrite: bool = False, _stop_after: int | None = None) -> RunResult:
     """Train every run of ``cfg`` (a config or an experiment name) and return the result.
@@ -256,16 +270,10 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
     """
     if isinstance(cfg, (str, Path)):
         cfg = load_experiment(cfg)
-    from .plots import FIGURES
-
-    for fig in cfg.extra_figures:
-        FIGURES.get(fig)  # unknown figure names fail before any training
     if out is not None:
         RunDir.check_target(out, overwrite)
     t0 = time.monotonic()
-    eng = Engine(cfg)
-    eng.check_names()
-    start = initial_params(cfg, eng)  # a bad init fails here, before the run directory exists
+    eng, start = preflight(cfg)  # a bad config, data or init fails here, before the run directory exists
     rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite) if out is not None else None
     try:
         state = eng.initial_state(start)

@@ -59,7 +59,11 @@ def error_line(e: BaseException) -> str:
     if isinstance(e, OSError) and not isinstance(e, SgdlabError) and e.strerror:
         where = f": {e.filename!r}" if e.filename else ""
         return f"{e.strerror}{where}"
-    return " ".join(str(e).split()) or type(e).__name__
+    text = " ".join(str(e).split())
+    if not isinstance(e, SgdlabError):  # a library's bare text ("array must not contain infs or NaNs") says too little
+        return (f"{type(e).__name__}: {text or '(no message)'} (raised outside sgdlab's input checks; "
+                f"--debug shows where)")
+    return text or type(e).__name__
 
 
 class _Main(click.Group):
@@ -151,11 +155,8 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
     cfg = _load(experiment, imports, list(sets) + extra)
     if dry_run:
-        from .train import Engine
-
         click.echo(dump_toml(cfg))
-        eng = Engine(cfg)
-        eng.check_names()
+        eng, _ = api.preflight(cfg)  # every check a run makes before training
         click.echo(f"# {eng.n_runs} runs in {len(eng.groups)} batched group(s), "
                    f"{len(eng.eval_steps)} evaluation steps")
         return
@@ -289,6 +290,10 @@ def _read_sweep_file(path: str) -> dict:
         want = SWEEP_FILE_KEYS[k]
         if not isinstance(v, want) or isinstance(v, bool):
             raise ConfigError(f"sweep file {path!r}: {k} must be a {want.__name__}, got {v!r}")
+    for key, v in spec.get("grid", {}).items():
+        if not (isinstance(v, str) or (isinstance(v, list) and v)):
+            raise ConfigError(f"sweep file {path!r}: grid key {key!r} must be a non-empty list of values or a "
+                              f"range such as 'logspace(0.1, 1, 5)', got {v!r}")
     return spec
 
 

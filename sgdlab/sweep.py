@@ -135,6 +135,9 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
     # arm keeps one identity across the grid while its resolved label follows each point's values.
     base_labels = [a.label for a in base.arms]
     keys = [k for k, _ in axes]
+    for k, vals in axes:
+        if not isinstance(vals, (list, tuple)) or not vals:
+            raise ConfigError(f"grid axis {k!r} must be a non-empty list of values, got {vals!r}")
     if len(set(keys)) != len(keys):
         raise ConfigError(f"grid axes repeat a key: {keys}")
     points_cfg = []

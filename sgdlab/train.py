@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .data.checks import check_model_data, data_source
 from .errors import ConfigError, choices_message
 from .experiment import ExperimentConfig
 from .metrics.custom import METRICS
@@ -143,6 +144,7 @@ class Engine:
         self.dtype = getattr(torch, cfg.dtype)
         self.device = check_device(cfg.device)
         self.data = cfg.data.build().to(dtype=self.dtype, device=self.device)
+        check_model_data(cfg.model, self.data, data_source(cfg.data))
         self.model = cfg.model.build(self.data)
         self.runs = plan_runs(cfg, self.data.n, self.model.random_init)
         self.eval_steps = cfg.eval.steps(cfg.steps)

@@ -23,8 +23,8 @@ def cli(*args):
 
 
 def one_error(r, *needles):
-    """Exit 2 with exactly one `error:` line (no traceback) holding every needle."""
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    """Exit 2 with exactly one `error:` line on stderr (no traceback) holding every needle."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.exit_code == BAD_INPUT, r.output
     assert "Traceback" not in r.output and len(lines) == 1 and lines[0].startswith("error: "), r.output
     for n in needles:
@@ -102,3 +102,115 @@ def test_two_plugins_choosing_one_name_are_refused_naming_both_files(tmp_path):
     import_modules([str(tmp_path / "r2_plug_a.py")])
     with pytest.raises(Exception, match=r"r2_shared.*r2_plug_b\.py.*belongs to r2_plug_a \(.*r2_plug_a\.py\)"):
         import_modules([str(tmp_path / "r2_plug_b.py")])
+
+
+# ----------------------------------------------------------------------------- 2. one validation for every user file
+
+RUN_ARRAYS = ["--steps", "50", "--seeds", "2", "--set", "eval.points=3", "--no-progress",
+              "--set", "arms=[{name='a', schedule={kind='constant', lr=0.01}}]"]
+
+
+def arrays_run(tmp_path, path, *more):
+    return cli("run", "diag-net", "--set", f"data={{kind='arrays', path='{path}'}}", *RUN_ARRAYS, *more,
+               "--out", tmp_path / "out")
+
+
+@pytest.fixture
+def xy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 5))
+    return x, x[:, 0].copy()
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("y2", ["'y' has shape (20, 2)", "diagonal_net needs real scalar targets"]),
+    ("support_len", ["extra 'support' has shape (2,); expected (5,)"]),
+    ("support_float", ["extra 'support' must be booleans"]),
+    ("huge", ["'x' has 100 values of magnitude > 1e+100", "rescale"]),
+    ("complex", ["'x' has complex dtype"]),
+])
+def test_array_files_are_checked_against_the_model_in_one_line(tmp_path, xy, case, needles):
+    x, y = xy
+    arrays = {"y2": dict(x=x, y=np.stack([y, y], 1)), "support_len": dict(x=x, y=y, support=np.array([1, 0])),
+              "support_float": dict(x=x, y=y, support=np.full(5, 0.5)), "huge": dict(x=x * 1e200, y=y),
+              "complex": dict(x=x + 1j, y=y)}[case]
+    np.savez(tmp_path / "d.npz", **arrays)
+    one_error(arrays_run(tmp_path, tmp_path / "d.npz"), "d.npz", *needles)
+    one_error(arrays_run(tmp_path, tmp_path / "d.npz", "--dry-run"), "d.npz", *needles)  # the same at --dry-run
+    assert not (tmp_path / "out").exists()
+
+
+def test_array_file_without_support_runs_the_diagonal_net_and_0_1_support_is_bool(tmp_path, xy):
+    x, y = xy
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    r = arrays_run(tmp_path, tmp_path / "d.npz")
+    assert r.exit_code == 0, r.output
+    np.savez(tmp_path / "s.npz", x=x, y=y, support=np.array([1, 0, 0, 0, 0]))
+    r = cli("run", "diag-net", "--set", f"data={{kind='arrays', path='{tmp_path / 's.npz'}'}}", *RUN_ARRAYS,
+            "--set", "metrics.names=['train_loss', 'support_mass']", "--set", "figure=['train_loss']",
+            "--out", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    assert "support_mass" in sgdlab.load_run(tmp_path / "s").metrics
+
+
+def test_a_data_function_returning_2_column_targets_for_the_diagonal_net_is_one_line(tmp_path):
+    (tmp_path / "r2_fn.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        def make(n=20):
+            x = np.ones((n, 5))
+            return {"x": x, "y": np.zeros((n, 2))}
+    '''))
+    r = cli("run", "diag-net", "--set", f"data={{kind='function', function='{tmp_path / 'r2_fn.py'}:make'}}",
+            *RUN_ARRAYS, "--out", tmp_path / "out")
+    one_error(r, "data.function", "r2_fn.py:make", "'y' has shape (20, 2)")
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("nan", ["'u' has 5 NaN/inf values"]),
+    ("inf", ["'u' has 1 NaN/inf values"]),
+    ("complex", ["'u' has complex dtype"]),
+    ("huge", ["magnitude > 1e+100"]),
+    ("strings", ["non-numeric dtype"]),
+])
+def test_exact_init_files_follow_the_same_rules_at_run_and_dry_run(tmp_path, xy, case, needles):
+    x, y = xy
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    u = {"nan": np.full(5, np.nan), "inf": np.r_[np.ones(4), np.inf], "complex": np.ones(5) + 1j,
+         "huge": np.full(5, 1e200), "strings": np.array(["a"] * 5)}[case]
+    np.savez(tmp_path / "init.npz", u=u, v=np.zeros(5))
+    init = ["--set", f"arms.0.init={{file='{tmp_path / 'init.npz'}'}}"]
+    for extra in ([], ["--dry-run"]):
+        one_error(arrays_run(tmp_path, tmp_path / "d.npz", *init, *extra), "arms.0.init", "init.npz", *needles)
+    assert not (tmp_path / "out").exists()
+
+
+def test_init_from_a_run_with_fewer_seeds_is_refused_not_reused(tmp_path):
+    src = sgdlab.override(sgdlab.load_experiment("diag-net"), TINY + ["seeds=1"])
+    sgdlab.run(src, tmp_path / "src", progress=False, quiet=True)
+    arm = src.arms[0].label
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"),
+                          TINY + [f"arms.0.init={{run='{tmp_path / 'src'}', arm='{arm}'}}"])
+    from sgdlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"has no run of arm .* with seed 1; its seeds: \[0\]"):
+        sgdlab.run(cfg, None, progress=False, quiet=True)
+
+
+@pytest.mark.parametrize("grid, needles", [
+    ('"data.n" = []', ["grid key 'data.n' must be a non-empty list"]),
+    ('"data.n" = 20', ["grid key 'data.n' must be a non-empty list", "got 20"]),
+])
+def test_sweep_file_grid_axes_are_checked_at_dry_run_and_run(tmp_path, grid, needles):
+    f = tmp_path / "sw.toml"
+    f.write_text(f'experiment = "diag-net"\n[grid]\n{grid}\n')
+    one_error(cli("sweep", "--file", f, "--dry-run"), "sw.toml", *needles)
+    one_error(cli("sweep", "--file", f, "--out", tmp_path / "sw"), "sw.toml", *needles)
+    assert not (tmp_path / "sw").exists()
+
+
+def test_an_error_from_outside_sgdlabs_checks_is_not_a_bare_library_text():
+    from sgdlab.cli import error_line
+
+    line = error_line(ValueError("array must not contain infs or NaNs"))
+    assert line.startswith("ValueError: array must not contain infs or NaNs") and "--debug" in line
