@@ -59,7 +59,7 @@ def check_values(name: str, a: np.ndarray, source: str, allow_nan: bool = False)
         first = np.argwhere(bad)[0].tolist()
         raise DataError(f"{source}: {name!r} has {int(bad.sum())} NaN/inf values (first at index {first}); "
                         f"expected finite values")
-    if np.finfo(a.dtype).max <= MAX_ABS:  # float16/32: every finite value is small enough
+    if float(np.finfo(a.dtype).max) <= MAX_ABS:  # float16/32: every finite value is small enough
         return
     big = np.abs(a) > MAX_ABS
     if big.any():
