@@ -233,13 +233,26 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
     summary = summarize(eng.cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, state.diverged, wall)
     if rd is not None:
         rd.write_summary(summary)
-        rd.update_meta(wall_seconds=wall)
+        rd.update_meta(wall_seconds=wall, failed=None)  # a resumed run that failed before has finished
         draw_figures(rd, quiet)
     if not quiet:
         from .summary import format_table
 
         print(format_table(summary))
     return summary
+
+
+def _failed(rd: RunDir, rows: list, e: Exception) -> None:
+    """A run that raised: before its first evaluation it holds no result, and its directory is
+    removed (an overwritten run is put back); after it, meta.json says it failed and why (it can be
+    resumed from its last checkpoint once the cause is fixed, or replaced with --overwrite)."""
+    if not rows:
+        rd.discard()
+        return
+    try:
+        rd.update_meta(failed=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    except (SgdlabError, OSError):  # e.g. the disk is full: the error being raised says so already
+        pass
 
 
 def _interrupted(rd: RunDir | None, state: TrainState) -> None:
@@ -274,15 +287,19 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
         RunDir.check_target(out, overwrite)
     t0 = time.monotonic()
     eng, start = preflight(cfg)  # a bad config, data or init fails here, before the run directory exists
-    rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite) if out is not None else None
+    rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite, keep_replaced=True) if out is not None else None
+    rows: list = []
     try:
         state = eng.initial_state(start)
-        rows: list = []
         snaps: dict = {}
         try:
             _execute(eng, rd, state, progress, rows, stop_after=_stop_after, snaps=snaps)
         except KeyboardInterrupt:
             _interrupted(rd, state)
+            raise
+        except Exception as e:
+            if rd is not None:
+                _failed(rd, rows, e)
             raise
         steps = np.array([t for t, _ in rows])
         metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
@@ -351,6 +368,9 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
             _execute(eng, rd, state, progress, rows, stop_after=_stop_after, fresh=fresh, wall0=wall0)
         except KeyboardInterrupt:
             _interrupted(rd, state)
+            raise
+        except Exception as e:
+            _failed(rd, [None], e)  # never removed: it holds the earlier segments' results
             raise
         steps, metrics = rd.metrics()
         summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet)

@@ -437,14 +437,16 @@ def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports)
     """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
     import dataclasses
 
-    from .files import ensure_writable_dir
-    from .window import find_window, format_window, save_window
+    from .files import check_writable_dir
+    from .window import check_window_args, find_window, format_window, save_window
 
     cfg = _load(experiment, imports, sets)
     if not 0 <= arm < len(cfg.arms):
         raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
     cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))
-    out = ensure_writable_dir(out or Path("runs") / f"{cfg.name}-window", "--out directory")  # before the work
+    check_window_args(cfg, lo, hi, points, bisect)
+    out = out or Path("runs") / f"{cfg.name}-window"
+    check_writable_dir(out, "--out directory")  # before the work; nothing is created until the result is saved
     res = find_window(cfg, lo, hi, points=points, bisect=bisect, tol=tol)
     click.echo(format_window(res))
     for p in save_window(res, out, title=f"{cfg.name}: stabilization window of {cfg.arms[0].optimizer.kind}"):

@@ -29,7 +29,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import ConfigError
-from .user_modules import exception_line, import_user_module, is_file_spec
+from .user_modules import exception_line, exit_line, import_user_module, is_file_spec
 
 __all__ = ["ENTRY_POINT_GROUP", "import_modules", "load_entry_points", "resolve_spec"]
 
@@ -89,7 +89,8 @@ def load_entry_points() -> None:
             obj = ep.load()
             if callable(obj) and not isinstance(obj, type):
                 obj()
-        except Exception as e:  # a broken plugin is one clear error, not a traceback
+        except (Exception, SystemExit) as e:  # a broken plugin is one clear error, not a traceback
             _loaded_entry_points = False
+            why = exit_line(e) if isinstance(e, SystemExit) else exception_line(e)
             raise ConfigError(f"plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP!r}) "
-                              f"failed to load: {exception_line(e)}") from e
+                              f"failed to load: {why}") from e

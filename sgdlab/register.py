@@ -148,9 +148,17 @@ def register_data(kind: str):
 
         def build(self) -> Dataset:
             from .data.arrays import dataset_from_output
+            from .errors import DataError, SgdlabError
+            from .user_modules import exception_line
 
-            return dataset_from_output(obj(**_values(self, self.params)),
-                                       f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
+            source = f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})"
+            try:
+                out = obj(**_values(self, self.params))
+            except SgdlabError:
+                raise
+            except Exception as e:  # the user's code: one line naming its file and line
+                raise DataError(f"{source} raised {exception_line(e, obj)}") from e
+            return dataset_from_output(out, source)
 
         _register_class(_config_class(obj, DataConfig, kind, build), DataConfig, kind, "data")
         return obj

@@ -104,13 +104,19 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.lock: DirLock | None = None
+        # create(keep_replaced=True): the overwritten run, moved aside until the first metrics row
+        # of the new one (discard() puts it back).
+        self.replaced: Path | None = None
 
     # ----------------------------------------------------------------- creation and locking
     @classmethod
-    def create(cls, path: str | Path, cfg: ExperimentConfig, runs: list, overwrite: bool = False) -> RunDir:
+    def create(cls, path: str | Path, cfg: ExperimentConfig, runs: list, overwrite: bool = False,
+               keep_replaced: bool = False) -> RunDir:
         """A new run directory, locked by this process. With ``overwrite`` an existing run
         directory is replaced: it is renamed aside (atomic), the new one is created, then the old
-        one is deleted, so a kill at any point leaves either the old run or a new one."""
+        one is deleted, so a kill at any point leaves either the old run or a new one. With
+        ``keep_replaced`` the old one is deleted only when the new run appends its first metrics
+        row; :meth:`discard` (a run that failed before that) puts it back."""
         rd = cls(path)
         trash = None
         if _replaces_a_run(rd.path, overwrite):
@@ -134,10 +140,21 @@ class RunDir:
         except BaseException:
             rd.release()
             raise
-        if trash is not None:
+        if trash is not None and keep_replaced:
+            rd.replaced = trash
+        elif trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
         remove_stale_trash(rd.path)
         return rd
+
+    def discard(self) -> None:
+        """Remove a run directory that failed before its first evaluation (it holds no result),
+        and put back the run it replaced, if any: a failed start leaves the disk as it was."""
+        self.release()
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.replaced is not None:
+            os.replace(self.replaced, self.path)
+            self.replaced = None
 
     @classmethod
     def check_target(cls, path: str | Path, overwrite: bool = False) -> None:
@@ -284,9 +301,15 @@ class RunDir:
 
     # ----------------------------------------------------------------- writing
     def append_metrics(self, step: int, values: dict[str, np.ndarray]) -> None:
-        with open(self.path / METRICS, "a") as f:
-            f.write(json.dumps(metrics_row(step, values)) + "\n")
-            f.flush()
+        try:
+            with open(self.path / METRICS, "a") as f:
+                f.write(json.dumps(metrics_row(step, values)) + "\n")
+                f.flush()
+        except OSError as e:  # e.g. a full disk: name the file (resume drops the torn row)
+            raise os_error("append to", self.path / METRICS, e) from e
+        if self.replaced is not None:  # the new run has its first row: the run it replaced goes now
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
 
     def save_checkpoint(self, state: dict) -> None:
         buf = io.BytesIO()

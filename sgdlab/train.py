@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .data.checks import check_model_data, data_source
-from .errors import ConfigError, choices_message
+from .errors import ConfigError, SgdlabError, choices_message
 from .experiment import ExperimentConfig
 from .metrics.custom import METRICS
 from .metrics.tracking import CurvatureTracker, RunBatching
@@ -326,7 +326,15 @@ class Engine:
         for name in names or ():
             fn = METRICS.get_or_none(name)
             if fn is not None:
-                v = torch.as_tensor(fn(self.model, params, self.data)).reshape(-1)
+                try:
+                    v = torch.as_tensor(fn(self.model, params, self.data)).reshape(-1)
+                except SgdlabError:
+                    raise
+                except Exception as e:  # the user's code: one line naming its file and line (--debug: all)
+                    from .user_modules import exception_line
+
+                    raise ConfigError(f"metric {name!r} (module {getattr(fn, '__module__', '?')}) raised "
+                                      f"{exception_line(e, fn)}") from e
                 R = next(iter(params.values())).shape[0]
                 if v.numel() != R:
                     raise ConfigError(f"metric {name!r} returned {v.numel()} values for {R} runs; it must "

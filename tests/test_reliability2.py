@@ -214,3 +214,88 @@ def test_an_error_from_outside_sgdlabs_checks_is_not_a_bare_library_text():
 
     line = error_line(ValueError("array must not contain infs or NaNs"))
     assert line.startswith("ValueError: array must not contain infs or NaNs") and "--debug" in line
+
+
+# ----------------------------------------------------------------------------- 5. nothing half-written
+
+def _metric_module(tmp_path, stem, body):
+    (tmp_path / f"{stem}.py").write_text(textwrap.dedent(f'''
+        import sgdlab
+
+        CALLS = [0]
+
+        @sgdlab.register_metric("{stem}")
+        def metric(model, params, data):
+            CALLS[0] += 1
+        ''') + textwrap.indent(textwrap.dedent(body), "    "))
+    return tmp_path / f"{stem}.py"
+
+
+def _metric_run(tmp_path, module, stem, *more):
+    return cli("run", "diag-net", "--import", module, *TINY_CLI, "--set", f"metrics.names=['train_loss', '{stem}']",
+               "--set", "figure=['train_loss']", "--no-progress", "--out", tmp_path / "run", *more)
+
+
+def test_a_user_metric_failing_at_the_first_evaluation_leaves_nothing_and_names_its_line(tmp_path):
+    mod = _metric_module(tmp_path, "r2_keyerr", 'return params["no_such_parameter"].sum(1)')
+    line = one_error(_metric_run(tmp_path, mod, "r2_keyerr"), "metric 'r2_keyerr'", "KeyError",
+                     f"{mod}:9")
+    assert "Traceback" not in line and not (tmp_path / "run").exists()
+    r = cli("--debug", "run", "diag-net", "--import", mod, *TINY_CLI, "--set", "metrics.names=['r2_keyerr']",
+            "--set", "figure=['train_loss']", "--no-progress", "--out", tmp_path / "run")
+    assert isinstance(r.exception, sgdlab.errors.ConfigError)  # --debug: the exception, its cause chained
+    assert isinstance(r.exception.__cause__, KeyError) and not (tmp_path / "run").exists()
+    # over an existing run with --overwrite: the old run is put back untouched
+    good = sgdlab.run(sgdlab.override(sgdlab.load_experiment("diag-net"), TINY), tmp_path / "run",
+                      progress=False, quiet=True)
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    one_error(_metric_run(tmp_path, mod, "r2_keyerr", "--overwrite"), "KeyError")
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before and good.path.exists()
+    assert not list(tmp_path.glob(".run.overwritten-*"))
+
+
+def test_a_user_metric_failing_later_leaves_a_run_marked_failed(tmp_path):
+    mod = _metric_module(tmp_path, "r2_later", '''
+        if CALLS[0] > 2:
+            raise RuntimeError("boom")
+        return params["u"].sum(1)''')
+    one_error(_metric_run(tmp_path, mod, "r2_later"), "metric 'r2_later'", "RuntimeError: boom", f"{mod}:")
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert "RuntimeError: boom" in meta["failed"]
+
+
+def test_a_plugin_calling_sys_exit_at_import_is_reported(tmp_path):
+    (tmp_path / "r2_exits.py").write_text("import sys\nsys.exit(3)\n")
+    r = cli("run", "diag-net", "--import", tmp_path / "r2_exits.py", *TINY_CLI, "--dry-run")
+    one_error(r, "r2_exits.py", "called sys.exit(3)", f"{tmp_path / 'r2_exits.py'}:2")
+
+
+def test_an_import_error_names_the_users_file_and_line(tmp_path):
+    (tmp_path / "r2_broken.py").write_text("x = 1\ny = {}['missing']\n")
+    one_error(cli("show", "diag-net", "--import", tmp_path / "r2_broken.py"), "KeyError",
+              f"{tmp_path / 'r2_broken.py'}:2")
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import sgdlab.files
+
+    real = os.fsync
+
+    def full(fd):
+        if "checkpoint" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(sgdlab.files.os, "fsync", full)
+    r = cli("run", "diag-net", *TINY_CLI, "--no-progress", "--out", tmp_path / "run")
+    one_error(r, "No space left on device", str(tmp_path / "run" / "checkpoint.pt"))
+    assert not list((tmp_path / "run").glob(".*.tmp*"))  # the temporary file went with it
+
+
+@pytest.mark.parametrize("lo, hi", [(0.3, 0.1), (-0.1, 0.3)])
+def test_window_with_bad_bounds_writes_nothing(tmp_path, lo, hi):
+    one_error(cli("window", "diag-net", *TINY_CLI, "--lo", lo, "--hi", hi, "--out", tmp_path / "w"), "0 < lo < hi")
+    assert not (tmp_path / "w").exists()
