@@ -14,6 +14,7 @@ from .config import check, to_dict
 from .data.base import DataConfig
 from .data.synthetic import SparseRegression
 from .errors import ConfigError
+from .limits import MAX_EVAL_POINTS
 from .metrics.config import MetricsConfig
 from .models.base import ModelConfig
 from .models.diagonal import DiagonalNetConfig
@@ -166,8 +167,10 @@ class EvalConfig:
     head: int = 100  # authors: also every step in [0, head)
 
     def __post_init__(self):
-        check(self.points >= 2, f"eval.points must be >= 2, got {self.points}")
-        check(self.head >= 0, f"eval.head must be >= 0, got {self.head}")
+        check(2 <= self.points <= MAX_EVAL_POINTS, f"eval.points must be in [2, {MAX_EVAL_POINTS}] "
+                                                   f"(sgdlab.limits), got {self.points}")
+        check(0 <= self.head <= MAX_EVAL_POINTS, f"eval.head must be in [0, {MAX_EVAL_POINTS}] (sgdlab.limits), "
+                                                 f"got {self.head}")
 
     def steps(self, total: int) -> np.ndarray:
         """Sorted unique eval steps in [0, total], always including 0 and total."""
@@ -230,7 +233,8 @@ class ExperimentConfig:
         check(self.first_seed >= 0, f"first_seed must be >= 0, got {self.first_seed}")
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
-        check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        check(0 <= self.snapshots <= MAX_EVAL_POINTS, f"snapshots must be in [0, {MAX_EVAL_POINTS}] "
+                                                      f"(sgdlab.limits), got {self.snapshots}")
         for arm in self.arms:
             arm.bounds(self.steps)  # phase lengths against the run length
         from .loggers import BACKENDS

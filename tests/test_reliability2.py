@@ -299,3 +299,38 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
 def test_window_with_bad_bounds_writes_nothing(tmp_path, lo, hi):
     one_error(cli("window", "diag-net", *TINY_CLI, "--lo", lo, "--hi", hi, "--out", tmp_path / "w"), "0 < lo < hi")
     assert not (tmp_path / "w").exists()
+
+
+# ----------------------------------------------------------------------------- 7. bounded work
+
+def test_a_huge_grid_axis_is_refused_before_any_value_is_computed(monkeypatch):
+    import sgdlab.sweep
+
+    computed = []
+    for fn in ("linspace", "geomspace"):
+        real = getattr(np, fn)
+        monkeypatch.setattr(sgdlab.sweep.np, fn, lambda *a, _real=real, **k: computed.append(a) or _real(*a, **k))
+    one_error(cli("sweep", "diag-net", "--grid", "arms.0.schedule.lr=linspace(0.1,0.3,3000000)", "--dry-run"),
+              "3000000 values exceed the limit of 10000 per axis")
+    one_error(cli("sweep", "diag-net", "--grid", "arms.0.schedule.lr=logspace(0.1,0.3,100000000000)", "--dry-run"),
+              "exceed the limit")
+    assert computed == []  # refused by the size check, nothing materialized
+
+
+def test_a_grid_over_the_point_limit_is_refused_before_planning(monkeypatch):
+    import sgdlab.sweep
+
+    planned = []
+    monkeypatch.setattr(sgdlab.sweep, "override", lambda cfg, sets: planned.append(sets) or cfg)
+    r = cli("sweep", "diag-net", "--grid", "arms.0.schedule.lr=linspace(0.1,0.3,1000)",
+            "--grid", "arms.1.schedule.lr=linspace(0.1,0.3,1000)", "--dry-run")
+    one_error(r, "the grid has 1000000 points (1000 x 1000); the limit is 10000")
+    assert planned == []  # no point was planned
+
+
+@pytest.mark.parametrize("key", ["eval.points=1000000000", "eval.head=1000000000", "snapshots=1000000000"])
+def test_eval_grids_and_snapshots_are_bounded_at_config_time(monkeypatch, key):
+    import sgdlab.experiment
+
+    monkeypatch.setattr(sgdlab.experiment.np, "linspace", lambda *a, **k: pytest.fail("eval steps computed"))
+    one_error(cli("run", "diag-net", "--set", key, "--dry-run"), key.split("=")[0], "100000")
