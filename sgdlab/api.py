@@ -18,9 +18,10 @@ from .config import to_dict
 from .errors import CheckpointError, ConfigError, SgdlabError, choices_message
 from .experiment import ExperimentConfig
 from .inits import initial_params
-from .runs import RunDir, metrics_row, rows_to_arrays
+from .runs import INPUTS, RunDir, metrics_row, rows_to_arrays
 from .summary import summarize
 from .train import Engine, TrainState
+from .trust import adopt_edits, check_trusted, remember
 
 __all__ = [
     "ExperimentConfig",
@@ -220,7 +221,7 @@ def draw_figures(rd: RunDir, quiet: bool) -> None:
         print("drawing figures ...", file=sys.stderr, flush=True)
     drawn, errors = [], []
     try:
-        drawn = plot_run(rd.path, errors=errors)
+        drawn = plot_run(rd.path, errors=errors, trust_imports=rd.trust_imports)
     except (SgdlabError, OSError, ValueError) as e:  # a figure must never lose a finished run
         errors.append(f"{type(e).__name__}: {e}")
     for err in errors:
@@ -287,6 +288,7 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
         RunDir.check_target(out, overwrite)
     t0 = time.monotonic()
     eng, start = preflight(cfg)  # a bad config, data or init fails here, before the run directory exists
+    remember(to_dict(cfg))  # the modules this user runs are theirs: reading the run later imports them
     rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite, keep_replaced=True) if out is not None else None
     rows: list = []
     try:
@@ -335,6 +337,7 @@ def _from_checkpoint(rd: RunDir, eng: Engine, cfg: ExperimentConfig) -> tuple[Tr
 
 
 def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock_wait: float = 0.0,
+           trust_imports: bool = False, accept_changed_inputs: bool = False,
            _stop_after: int | None = None) -> RunResult:
     """Continue a killed run from its last checkpoint (from step 0 if it was killed before its
     first one); the result equals an uninterrupted run. ``lock_wait``: seconds to wait for the
@@ -344,20 +347,39 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
     The metrics written so far are checked against the checkpoint (one row per evaluation step up
     to it; a corrupt row that cannot be recomputed is an error naming its line); a run killed
     while drawing its figures gets them drawn.
+
+    Before anything runs, the run must be the same experiment: the content hashes of its input
+    files and of runs.json recorded when it started (:mod:`sgdlab.inputs`) must match, else a
+    CheckpointError names what changed (``accept_changed_inputs``: continue with today's files and
+    record them). Its modules must be the caller's own or ``trust_imports`` (:mod:`sgdlab.trust`).
     """
-    rd = RunDir(path)
+    rd = RunDir(path, trust_imports=trust_imports)
+    table = rd.config_table()
+    changed = rd.input_changes()
+    if changed and not accept_changed_inputs:
+        raise CheckpointError(f"run directory {str(rd.path)!r} is not the experiment it started as: "
+                              f"{'; '.join(changed)}. Resuming would mix two experiments in one run: restore "
+                              f"them, start a new run, or pass --accept-changed-inputs (accept_changed_inputs=True) "
+                              f"to continue with today's files")
+    if changed:
+        adopt_edits(rd.meta().get(INPUTS) or {})
+    if not trust_imports:
+        check_trusted(table, f"run directory {str(rd.path)!r}", "resuming it")
     cfg = rd.config()
     rd.open_writer(lock_wait)
     try:
         if rd.complete():
             if not quiet:
                 print(f"{rd.path} is already complete; nothing to resume", file=sys.stderr)
-            return load_run(rd.path)
+            return load_run(rd.path, trust_imports=True)  # checked above
         if rd.summary() is not None:  # trained and summarized; killed while drawing figures
             draw_figures(rd, quiet)
-            return load_run(rd.path)
+            return load_run(rd.path, trust_imports=True)
         t0 = time.monotonic()
         eng = Engine(cfg)
+        if changed:  # accepted: today's inputs become the run's, and the change is on record
+            rd.accept_inputs(eng.runs)
+            rd.update_meta(inputs_accepted=changed)
         if rd.has_checkpoint():
             state, rows, wall0 = _from_checkpoint(rd, eng, cfg)
             fresh = False
@@ -381,12 +403,13 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
 
 def export_run(run_dir: str | Path, backend: str) -> Path:
     """Replay a run directory's metrics into ``RUN_DIR/<backend>`` (TensorBoard, W&B offline,
-    MLflow local); returns that folder."""
+    MLflow local); returns that folder. Reads the config's name only: nothing is imported."""
     from .loggers import Logger
 
     rd = RunDir(run_dir)
     steps, metrics = rd.metrics()
-    lg = Logger(backend, rd.path, rd.runs(), rd.config().name)
+    name = rd.config_table().get("name", "experiment")
+    lg = Logger(backend, rd.path, rd.runs(), str(name))
     try:
         for e, t in enumerate(steps):
             lg.log(int(t), {k: v[e] for k, v in metrics.items()})
@@ -395,8 +418,10 @@ def export_run(run_dir: str | Path, backend: str) -> Path:
     return lg.out
 
 
-def load_run(path: str | Path) -> RunResult:
-    """Read a run directory (finished or not) from disk."""
-    rd = RunDir(path)
+def load_run(path: str | Path, trust_imports: bool = False) -> RunResult:
+    """Read a run directory (finished or not) from disk. Its config's modules are imported only
+    if they are the caller's own or ``trust_imports`` (:mod:`sgdlab.trust`): a run directory from
+    elsewhere is code, not data."""
+    rd = RunDir(path, trust_imports=trust_imports)
     steps, metrics = rd.metrics()
     return RunResult(rd.path, rd.config(), rd.runs(), steps, metrics, rd.summary())

@@ -98,6 +98,12 @@ def _imports_option(fn):
                              "(repeatable; recorded in the config as `imports`)")(fn)
 
 
+def _trust_option(fn):
+    return click.option("--trust-imports", is_flag=True,
+                        help="import the Python modules a run or sweep directory names even if they are not "
+                             "yours (a directory from elsewhere is code, not data; see docs/reliability.md)")(fn)
+
+
 def _load(experiment, imports, sets=()):
     """The experiment with ``--import`` modules imported first and recorded in ``imports``, then
     ``sets`` applied."""
@@ -134,12 +140,17 @@ def main(threads, debug):
 @click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE",
               help="override any config key, e.g. --set arms.0.schedule.lr=0.27 (repeatable)")
 @click.option("--resume", type=click.Path(), help="continue a killed run from its last checkpoint")
+@click.option("--accept-changed-inputs", is_flag=True,
+              help="--resume even though an input file (data, init, module) or runs.json changed since the run "
+                   "started (recorded in meta.json)")
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
 @click.option("--progress/--no-progress", default=True, help="progress bar on the terminal")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and the runs; train nothing")
 @_imports_option
+@_trust_option
 @_typed_flags
-def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports, **typed):
+def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, progress, dry_run, imports,
+            trust_imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from . import api
     from .config import dump_toml, toml_value
@@ -148,8 +159,12 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports
         if experiment or sets or imports or any(v is not None for v in typed.values()):
             raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
                                    "is read from it")
-        api.resume(resume, progress=progress)
+        api.resume(resume, progress=progress, trust_imports=trust_imports,
+                   accept_changed_inputs=accept_changed_inputs)
         return
+    if accept_changed_inputs or trust_imports:
+        raise click.UsageError("--accept-changed-inputs and --trust-imports go with --resume (a config you run "
+                               "yourself imports its modules)")
     if not experiment:
         raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
@@ -172,7 +187,8 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, imports
 @click.argument("run_dir", type=click.Path())
 @click.option("--metric", "-m", "metrics", multiple=True,
               help="panels to draw into their own file (default: the config's figure and extra figures)")
-def plot_cmd(run_dir, metrics):
+@_trust_option
+def plot_cmd(run_dir, metrics, trust_imports):
     """Redraw the figures of RUN_DIR (a run or a sweep directory) from disk."""
     from .plots import plot_run
     from .sweep import INDEX
@@ -183,7 +199,7 @@ def plot_cmd(run_dir, metrics):
         for p in plot_sweep(run_dir, tuple(metrics) or None):
             click.echo(str(p))
         return
-    for p in plot_run(run_dir, tuple(metrics) or None):
+    for p in plot_run(run_dir, tuple(metrics) or None, trust_imports=trust_imports):
         click.echo(str(p))
 
 
@@ -321,8 +337,9 @@ def _read_sweep_file(path: str) -> dict:
 @click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
 @click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
 @_imports_option
+@_trust_option
 def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
-              dry_run, partition, time_min, cpus, gpus, mem, imports):
+              dry_run, partition, time_min, cpus, gpus, mem, imports, trust_imports):
     """Run EXPERIMENT over a grid; compatible points are batched into one job."""
     import time
 
@@ -370,7 +387,7 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
 
         slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
                                           "mem": mem}, slurm_table)
-    sw.execute(executor, workers=workers, address=address, slurm=slurm)
+    sw.execute(executor, workers=workers, address=address, slurm=slurm, trust_imports=trust_imports)
     click.echo(format_rows(rows_of(sw.path)))
     from .plots.sweep import plot_sweep
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import io
 import json
 import math
@@ -47,7 +48,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import dump_toml, load_toml
+from .config import dump_toml, load_toml_table, to_dict
 from .errors import CheckpointError
 from .experiment import ExperimentConfig
 from .files import (  # noqa: F401  (re-exported: the run store's file primitives)
@@ -61,11 +62,15 @@ from .files import (  # noqa: F401  (re-exported: the run store's file primitive
     safe_load,
     to_tensors,
 )
+from .inputs import changes, fingerprint
 from .locking import LOCK, DirLock, check_unlocked, pid_alive
+from .trust import load_config
 
 CONFIG, META, RUNS, METRICS, CHECKPOINT, SUMMARY, FIGURES, SNAPSHOTS = (
     "config.toml", "meta.json", "runs.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "figures",
     "snapshots")
+# meta.json keys: content hashes of the input files (sgdlab.inputs.fingerprint) and of runs.json.
+INPUTS, RUNS_HASH = "inputs", "runs_sha256"
 # Temporary files of atomic writes: ".<name>.tmp<pid>" (files) and ".<name>.tmp<suffix>" (figures).
 TMP_GLOB = ".*.tmp*"
 # A directory moved aside by overwrite, until it is deleted: ".<name>.overwritten-<pid>".
@@ -101,8 +106,10 @@ def _parse_row(text: str) -> tuple[dict | None, str]:
 class RunDir:
     """Reads and writes one run directory; a writer holds its lock (``create``/``open_writer``)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, trust_imports: bool = False):
         self.path = Path(path)
+        # Import the config's modules even when they are not the caller's own (sgdlab.trust).
+        self.trust_imports = trust_imports
         self.lock: DirLock | None = None
         # create(keep_replaced=True): the overwritten run, moved aside until the first metrics row
         # of the new one (discard() puts it back).
@@ -131,8 +138,11 @@ class RunDir:
             rd.open_writer()
             (rd.path / FIGURES).mkdir(exist_ok=True)
             atomic_write_text(rd.path / CONFIG, dump_toml(cfg))
-            atomic_write_text(rd.path / META, dumps(_provenance()))
-            atomic_write_text(rd.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
+            runs_text = dumps([dataclasses.asdict(r) for r in runs])
+            # content hashes of every input file and of runs.json: resume checks them (sgdlab.inputs)
+            atomic_write_text(rd.path / META, dumps({**_provenance(), INPUTS: fingerprint(to_dict(cfg)),
+                                                     RUNS_HASH: _sha(runs_text)}))
+            atomic_write_text(rd.path / RUNS, runs_text)
             atomic_write_text(rd.path / METRICS, "")
         except OSError as e:
             rd.release()
@@ -204,8 +214,30 @@ class RunDir:
         except (ValueError, OSError) as e:
             raise CheckpointError(f"{str(p)!r} is unreadable or corrupt ({type(e).__name__}: {e})") from None
 
+    def config_table(self) -> dict:
+        """config.toml as a plain table (nothing imported)."""
+        return load_toml_table(self._need(CONFIG))
+
     def config(self) -> ExperimentConfig:
-        return load_toml(ExperimentConfig, self._need(CONFIG))
+        """The run's config; its modules are imported only if they are the caller's own or the
+        reader trusts them (``trust_imports``; the rule is in :mod:`sgdlab.trust`)."""
+        return load_config(self.config_table(), f"run directory {str(self.path)!r}", self.trust_imports)
+
+    def input_changes(self) -> list[str]:
+        """What differs from the inputs the run started with (content hashes of its input files
+        and of runs.json, recorded in meta.json); empty for run directories that recorded none."""
+        meta = self.meta()
+        out = changes(meta[INPUTS], self.config_table()) if INPUTS in meta else []
+        if RUNS_HASH in meta and _sha(self._need(RUNS).read_text()) != meta[RUNS_HASH]:
+            out.append(f"{RUNS} was edited since the run wrote it")
+        return out
+
+    def accept_inputs(self, runs: list) -> None:
+        """Record today's inputs as the run's (after ``--accept-changed-inputs``): their hashes,
+        and runs.json rewritten from the config."""
+        runs_text = dumps([dataclasses.asdict(r) for r in runs])
+        atomic_write_text(self.path / RUNS, runs_text)
+        self.update_meta(**{INPUTS: fingerprint(self.config_table()), RUNS_HASH: _sha(runs_text)})
 
     def runs(self) -> list[dict]:
         return self._json(RUNS)
@@ -324,7 +356,9 @@ class RunDir:
         first checkpoint, which has nothing to continue from."""
         if not (self.path / META).exists():
             atomic_write_text(self.path / META, dumps(_provenance()))
-        atomic_write_text(self.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
+        runs_text = dumps([dataclasses.asdict(r) for r in runs])
+        atomic_write_text(self.path / RUNS, runs_text)
+        self.update_meta(**{RUNS_HASH: _sha(runs_text)})
         atomic_write_text(self.path / METRICS, "")
         (self.path / FIGURES).mkdir(exist_ok=True)
 
@@ -399,6 +433,10 @@ class RunDir:
     def figures(self) -> Path:
         (self.path / FIGURES).mkdir(exist_ok=True)
         return self.path / FIGURES
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _provenance() -> dict:

@@ -373,19 +373,25 @@ class Sweep:
         return [j for j in self.index()["jobs"] if not RunDir(self.path / j["dir"]).complete()]
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
-                progress: bool = True, slurm=None) -> dict:
+                progress: bool = True, slurm=None, trust_imports: bool = False) -> dict:
         """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised.
 
         The sweep directory is locked for the duration, and a job directory still held by a live
         process (a worker of a killed sweep) makes the whole call refuse before anything runs.
         ``slurm``: the :class:`sgdlab.slurm.SlurmOptions` of the slurm executor (None: saved / defaults).
+        The jobs' modules must be the caller's own or ``trust_imports`` (:mod:`sgdlab.trust`): a sweep
+        directory from elsewhere is code, not data.
         """
+        from .trust import check_trusted
+
         if executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         with DirLock(self.path, "sweep directory"):
             todo = self.pending()
+            for j in todo[:1] if not trust_imports else ():  # the jobs of a sweep share their imports
+                check_trusted(j["config"], f"sweep directory {str(self.path)!r}", "running its jobs")
             # SLURM tasks of an earlier submission may still hold their job directories on other
             # hosts: the slurm executor waits for those instead (sgdlab.slurm.run_slurm).
             for j in todo if executor != "slurm" else ():
