@@ -6,6 +6,7 @@ ExperimentConfig (steps, seeds, ...) also get typed flags generated from the dat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -291,6 +292,18 @@ def _short_type(tp: str) -> str:
     return tp.replace(" | None", " | unset").replace("typing.", "")
 
 
+@contextlib.contextmanager
+def _naming_file(path, what: str):
+    """Re-raise a ConfigError that does not name ``path`` prefixed with it (a value the file set
+    fails deep inside a config: the user must learn which file it came from)."""
+    try:
+        yield
+    except ConfigError as e:
+        if path is None or repr(str(path)) in str(e):
+            raise
+        raise ConfigError(f"{what} {str(path)!r}: {e}") from e
+
+
 SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict, "slurm": dict}
 
 
@@ -356,31 +369,36 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
     else:
         axes = [parse_axis(g) for g in grids]
         sets = list(sets)
-        if sweep_file:
-            spec = _read_sweep_file(sweep_file)
-            slurm_table = spec.get("slurm")
-            experiment = experiment or spec.get("experiment")
-            seeds = seeds or spec.get("seeds")
-            steps = steps or spec.get("steps")
-            sets = [str(x) for x in spec.get("set", [])] + sets
-            for k, v in spec.get("grid", {}).items():
-                axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
-        if not experiment:
-            raise click.UsageError("name an experiment (or give --file with experiment = ...)")
-        if not axes:
-            raise click.UsageError("give at least one --grid KEY=V1,V2,...")
-        sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
-        base = _load(experiment, imports)
-        if dry_run:
-            points, jobs = plan(base, axes, tuple(sets))
-            for j in jobs:
-                members = [p.label for p in points if p.job == j.id]
-                click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
-                           f"points: {'; '.join(members)}")
-            click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
-            return
-        out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
+        with _naming_file(sweep_file, "sweep file"):  # every error about what the file sets names it
+            if sweep_file:
+                spec = _read_sweep_file(sweep_file)
+                slurm_table = spec.get("slurm")
+                experiment = experiment or spec.get("experiment")
+                seeds = seeds or spec.get("seeds")
+                steps = steps or spec.get("steps")
+                sets = [str(x) for x in spec.get("set", [])] + sets
+                for k, v in spec.get("grid", {}).items():
+                    axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
+            if sweep_file and not (experiment and axes):
+                missing = ("no experiment: add experiment = \"NAME\" or name it on the command line" if not experiment
+                           else "no [grid] axis: add one, or give --grid")
+                raise ConfigError(f"sweep file {sweep_file!r}: {missing}")
+            if not experiment:
+                raise click.UsageError("name an experiment (or give --file with experiment = ...)")
+            if not axes:
+                raise click.UsageError("give at least one --grid KEY=V1,V2,...")
+            sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
+            base = _load(experiment, imports)
+            if dry_run:
+                points, jobs = plan(base, axes, tuple(sets))
+                for j in jobs:
+                    members = [p.label for p in points if p.job == j.id]
+                    click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
+                               f"points: {'; '.join(members)}")
+                click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
+                return
+            out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
     slurm = None
     if executor == "slurm":
         from .slurm import resolve_options

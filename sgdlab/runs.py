@@ -228,7 +228,8 @@ class RunDir:
         and of runs.json, recorded in meta.json); empty for run directories that recorded none."""
         meta = self.meta()
         out = changes(meta[INPUTS], self.config_table()) if INPUTS in meta else []
-        if RUNS_HASH in meta and _sha(self._need(RUNS).read_text()) != meta[RUNS_HASH]:
+        runs = self.path / RUNS  # missing: killed while being created; resume writes it afresh
+        if RUNS_HASH in meta and runs.exists() and _sha(runs.read_text()) != meta[RUNS_HASH]:
             out.append(f"{RUNS} was edited since the run wrote it")
         return out
 
