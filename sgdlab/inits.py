@@ -67,7 +67,8 @@ def _from_file(init: InitConfig, where: str, runs, shapes: dict[str, tuple]) -> 
             for i, r in enumerate(runs):
                 out[r.index][k] = v[i]
         else:
-            raise ConfigError(f"{where}: init {k!r} has shape {tuple(v.shape)}; expected {shapes[k]} (every seed) "
+            raise ConfigError(f"{where}: init file {init.file!r}: {k!r} has shape {tuple(v.shape)}; expected "
+                              f"{shapes[k]} (every seed) "
                               f"or {(len(runs), *shapes[k])} (one per seed of the arm, seeds "
                               f"{[r.seed for r in runs]})")
     return out
