@@ -229,7 +229,7 @@ def test_function_by_module_name_and_returning_a_dataset(tasks_file, monkeypatch
     ("{tasks}:nope", None, ConfigError, "has no attribute 'nope'; callables there: .*make"),
     ("{tasks}:CONSTANT", None, DataError, "is a int, not a function"),
     ("{tasks}:make", {"m": 1}, DataError, "does not match its signature"),
-    ("{tasks}:fails", None, DataError, r"raised RuntimeError: the user's bug at kinds_tasks.py:\d+"),
+    ("{tasks}:fails", None, DataError, r"raised RuntimeError: the user's bug at /\S*kinds_tasks.py:\d+"),
     ("{tasks}:not_a_dict", None, DataError, "returned a list"),
     ("{tasks}:broken", None, DataError, "'x' has 3 examples but 'y' has 4"),
 ])
