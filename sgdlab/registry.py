@@ -28,7 +28,10 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            owner = (source_of(self._items[name]) if name in self._items else self.reserved.get(name))
+            old = self._items.get(name)
+            owner = source_of(old) if old is not None else self.reserved.get(name)
+            if old is not None and _same_definition(old, obj):  # its module imported again: replaced
+                owner = None
             if owner is not None:
                 raise ConfigError(f"{self.what} {name!r} registered twice: {source_of(obj)} gives it, but it "
                                   f"belongs to {owner}; choose another name")
@@ -69,3 +72,10 @@ def source_of(obj) -> str:
         return f"sgdlab (built-in, {mod})"
     path = getattr(sys.modules.get(mod), "__file__", None)
     return f"{mod} ({path})" if path else mod
+
+
+def _same_definition(old, new) -> bool:
+    """The same definition from the same module file (the module was imported again, e.g. after
+    it left ``sys.modules``): a re-registration, not a clash."""
+    return (getattr(old, "__qualname__", None) == getattr(new, "__qualname__", None) is not None
+            and source_of(old) == source_of(new) and not source_of(new).startswith("sgdlab"))

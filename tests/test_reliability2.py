@@ -497,3 +497,23 @@ def test_your_own_run_directory_is_read_with_its_modules(tmp_path):
     sgdlab.run(cfg, tmp_path / "run", progress=False, quiet=True)
     assert sgdlab.load_run(tmp_path / "run").config.data.kind == "r2o_data"
     assert cli("plot", tmp_path / "run").exit_code == 0
+
+
+def test_a_foreign_sweep_is_not_resumed_without_trust(tmp_path, monkeypatch):
+    import sys
+
+    from sgdlab.sweep import Sweep
+
+    mod = tmp_path / "r2s_mod.py"
+    mod.write_text("import sgdlab\n\n\n@sgdlab.register_metric('r2s_m')\ndef m(model, params, data):\n"
+                   "    return params['u'].sum(1)\n")
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), [f"imports=['{mod}']", *TINY])
+    Sweep.create(tmp_path / "sw", cfg, [("data.n", [20])])
+    # as on another machine: another user's record, the module not imported
+    monkeypatch.setenv("SGDLAB_STATE_DIR", str(tmp_path / "other-user"))
+    monkeypatch.delitem(sys.modules, "r2s_mod")
+    one_error(cli("sweep", "--resume", tmp_path / "sw"), "running its jobs would run code", "r2s_mod.py",
+              "--trust-imports")
+    assert not (tmp_path / "sw" / "jobs").exists()
+    r = cli("sweep", "--resume", tmp_path / "sw", "--trust-imports")
+    assert r.exit_code == 0, r.output
