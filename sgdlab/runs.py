@@ -226,7 +226,8 @@ class RunDir:
     def input_changes(self) -> list[str]:
         """What differs from the inputs the run started with (content hashes of its input files
         and of runs.json, recorded in meta.json); empty for run directories that recorded none."""
-        meta = self.meta()
+        # meta.json missing: killed while the directory was created, before anything was recorded
+        meta = self.meta() if (self.path / META).exists() else {}
         out = changes(meta[INPUTS], self.config_table()) if INPUTS in meta else []
         runs = self.path / RUNS  # missing: killed while being created; resume writes it afresh
         if RUNS_HASH in meta and runs.exists() and _sha(runs.read_text()) != meta[RUNS_HASH]:

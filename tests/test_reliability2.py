@@ -517,3 +517,14 @@ def test_a_foreign_sweep_is_not_resumed_without_trust(tmp_path, monkeypatch):
     assert not (tmp_path / "sw" / "jobs").exists()
     r = cli("sweep", "--resume", tmp_path / "sw", "--trust-imports")
     assert r.exit_code == 0, r.output
+
+
+def test_a_run_killed_after_writing_only_its_config_resumes(tmp_path):
+    """Killed inside create() after config.toml, before meta.json: nothing recorded, nothing to check."""
+    sgdlab.run(sgdlab.override(sgdlab.load_experiment("diag-net"), TINY), tmp_path / "full", progress=False,
+               quiet=True)
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "config.toml").write_bytes((tmp_path / "full" / "config.toml").read_bytes())
+    r = cli("run", "--resume", tmp_path / "cut", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cut" / "metrics.jsonl").read_bytes() == (tmp_path / "full" / "metrics.jsonl").read_bytes()
