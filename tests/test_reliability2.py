@@ -468,7 +468,11 @@ def test_a_foreign_run_directory_is_read_without_running_its_code(tmp_path):
     log = tmp_path / "imported.log"
     assert log.read_text().count("x") == 1
     # someone else, elsewhere: their own (empty) record of trusted modules
-    env = {**os.environ, "SGDLAB_STATE_DIR": str(tmp_path / "other-user"), "PYTHONPATH": os.getcwd()}
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "SGDLAB_STATE_DIR": str(tmp_path / "other-user"),
+           "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
     p = subprocess.run([sys.executable, "-c", READER, str(tmp_path / "run"), str(tmp_path / "run2")], env=env,
                        capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr
