@@ -6,6 +6,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # as the sgdlab command does: sharded runs need MKL's strict reproducibility mode (sgdlab.workflows.cores)
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+# sgdlab's per-user record of the modules a user ran (sgdlab.store.trust): one per test session, never ~.
+os.environ.setdefault("SGDLAB_STATE_DIR", __import__("tempfile").mkdtemp(prefix="sgdlab-test-state-"))
 
 import torch
 

@@ -144,7 +144,7 @@ def test_import_option_and_failing_imports_are_one_clear_error(tmp_path, monkeyp
     cases = [
         (["--import", "no_such_module_xyz"], "--import: no module named 'no_such_module_xyz'"),
         (["--import", proj / "missing.py"], "does not exist"),
-        (["--import", proj / "broken.py"], "RuntimeError: boom at broken.py:2"),
+        (["--import", proj / "broken.py"], f"RuntimeError: boom at {proj / 'broken.py'}:2"),
         (["--set", "imports=['./nope.py']"], "imports[0]: module file"),
     ]
     for extra, needle in cases:

@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 from sgdlab.core.errors import ConfigError
-from sgdlab.core.user_modules import exception_line, import_user_module, is_file_spec
+from sgdlab.core.user_modules import exception_line, exit_line, import_user_module, is_file_spec
 
 __all__ = ["ENTRY_POINT_GROUP", "import_modules", "load_entry_points", "resolve_spec"]
 
@@ -98,10 +98,11 @@ def load_entry_points() -> None:
             # its module is gone (a package uninstalled, a study's folder removed): the rest works
             warnings.warn(f"plugin {ep.name!r}: module {ep.module!r} is not installed; its kinds are unavailable",
                           stacklevel=2)
-        except Exception as e:  # a broken plugin is one clear error, not a traceback
+        except (Exception, SystemExit) as e:  # a broken plugin is one clear error, not a traceback
             _loaded_entry_points = False
+            why = exit_line(e) if isinstance(e, SystemExit) else exception_line(e)
             raise ConfigError(f"plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP!r}) "
-                              f"failed to load: {exception_line(e)}") from e
+                              f"failed to load: {why}") from e
 
 
 def _is_the_plugin_itself(missing: str | None, module: str) -> bool:

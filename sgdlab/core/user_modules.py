@@ -22,7 +22,7 @@ from types import ModuleType
 
 from sgdlab.core.errors import ConfigError
 
-__all__ = ["exception_line", "import_user_module", "is_file_spec", "resolve", "split_target"]
+__all__ = ["exception_line", "exit_line", "import_user_module", "is_file_spec", "resolve", "split_target"]
 
 
 def is_file_spec(spec: str) -> bool:
@@ -30,16 +30,33 @@ def is_file_spec(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec
 
 
-def _where(e: BaseException) -> str:
-    """``file:line`` of the innermost frame of an exception (the user's code), or ''."""
+# sgdlab's own source files: a user's error is reported at the innermost frame outside them.
+_SGDLAB_DIR = str(Path(__file__).resolve().parent)
+
+
+def _where(e: BaseException, code=None) -> str:
+    """`` at file:line`` of the user's frame of an exception, or ''. The frame is the innermost one
+    in the file defining ``code`` (the user's function) if given, else the innermost frame outside
+    sgdlab; its file is shown by full path (the user's file, whichever directory it is in)."""
     tb = traceback.extract_tb(e.__traceback__)
-    return f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    if not tb:
+        return ""
+    own = getattr(getattr(code, "__code__", None), "co_filename", None)
+    frames = [f for f in tb if own and f.filename == own] or [f for f in tb if not f.filename.startswith(_SGDLAB_DIR)]
+    f = (frames or tb)[-1]
+    return f" at {f.filename}:{f.lineno}"
 
 
-def exception_line(e: BaseException) -> str:
-    """``Type: first line of the message at file:line``: an exception in one line."""
+def exception_line(e: BaseException, code=None) -> str:
+    """``Type: first line of the message at file:line``: an exception in one line (``code``: the
+    user's function that was called, whose frame is named)."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}{': ' + text if text else ''}{_where(e)}"
+    return f"{type(e).__name__}{': ' + text if text else ''}{_where(e, code)}"
+
+
+def exit_line(e: SystemExit) -> str:
+    """What a module's ``sys.exit(n)`` at import time did, in one line."""
+    return f"it called sys.exit({e.code!r}){_where(e)} (a module imported by sgdlab must not exit the process)"
 
 
 def _import_file(spec: str, key: str) -> ModuleType:
@@ -64,6 +81,8 @@ def _import_file(spec: str, key: str) -> ModuleType:
         mspec.loader.exec_module(module)
     except BaseException as e:
         del sys.modules[name]
+        if isinstance(e, SystemExit):
+            raise ConfigError(f"{key}: importing module file {spec!r} failed: {exit_line(e)}") from e
         if not isinstance(e, Exception):
             raise
         raise ConfigError(f"{key}: importing module file {spec!r} failed: {exception_line(e)}") from e
@@ -83,6 +102,8 @@ def import_user_module(spec: str, key: str) -> ModuleType:
             raise ConfigError(f"{key}: no module named {spec!r} (a module must be installed or on PYTHONPATH; "
                               f"give a file as ./{spec.replace('.', '/')}.py)") from e
         raise ConfigError(f"{key}: importing module {spec!r} failed: {exception_line(e)}") from e
+    except SystemExit as e:
+        raise ConfigError(f"{key}: importing module {spec!r} failed: {exit_line(e)}") from e
     except Exception as e:
         raise ConfigError(f"{key}: importing module {spec!r} failed: {exception_line(e)}") from e
 

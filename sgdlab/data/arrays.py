@@ -40,13 +40,12 @@ from sgdlab.core._torch import torch
 from sgdlab.core.config import check
 from sgdlab.core.errors import DataError, choices_message
 from sgdlab.data.base import DataConfig, Dataset
+from sgdlab.data.checks import check_extras, check_values, real_array
 
 __all__ = ["ArrayFile", "dataset_from_arrays", "dataset_from_output", "load_arrays"]
 
 REQUIRED = ("x", "y")
 TEST_KEYS = ("x_test", "y_test")
-# numpy dtype kinds accepted: bool, signed / unsigned integer, float.
-NUMERIC_KINDS = "biuf"
 # Rank of one example of x: flat features (d,) or an image (C, H, W).
 INPUT_RANKS = (1, 3)
 
@@ -110,25 +109,11 @@ def load_arrays(path: str | Path) -> dict[str, Any]:
 
 
 def _numeric(name: str, value, source: str) -> np.ndarray:
-    if torch.is_tensor(value):
-        value = value.detach().cpu()
-        if value.dtype == torch.bfloat16:
-            value = value.float()
-        value = value.numpy()
-    try:
-        a = np.asarray(value)
-    except (ValueError, TypeError) as e:
-        raise DataError(f"{source}: {name!r} is not an array ({e})") from None
-    if a.dtype.kind not in NUMERIC_KINDS:
-        raise DataError(f"{source}: {name!r} has non-numeric dtype {a.dtype}; expected bool, integer or float")
-    return a
+    return real_array(name, value, source)
 
 
 def _finite(name: str, a: np.ndarray, source: str) -> None:
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        bad = ~np.isfinite(a)
-        first = np.argwhere(bad)[0].tolist()
-        raise DataError(f"{source}: {name!r} has {int(bad.sum())} NaN/inf values (first at index {first})")
+    check_values(name, a, source)
 
 
 def _check_x(name: str, x: np.ndarray, source: str) -> None:
@@ -213,17 +198,17 @@ def dataset_from_arrays(arrays: Mapping[str, Any], source: str, test_fraction: f
                             f"or both real targets")
         _check_y("y_test", yt, source)
         _finite("x_test", xt, source)
-        if not (yt.dtype.kind == "f" and np.isnan(yt).all()):  # all NaN: no test labels
-            _finite("y_test", yt, source)
+        # all NaN: no test labels
+        check_values("y_test", yt, source, allow_nan=yt.dtype.kind == "f" and bool(np.isnan(yt).all()))
     elif test_fraction:
         tr, te = _split(len(x), test_fraction, split_seed, source)
         x, y, xt, yt = x[tr], y[tr], x[te], y[te]
     else:  # no test split: the test metrics are those of the training set
         xt, yt = x, y
     extras = {k: _extra_tensor(v) for k, v in a.items() if k not in REQUIRED + TEST_KEYS}
-    for k, v in extras.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise DataError(f"{source}: extra {k!r} has NaN/inf values")
+    for k in extras:
+        check_values(k, a[k], source)
+    extras = check_extras(extras, x.shape, source)
     if y.dtype.kind in "biu":
         top = int(max(y.max(), yt.max() if yt.size else 0))
         if "num_classes" in extras:
@@ -277,4 +262,5 @@ class ArrayFile(DataConfig):
         check_split(self.test_fraction, self.split_seed)
 
     def build(self) -> Dataset:
-        return dataset_from_arrays(load_arrays(self.path), repr(self.path), self.test_fraction, self.split_seed)
+        return dataset_from_arrays(load_arrays(self.path), f"data.path {self.path!r}", self.test_fraction,
+                                   self.split_seed)

@@ -66,5 +66,5 @@ class FunctionData(DataConfig):
         except SgdlabError:
             raise
         except Exception as e:
-            raise DataError(f"{KEY}: {self.function}(**{kwargs}) raised {exception_line(e)}") from e
+            raise DataError(f"{KEY}: {self.function}(**{kwargs}) raised {exception_line(e, fn)}") from e
         return dataset_from_output(out, f"{KEY}: {self.function}", self.test_fraction, self.split_seed)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sgdlab.core.errors import ConfigError
+from sgdlab.core.errors import ConfigError, SgdlabError
+from sgdlab.data.checks import check_model_data, data_source
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.probes import EngineProbes
 from sgdlab.metrics.config import curvature_advice
@@ -146,6 +147,7 @@ class Engine:
         self.dtype = getattr(torch, cfg.dtype)
         self.device = check_device(cfg.device)
         self.data = cfg.data.build().to(dtype=self.dtype, device=self.device)
+        check_model_data(cfg.model, self.data, data_source(cfg.data))
         self.model = cfg.model.build(self.data)
         self.runs = plan_runs(cfg, self.data.n, self.model.random_init)
         self.eval_steps = cfg.eval.steps(cfg.steps)
@@ -229,6 +231,7 @@ class Engine:
         experiment does not log, listing the ones it does, before anything is trained."""
         if not self.cfg.metrics.names and not self.cfg.figure:
             return
+        self._check_user_metric_names()
         valid = self.metric_names()
         logged = set(valid) - set(METRIC_SPECS.computed_names())  # user metrics are logged when named
         if self.cfg.metrics.names:  # the model's metrics are filtered; curvature and phase always logged
@@ -243,6 +246,19 @@ class Engine:
                 if key == "figure" and name not in logged:
                     raise ConfigError(f"figure: panel {name!r} is not in metrics.names, so it is never logged; "
                                       f"add it there or drop the panel")
+
+    def _check_user_metric_names(self) -> None:
+        """A user metric named like one this model computes would replace it: refused, naming both."""
+        from sgdlab.core.registry import source_of
+
+        user = set(METRIC_SPECS.computed_names()) & set(self.cfg.metrics.names)
+        if not user:
+            return
+        own = set(self.model.metric_names(self.data, self.cfg.metrics, self.dtype))
+        own |= {"ema_" + k for k in own} | set(self.curvature.names() if self.curvature.enabled else ())
+        for name in sorted(user & own):
+            raise ConfigError(f"metric {name!r}: {source_of(METRIC_SPECS.get(name).compute)} registers it, but model "
+                              f"{self.cfg.model.kind!r} computes a built-in metric of that name; rename yours")
 
     def params_by_run(self, state: TrainState) -> dict[int, dict[str, torch.Tensor]]:
         """{run index: {name: tensor}} (copies, on CPU)."""
@@ -334,7 +350,16 @@ class Engine:
         for name in names or ():
             spec = METRIC_SPECS.computed(name)
             if spec is not None:
-                v = torch.as_tensor(spec.compute(self.model, params, self.data)).reshape(-1)
+                try:
+                    v = torch.as_tensor(spec.compute(self.model, params, self.data)).reshape(-1)
+                except SgdlabError:
+                    raise
+                except Exception as e:  # the user's code: one line naming its file and line (--debug: all)
+                    from sgdlab.core.user_modules import exception_line
+
+                    fn = spec.compute
+                    raise ConfigError(f"metric {name!r} (module {getattr(fn, '__module__', '?')}) raised "
+                                      f"{exception_line(e, fn)}") from e
                 R = next(iter(params.values())).shape[0]
                 if v.numel() != R:
                     raise ConfigError(f"metric {name!r} returned {v.numel()} values for {R} runs; it must "

@@ -6,6 +6,7 @@ ExperimentConfig (steps, seeds, ...) also get typed flags generated from the dat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -20,6 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 from sgdlab.core.errors import ConfigError, SgdlabDeprecationWarning, SgdlabError
+from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK, INTERRUPTED
 
 
 
@@ -57,7 +59,11 @@ def error_line(e: BaseException) -> str:
     if isinstance(e, OSError) and not isinstance(e, SgdlabError) and e.strerror:
         where = f": {e.filename!r}" if e.filename else ""
         return f"{e.strerror}{where}"
-    return " ".join(str(e).split()) or type(e).__name__
+    text = " ".join(str(e).split())
+    if not isinstance(e, SgdlabError):  # a library's bare text ("array must not contain infs or NaNs") says too little
+        return (f"{type(e).__name__}: {text or '(no message)'} (raised outside sgdlab's input checks; "
+                f"--debug shows where)")
+    return text or type(e).__name__
 
 
 class _Main(click.Group):
@@ -77,18 +83,32 @@ class _Main(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
         except (SgdlabError, OSError, ValueError) as e:
             if ctx.params.get("debug"):
                 raise
             click.echo(f"error: {error_line(e)}", err=True)
-            sys.exit(2)
+            sys.exit(BAD_INPUT)
+
+
+def _failed_work(what: str, items: list[str]) -> None:
+    """Exit FAILED_WORK (3) after listing on stderr what failed (everything else was written)."""
+    click.echo(f"failed: {what}", err=True)
+    for line in items:
+        click.echo(f"  {line}", err=True)
+    sys.exit(FAILED_WORK)
 
 
 def _imports_option(fn):
     return click.option("--import", "imports", multiple=True, metavar="MODULE",
                         help="a module name or ./file.py to import first: it registers your own kinds "
                              "(repeatable; recorded in the config as `imports`)")(fn)
+
+
+def _trust_option(fn):
+    return click.option("--trust-imports", is_flag=True,
+                        help="import the Python modules a run or sweep directory names even if they are not "
+                             "yours (a directory from elsewhere is code, not data; see docs/reliability.md)")(fn)
 
 
 def _load(experiment, imports, sets=()):
@@ -144,6 +164,9 @@ def main(threads, debug):
 @click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE",
               help="override any config key, e.g. --set arms.0.schedule.lr=0.27 (repeatable)")
 @click.option("--resume", type=click.Path(), help="continue a killed run from its last checkpoint")
+@click.option("--accept-changed-inputs", is_flag=True,
+              help="--resume even though an input file (data, init, module) or runs.json changed since the run "
+                   "started (recorded in meta.json)")
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
 @click.option("--progress/--no-progress", default=True, help="progress bar on the terminal")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and the runs; train nothing")
@@ -151,8 +174,10 @@ def main(threads, debug):
               help="processes the runs are spread over, same results as 1 [default: one per physical core, "
                    "capped by the runs; 1 for deep nets and GPU runs]")
 @_imports_option
+@_trust_option
 @_typed_flags
-def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, workers, imports, **typed):
+def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, progress, dry_run, workers, imports,
+            trust_imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from sgdlab.workflows import api
     from sgdlab.core.config import dump_toml, toml_value
@@ -161,20 +186,19 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, workers
         if experiment or sets or imports or any(v is not None for v in typed.values()):
             raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
                                    "is read from it")
-        api.resume(resume, progress=progress, workers=workers)
+        api.resume(resume, progress=progress, workers=workers, trust_imports=trust_imports,
+                   accept_changed_inputs=accept_changed_inputs)
         return
+    if accept_changed_inputs or trust_imports:
+        raise click.UsageError("--accept-changed-inputs and --trust-imports go with --resume (a config you run "
+                               "yourself imports its modules)")
     if not experiment:
         raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
     cfg = _load(experiment, imports, list(sets) + extra)
     if dry_run:
-        from sgdlab.engine.train import Engine
-        from sgdlab.store.loggers import check_backends
-
-        check_backends(cfg.loggers)
         click.echo(dump_toml(cfg))
-        eng = Engine(cfg)
-        eng.check_names()
+        eng, _ = api.preflight(cfg)  # every check a run makes before training
         click.echo(f"# {eng.n_runs} runs in {len(eng.groups)} batched group(s), "
                    f"{len(eng.eval_steps)} evaluation steps")
         return
@@ -190,7 +214,8 @@ def run_cmd(experiment, out, sets, resume, overwrite, progress, dry_run, workers
 @click.argument("run_dir", type=click.Path())
 @click.option("--metric", "-m", "metrics", multiple=True,
               help="panels to draw into their own file (default: the config's figure and extra figures)")
-def plot_cmd(run_dir, metrics):
+@_trust_option
+def plot_cmd(run_dir, metrics, trust_imports):
     """Redraw the figures of RUN_DIR (a run or a sweep directory) from disk."""
     from sgdlab.plots import plot_run
     from sgdlab.workflows.sweep import INDEX
@@ -201,7 +226,7 @@ def plot_cmd(run_dir, metrics):
         for p in plot_sweep(run_dir, tuple(metrics) or None):
             click.echo(str(p))
         return
-    for p in plot_run(run_dir, tuple(metrics) or None):
+    for p in plot_run(run_dir, tuple(metrics) or None, trust_imports=trust_imports):
         click.echo(str(p))
 
 
@@ -316,6 +341,18 @@ def _short_type(tp: str) -> str:
     return tp.replace(" | None", " | unset").replace("typing.", "")
 
 
+@contextlib.contextmanager
+def _naming_file(path, what: str):
+    """Re-raise a ConfigError that does not name ``path`` prefixed with it (a value the file set
+    fails deep inside a config: the user must learn which file it came from)."""
+    try:
+        yield
+    except ConfigError as e:
+        if path is None or repr(str(path)) in str(e):
+            raise
+        raise ConfigError(f"{what} {str(path)!r}: {e}") from e
+
+
 SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict, "slurm": dict}
 
 
@@ -331,6 +368,10 @@ def _read_sweep_file(path: str) -> dict:
         want = SWEEP_FILE_KEYS[k]
         if not isinstance(v, want) or isinstance(v, bool):
             raise ConfigError(f"sweep file {path!r}: {k} must be a {want.__name__}, got {v!r}")
+    for key, v in spec.get("grid", {}).items():
+        if not (isinstance(v, str) or (isinstance(v, list) and v)):
+            raise ConfigError(f"sweep file {path!r}: grid key {key!r} must be a non-empty list of values or a "
+                              f"range such as 'logspace(0.1, 1, 5)', got {v!r}")
     return spec
 
 
@@ -362,8 +403,9 @@ def _read_sweep_file(path: str) -> dict:
 @click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
 @click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
 @_imports_option
+@_trust_option
 def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
-              dry_run, partition, time_min, cpus, gpus, mem, imports):
+              dry_run, partition, time_min, cpus, gpus, mem, imports, trust_imports):
     """Run EXPERIMENT over a grid; compatible points are batched into one job."""
     import time
 
@@ -381,45 +423,60 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
     else:
         axes = [parse_axis(g) for g in grids]
         sets = list(sets)
-        if sweep_file:
-            spec = _read_sweep_file(sweep_file)
-            slurm_table = spec.get("slurm")
-            experiment = experiment or spec.get("experiment")
-            seeds = seeds or spec.get("seeds")
-            steps = steps or spec.get("steps")
-            sets = [str(x) for x in spec.get("set", [])] + sets
-            for k, v in spec.get("grid", {}).items():
-                axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
-        if not experiment:
-            raise click.UsageError("name an experiment (or give --file with experiment = ...)")
-        if not axes:
-            raise click.UsageError("give at least one --grid KEY=V1,V2,...")
-        sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
-        base = _load(experiment, imports)
-        if dry_run:
-            points, jobs = plan(base, axes, tuple(sets))
-            for j in jobs:
-                members = [p.label for p in points if p.job == j.id]
-                click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
-                           f"points: {'; '.join(members)}")
-            click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
-            return
-        out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
+        with _naming_file(sweep_file, "sweep file"):  # every error about what the file sets names it
+            if sweep_file:
+                spec = _read_sweep_file(sweep_file)
+                slurm_table = spec.get("slurm")
+                experiment = experiment or spec.get("experiment")
+                seeds = seeds or spec.get("seeds")
+                steps = steps or spec.get("steps")
+                sets = [str(x) for x in spec.get("set", [])] + sets
+                for k, v in spec.get("grid", {}).items():
+                    axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
+            if sweep_file and not (experiment and axes):
+                missing = ("no experiment: add experiment = \"NAME\" or name it on the command line" if not experiment
+                           else "no [grid] axis: add one, or give --grid")
+                raise ConfigError(f"sweep file {sweep_file!r}: {missing}")
+            if not experiment:
+                raise click.UsageError("name an experiment (or give --file with experiment = ...)")
+            if not axes:
+                raise click.UsageError("give at least one --grid KEY=V1,V2,...")
+            sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
+            base = _load(experiment, imports)
+            if dry_run:
+                points, jobs = plan(base, axes, tuple(sets))
+                for j in jobs:
+                    members = [p.label for p in points if p.job == j.id]
+                    click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
+                               f"points: {'; '.join(members)}")
+                click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
+                return
+            out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
     slurm = None
     if executor == "slurm":
         from sgdlab.workflows.slurm import resolve_options
 
         slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
                                           "mem": mem}, slurm_table)
-    sw.execute(executor, workers=workers, address=address, slurm=slurm)
+    sw.execute(executor, workers=workers, address=address, slurm=slurm, trust_imports=trust_imports)
     click.echo(format_rows(rows_of(sw.path)))
     from sgdlab.plots.sweep import plot_sweep
 
     for p in plot_sweep(sw.path):
         click.echo(str(p))
-    failed = [j for j in sw.index()["jobs"] if j["status"] == "failed"]
+    index = sw.index()
+    failed = [j for j in index["jobs"] if j["status"] == "failed"]
     click.echo(f"sweep directory: {sw.path}" + (f" ({len(failed)} job(s) failed; see index.json)" if failed else ""))
+    if failed:
+        _failed_work(f"{len(failed)} of {len(index['jobs'])} job(s) of the sweep (exit code {FAILED_WORK})",
+                     [_job_line(index, j) for j in failed])
+
+
+def _job_line(index: dict, job: dict) -> str:
+    """``job N (points: ...): error`` of a failed or unfinished sweep job."""
+    labels = [", ".join(f"{k}={v}" for k, v in p["values"].items()) for p in index["points"] if p["job"] == job["id"]]
+    return f"job {job['id']} ({job['dir']}; points: {'; '.join(labels)}): {job.get('error') or job['status']}"
 
 
 @main.command("export")
@@ -446,6 +503,11 @@ def compare_cmd(dirs, csv_out, metrics):
     click.echo(format_rows(rows, tuple(metrics) or None))
     if csv_out:
         click.echo(f"wrote {export(rows, csv_out)}")
+    bad = [r for r in rows if "status" in r]  # a sweep point whose job failed or has not finished
+    if bad:
+        _failed_work(f"{len(bad)} row(s) have no result (exit code {FAILED_WORK})",
+                     [f"{r['source']}: {r['arm']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
+                      for r in bad])
 
 
 @main.command("window")
@@ -464,18 +526,25 @@ def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports)
     """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
     import dataclasses
 
-    from sgdlab.store.files import ensure_writable_dir
-    from sgdlab.workflows.window import find_window, format_window, save_window
+    from sgdlab.store.files import check_writable_dir
+    from sgdlab.workflows.window import check_window_args, find_window, format_window, save_window
 
     cfg = _load(experiment, imports, sets)
     if not 0 <= arm < len(cfg.arms):
         raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
     cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))
-    out = ensure_writable_dir(out or Path("runs") / f"{cfg.name}-window", "--out directory")  # before the work
+    check_window_args(cfg, lo, hi, points, bisect)
+    out = out or Path("runs") / f"{cfg.name}-window"
+    check_writable_dir(out, "--out directory")  # before the work; nothing is created until the result is saved
     res = find_window(cfg, lo, hi, points=points, bisect=bisect, tol=tol)
     click.echo(format_window(res))
     for p in save_window(res, out, title=f"{cfg.name}: stabilization window of {cfg.arms[0].optimizer.kind}"):
         click.echo(str(p))
+    import math
+
+    if not any(math.isfinite(x) for x in res.lower):
+        _failed_work(f"no seed stabilizes anywhere in [{lo:g}, {hi:g}] (exit code {FAILED_WORK}); widen --lo/--hi "
+                     f"or check --tol", [f"seed {s}: no window" for s in res.seeds])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,7 @@
 Your kinds go into the same registries as the bundled ones, so everything that works for a
 bundled kind works for yours: configs and ``--set``, the CLI, ``--resume``, sweeps on every
 executor, ``sgdlab plot`` and ``summary`` (a config names the module in ``imports``, see
-:mod:`sgdlab.core.plugins`, and every process that builds the experiment imports it)::
+:mod:`sgdlab.plugins`, and every process that builds the experiment imports it)::
 
     import sgdlab
 
@@ -170,9 +170,17 @@ def register_data(kind: str):
 
         def build(self) -> Dataset:
             from sgdlab.data.arrays import dataset_from_output
+            from sgdlab.core.errors import DataError, SgdlabError
+            from sgdlab.core.user_modules import exception_line
 
-            return dataset_from_output(obj(**_values(self, self.params)),
-                                       f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})")
+            source = f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})"
+            try:
+                out = obj(**_values(self, self.params))
+            except SgdlabError:
+                raise
+            except Exception as e:  # the user's code: one line naming its file and line
+                raise DataError(f"{source} raised {exception_line(e, obj)}") from e
+            return dataset_from_output(out, source)
 
         _register_class(_config_class(obj, DataConfig, kind, build), DataConfig, kind, "data")
         return obj

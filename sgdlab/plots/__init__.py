@@ -41,20 +41,33 @@ FIGURES.add("monitor", lazy_figure("sgdlab.plots.monitor", "monitor_figure"))
 
 
 def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png",
-             errors: list[str] | None = None) -> list[Path]:
+             errors: list[str] | None = None, trust_imports: bool = False) -> list[Path]:
     """Draw the panels (``names`` or the config's ``figure``) and the experiment's extra figures.
 
     Unknown panel names raise (listing the logged metrics) before anything is drawn. With an
-    ``errors`` list, a figure that fails is recorded there and the others are still drawn.
+    ``errors`` list, a figure that fails is recorded there and the others are still drawn. The
+    run's modules are imported only if they are the caller's own or ``trust_imports``
+    (:mod:`sgdlab.store.trust`); a figure that one of them registers is then not drawn, and says so.
     """
+    import sys
+
     from sgdlab.plots import panels
     from sgdlab.store.runs import RunDir
+    from sgdlab.store.trust import TRUST_HINT, untrusted
 
-    rd = RunDir(path)
+    rd = RunDir(path, trust_imports=trust_imports)
     cfg = rd.config()
     out = panels.plot_panels(rd, names, fmt)
     if names is None:
+        foreign = [] if trust_imports else untrusted(rd.config_table())
         for fig in cfg.extra_figures:
+            if foreign and fig not in FIGURES:
+                note = f"{fig}: not drawn: it comes from the run's modules, which were not imported ({TRUST_HINT})"
+                if errors is None:
+                    print(f"note: figure {note}", file=sys.stderr)
+                else:
+                    errors.append(note)
+                continue
             draw = FIGURES.get(fig)
             try:
                 out += draw(rd)

@@ -13,6 +13,7 @@ from sgdlab.spec import external  # noqa: F401  (registers the `external` kinds 
 from sgdlab.core.config import check, to_dict
 from sgdlab.data.base import DataConfig
 from sgdlab.core.errors import ConfigError
+from sgdlab.core.limits import MAX_EVAL_POINTS
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.models.base import ModelConfig
@@ -166,8 +167,10 @@ class EvalConfig:
     head: int = 100  # authors: also every step in [0, head)
 
     def __post_init__(self):
-        check(self.points >= 2, f"eval.points must be >= 2, got {self.points}")
-        check(self.head >= 0, f"eval.head must be >= 0, got {self.head}")
+        check(2 <= self.points <= MAX_EVAL_POINTS, f"eval.points must be in [2, {MAX_EVAL_POINTS}] "
+                                                   f"(sgdlab.core.limits), got {self.points}")
+        check(0 <= self.head <= MAX_EVAL_POINTS, f"eval.head must be in [0, {MAX_EVAL_POINTS}] (sgdlab.core.limits), "
+                                                 f"got {self.head}")
 
     def steps(self, total: int) -> np.ndarray:
         """Sorted unique eval steps in [0, total], always including 0 and total."""
@@ -232,7 +235,8 @@ class ExperimentConfig:
         check(self.first_seed >= 0, f"first_seed must be >= 0, got {self.first_seed}")
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
-        check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        check(0 <= self.snapshots <= MAX_EVAL_POINTS, f"snapshots must be in [0, {MAX_EVAL_POINTS}] "
+                                                      f"(sgdlab.core.limits), got {self.snapshots}")
         object.__setattr__(self, "figure", METRIC_SPECS.canonical_names(self.figure, "figure"))
         for arm in self.arms:
             arm.bounds(self.steps)  # phase lengths against the run length

@@ -29,12 +29,24 @@ def os_error(action: str, path, e: OSError) -> CheckpointError:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file, sync it, rename it to ``path``. A failure (a full disk,
+    a lost mount) leaves the old file untouched, removes the temporary one and raises a
+    CheckpointError naming ``path`` (the OS error alone names no file)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, CheckpointError):
+            raise
+        raise os_error("write", path, e) from e
 
 
 def atomic_write_text(path: Path, text: str) -> None:

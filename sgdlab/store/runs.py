@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import io
 import json
 import math
@@ -47,7 +48,7 @@ import numpy as np
 import torch
 
 from sgdlab._version import version as _sgdlab_version
-from sgdlab.core.config import dump_toml, load_toml
+from sgdlab.core.config import dump_toml, load_toml_table, to_dict
 from sgdlab.core.errors import CheckpointError
 from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.spec.config_paths import absolute_config
@@ -63,11 +64,15 @@ from sgdlab.store.files import (  # noqa: F401  (re-exported: the run store's fi
     safe_load,
     to_tensors,
 )
+from sgdlab.store.inputs import changes, fingerprint
 from sgdlab.store.locking import LOCK, DirLock, check_unlocked, pid_alive
+from sgdlab.store.trust import load_config
 
 CONFIG, META, RUNS, METRICS, CHECKPOINT, SUMMARY, FIGURES, SNAPSHOTS = (
     "config.toml", "meta.json", "runs.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "figures",
     "snapshots")
+# meta.json keys: content hashes of the input files (sgdlab.store.inputs.fingerprint) and of runs.json.
+INPUTS, RUNS_HASH = "inputs", "runs_sha256"
 # Temporary files of atomic writes: ".<name>.tmp<pid>" (files) and ".<name>.tmp<suffix>" (figures).
 TMP_GLOB = ".*.tmp*"
 # A directory moved aside by overwrite, until it is deleted: ".<name>.overwritten-<pid>".
@@ -103,16 +108,24 @@ def _parse_row(text: str) -> tuple[dict | None, str]:
 class RunDir:
     """Reads and writes one run directory; a writer holds its lock (``create``/``open_writer``)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, trust_imports: bool = False):
         self.path = Path(path)
+        # Import the config's modules even when they are not the caller's own (sgdlab.store.trust).
+        self.trust_imports = trust_imports
         self.lock: DirLock | None = None
+        # create(keep_replaced=True): the overwritten run, moved aside until the first metrics row
+        # of the new one (discard() puts it back).
+        self.replaced: Path | None = None
 
     # ----------------------------------------------------------------- creation and locking
     @classmethod
-    def create(cls, path: str | Path, cfg: ExperimentConfig, runs: list, overwrite: bool = False) -> RunDir:
+    def create(cls, path: str | Path, cfg: ExperimentConfig, runs: list, overwrite: bool = False,
+               keep_replaced: bool = False) -> RunDir:
         """A new run directory, locked by this process. With ``overwrite`` an existing run
         directory is replaced: it is renamed aside (atomic), the new one is created, then the old
-        one is deleted, so a kill at any point leaves either the old run or a new one."""
+        one is deleted, so a kill at any point leaves either the old run or a new one. With
+        ``keep_replaced`` the old one is deleted only when the new run appends its first metrics
+        row; :meth:`discard` (a run that failed before that) puts it back."""
         rd = cls(path)
         trash = None
         if _replaces_a_run(rd.path, overwrite):
@@ -126,9 +139,13 @@ class RunDir:
             rd.path.mkdir(parents=True, exist_ok=True)
             rd.open_writer()
             (rd.path / FIGURES).mkdir(exist_ok=True)
-            atomic_write_text(rd.path / CONFIG, dump_toml(absolute_config(cfg)))  # runs from any directory
-            atomic_write_text(rd.path / META, dumps(_provenance()))
-            atomic_write_text(rd.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
+            resolved = absolute_config(cfg)  # runs from any directory
+            atomic_write_text(rd.path / CONFIG, dump_toml(resolved))
+            runs_text = dumps([dataclasses.asdict(r) for r in runs])
+            # content hashes of every input file and of runs.json: resume checks them (sgdlab.store.inputs)
+            atomic_write_text(rd.path / META, dumps({**_provenance(), INPUTS: fingerprint(to_dict(resolved)),
+                                                     RUNS_HASH: _sha(runs_text)}))
+            atomic_write_text(rd.path / RUNS, runs_text)
             atomic_write_text(rd.path / METRICS, "")
         except OSError as e:
             rd.release()
@@ -136,10 +153,21 @@ class RunDir:
         except BaseException:
             rd.release()
             raise
-        if trash is not None:
+        if trash is not None and keep_replaced:
+            rd.replaced = trash
+        elif trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
         remove_stale_trash(rd.path)
         return rd
+
+    def discard(self) -> None:
+        """Remove a run directory that failed before its first evaluation (it holds no result),
+        and put back the run it replaced, if any: a failed start leaves the disk as it was."""
+        self.release()
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.replaced is not None:
+            os.replace(self.replaced, self.path)
+            self.replaced = None
 
     @classmethod
     def check_target(cls, path: str | Path, overwrite: bool = False) -> None:
@@ -189,8 +217,32 @@ class RunDir:
         except (ValueError, OSError) as e:
             raise CheckpointError(f"{str(p)!r} is unreadable or corrupt ({type(e).__name__}: {e})") from None
 
+    def config_table(self) -> dict:
+        """config.toml as a plain table (nothing imported)."""
+        return load_toml_table(self._need(CONFIG))
+
     def config(self) -> ExperimentConfig:
-        return load_toml(ExperimentConfig, self._need(CONFIG))
+        """The run's config; its modules are imported only if they are the caller's own or the
+        reader trusts them (``trust_imports``; the rule is in :mod:`sgdlab.store.trust`)."""
+        return load_config(self.config_table(), f"run directory {str(self.path)!r}", self.trust_imports)
+
+    def input_changes(self) -> list[str]:
+        """What differs from the inputs the run started with (content hashes of its input files
+        and of runs.json, recorded in meta.json); empty for run directories that recorded none."""
+        # meta.json missing: killed while the directory was created, before anything was recorded
+        meta = self.meta() if (self.path / META).exists() else {}
+        out = changes(meta[INPUTS], self.config_table()) if INPUTS in meta else []
+        runs = self.path / RUNS  # missing: killed while being created; resume writes it afresh
+        if RUNS_HASH in meta and runs.exists() and _sha(runs.read_text()) != meta[RUNS_HASH]:
+            out.append(f"{RUNS} was edited since the run wrote it")
+        return out
+
+    def accept_inputs(self, runs: list) -> None:
+        """Record today's inputs as the run's (after ``--accept-changed-inputs``): their hashes,
+        and runs.json rewritten from the config."""
+        runs_text = dumps([dataclasses.asdict(r) for r in runs])
+        atomic_write_text(self.path / RUNS, runs_text)
+        self.update_meta(**{INPUTS: fingerprint(self.config_table()), RUNS_HASH: _sha(runs_text)})
 
     def runs(self) -> list[dict]:
         return self._json(RUNS)
@@ -295,9 +347,15 @@ class RunDir:
 
     # ----------------------------------------------------------------- writing
     def append_metrics(self, step: int, values: dict[str, np.ndarray]) -> None:
-        with open(self.path / METRICS, "a") as f:
-            f.write(json.dumps(metrics_row(step, values)) + "\n")
-            f.flush()
+        try:
+            with open(self.path / METRICS, "a") as f:
+                f.write(json.dumps(metrics_row(step, values)) + "\n")
+                f.flush()
+        except OSError as e:  # e.g. a full disk: name the file (resume drops the torn row)
+            raise os_error("append to", self.path / METRICS, e) from e
+        if self.replaced is not None:  # the new run has its first row: the run it replaced goes now
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
 
     def save_checkpoint(self, state: dict) -> None:
         buf = io.BytesIO()
@@ -312,7 +370,9 @@ class RunDir:
         first checkpoint, which has nothing to continue from."""
         if not (self.path / META).exists():
             atomic_write_text(self.path / META, dumps(_provenance()))
-        atomic_write_text(self.path / RUNS, dumps([dataclasses.asdict(r) for r in runs]))
+        runs_text = dumps([dataclasses.asdict(r) for r in runs])
+        atomic_write_text(self.path / RUNS, runs_text)
+        self.update_meta(**{RUNS_HASH: _sha(runs_text)})
         atomic_write_text(self.path / METRICS, "")
         (self.path / FIGURES).mkdir(exist_ok=True)
 
@@ -387,6 +447,10 @@ class RunDir:
     def figures(self) -> Path:
         (self.path / FIGURES).mkdir(exist_ok=True)
         return self.path / FIGURES
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _provenance() -> dict:

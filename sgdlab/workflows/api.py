@@ -19,8 +19,9 @@ from sgdlab.core.errors import CheckpointError, ConfigError, SgdlabError, choice
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.workflows.inits import initial_params
 from sgdlab.store.loggers import check_backends
-from sgdlab.store.runs import RunDir, metrics_row, rows_to_arrays
+from sgdlab.store.runs import INPUTS, RunDir, metrics_row, rows_to_arrays
 from sgdlab.store.summary import summarize
+from sgdlab.store.trust import adopt_edits, check_trusted, remember
 from sgdlab.engine.train import Engine, TrainState
 from sgdlab.workflows.run_loop import _execute
 
@@ -130,7 +131,7 @@ def draw_figures(rd: RunDir, quiet: bool) -> None:
         print("drawing figures ...", file=sys.stderr, flush=True)
     drawn, errors = [], []
     try:
-        drawn = plot_run(rd.path, errors=errors)
+        drawn = plot_run(rd.path, errors=errors, trust_imports=rd.trust_imports)
     except (SgdlabError, OSError, ValueError) as e:  # a figure must never lose a finished run
         errors.append(f"{type(e).__name__}: {e}")
     for err in errors:
@@ -143,13 +144,34 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
     summary = summarize(eng.cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, state.diverged, wall)
     if rd is not None:
         rd.write_summary(summary)
-        rd.update_meta(wall_seconds=wall)
+        rd.update_meta(wall_seconds=wall, failed=None)  # a resumed run that failed before has finished
         draw_figures(rd, quiet)
     if not quiet:
         from sgdlab.store.summary import format_table, table_columns
 
         print(format_table(summary, table_columns(eng.cfg)))
     return summary
+
+
+def _failed(rd: RunDir, rows: list, e: Exception) -> None:
+    """A run that raised: before its first evaluation it holds no result, and its directory is
+    removed (an overwritten run is put back); after it, meta.json says it failed and why (it can be
+    resumed from its last checkpoint once the cause is fixed, or replaced with --overwrite)."""
+    if not rows:
+        rd.discard()
+        return
+    try:
+        rd.update_meta(failed=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    except (SgdlabError, OSError):  # e.g. the disk is full: the error being raised says so already
+        pass
+
+
+def _worker_died(e: BaseException) -> bool:
+    """A worker process of a sharded run died (not the run's own error): the directory stays
+    resumable, never marked failed or removed."""
+    from sgdlab.workflows.shards import WorkerError
+
+    return isinstance(e, WorkerError)
 
 
 def _interrupted(rd: RunDir | None, state: TrainState) -> None:
@@ -190,6 +212,21 @@ def _spread(eng: Engine, rd: RunDir | None, state: TrainState, par: Parallelism,
         return whole(xstate)
 
 
+def preflight(cfg: ExperimentConfig) -> tuple[Engine, dict]:
+    """Every check made before any training, shared by ``run`` and ``sgdlab run --dry-run`` (so a
+    config passes one exactly when it passes the other): figure names, logger backends, data (files and functions,
+    checked against the model), metric names, exact initial parameters. Returns the engine and
+    the initial parameters (:func:`sgdlab.workflows.inits.initial_params`)."""
+    from sgdlab.plots import FIGURES
+
+    for fig in cfg.extra_figures:
+        FIGURES.get(fig)
+    check_backends(cfg.loggers)
+    eng = Engine(cfg)
+    eng.check_names()
+    return eng, initial_params(cfg, eng)
+
+
 def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress: bool = True, quiet: bool = False,
         overwrite: bool = False, workers: int | None = 1, _stop_after: int | None = None,
         _kill_worker_at: int | None = None) -> RunResult:
@@ -202,25 +239,27 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
     """
     if isinstance(cfg, (str, Path)):
         cfg = load_experiment(cfg)
-    from sgdlab.plots import FIGURES
-
-    for fig in cfg.extra_figures:
-        FIGURES.get(fig)  # unknown figure names fail before any training
-    check_backends(cfg.loggers)
     if out is not None:
         RunDir.check_target(out, overwrite)
     t0 = time.monotonic()
-    eng = Engine(cfg)
-    eng.check_names()
-    start = initial_params(cfg, eng)  # a bad init fails here, before the run directory exists
+    eng, start = preflight(cfg)  # a bad config, data or init fails here, before the run directory exists
     par = _parallelism(eng, workers, quiet)
-    rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite) if out is not None else None
+    remember(to_dict(cfg))  # the modules this user runs are theirs: reading the run later imports them
+    rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite, keep_replaced=True) if out is not None else None
+    rows: list = []
     try:
         state = eng.initial_state(start)
-        rows: list = []
         snaps: dict = {}
-        state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows, stop_after=_stop_after,
-                                                                    snaps=snaps), _kill_worker_at)
+        try:
+            state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows,
+                                                                        stop_after=_stop_after, snaps=snaps),
+                            _kill_worker_at)
+        except KeyboardInterrupt:
+            raise  # _spread said where to resume
+        except Exception as e:
+            if rd is not None and not _worker_died(e):
+                _failed(rd, rows, e)
+            raise
         steps = np.array([t for t, _ in rows])
         metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
         summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet)
@@ -255,7 +294,8 @@ def _from_checkpoint(rd: RunDir, eng: Engine, cfg: ExperimentConfig) -> tuple[Tr
 
 
 def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock_wait: float = 0.0,
-           workers: int | None = 1, _stop_after: int | None = None, _kill_worker_at: int | None = None) -> RunResult:
+           workers: int | None = 1, trust_imports: bool = False, accept_changed_inputs: bool = False,
+           _stop_after: int | None = None, _kill_worker_at: int | None = None) -> RunResult:
     """Continue a killed run from its last checkpoint (from step 0 if it was killed before its
     first one); the result equals an uninterrupted run. ``lock_wait``: seconds to wait for the
     directory's lock while another process holds it (a requeued cluster task waits for its
@@ -265,20 +305,39 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
     to it; a corrupt row that cannot be recomputed is an error naming its line); a run killed
     while drawing its figures gets them drawn. ``workers``: as in :func:`run` (any number: a
     checkpoint does not depend on how many processes wrote it).
+
+    Before anything runs, the run must be the same experiment: the content hashes of its input
+    files and of runs.json recorded when it started (:mod:`sgdlab.store.inputs`) must match, else a
+    CheckpointError names what changed (``accept_changed_inputs``: continue with today's files and
+    record them). Its modules must be the caller's own or ``trust_imports`` (:mod:`sgdlab.store.trust`).
     """
-    rd = RunDir(path)
+    rd = RunDir(path, trust_imports=trust_imports)
+    table = rd.config_table()
+    changed = rd.input_changes()
+    if changed and not accept_changed_inputs:
+        raise CheckpointError(f"run directory {str(rd.path)!r} is not the experiment it started as: "
+                              f"{'; '.join(changed)}. Resuming would mix two experiments in one run: restore "
+                              f"them, start a new run, or pass --accept-changed-inputs (accept_changed_inputs=True) "
+                              f"to continue with today's files")
+    if changed:
+        adopt_edits(rd.meta().get(INPUTS) or {})
+    if not trust_imports:
+        check_trusted(table, f"run directory {str(rd.path)!r}", "resuming it")
     cfg = rd.config()
     rd.open_writer(lock_wait)
     try:
         if rd.complete():
             if not quiet:
                 print(f"{rd.path} is already complete; nothing to resume", file=sys.stderr)
-            return load_run(rd.path)
+            return load_run(rd.path, trust_imports=True)  # checked above
         if rd.summary() is not None:  # trained and summarized; killed while drawing figures
             draw_figures(rd, quiet)
-            return load_run(rd.path)
+            return load_run(rd.path, trust_imports=True)
         t0 = time.monotonic()
         eng = Engine(cfg)
+        if changed:  # accepted: today's inputs become the run's, and the change is on record
+            rd.accept_inputs(eng.runs)
+            rd.update_meta(inputs_accepted=changed)
         if rd.has_checkpoint():
             state, rows, wall0 = _from_checkpoint(rd, eng, cfg)
             fresh = False
@@ -286,8 +345,15 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
             rd.restart(eng.runs)
             state, rows, wall0, fresh = eng.initial_state(initial_params(cfg, eng)), [], 0.0, True
         par = _parallelism(eng, workers, quiet)
-        state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows, stop_after=_stop_after,
-                                                                    fresh=fresh, wall0=wall0), _kill_worker_at)
+        try:
+            state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows, stop_after=_stop_after,
+                                                                        fresh=fresh, wall0=wall0), _kill_worker_at)
+        except KeyboardInterrupt:
+            raise  # _spread said where to resume
+        except Exception as e:
+            if not _worker_died(e):
+                _failed(rd, [None], e)  # never removed: it holds the earlier segments' results
+            raise
         steps, metrics = rd.metrics()
         summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet)
     finally:
@@ -297,12 +363,13 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
 
 def export_run(run_dir: str | Path, backend: str) -> Path:
     """Replay a run directory's metrics into ``RUN_DIR/<backend>`` (TensorBoard, W&B offline,
-    MLflow local); returns that folder."""
+    MLflow local); returns that folder. Reads the config's name only: nothing is imported."""
     from sgdlab.store.loggers import Logger
 
     rd = RunDir(run_dir)
     steps, metrics = rd.metrics()
-    lg = Logger(backend, rd.path, rd.runs(), rd.config().name)
+    name = rd.config_table().get("name", "experiment")
+    lg = Logger(backend, rd.path, rd.runs(), str(name))
     try:
         for e, t in enumerate(steps):
             lg.log(int(t), {k: v[e] for k, v in metrics.items()})
@@ -311,8 +378,10 @@ def export_run(run_dir: str | Path, backend: str) -> Path:
     return lg.out
 
 
-def load_run(path: str | Path) -> RunResult:
-    """Read a run directory (finished or not) from disk."""
-    rd = RunDir(path)
+def load_run(path: str | Path, trust_imports: bool = False) -> RunResult:
+    """Read a run directory (finished or not) from disk. Its config's modules are imported only
+    if they are the caller's own or ``trust_imports`` (:mod:`sgdlab.store.trust`): a run directory from
+    elsewhere is code, not data."""
+    rd = RunDir(path, trust_imports=trust_imports)
     steps, metrics = rd.metrics()
     return RunResult(rd.path, rd.config(), rd.runs(), steps, metrics, rd.summary())

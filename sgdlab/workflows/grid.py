@@ -19,10 +19,11 @@ import numpy as np
 
 from sgdlab.core.config import override, to_dict, toml_value
 from sgdlab.core.errors import ConfigError
+from sgdlab.core.limits import MAX_AXIS_VALUES, MAX_GRID_POINTS
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.sweeps import JOBS, Point, _short
 
-__all__ = ["Job", "parse_axis", "parse_values", "plan"]
+__all__ = ["Job", "check_grid_size", "parse_axis", "parse_values", "plan"]
 
 _RANGE = re.compile(r"^(linspace|logspace|loguniform|uniform)\((.*)\)$")
 
@@ -46,6 +47,11 @@ def parse_values(text: str) -> list:
                               f"{', seed' if 'uniform' in fn else ''})") from None
         if n < 1 or (fn in ("logspace", "loguniform") and (lo <= 0 or hi <= 0)):
             raise ConfigError(f"grid range {text!r}: need n >= 1 and, on a log scale, lo, hi > 0")
+        if n > MAX_AXIS_VALUES:  # before a single value is computed
+            raise ConfigError(f"grid range {text!r}: n = {n} values exceed the limit of {MAX_AXIS_VALUES} per axis "
+                              f"(sgdlab.core.limits.MAX_AXIS_VALUES)")
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ConfigError(f"grid range {text!r}: lo and hi must be finite numbers")
         if fn == "linspace":
             return np.linspace(lo, hi, n).tolist()
         if fn == "logspace":
@@ -63,6 +69,22 @@ def parse_values(text: str) -> list:
     if not vals:
         raise ConfigError(f"grid axis {text!r} has no values")
     return vals
+
+
+def check_grid_size(axes: list[tuple[str, list]]) -> int:
+    """The number of grid points, refused above the limits (sgdlab.core.limits) before any is planned."""
+    total = 1
+    for k, vals in axes:
+        if not isinstance(vals, (list, tuple)) or not vals:
+            raise ConfigError(f"grid axis {k!r} must be a non-empty list of values, got {vals!r}")
+        if len(vals) > MAX_AXIS_VALUES:
+            raise ConfigError(f"grid axis {k!r} has {len(vals)} values; the limit is {MAX_AXIS_VALUES} per axis "
+                              f"(sgdlab.core.limits.MAX_AXIS_VALUES)")
+        total *= len(vals)
+    if total > MAX_GRID_POINTS:
+        raise ConfigError(f"the grid has {total} points ({' x '.join(str(len(v)) for _, v in axes)}); the limit is "
+                          f"{MAX_GRID_POINTS} (sgdlab.core.limits.MAX_GRID_POINTS): split the sweep")
+    return total
 
 
 def parse_axis(spec: str) -> tuple[str, list]:
@@ -102,6 +124,7 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
     # arm keeps one identity across the grid while its resolved label follows each point's values.
     base_labels = [a.label for a in base.arms]
     keys = [k for k, _ in axes]
+    check_grid_size(axes)
     if len(set(keys)) != len(keys):
         raise ConfigError(f"grid axes repeat a key: {keys}")
     points_cfg = []

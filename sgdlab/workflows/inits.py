@@ -15,11 +15,13 @@ is one :class:`~sgdlab.core.errors.ConfigError` naming the arm and what is avail
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sgdlab.data.checks import check_values, real_array
 from sgdlab.core.errors import ConfigError, DataError
 from sgdlab.spec.experiment import ExperimentConfig, InitConfig
 from sgdlab.store.runs import RunDir, safe_load
@@ -33,14 +35,20 @@ def _read(path: Path, where: str) -> dict[str, torch.Tensor]:
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
-                data = {k: torch.from_numpy(np.array(z[k])) for k in z.files}
-        except (OSError, ValueError) as e:
-            raise DataError(f"{where}: init file {str(path)!r} is unreadable ({e})") from None
+                data = {k: np.array(z[k]) for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise DataError(f"{where}: init file {str(path)!r} is unreadable ({type(e).__name__}: {e})") from None
     else:
         data = safe_load(path, f"{where}: init file")
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+    if not isinstance(data, dict) or not all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data.values()):
         raise ConfigError(f"{where}: init file {str(path)!r} must hold a table of tensors, one per parameter")
-    return data
+    source = f"{where}: init file {str(path)!r}"
+    out = {}
+    for k, v in data.items():  # the rules of every user array (sgdlab.data.checks): real, finite, bounded
+        a = real_array(str(k), v, source)
+        check_values(str(k), a, source)
+        out[str(k)] = torch.from_numpy(np.ascontiguousarray(a))
+    return out
 
 
 def _from_file(init: InitConfig, where: str, runs, shapes: dict[str, tuple]) -> dict[int, dict]:
@@ -59,7 +67,8 @@ def _from_file(init: InitConfig, where: str, runs, shapes: dict[str, tuple]) -> 
             for i, r in enumerate(runs):
                 out[r.index][k] = v[i]
         else:
-            raise ConfigError(f"{where}: init {k!r} has shape {tuple(v.shape)}; expected {shapes[k]} (every seed) "
+            raise ConfigError(f"{where}: init file {init.file!r}: {k!r} has shape {tuple(v.shape)}; expected "
+                              f"{shapes[k]} (every seed) "
                               f"or {(len(runs), *shapes[k])} (one per seed of the arm, seeds "
                               f"{[r.seed for r in runs]})")
     return out
@@ -81,9 +90,12 @@ def _from_run(init: InitConfig, where: str, label: str, runs) -> dict[int, dict]
         raise ConfigError(f"{where}: run {init.run!r} saved no parameters at step {step}; saved steps: "
                           f"{sorted(saved)}")
     by_seed = {r["seed"]: r["index"] for r in src}
+    # Only a source arm without any randomness (one run standing for every seed) serves every seed;
+    # any other is matched run by run, seed by seed.
+    shared = src[0]["index"] if len(src) == 1 and src[0].get("deterministic") else None
     out = {}
     for r in runs:
-        i = by_seed.get(r.seed, src[0]["index"] if len(src) == 1 else None)
+        i = by_seed.get(r.seed, shared)
         if i is None:
             raise ConfigError(f"{where}: run {init.run!r} has no run of arm {src_arm!r} with seed {r.seed}; "
                               f"its seeds: {sorted(by_seed)}")

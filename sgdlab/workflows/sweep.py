@@ -21,10 +21,11 @@ from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.locking import DirLock, check_unlocked
 from sgdlab.store.sweeps import INDEX, JOBS, Point, SweepDir
 from sgdlab.workflows.executors import EXECUTORS, ExecutorContext, run_job
-from sgdlab.workflows.grid import Job, parse_axis, parse_values, plan
+from sgdlab.workflows.grid import Job, check_grid_size, parse_axis, parse_values, plan
 from sgdlab.workflows.progress import SweepProgress
 
-__all__ = ["EXECUTORS", "INDEX", "JOBS", "Job", "Point", "Sweep", "parse_axis", "parse_values", "plan", "run_job"]
+__all__ = ["EXECUTORS", "INDEX", "JOBS", "Job", "Point", "Sweep", "check_grid_size", "parse_axis", "parse_values",
+           "plan", "run_job"]
 
 
 class Sweep(SweepDir):
@@ -46,18 +47,24 @@ class Sweep(SweepDir):
         return sw
 
     def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
-                progress: bool = True, slurm=None) -> dict:
+                progress: bool = True, slurm=None, trust_imports: bool = False) -> dict:
         """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised.
 
         The sweep directory is locked for the duration, and a job directory still held by a live
         process (a worker of a killed sweep) makes the whole call refuse before anything runs.
         ``slurm``: the :class:`sgdlab.workflows.slurm.SlurmOptions` of the slurm executor (None: saved / defaults).
+        The jobs' modules must be the caller's own or ``trust_imports`` (:mod:`sgdlab.store.trust`): a sweep
+        directory from elsewhere is code, not data.
         """
+        from sgdlab.store.trust import check_trusted
+
         run = EXECUTORS.get(executor)
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         with DirLock(self.path, "sweep directory"):
             todo = self.pending()
+            for j in todo[:1] if not trust_imports else ():  # the jobs of a sweep share their imports
+                check_trusted(j["config"], f"sweep directory {str(self.path)!r}", "running its jobs")
             # SLURM tasks of an earlier submission may still hold their job directories on other
             # hosts: the slurm executor waits for those instead (sgdlab.workflows.slurm.run_slurm).
             for j in todo if executor != "slurm" else ():

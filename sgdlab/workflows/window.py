@@ -69,11 +69,19 @@ def _classify(cfg: ExperimentConfig, lrs_per_seed: dict[int, list[float]], tol: 
     return out
 
 
+def check_window_args(cfg: ExperimentConfig, lo: float, hi: float, points: int, bisect: int) -> None:
+    """What find_window refuses, checked before any work or any file (the CLI calls it first)."""
+    check(0 < lo < hi, f"need 0 < lo < hi, got lo={lo}, hi={hi}")
+    check(points >= 2 and bisect >= 0, "points must be >= 2 and bisect >= 0")
+    arm = cfg.arms[0]
+    check(arm.phases is None, f"window: arm {arm.label!r} has phases; the stabilization window "
+                              f"is found for one optimizer: give arm 0 an optimizer and schedule")
+
+
 def find_window(cfg: ExperimentConfig, lo: float, hi: float, points: int = 12, bisect: int = 3,
                 tol: float = 1e-3, level_frac: float = 0.1, eval_points: int = 40) -> WindowResult:
     """Find each seed's stabilization window for the optimizer of ``cfg.arms[0]``."""
-    check(0 < lo < hi, f"need 0 < lo < hi, got lo={lo}, hi={hi}")
-    check(points >= 2 and bisect >= 0, "points must be >= 2 and bisect >= 0")
+    check_window_args(cfg, lo, hi, points, bisect)
     cfg = dataclasses.replace(cfg, eval=EvalConfig("linear", eval_points),
                               metrics=dataclasses.replace(cfg.metrics, names=("train_loss",)))
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
@@ -157,7 +165,8 @@ def save_window(res: WindowResult, out: str | Path, title: str = "") -> list[Pat
         ok = np.isfinite(res.level[:, j])
         a2.plot(res.lrs[ok], res.level[ok, j], ".-", alpha=0.6)
     a2.set_xscale("log")
-    a2.set_yscale("log")
+    if (np.nan_to_num(res.level, nan=0.0) > 0).any():  # every run diverged: nothing to draw on a log scale
+        a2.set_yscale("log")
     a2.set_xlabel("step size")
     a2.set_ylabel("train loss level (late median)")
     fig.suptitle(title)

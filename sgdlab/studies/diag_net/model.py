@@ -97,7 +97,9 @@ class DiagonalNet(BatchedModel):
             "l0": lambda: dm.l0(beta, cfg.thresholds.l0),
             "l0_robust": lambda: dm.l0(beta, cfg.thresholds.l0_robust),
             "l1": lambda: beta.abs().sum(-1),
-            "support_mass": lambda: dm.support_mass(beta, data.extras["support"]),
+            # only for data that marks its relevant features (extras["support"])
+            **({"support_mass": lambda: dm.support_mass(beta, data.extras["support"])} if "support" in data.extras
+               else {}),
             "param_norm": lambda: torch.sqrt((u * u).sum(-1) + (v * v).sum(-1)),
             "balancedness": lambda: dm.balancedness(u, v),
             "jacobian_rank": lambda: self._rank[rtol](u, v),
@@ -121,6 +123,17 @@ class DiagonalNetConfig(ModelConfig):
         check(self.init_scale > 0, f"init_scale must be positive, got {self.init_scale}")
         for name in ("u0", "v0"):
             check_init_values(name, getattr(self, name))
+
+    def check_data(self, data, source: str) -> None:
+        """beta = u * v maps (n, d) features to scalar targets (n,): anything else is refused here,
+        naming the data's source (sgdlab.data.checks)."""
+        from sgdlab.core.errors import DataError
+
+        if data.x_train.dim() != 2:
+            raise DataError(f"{source}: 'x' has shape {tuple(data.x_train.shape)}; diagonal_net needs (n, d) features")
+        if data.y_train.dim() != 1 or not data.y_train.is_floating_point():
+            raise DataError(f"{source}: 'y' has shape {tuple(data.y_train.shape)} and dtype {data.y_train.dtype}; "
+                            f"diagonal_net needs real scalar targets of shape (n,)")
 
     def build(self, data) -> DiagonalNet:
         d = data.x_train.shape[1]

@@ -1,0 +1,534 @@
+"""Reliability, second round: the user's own kinds and files get the guarantees of the bundled
+ones (exit codes, one validation for every user file, owned names, input hashes on resume,
+nothing half-written, trust for foreign run directories, bounded work)."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import sgdlab
+from sgdlab.frontends.cli import main
+from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK
+
+TINY = ["steps=300", "seeds=2", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
+        "eval.points=4", "arms.1.schedule.lr=0.4", "arms.2.schedule.lr=0.4", "arms.3.schedule.lr=0.4"]
+TINY_CLI = [a for kv in TINY for a in ("--set", kv)]
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_error(r, *needles):
+    """Exit 2 with exactly one `error:` line on stderr (no traceback) holding every needle."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.exit_code == BAD_INPUT, r.output
+    assert "Traceback" not in r.output and len(lines) == 1 and lines[0].startswith("error: "), r.output
+    for n in needles:
+        assert n in lines[0], r.output
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- 1. exit codes
+
+def test_a_sweep_with_a_failed_job_exits_3_and_lists_it(tmp_path):
+    r = cli("sweep", "diag-net", *TINY_CLI, "--set", "arms.0.optimizer.batch_size=4", "--grid", "data.n=20,3",
+            "--out", tmp_path / "sw")
+    assert r.exit_code == FAILED_WORK, r.output
+    assert "1 of 2 job(s) of the sweep" in r.output and "job 1" in r.output and "data.n=3" in r.output
+    assert "batch_size 4 exceeds the 3 training examples" in r.output
+    # compare over it says so too; over a clean run it exits 0
+    r = cli("compare", tmp_path / "sw")
+    assert r.exit_code == FAILED_WORK and "failed" in r.output, r.output
+    ok = cli("sweep", "diag-net", *TINY_CLI, "--grid", "data.n=20", "--out", tmp_path / "ok")
+    assert ok.exit_code == 0, ok.output
+    assert cli("compare", tmp_path / "ok").exit_code == 0
+
+
+def test_a_window_that_finds_nothing_exits_3(tmp_path):
+    # step sizes far above the stabilization window: every run diverges, no window
+    r = cli("window", "diag-net", *TINY_CLI, "--lo", "50", "--hi", "100", "--points", "2", "--bisect", "0",
+            "--out", tmp_path / "w")
+    assert r.exit_code == FAILED_WORK and "no seed stabilizes" in r.output, r.output
+    assert (tmp_path / "w" / "window.json").exists()  # the result is written all the same
+
+
+# ----------------------------------------------------------------------------- 3. names are owned
+
+def test_a_user_metric_named_like_a_builtin_is_refused_naming_both():
+    from sgdlab.core.errors import ConfigError
+
+    def train_loss(model, params, data):
+        return params["u"].sum(1) * 0
+
+    with pytest.raises(ConfigError, match=r"metric 'train_loss' registered twice: .*test_reliability2.*"
+                                          r"belongs to sgdlab \(built-in metric\)"):
+        sgdlab.register_metric("train_loss")(train_loss)
+    with pytest.raises(ConfigError, match=r"dataset 'sparse_regression' registered twice: .*test_reliability2.*"
+                                          r"belongs to sgdlab \(built-in, sgdlab.data.synthetic\)"):
+        sgdlab.register_data("sparse_regression")(lambda n=1: {})
+
+
+def test_a_user_metric_named_like_a_model_metric_is_refused_before_training(tmp_path):
+    from sgdlab.core.errors import ConfigError
+    from sgdlab.metrics.custom import METRICS
+
+    METRICS.reserved.pop("l1")  # a name only the engine knows (as for a model this list misses)
+    try:
+        sgdlab.register_metric("l1")(lambda model, params, data: params["u"].sum(1))
+        cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), TINY + ["metrics.names=['l1']"])
+        with pytest.raises(ConfigError, match="model 'diagonal_net' computes a built-in metric of that name"):
+            sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True)
+        assert not (tmp_path / "r").exists()
+    finally:
+        METRICS._items.pop("l1", None)
+        METRICS.reserved["l1"] = "sgdlab (built-in metric)"
+
+
+def test_two_plugins_choosing_one_name_are_refused_naming_both_files(tmp_path):
+    for stem in ("r2_plug_a", "r2_plug_b"):
+        (tmp_path / f"{stem}.py").write_text(textwrap.dedent('''
+            import sgdlab
+
+            @sgdlab.register_metric("r2_shared")
+            def m(model, params, data):
+                return params["u"].sum(1)
+        '''))
+    from sgdlab.core.plugins import import_modules
+
+    import_modules([str(tmp_path / "r2_plug_a.py")])
+    with pytest.raises(Exception, match=r"r2_shared.*r2_plug_b\.py.*belongs to r2_plug_a \(.*r2_plug_a\.py\)"):
+        import_modules([str(tmp_path / "r2_plug_b.py")])
+
+
+# ----------------------------------------------------------------------------- 2. one validation for every user file
+
+RUN_ARRAYS = ["--steps", "50", "--seeds", "2", "--set", "eval.points=3", "--no-progress",
+              "--set", "arms=[{name='a', schedule={kind='constant', lr=0.01}}]"]
+
+
+def arrays_run(tmp_path, path, *more):
+    return cli("run", "diag-net", "--set", f"data={{kind='arrays', path='{path}'}}", *RUN_ARRAYS, *more,
+               "--out", tmp_path / "out")
+
+
+@pytest.fixture
+def xy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 5))
+    return x, x[:, 0].copy()
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("y2", ["'y' has shape (20, 2)", "diagonal_net needs real scalar targets"]),
+    ("support_len", ["extra 'support' has shape (2,); expected (5,)"]),
+    ("support_float", ["extra 'support' must be booleans"]),
+    ("huge", ["'x' has 100 values of magnitude > 1e+100", "rescale"]),
+    ("complex", ["'x' has complex dtype"]),
+])
+def test_array_files_are_checked_against_the_model_in_one_line(tmp_path, xy, case, needles):
+    x, y = xy
+    arrays = {"y2": dict(x=x, y=np.stack([y, y], 1)), "support_len": dict(x=x, y=y, support=np.array([1, 0])),
+              "support_float": dict(x=x, y=y, support=np.full(5, 0.5)), "huge": dict(x=x * 1e200, y=y),
+              "complex": dict(x=x + 1j, y=y)}[case]
+    np.savez(tmp_path / "d.npz", **arrays)
+    one_error(arrays_run(tmp_path, tmp_path / "d.npz"), "d.npz", *needles)
+    one_error(arrays_run(tmp_path, tmp_path / "d.npz", "--dry-run"), "d.npz", *needles)  # the same at --dry-run
+    assert not (tmp_path / "out").exists()
+
+
+def test_array_file_without_support_runs_the_diagonal_net_and_0_1_support_is_bool(tmp_path, xy):
+    x, y = xy
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    r = arrays_run(tmp_path, tmp_path / "d.npz")
+    assert r.exit_code == 0, r.output
+    np.savez(tmp_path / "s.npz", x=x, y=y, support=np.array([1, 0, 0, 0, 0]))
+    r = cli("run", "diag-net", "--set", f"data={{kind='arrays', path='{tmp_path / 's.npz'}'}}", *RUN_ARRAYS,
+            "--set", "metrics.names=['train_loss', 'support_mass']", "--set", "figure=['train_loss']",
+            "--out", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    assert "support_mass" in sgdlab.load_run(tmp_path / "s").metrics
+
+
+def test_a_data_function_returning_2_column_targets_for_the_diagonal_net_is_one_line(tmp_path):
+    (tmp_path / "r2_fn.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        def make(n=20):
+            x = np.ones((n, 5))
+            return {"x": x, "y": np.zeros((n, 2))}
+    '''))
+    r = cli("run", "diag-net", "--set", f"data={{kind='function', function='{tmp_path / 'r2_fn.py'}:make'}}",
+            *RUN_ARRAYS, "--out", tmp_path / "out")
+    one_error(r, "data.function", "r2_fn.py:make", "'y' has shape (20, 2)")
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("nan", ["'u' has 5 NaN/inf values"]),
+    ("inf", ["'u' has 1 NaN/inf values"]),
+    ("complex", ["'u' has complex dtype"]),
+    ("huge", ["magnitude > 1e+100"]),
+    ("strings", ["non-numeric dtype"]),
+])
+def test_exact_init_files_follow_the_same_rules_at_run_and_dry_run(tmp_path, xy, case, needles):
+    x, y = xy
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    u = {"nan": np.full(5, np.nan), "inf": np.r_[np.ones(4), np.inf], "complex": np.ones(5) + 1j,
+         "huge": np.full(5, 1e200), "strings": np.array(["a"] * 5)}[case]
+    np.savez(tmp_path / "init.npz", u=u, v=np.zeros(5))
+    init = ["--set", f"arms.0.init={{file='{tmp_path / 'init.npz'}'}}"]
+    for extra in ([], ["--dry-run"]):
+        one_error(arrays_run(tmp_path, tmp_path / "d.npz", *init, *extra), "arms.0.init", "init.npz", *needles)
+    assert not (tmp_path / "out").exists()
+
+
+def test_init_from_a_run_with_fewer_seeds_is_refused_not_reused(tmp_path):
+    src = sgdlab.override(sgdlab.load_experiment("diag-net"), TINY + ["seeds=1"])
+    sgdlab.run(src, tmp_path / "src", progress=False, quiet=True)
+    arm = src.arms[0].label
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"),
+                          TINY + [f"arms.0.init={{run='{tmp_path / 'src'}', arm='{arm}'}}"])
+    from sgdlab.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"has no run of arm .* with seed 1; its seeds: \[0\]"):
+        sgdlab.run(cfg, None, progress=False, quiet=True)
+
+
+@pytest.mark.parametrize("grid, needles", [
+    ('"data.n" = []', ["grid key 'data.n' must be a non-empty list"]),
+    ('"data.n" = 20', ["grid key 'data.n' must be a non-empty list", "got 20"]),
+])
+def test_sweep_file_grid_axes_are_checked_at_dry_run_and_run(tmp_path, grid, needles):
+    f = tmp_path / "sw.toml"
+    f.write_text(f'experiment = "diag-net"\n[grid]\n{grid}\n')
+    one_error(cli("sweep", "--file", f, "--dry-run"), "sw.toml", *needles)
+    one_error(cli("sweep", "--file", f, "--out", tmp_path / "sw"), "sw.toml", *needles)
+    assert not (tmp_path / "sw").exists()
+
+
+def test_an_error_from_outside_sgdlabs_checks_is_not_a_bare_library_text():
+    from sgdlab.frontends.cli import error_line
+
+    line = error_line(ValueError("array must not contain infs or NaNs"))
+    assert line.startswith("ValueError: array must not contain infs or NaNs") and "--debug" in line
+
+
+# ----------------------------------------------------------------------------- 5. nothing half-written
+
+def _metric_module(tmp_path, stem, body):
+    (tmp_path / f"{stem}.py").write_text(textwrap.dedent(f'''
+        import sgdlab
+
+        CALLS = [0]
+
+        @sgdlab.register_metric("{stem}")
+        def metric(model, params, data):
+            CALLS[0] += 1
+        ''') + textwrap.indent(textwrap.dedent(body), "    "))
+    return tmp_path / f"{stem}.py"
+
+
+def _metric_run(tmp_path, module, stem, *more):
+    return cli("run", "diag-net", "--import", module, *TINY_CLI, "--set", f"metrics.names=['train_loss', '{stem}']",
+               "--set", "figure=['train_loss']", "--no-progress", "--out", tmp_path / "run", *more)
+
+
+def test_a_user_metric_failing_at_the_first_evaluation_leaves_nothing_and_names_its_line(tmp_path):
+    mod = _metric_module(tmp_path, "r2_keyerr", 'return params["no_such_parameter"].sum(1)')
+    line = one_error(_metric_run(tmp_path, mod, "r2_keyerr"), "metric 'r2_keyerr'", "KeyError",
+                     f"{mod}:9")
+    assert "Traceback" not in line and not (tmp_path / "run").exists()
+    r = cli("--debug", "run", "diag-net", "--import", mod, *TINY_CLI, "--set", "metrics.names=['r2_keyerr']",
+            "--set", "figure=['train_loss']", "--no-progress", "--out", tmp_path / "run")
+    assert isinstance(r.exception, sgdlab.core.errors.ConfigError)  # --debug: the exception, its cause chained
+    assert isinstance(r.exception.__cause__, KeyError) and not (tmp_path / "run").exists()
+    # over an existing run with --overwrite: the old run is put back untouched
+    good = sgdlab.run(sgdlab.override(sgdlab.load_experiment("diag-net"), TINY), tmp_path / "run",
+                      progress=False, quiet=True)
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    one_error(_metric_run(tmp_path, mod, "r2_keyerr", "--overwrite"), "KeyError")
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before and good.path.exists()
+    assert not list(tmp_path.glob(".run.overwritten-*"))
+
+
+def test_a_user_metric_failing_later_leaves_a_run_marked_failed(tmp_path):
+    mod = _metric_module(tmp_path, "r2_later", '''
+        if CALLS[0] > 2:
+            raise RuntimeError("boom")
+        return params["u"].sum(1)''')
+    one_error(_metric_run(tmp_path, mod, "r2_later"), "metric 'r2_later'", "RuntimeError: boom", f"{mod}:")
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert "RuntimeError: boom" in meta["failed"]
+
+
+def test_a_plugin_calling_sys_exit_at_import_is_reported(tmp_path):
+    (tmp_path / "r2_exits.py").write_text("import sys\nsys.exit(3)\n")
+    r = cli("run", "diag-net", "--import", tmp_path / "r2_exits.py", *TINY_CLI, "--dry-run")
+    one_error(r, "r2_exits.py", "called sys.exit(3)", f"{tmp_path / 'r2_exits.py'}:2")
+
+
+def test_an_import_error_names_the_users_file_and_line(tmp_path):
+    (tmp_path / "r2_broken.py").write_text("x = 1\ny = {}['missing']\n")
+    one_error(cli("show", "diag-net", "--import", tmp_path / "r2_broken.py"), "KeyError",
+              f"{tmp_path / 'r2_broken.py'}:2")
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import sgdlab.store.files
+
+    real = os.fsync
+
+    def full(fd):
+        if "checkpoint" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(sgdlab.store.files.os, "fsync", full)
+    r = cli("run", "diag-net", *TINY_CLI, "--no-progress", "--out", tmp_path / "run")
+    one_error(r, "No space left on device", str(tmp_path / "run" / "checkpoint.pt"))
+    assert not list((tmp_path / "run").glob(".*.tmp*"))  # the temporary file went with it
+
+
+@pytest.mark.parametrize("lo, hi", [(0.3, 0.1), (-0.1, 0.3)])
+def test_window_with_bad_bounds_writes_nothing(tmp_path, lo, hi):
+    one_error(cli("window", "diag-net", *TINY_CLI, "--lo", lo, "--hi", hi, "--out", tmp_path / "w"), "0 < lo < hi")
+    assert not (tmp_path / "w").exists()
+
+
+# ----------------------------------------------------------------------------- 7. bounded work
+
+def test_a_huge_grid_axis_is_refused_before_any_value_is_computed(monkeypatch):
+    import sgdlab.workflows.sweep
+
+    computed = []
+    for fn in ("linspace", "geomspace"):
+        real = getattr(np, fn)
+        monkeypatch.setattr(sgdlab.workflows.sweep.np, fn, lambda *a, _real=real, **k: computed.append(a) or _real(*a, **k))
+    one_error(cli("sweep", "diag-net", "--grid", "arms.0.schedule.lr=linspace(0.1,0.3,3000000)", "--dry-run"),
+              "3000000 values exceed the limit of 10000 per axis")
+    one_error(cli("sweep", "diag-net", "--grid", "arms.0.schedule.lr=logspace(0.1,0.3,100000000000)", "--dry-run"),
+              "exceed the limit")
+    assert computed == []  # refused by the size check, nothing materialized
+
+
+def test_a_grid_over_the_point_limit_is_refused_before_planning(monkeypatch):
+    import sgdlab.workflows.sweep
+
+    planned = []
+    monkeypatch.setattr(sgdlab.workflows.sweep, "override", lambda cfg, sets: planned.append(sets) or cfg)
+    r = cli("sweep", "diag-net", "--grid", "arms.0.schedule.lr=linspace(0.1,0.3,1000)",
+            "--grid", "arms.1.schedule.lr=linspace(0.1,0.3,1000)", "--dry-run")
+    one_error(r, "the grid has 1000000 points (1000 x 1000); the limit is 10000")
+    assert planned == []  # no point was planned
+
+
+@pytest.mark.parametrize("key", ["eval.points=1000000000", "eval.head=1000000000", "snapshots=1000000000"])
+def test_eval_grids_and_snapshots_are_bounded_at_config_time(monkeypatch, key):
+    import sgdlab.spec.experiment
+
+    monkeypatch.setattr(sgdlab.spec.experiment.np, "linspace", lambda *a, **k: pytest.fail("eval steps computed"))
+    one_error(cli("run", "diag-net", "--set", key, "--dry-run"), key.split("=")[0], "100000")
+
+
+# ----------------------------------------------------------------------------- 4. resume proves the same experiment
+
+def _killed_arrays_run(tmp_path, xy, *more):
+    x, y = xy
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), [
+        f"data={{kind='arrays', path='{tmp_path / 'd.npz'}'}}", "steps=400", "seeds=2", "eval.grid='linear'",
+        "eval.points=8", "checkpoint_seconds=1e-9", "arms=[{name='a', schedule={kind='constant', lr=0.01}}]",
+        *more])
+    with pytest.raises(KeyboardInterrupt):
+        sgdlab.run(cfg, tmp_path / "run", progress=False, quiet=True, _stop_after=100)
+    return cfg
+
+
+def test_resume_refuses_a_changed_data_file_unless_accepted(tmp_path, xy):
+    cfg = _killed_arrays_run(tmp_path, xy)
+    x, y = xy
+    np.savez(tmp_path / "d.npz", x=x, y=-y)  # another dataset behind the same path
+    one_error(cli("run", "--resume", tmp_path / "run", "--no-progress"), "data.path", "d.npz",
+              "changed since the run started", "--accept-changed-inputs")
+    r = cli("run", "--resume", tmp_path / "run", "--no-progress", "--accept-changed-inputs")
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert any("data.path" in c for c in meta["inputs_accepted"])
+    assert meta["inputs"]["data.path"]["sha256"] == sgdlab.store.inputs.digest(tmp_path / "d.npz")
+    assert cfg.data.path.endswith("d.npz")
+
+
+def test_resume_refuses_a_hand_edited_runs_json_and_an_edited_init_file(tmp_path, xy):
+    np.savez(tmp_path / "init.npz", u=np.full(5, 0.1), v=np.zeros(5))
+    _killed_arrays_run(tmp_path, xy, f"arms.0.init={{file='{tmp_path / 'init.npz'}'}}")
+    runs = tmp_path / "run" / "runs.json"
+    runs.write_text(runs.read_text().replace('"seed": 1', '"seed": 7'))
+    np.savez(tmp_path / "init.npz", u=np.full(5, 0.2), v=np.zeros(5))
+    line = one_error(cli("run", "--resume", tmp_path / "run", "--no-progress"), "runs.json was edited",
+                     "arms.0.init.file")
+    assert "init.npz" in line
+    assert cli("run", "--resume", tmp_path / "run", "--no-progress", "--accept-changed-inputs").exit_code == 0
+    assert '"seed": 1' in runs.read_text()  # rewritten from the config
+
+
+def test_a_run_directory_without_recorded_hashes_still_resumes(tmp_path, xy):
+    _killed_arrays_run(tmp_path, xy)
+    meta_path = tmp_path / "run" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["inputs"], meta["runs_sha256"]  # as written by an older sgdlab
+    meta_path.write_text(json.dumps(meta))
+    r = cli("run", "--resume", tmp_path / "run", "--no-progress")
+    assert r.exit_code == 0, r.output
+
+
+def test_resume_refuses_an_edited_module(tmp_path):
+    (tmp_path / "r2_mod.py").write_text(textwrap.dedent('''
+        import sgdlab
+
+        @sgdlab.register_metric("r2_mod_sq")
+        def sq(model, params, data):
+            return (params["u"] ** 2).sum(1)
+    '''))
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"),
+                          [f"imports=['{tmp_path / 'r2_mod.py'}']", *TINY, "checkpoint_seconds=1e-9",
+                           "metrics.names=['train_loss', 'r2_mod_sq']", "figure=['train_loss']"])
+    with pytest.raises(KeyboardInterrupt):
+        sgdlab.run(cfg, tmp_path / "run", progress=False, quiet=True, _stop_after=100)
+    (tmp_path / "r2_mod.py").write_text((tmp_path / "r2_mod.py").read_text() + "\n# edited\n")
+    one_error(cli("run", "--resume", tmp_path / "run", "--no-progress"), "imports[0]", "r2_mod.py", "changed")
+
+
+# ----------------------------------------------------------------------------- 6. trust for foreign run directories
+
+FOREIGN_MODULE = '''
+import numpy as np
+import sgdlab
+from pathlib import Path
+
+with open(Path(__file__).with_name("imported.log"), "a") as f:  # every import leaves a line
+    f.write("x\\n")
+
+
+@sgdlab.register_data("r2f_data")
+def data(n: int = 20, d: int = 5):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, d))
+    return {"x": x, "y": x[:, 0]}
+
+
+@sgdlab.register_figure("r2f_fig")
+def fig(rd):
+    out = rd.figures / "r2f_fig.txt"
+    out.write_text("drawn")
+    return [out]
+'''
+
+READER = '''
+import json, sys
+from click.testing import CliRunner
+import sgdlab
+from sgdlab.frontends.cli import main
+
+run = sys.argv[1]
+out = {}
+for name, args in [("plot", ["plot", run]), ("summary", ["summary", run]), ("compare", ["compare", run]),
+                   ("export", ["export", run, "--to", "tensorboard"]), ("resume", ["run", "--resume", run]),
+                   ("plot_trusted", ["plot", run, "--trust-imports"])]:
+    r = CliRunner().invoke(main, args)
+    out[name] = [r.exit_code, r.output]
+try:
+    sgdlab.load_run(sys.argv[2])
+    out["load_run"] = "ok"
+except sgdlab.core.errors.ConfigError as e:
+    out["load_run"] = str(e)
+print(json.dumps(out))
+'''
+
+
+def test_a_foreign_run_directory_is_read_without_running_its_code(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    mod = tmp_path / "r2f_mod.py"
+    mod.write_text(FOREIGN_MODULE)
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), [
+        f"imports=['{mod}']", "data={kind='r2f_data'}", "steps=40", "seeds=1", "eval.grid='linear'",
+        "eval.points=3", "arms=[{name='a', schedule={kind='constant', lr=0.01}}]", "extra_figures=['r2f_fig']"])
+    sgdlab.run(cfg, tmp_path / "run", progress=False, quiet=True)
+    # the same run with only built-in kinds but the module still imported (for its figure)
+    sgdlab.run(sgdlab.override(cfg, ["data={kind='sparse_regression', n=20, d=5, r=2, n_test=20}"]),
+               tmp_path / "run2", progress=False, quiet=True)
+    log = tmp_path / "imported.log"
+    assert log.read_text().count("x") == 1
+    # someone else, elsewhere: their own (empty) record of trusted modules
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "SGDLAB_STATE_DIR": str(tmp_path / "other-user"),
+           "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+    p = subprocess.run([sys.executable, "-c", READER, str(tmp_path / "run"), str(tmp_path / "run2")], env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert log.read_text().count("x") == 2, out  # only plot --trust-imports imported it
+    for name in ("summary", "compare", "export"):
+        assert out[name][0] == 0, (name, out[name])
+    for name in ("plot", "resume"):
+        assert out[name][0] == BAD_INPUT and "--trust-imports" in out[name][1] and "r2f_mod.py" in out[name][1], out
+    assert "needs code it names" in out["plot"][1] and "resuming it would run code" in out["resume"][1]
+    assert out["plot_trusted"][0] == 0, out["plot_trusted"]
+    # run2 builds without the module: it loads; its figure cannot be drawn and says so
+    assert out["load_run"] == "ok"
+    p = subprocess.run([sys.executable, "-m", "sgdlab", "plot", str(tmp_path / "run2")], env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0 and "r2f_fig: not drawn" in p.stderr, p.stderr
+    assert log.read_text().count("x") == 2
+
+
+def test_your_own_run_directory_is_read_with_its_modules(tmp_path):
+    mod = tmp_path / "r2o_mod.py"
+    mod.write_text(FOREIGN_MODULE.replace("r2f_", "r2o_"))
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), [
+        f"imports=['{mod}']", "data={kind='r2o_data'}", "steps=40", "seeds=1", "eval.grid='linear'",
+        "eval.points=3", "arms=[{name='a', schedule={kind='constant', lr=0.01}}]"])
+    sgdlab.run(cfg, tmp_path / "run", progress=False, quiet=True)
+    assert sgdlab.load_run(tmp_path / "run").config.data.kind == "r2o_data"
+    assert cli("plot", tmp_path / "run").exit_code == 0
+
+
+def test_a_foreign_sweep_is_not_resumed_without_trust(tmp_path, monkeypatch):
+    import sys
+
+    from sgdlab.workflows.sweep import Sweep
+
+    mod = tmp_path / "r2s_mod.py"
+    mod.write_text("import sgdlab\n\n\n@sgdlab.register_metric('r2s_m')\ndef m(model, params, data):\n"
+                   "    return params['u'].sum(1)\n")
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), [f"imports=['{mod}']", *TINY])
+    Sweep.create(tmp_path / "sw", cfg, [("data.n", [20])])
+    # as on another machine: another user's record, the module not imported
+    monkeypatch.setenv("SGDLAB_STATE_DIR", str(tmp_path / "other-user"))
+    monkeypatch.delitem(sys.modules, "r2s_mod")
+    one_error(cli("sweep", "--resume", tmp_path / "sw"), "running its jobs would run code", "r2s_mod.py",
+              "--trust-imports")
+    assert not (tmp_path / "sw" / "jobs").exists()
+    r = cli("sweep", "--resume", tmp_path / "sw", "--trust-imports")
+    assert r.exit_code == 0, r.output
+
+
+def test_a_run_killed_after_writing_only_its_config_resumes(tmp_path):
+    """Killed inside create() after config.toml, before meta.json: nothing recorded, nothing to check."""
+    sgdlab.run(sgdlab.override(sgdlab.load_experiment("diag-net"), TINY), tmp_path / "full", progress=False,
+               quiet=True)
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "config.toml").write_bytes((tmp_path / "full" / "config.toml").read_bytes())
+    r = cli("run", "--resume", tmp_path / "cut", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cut" / "metrics.jsonl").read_bytes() == (tmp_path / "full" / "metrics.jsonl").read_bytes()
