@@ -74,18 +74,21 @@ def test_a_user_metric_named_like_a_builtin_is_refused_naming_both():
 
 def test_a_user_metric_named_like_a_model_metric_is_refused_before_training(tmp_path):
     from sgdlab.core.errors import ConfigError
-    from sgdlab.metrics.custom import METRICS
+    from sgdlab.metrics.probes import PROBES
+    from sgdlab.metrics.registry import METRIC_SPECS
 
-    METRICS.reserved.pop("l1")  # a name only the engine knows (as for a model this list misses)
+    cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), TINY + ["metrics.names=['l1']"])
+    described = METRIC_SPECS.get("l1")
+    METRIC_SPECS.remove("l1")  # a name only the model knows (as for a model that describes no spec)
     try:
         sgdlab.register_metric("l1")(lambda model, params, data: params["u"].sum(1))
-        cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), TINY + ["metrics.names=['l1']"])
         with pytest.raises(ConfigError, match="model 'diagonal_net' computes a built-in metric of that name"):
             sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True)
         assert not (tmp_path / "r").exists()
     finally:
-        METRICS._items.pop("l1", None)
-        METRICS.reserved["l1"] = "sgdlab (built-in metric)"
+        METRIC_SPECS.remove("l1")
+        PROBES._items.pop("l1", None)
+        METRIC_SPECS.add_spec(described)
 
 
 def test_two_plugins_choosing_one_name_are_refused_naming_both_files(tmp_path):

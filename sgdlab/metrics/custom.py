@@ -31,8 +31,13 @@ def add_metric(name: str, fn: Callable, *, description: str = "", label: str = "
     if old is not None and old.compute is fn:
         return old  # the same function again (a module imported twice)
     if name in PROBES or old is not None and old.name == name:
-        raise ValueError(f"metric {name!r} registered twice (a bundled or user metric, or a Monitor probe, "
-                         f"has that name)")
+        from sgdlab.core.errors import ConfigError
+        from sgdlab.core.registry import source_of
+
+        owner = (source_of(old.compute) if old is not None and old.compute is not None
+                 else "sgdlab (built-in metric)" if old is not None else "sgdlab (Monitor probe)")
+        raise ConfigError(f"metric {name!r} registered twice: {source_of(fn)} gives it, but it belongs to "
+                          f"{owner}; choose another name")
     doc = description or (fn.__doc__ or "").strip().split("\n")[0] or f"user metric {name!r}"
     spec = METRIC_SPECS.add_spec(MetricSpec(name, doc, label=label, log_scale=log_scale, source="user", compute=fn))
     PROBES.add(name, metric_probe(name, fn, doc))
