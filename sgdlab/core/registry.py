@@ -30,7 +30,7 @@ class Registry(Generic[T]):
         def deco(obj: T) -> T:
             old = self._items.get(name)
             owner = source_of(old) if old is not None else self.reserved.get(name)
-            if old is not None and _same_definition(old, obj):  # its module imported again: replaced
+            if old is not None and same_definition(old, obj):  # its module imported again: replaced
                 owner = None
             if owner is not None:
                 raise ConfigError(f"{self.what} {name!r} registered twice: {source_of(obj)} gives it, but it "
@@ -74,7 +74,7 @@ def source_of(obj) -> str:
     return f"{mod} ({path})" if path else mod
 
 
-def _same_definition(old, new) -> bool:
+def same_definition(old, new) -> bool:
     """The same definition from the same module file (the module was imported again, e.g. after
     it left ``sys.modules``): a re-registration, not a clash."""
     return (getattr(old, "__qualname__", None) == getattr(new, "__qualname__", None) is not None

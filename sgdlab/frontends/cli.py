@@ -262,7 +262,7 @@ def summary_cmd(run_dir, csv_out):
     if s is None:
         raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
                           f"`sgdlab run --resume {run_dir}`")
-    click.echo(format_table(s, table_columns(rd.config())))
+    click.echo(format_table(s, table_columns(rd.config_table())))
 
 
 @main.command("list")

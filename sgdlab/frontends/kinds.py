@@ -138,7 +138,10 @@ def describe(family: str | None = None, experiment_cfg=None) -> list[Kind]:
         elif fam == "figure":
             from sgdlab.plots import FIGURES
 
-            out += [Kind("figure", n, _first_line(FIGURES.get(n).__doc__)) for n in FIGURES.names()]
+            from sgdlab.core.registry import source_of
+
+            out += [Kind("figure", n, _first_line(FIGURES.get(n).__doc__) or f"a figure from {source_of(FIGURES.get(n))}")
+                    for n in FIGURES.names()]
         else:
             from sgdlab.workflows.executors import EXECUTORS
 

@@ -25,11 +25,16 @@ def add_metric(name: str, fn: Callable, *, description: str = "", label: str = "
                log_scale: bool = False) -> MetricSpec:
     """Register ``fn`` as metric ``name`` for the engine and the Monitor; returns its spec."""
     from sgdlab.metrics.module_view import metric_probe
+    from sgdlab.core.registry import same_definition
     from sgdlab.metrics.probes import PROBES
 
     old = METRIC_SPECS.get_or_none(name)
     if old is not None and old.compute is fn:
         return old  # the same function again (a module imported twice)
+    if old is not None and old.compute is not None and same_definition(old.compute, fn):
+        METRIC_SPECS.remove(name)  # its module imported again (a fresh function object): replaced
+        PROBES._items.pop(name, None)
+        old = None
     if name in PROBES or old is not None and old.name == name:
         from sgdlab.core.errors import ConfigError
         from sgdlab.core.registry import source_of

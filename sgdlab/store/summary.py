@@ -10,14 +10,19 @@ from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.spec.experiment import ExperimentConfig
 
 
-def table_columns(cfg: ExperimentConfig) -> tuple[str, ...]:
+def table_columns(cfg: ExperimentConfig | dict) -> tuple[str, ...]:
     """The metrics the end-of-run table shows: the experiment's own choice, whatever the model family.
 
     ``metrics.names`` when given (the requested metrics, in that order), then the ``figure``
     panels; without ``metrics.names``, the registry's summary-table metrics (MetricSpec.table, in
-    that order) and then the figure panels."""
-    first = cfg.metrics.names if cfg.metrics.names else tuple(METRIC_SPECS.table_names())
-    return tuple(METRIC_SPECS.canonical_names(dict.fromkeys((*first, *cfg.figure)), "metrics.names"))
+    that order) and then the figure panels. ``cfg``: a config, or a run directory's config table
+    as read from disk (nothing of the run is imported to print its table)."""
+    if isinstance(cfg, dict):
+        names, figure = tuple((cfg.get("metrics") or {}).get("names") or ()), tuple(cfg.get("figure") or ())
+    else:
+        names, figure = cfg.metrics.names, cfg.figure
+    first = names or tuple(METRIC_SPECS.table_names())
+    return tuple(METRIC_SPECS.canonical_names(dict.fromkeys((*first, *figure)), "metrics.names"))
 
 
 def _stats(x: np.ndarray) -> dict:
