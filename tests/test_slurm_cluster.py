@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sgdlab.store.runs import RunDir
+from sgdlab.core.exit_codes import FAILED_WORK
 from waiting import wait_for
 
 pytest.importorskip("submitit", reason="the slurm executor needs submitit: pip install -e '.[slurm]'")
@@ -146,7 +147,8 @@ def test_a_cancelled_array_task_resumes_to_the_uninterrupted_sweep(tmp_path):
     finally:
         (tmp_path / "gate").unlink(missing_ok=True)  # the other tasks go on
     stdout, stderr = driver.communicate()
-    assert driver.returncode == 0, stderr[-3000:]
+    # the cancelled task is a failed job: the sweep says so (exit 3, the job listed), --resume reruns it
+    assert driver.returncode == FAILED_WORK and "ended without a result" in stderr, stderr[-3000:]
     jobs = json.loads((out / "index.json").read_text())["jobs"]
     assert [j["status"] for j in jobs].count("failed") == 1 and jobs[job_id]["status"] == "failed", jobs
     assert "ended without a result" in jobs[job_id]["error"]
