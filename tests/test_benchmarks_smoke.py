@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.study("diag_net")
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

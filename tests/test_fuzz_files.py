@@ -20,6 +20,8 @@ from sgdlab.frontends.cli import main
 from sgdlab.data.checks import MAX_ABS
 from sgdlab.core.limits import MAX_AXIS_VALUES, MAX_GRID_POINTS
 
+pytestmark = pytest.mark.study("diag_net")
+
 FEW = settings(max_examples=12, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 MANY = settings(FEW, max_examples=300)

@@ -28,6 +28,8 @@ from sgdlab.store.runs import RunDir
 from sgdlab.store.summary import format_table
 from sgdlab.workflows.monitor import Monitor
 
+pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "eos", "deep_nets")
+
 DT = torch.float64
 NAME = "test_registry_weight_sq"
 

@@ -13,6 +13,8 @@ import sgdlab
 from sgdlab.frontends.cli import main
 from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK
 
+pytestmark = pytest.mark.study("diag_net")
+
 TINY = ["steps=300", "seeds=2", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
         "eval.points=4", "arms.1.schedule.lr=0.4", "arms.2.schedule.lr=0.4", "arms.3.schedule.lr=0.4"]
 TINY_CLI = [a for kv in TINY for a in ("--set", kv)]

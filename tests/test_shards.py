@@ -21,6 +21,8 @@ from sgdlab.workflows.executors import shares
 from sgdlab.workflows.sweep import Sweep
 from sgdlab.engine.train import Engine
 
+pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "deep_nets")
+
 # Small diag-net: 4 SGD arms x 3 seeds + GD, a diverging arm (lr 0.4 on this data), checkpoints at
 # every evaluation; and a ReLU teacher-student net on the torch path.
 DIAG = ["steps=1500", "seeds=3", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",

@@ -93,7 +93,8 @@ def test_the_framework_works_with_a_study_folder_removed(tmp_path):
 def test_the_framework_tests_pass_with_every_study_removed(tmp_path):
     """The framework's own tests (those marked with no study) pass in a copy without sgdlab/studies/*."""
     src = _copy_without(tmp_path, STUDIES)
-    shutil.copytree(ROOT / "tests", src / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("tests", "benchmarks", "examples", "docs"):  # what the tests read besides the package
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONWARNINGS": "ignore"}
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests",
