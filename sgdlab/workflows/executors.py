@@ -25,16 +25,10 @@ from sgdlab.core.config import from_dict
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.registry import Registry
 from sgdlab.spec.experiment import ExperimentConfig
+from sgdlab.workflows.children import die_with_parent
 from sgdlab.workflows.progress import POLL_SECONDS
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorContext", "run_job"]
-
-# Seconds between checks of the driver's liveness in pool workers.
-WATCHDOG_SECONDS = 0.5
-# Linux prctl option: signal a child when its parent dies.
-PR_SET_PDEATHSIG = 1
-
-
 
 
 @dataclass
@@ -88,34 +82,6 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         return {"status": "done"}
     except Exception as e:  # a failing job is recorded, the sweep goes on  # noqa: BLE001
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-
-
-def die_with_parent(parent: int) -> None:
-    """Worker initializer (sweep pools, shards): a worker never outlives the process (PID ``parent``) that started it
-    (a killed driver would otherwise leave workers writing into job directories for many seconds,
-    or waiting for work forever)."""
-    import os
-    import threading
-
-    try:  # Linux: the kernel kills us when the parent dies
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the driver died while this worker was starting
-        os._exit(1)
-
-    def watch():  # everywhere: we are re-parented when the driver dies
-        import time
-
-        while os.getppid() == parent:
-            time.sleep(WATCHDOG_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
 
 
 @EXECUTORS.register("inprocess")

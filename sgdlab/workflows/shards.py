@@ -45,10 +45,8 @@ from sgdlab.core.config import from_dict, to_dict
 from sgdlab.core.errors import SgdlabError
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.train import Engine, TrainState
-from sgdlab.workflows.executors import die_with_parent
+from sgdlab.workflows.children import die_with_parent
 
-# Linux prctl option: deliver a signal to this process when its parent dies.
-PR_SET_PDEATHSIG = 1
 # A run-step's cost beyond its batch, in examples: on the diagonal net's kernel a full-batch step
 # (80 examples) costs 12.4 batch-1 steps, so (80 + c) / (1 + c) = 12.4, c ~ 6.
 STEP_OVERHEAD_EXAMPLES = 6.0
