@@ -42,12 +42,12 @@ import torch.nn.functional as F
 
 from sgdlab.data.augment import CIFAR_CROP_PADDING, FLIP_PROBABILITY, crop_flip
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import Engine
 from sgdlab.models.cifar import build_deep_model
 from sgdlab.models.deep import DeepNetConfig
 from sgdlab.optim.config import SGD
 from sgdlab.optim.schedules import Constant
-from sgdlab.engine.train import Engine
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 
 PARITY_TARGET = 0.95  # issue 16: engine >= 0.95x the plain loop's images/s
 EVAL_TARGET = 0.15  # issue 16: evaluation <= 15% of training time

@@ -45,10 +45,10 @@ LR = 0.01  # any small step: the timing does not depend on it
 def config(width: int, n_eval: int, steps: int, evals: int, device: str) -> str:
     from sgdlab.core.config import dump_toml
     from sgdlab.data.image_configs import SyntheticImages
-    from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
     from sgdlab.models.deep import DeepNetConfig
     from sgdlab.optim.config import SGD
     from sgdlab.optim.schedules import Constant
+    from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 
     # n_train >= one batch: the sampler draws batches of BATCH distinct images.
     data = SyntheticImages(n_train=max(n_eval, BATCH), n_test=n_eval, channels=3, size=32, num_classes=10,

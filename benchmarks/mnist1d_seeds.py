@@ -36,13 +36,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from sgdlab.data.toy_configs import MNIST1D  # noqa: E402
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig  # noqa: E402
+from sgdlab.engine.train import Engine  # noqa: E402
 from sgdlab.metrics.config import MetricsConfig  # noqa: E402
 from sgdlab.optim.config import SGD  # noqa: E402
 from sgdlab.optim.schedules import Constant  # noqa: E402
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig  # noqa: E402
 from sgdlab.studies.mnist1d.models import Mnist1dNetConfig  # noqa: E402
 from sgdlab.studies.mnist1d.nets import build_net  # noqa: E402
-from sgdlab.engine.train import Engine  # noqa: E402
 
 TARGET = 3.0  # sgdlab's batched seeds >= 3x the plain loop
 LR = 0.05  # timing does not depend on it

@@ -50,11 +50,11 @@ def configs(n, d, runs, steps):
     """(GD config, SDE config): same data, schedule, steps, evaluation; R runs each."""
     from sgdlab.core.config import dump_toml
     from sgdlab.data.synthetic import SparseRegression
-    from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
     from sgdlab.metrics.config import MetricsConfig
     from sgdlab.optim.config import GD
-    from sgdlab.optim.sde import ConstantNoiseSDE
     from sgdlab.optim.schedules import Constant
+    from sgdlab.optim.sde import ConstantNoiseSDE
+    from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
     from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
     base = ExperimentConfig(name="bench-sde", data=SparseRegression(n=n, d=d, r=3, n_test=100), model=DiagonalNetConfig(),
@@ -141,10 +141,10 @@ def main(argv=None):
 
         from sgdlab.data.synthetic import SparseRegression
         from sgdlab.data.toy_configs import TeacherStudent2D
-        from sgdlab.studies.diag_net.model import DiagonalNetConfig
         from sgdlab.models.mlp import MLPConfig
         from sgdlab.optim.config import GD
         from sgdlab.optim.sde import ConstantNoiseSDE
+        from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
         torch.set_num_threads(a.threads)
         inproc = []

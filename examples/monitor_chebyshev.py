@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 import sgdlab
-from sgdlab.studies.eos.data import Chebyshev
 from sgdlab.metrics.probes import ProbeSettings
+from sgdlab.studies.eos.data import Chebyshev
 
 FIRST_LAYER_STD = 0.26737  # Xavier normal, gain 1.9: 1.9 * sqrt(2 / (1 + 100))
 SECOND_LAYER_STD = 0.057735  # nn.Linear's default variance 1 / (3 * 100), as a Gaussian

@@ -2,11 +2,10 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from sgdlab.frontends.cli import main
-
-import pytest
 
 pytestmark = pytest.mark.study("diag_net")
 

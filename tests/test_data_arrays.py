@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from sgdlab.core.config import dump_toml, from_dict, load_toml
+from sgdlab.core.errors import ConfigError, DataError
 from sgdlab.data.arrays import ArrayFile, dataset_from_arrays
 from sgdlab.data.base import DataConfig, Dataset
 from sgdlab.data.function import FunctionData
-from sgdlab.core.errors import ConfigError, DataError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import train
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.config import GD
 from sgdlab.optim.schedules import Constant
-from sgdlab.engine.train import train
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sgdlab.core.errors import ConfigError, DataError
 from sgdlab.data.augment import (
     NO_AUGMENTATION,
     Augmentation,
@@ -26,7 +27,6 @@ from sgdlab.data.images import (
     load_image_dataset,
     load_mnist1d,
 )
-from sgdlab.core.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.study("deep_nets")
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from sgdlab.core.config import from_dict
+from sgdlab.core.errors import ConfigError
 from sgdlab.data.base import DataConfig
-from sgdlab.studies.eos.data import EoSSRegression, SharpestDirections
-from sgdlab.studies.related.data import SupportRegression, support_target
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.data.toy import TEACHER_ACTIVATIONS, hidden_preactivations, teacher_forward
 from sgdlab.data.toy_configs import (
@@ -20,7 +19,8 @@ from sgdlab.data.toy_configs import (
     TeacherStudent2D,
     ThreeLayerTeacher,
 )
-from sgdlab.core.errors import ConfigError
+from sgdlab.studies.eos.data import EoSSRegression, SharpestDirections
+from sgdlab.studies.related.data import SupportRegression, support_target
 
 pytestmark = pytest.mark.study("related", "eos")
 

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import train
 from sgdlab.metrics.config import CurvatureConfig, MetricsConfig, ThresholdsConfig
 from sgdlab.metrics.sparsity import feature_sparsity
 from sgdlab.models.cifar import build_deep_model
 from sgdlab.models.deep import BUFFER, DeepNetConfig
 from sgdlab.optim.config import SGD
 from sgdlab.optim.schedules import Piecewise
-from sgdlab.engine.train import train
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 
 DATA = SyntheticImages(n_train=48, n_test=16, size=8, num_classes=4)
 
@@ -76,8 +76,8 @@ def test_deep_config_errors():
 
     with pytest.raises(ConfigError, match="unknown deep model 'resnet19'; allowed:"):
         DeepNetConfig(name="resnet19")
-    from sgdlab.data.image_configs import ImageData
     from sgdlab.core.errors import DataError
+    from sgdlab.data.image_configs import ImageData
 
     with pytest.raises(DataError, match="set data.path"):
         ImageData(name="cifar10").build()

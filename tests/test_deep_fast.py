@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from sgdlab.core.errors import ConfigError
 from sgdlab.data.augment import Augmentation
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import train
 from sgdlab.metrics.config import MetricsConfig, ThresholdsConfig
 from sgdlab.models import deep_step
 from sgdlab.models.cifar import (
@@ -24,7 +24,7 @@ from sgdlab.models.deep import BUFFER, DeepNetConfig
 from sgdlab.models.deep_step import ModuleStepper, StepOptions
 from sgdlab.optim.config import SGD
 from sgdlab.optim.schedules import Constant, Piecewise
-from sgdlab.engine.train import train
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 
 pytestmark = pytest.mark.study("deep_nets")
 
@@ -281,8 +281,8 @@ def test_paper_config_cifar10_resnet18_noreg_runs_through_the_cli(tmp_path):
 
     from click.testing import CliRunner
 
-    from sgdlab.frontends.cli import main
     from sgdlab.data.files import write_synthetic_cifar
+    from sgdlab.frontends.cli import main
 
     archive = write_synthetic_cifar(tmp_path / "data", n_train=256, n_test=32, archive=True)
     args = ["run", "cifar10-resnet18-noreg", "--set", f"data.path={archive}", "--steps", "3", "--set", "model.width=2",

@@ -16,8 +16,8 @@ import pytest
 
 import sgdlab
 from sgdlab.core.config import from_dict, to_dict
-from sgdlab.optim.stepper import advance
 from sgdlab.engine.train import Engine, train
+from sgdlab.optim.stepper import advance
 
 pytestmark = pytest.mark.study("diag_net")
 

@@ -13,11 +13,11 @@ import torch
 from scipy.linalg.lapack import dgejsv
 
 from sgdlab.data.synthetic import SparseRegression
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.studies.diag_net.metrics import DiagJacobianRank, diag_jacobian_rank_svd
+from sgdlab.engine.train import Engine
 from sgdlab.optim.config import SGD
 from sgdlab.optim.schedules import Constant
-from sgdlab.engine.train import Engine
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.studies.diag_net.metrics import DiagJacobianRank, diag_jacobian_rank_svd
 from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from sgdlab.core.errors import ConfigError
 from sgdlab.frontends.docs_numbers import SPECS, check_pages, render_record
 from sgdlab.frontends.docs_numbers.core import (
     ROOT,
@@ -16,7 +17,6 @@ from sgdlab.frontends.docs_numbers.core import (
     read_blocks,
     replace_block,
 )
-from sgdlab.studies.related.numbers import exact_prefix
 from sgdlab.frontends.docs_numbers.stats import (
     Stat,
     add_late_levels,
@@ -25,7 +25,7 @@ from sgdlab.frontends.docs_numbers.stats import (
     compare,
     num,
 )
-from sgdlab.core.errors import ConfigError
+from sgdlab.studies.related.numbers import exact_prefix
 
 pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "eos", "deep_nets", "mnist1d")
 

@@ -6,14 +6,13 @@ import torch
 
 from sgdlab.core.config import override
 from sgdlab.data.synthetic import SparseRegression
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import Engine, train
 from sgdlab.models.base import BatchedModel
-from sgdlab.studies.diag_net.model import DiagonalNet
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.samplers import WithoutReplacement, WithReplacement
 from sgdlab.optim.schedules import Constant, Piecewise
-from sgdlab.engine.train import Engine, train
-from sgdlab.studies.diag_net.model import DiagonalNetConfig
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.studies.diag_net.model import DiagonalNet, DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")
 

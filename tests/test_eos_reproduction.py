@@ -47,8 +47,8 @@ import pytest
 
 import sgdlab
 from sgdlab.core.config import from_dict, to_dict
-from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.train import train
+from sgdlab.spec.experiment import ExperimentConfig
 
 pytestmark = pytest.mark.study("eos")
 

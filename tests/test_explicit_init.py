@@ -6,19 +6,19 @@ import pytest
 import torch
 
 from sgdlab.core.config import from_dict, override
-from sgdlab.data.base import Dataset
-from sgdlab.studies.related.data import ScalarTarget, SupportRegression
-from sgdlab.data.synthetic import SparseRegression
 from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.data.base import Dataset
+from sgdlab.data.synthetic import SparseRegression
+from sgdlab.engine.train import train
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models.base import ModelConfig
-from sgdlab.studies.diag_net.model import DiagonalNetConfig
-from sgdlab.studies.related.two_layer import TwoLayerConfig
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.noise import LabelNoiseGD, LabelNoiseSGD
 from sgdlab.optim.schedules import Constant
-from sgdlab.engine.train import train
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.studies.diag_net.model import DiagonalNetConfig
+from sgdlab.studies.related.data import ScalarTarget, SupportRegression
+from sgdlab.studies.related.two_layer import TwoLayerConfig
 
 pytestmark = pytest.mark.study("diag_net", "related")
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sgdlab
-from sgdlab.frontends.cli import main
 from sgdlab.core.config import flat_fields, to_dict
+from sgdlab.frontends.cli import main
 from sgdlab.spec.experiment import ExperimentConfig
 
 pytestmark = pytest.mark.study("diag_net", "eos")

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgdlab.frontends.cli import main
-from sgdlab.data.checks import MAX_ABS
 from sgdlab.core.limits import MAX_AXIS_VALUES, MAX_GRID_POINTS
+from sgdlab.data.checks import MAX_ABS
+from sgdlab.frontends.cli import main
 
 pytestmark = pytest.mark.study("diag_net")
 
@@ -210,7 +210,9 @@ def sweep_files(draw):
 
 def _expected_points(text: str) -> int:
     """The number of grid points of a sweep file, computed without sgdlab."""
-    from sgdlab.workflows.sweep import parse_values  # the grid syntax itself is tested in test_sweep.py
+    from sgdlab.workflows.sweep import (
+        parse_values,  # the grid syntax itself is tested in test_sweep.py
+    )
 
     sizes = [len(parse_values(v)) if isinstance(v, str) else len(v) for v in tomllib.loads(text)["grid"].values()]
     return int(np.prod(sizes)) if sizes else 0

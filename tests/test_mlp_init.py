@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.studies.eos.data import Chebyshev
 from sgdlab.models.mlp import MLPConfig, xavier_std
+from sgdlab.studies.eos.data import Chebyshev
 
 pytestmark = pytest.mark.study("eos")
 

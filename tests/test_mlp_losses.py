@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from sgdlab.core.config import from_dict
+from sgdlab.core.errors import ConfigError
 from sgdlab.data.arrays import ArrayFile
 from sgdlab.data.base import Dataset
 from sgdlab.data.image_configs import SyntheticImages
-from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import train
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models.base import ModelConfig
 from sgdlab.models.cifar import DEEP_MODELS, DEFAULT_WIDTHS, build_deep_model
@@ -20,7 +20,7 @@ from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim import noise
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.schedules import Constant
-from sgdlab.engine.train import train
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 
 K = 4  # classes
 

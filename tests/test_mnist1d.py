@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.data.toy_configs import MNIST1D
 from sgdlab.core.errors import ConfigError
+from sgdlab.data.toy_configs import MNIST1D
 
 mnist1d_data = pytest.importorskip("mnist1d.data")
 

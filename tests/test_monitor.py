@@ -14,15 +14,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import sgdlab
-from sgdlab.frontends.cli import main
 from sgdlab.core.errors import ConfigError
+from sgdlab.frontends.cli import main
 from sgdlab.metrics.curvature import dense_eigvalsh, dense_hessian
 from sgdlab.metrics.jacobian import jacobian_rank
 from sgdlab.metrics.measure import WarmStart, stability_thresholds, subset_indices
 from sgdlab.metrics.probes import PROBES, ProbeSettings, measurement_set
 from sgdlab.metrics.sparsity import feature_sparsity
-from sgdlab.workflows.monitor import LogSpaced, Monitor
 from sgdlab.store.runs import RunDir
+from sgdlab.workflows.monitor import LogSpaced, Monitor
 
 DT = torch.float64
 ALL = ["sharpness", "threshold", "batch_sharpness", "gni", "sparsity", "dead_units", "jacobian_rank"]

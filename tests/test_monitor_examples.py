@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.workflows.api import load_experiment
 from sgdlab.core.config import from_dict, to_dict
-from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.train import Engine
+from sgdlab.spec.experiment import ExperimentConfig
+from sgdlab.workflows.api import load_experiment
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgdlab.metrics.probes import ProbeSettings
-from sgdlab.workflows.monitor import Monitor
 from sgdlab.store.runs import RunDir
+from sgdlab.workflows.monitor import Monitor
 
 QUICK = ProbeSettings(max_batches=12, min_batches=4, trace_samples=4)
 

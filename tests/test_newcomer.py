@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 import sgdlab
-from sgdlab.metrics.registry import METRIC_SPECS
-from sgdlab.spec import catalog
-from sgdlab.frontends.cli import main
 from sgdlab.data.base import DataConfig
+from sgdlab.frontends.cli import main
 from sgdlab.frontends.kinds import FAMILIES, describe, format_kinds
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.models.base import ModelConfig
+from sgdlab.spec import catalog
 from sgdlab.store.summary import format_table, table_columns
 
 pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "eos", "deep_nets")

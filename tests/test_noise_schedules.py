@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from sgdlab.optim import schedules as S
 from sgdlab.core.config import dump_toml, from_dict
+from sgdlab.core.errors import ConfigError
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.data.toy_configs import TeacherStudent2D
-from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import train
 from sgdlab.models.mlp import MLPConfig
+from sgdlab.optim import schedules as S
 from sgdlab.optim.config import OptimizerConfig
 from sgdlab.optim.noise import (
     LabelNoiseGD,
@@ -23,9 +23,9 @@ from sgdlab.optim.noise import (
     NoisyGradient,
     build_level,
 )
-from sgdlab.optim.sde import ConstantNoiseSDE, SDERule
 from sgdlab.optim.schedules import Constant, Piecewise, Steps
-from sgdlab.engine.train import train
+from sgdlab.optim.sde import ConstantNoiseSDE, SDERule
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")

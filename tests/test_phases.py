@@ -10,12 +10,11 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.optim import schedules as S
 from sgdlab.core.config import from_dict, override, to_dict
-from sgdlab.data.synthetic import SparseRegression
 from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.studies.diag_net.model import DiagonalNetConfig
+from sgdlab.data.synthetic import SparseRegression
+from sgdlab.engine.train import Engine, train
+from sgdlab.optim import schedules as S
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.noise import (
     TAG_SDE,
@@ -25,11 +24,12 @@ from sgdlab.optim.noise import (
     block_len,
 )
 from sgdlab.optim.samplers import WithReplacement
+from sgdlab.optim.schedules import Constant, Piecewise, Steps
 from sgdlab.optim.sde import ConstantNoiseSDE
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.spec.phases import PhaseConfig
 from sgdlab.store.runs import RunDir
-from sgdlab.optim.schedules import Constant, Piecewise, Steps
-from sgdlab.engine.train import Engine, train
+from sgdlab.studies.diag_net.model import DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")
 

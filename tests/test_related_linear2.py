@@ -25,8 +25,12 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.studies.related.metrics import CONVERGED_LOSS, depth2_flow_limit, steps_to_converge
 from sgdlab.engine.train import Engine
+from sgdlab.studies.related.metrics import (
+    CONVERGED_LOSS,
+    depth2_flow_limit,
+    steps_to_converge,
+)
 
 pytestmark = pytest.mark.study("related")
 

@@ -5,19 +5,23 @@ import pytest
 import torch
 
 from sgdlab.core.config import from_dict
-from sgdlab.data.base import DataConfig
-from sgdlab.studies.related.data import ScalarTarget, SupportRegression
 from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
-from sgdlab.studies.related.metrics import depth2_flow_limit, steps_to_converge, value_at_time
+from sgdlab.data.base import DataConfig
+from sgdlab.engine.train import train
+from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models.base import BatchedModel, ModelConfig
-from sgdlab.studies.related.linear import LinearConfig
-from sgdlab.studies.related.two_layer import TwoLayerConfig, TwoLayerNet
 from sgdlab.optim.config import GD
 from sgdlab.optim.flow import gradient_flow
 from sgdlab.optim.schedules import Constant
-from sgdlab.engine.train import train
-from sgdlab.metrics.config import MetricsConfig
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.studies.related.data import ScalarTarget, SupportRegression
+from sgdlab.studies.related.linear import LinearConfig
+from sgdlab.studies.related.metrics import (
+    depth2_flow_limit,
+    steps_to_converge,
+    value_at_time,
+)
+from sgdlab.studies.related.two_layer import TwoLayerConfig, TwoLayerNet
 
 pytestmark = pytest.mark.study("related")
 

@@ -13,12 +13,11 @@ appear: the two mean deviations at eta = 0.01 agree to 1e-6 relative (the findin
 """
 
 import numpy as np
+import pytest
 
 import sgdlab
 from sgdlab.core.config import from_dict, to_dict
 from sgdlab.studies.related.metrics import late_mean, loglog_slope
-
-import pytest
 
 pytestmark = pytest.mark.study("related")
 

@@ -17,12 +17,11 @@ of the sum): its irrelevant columns behave as GD's, > 0.9 at T and unchanged (< 
 """
 
 import numpy as np
+import pytest
 
 import sgdlab
 from sgdlab.core.config import from_dict, to_dict
 from sgdlab.studies.related.metrics import value_at_time
-
-import pytest
 
 pytestmark = pytest.mark.study("related")
 

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from waiting import wait_for
 
 import sgdlab
-from sgdlab.frontends.cli import main
 from sgdlab.core.errors import CheckpointError, ConfigError
+from sgdlab.frontends.cli import main
 from sgdlab.store.locking import DirLock, read_owner
 from sgdlab.store.runs import CHECKPOINT, METRICS, RunDir
 from sgdlab.workflows.sweep import Sweep
-from waiting import wait_for
 
 pytestmark = pytest.mark.study("diag_net")
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import sgdlab
-from sgdlab.frontends.cli import main
 from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK
+from sgdlab.frontends.cli import main
 
 pytestmark = pytest.mark.study("diag_net")
 

@@ -14,9 +14,9 @@ sqrt(0.5)) = 0.0024, so the warm-up never exceeds the small step 0.011; then the
 appear: not every warm-up arm has fewer positive activations than eta = 0.011 in both layers.
 """
 
-import sgdlab
-
 import pytest
+
+import sgdlab
 
 pytestmark = pytest.mark.study("relu_nets")
 

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from sgdlab.core.errors import DataError
 from sgdlab.data.toy_configs import (
     Digits,
     Regression1D,
     TeacherStudent2D,
     ThreeLayerTeacher,
 )
-from sgdlab.core.errors import DataError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import train
 from sgdlab.metrics.config import MetricsConfig, ThresholdsConfig
 from sgdlab.metrics.jacobian import matrix_rank, per_example_jacobian_batched
 from sgdlab.metrics.sparsity import feature_sparsity
@@ -20,7 +20,7 @@ from sgdlab.models.base import BatchedModel
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.config import GD, SGD
 from sgdlab.optim.schedules import Constant, Piecewise
-from sgdlab.engine.train import train
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 
 pytestmark = pytest.mark.study("relu_nets")
 

@@ -12,10 +12,9 @@ The bundled config at 8 of its 16 seeds (its numbers at 16 seeds: docs/relu-nets
 """
 
 import numpy as np
+import pytest
 
 import sgdlab
-
-import pytest
 
 pytestmark = pytest.mark.study("diag_net")
 

@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from waiting import wait_for
 
 import sgdlab
 from sgdlab.core.config import dump_toml
 from sgdlab.core.errors import CheckpointError
 from sgdlab.store.runs import RunDir
-from waiting import wait_for
 
 pytestmark = pytest.mark.study("diag_net")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sgdlab.optim import schedules as S
 from sgdlab.core.config import from_dict
 from sgdlab.core.errors import ConfigError
+from sgdlab.optim import schedules as S
 
 
 def test_constant():

@@ -7,18 +7,17 @@ import numpy as np
 import pytest
 import torch
 
+from sgdlab.core.errors import ConfigError
 from sgdlab.data.synthetic import SparseRegression
 from sgdlab.data.toy_configs import TeacherStudent2D
-from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.engine.train import train
 from sgdlab.metrics.jacobian import per_example_jacobian
-from sgdlab.studies.diag_net.model import DiagonalNet
 from sgdlab.models.mlp import MLPConfig
 from sgdlab.optim.noise import LabelNoiseGD, LabelNoiseSGD, NoisyGD, NoisyGradient
-from sgdlab.optim.sde import ConstantNoiseSDE, SDERule, delta_from_loss
 from sgdlab.optim.schedules import Constant, Piecewise
-from sgdlab.engine.train import train
-from sgdlab.studies.diag_net.model import DiagonalNetConfig
+from sgdlab.optim.sde import ConstantNoiseSDE, SDERule, delta_from_loss
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.studies.diag_net.model import DiagonalNet, DiagonalNetConfig
 
 pytestmark = pytest.mark.study("diag_net")
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import sgdlab
-from sgdlab.workflows.cores import choose, physical_cores
-from sgdlab.store.runs import RunDir
-from sgdlab.workflows.shards import WorkerError, split
-from sgdlab.workflows.executors import shares
-from sgdlab.workflows.sweep import Sweep
 from sgdlab.engine.train import Engine
+from sgdlab.store.runs import RunDir
+from sgdlab.workflows.cores import choose, physical_cores
+from sgdlab.workflows.executors import shares
+from sgdlab.workflows.shards import WorkerError, split
+from sgdlab.workflows.sweep import Sweep
 
 pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "deep_nets")
 

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 import sgdlab
-from sgdlab.frontends.cli import main
 from sgdlab.core.errors import ConfigError
+from sgdlab.frontends.cli import main
 from sgdlab.workflows.slurm import (
     SLURM_DIR,
     SlurmOptions,

@@ -19,10 +19,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from sgdlab.store.runs import RunDir
-from sgdlab.core.exit_codes import FAILED_WORK
 from waiting import wait_for
+
+from sgdlab.core.exit_codes import FAILED_WORK
+from sgdlab.store.runs import RunDir
 
 pytest.importorskip("submitit", reason="the slurm executor needs submitit: pip install -e '.[slurm]'")
 

@@ -29,8 +29,9 @@ def test_import_linter_contracts_hold():
 
 
 def test_each_study_registers_through_the_public_door():
-    from sgdlab.core.plugins import ENTRY_POINT_GROUP
     from importlib import metadata
+
+    from sgdlab.core.plugins import ENTRY_POINT_GROUP
 
     eps = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     for name in STUDIES:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import sgdlab
-from sgdlab.workflows.compare import export, format_rows, rows_of
 from sgdlab.store.runs import RunDir
+from sgdlab.workflows.compare import export, format_rows, rows_of
 from sgdlab.workflows.sweep import Sweep, parse_axis, parse_values, plan, run_job
 
 pytestmark = pytest.mark.study("diag_net")
@@ -143,7 +143,13 @@ def test_existing_sweep_directory_is_not_overwritten(tmp_path):
 
 
 def test_window_finder_brackets_are_consistent():
-    from sgdlab.workflows.window import CONVERGED, DIVERGED, STABILIZED, _classify, find_window
+    from sgdlab.workflows.window import (
+        CONVERGED,
+        DIVERGED,
+        STABILIZED,
+        _classify,
+        find_window,
+    )
 
     cfg = sgdlab.override(sgdlab.load_experiment("diag-net"), ["steps=20001", "seeds=3"])
     import dataclasses

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sgdlab.core.config import from_dict
+from sgdlab.core.errors import ConfigError
 from sgdlab.data.toy import (
     Regression1DConfig,
     SharpestDirectionsConfig,
@@ -19,7 +20,6 @@ from sgdlab.data.toy import (
     teacher_student_2d,
     three_layer_teacher,
 )
-from sgdlab.core.errors import ConfigError
 
 pytestmark = pytest.mark.study("eos")
 

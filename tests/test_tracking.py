@@ -7,10 +7,10 @@ import torch
 
 from sgdlab.core.config import from_dict
 from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ExperimentConfig
+from sgdlab.engine.train import Engine, train
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.metrics.tracking import RunLoss, run_operator
-from sgdlab.engine.train import Engine, train
+from sgdlab.spec.experiment import ExperimentConfig
 
 pytestmark = pytest.mark.study("eos")
 

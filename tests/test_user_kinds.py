@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import sgdlab
-from sgdlab.frontends.cli import main
 from sgdlab.core.errors import ConfigError
+from sgdlab.frontends.cli import main
 from sgdlab.store.runs import RunDir
 
 pytestmark = pytest.mark.study("diag_net")

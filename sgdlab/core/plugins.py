@@ -30,7 +30,12 @@ import warnings
 from pathlib import Path
 
 from sgdlab.core.errors import ConfigError
-from sgdlab.core.user_modules import exception_line, exit_line, import_user_module, is_file_spec
+from sgdlab.core.user_modules import (
+    exception_line,
+    exit_line,
+    import_user_module,
+    is_file_spec,
+)
 
 __all__ = ["ENTRY_POINT_GROUP", "import_modules", "load_entry_points", "resolve_spec"]
 
@@ -82,7 +87,9 @@ def load_entry_points() -> None:
     global _loaded_entry_points
     if _loaded_entry_points:
         return
-    from importlib import metadata  # here, not at import: it adds to every light command
+    from importlib import (
+        metadata,  # here, not at import: it adds to every light command
+    )
 
     _loaded_entry_points = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):

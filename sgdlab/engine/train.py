@@ -24,7 +24,6 @@ import torch
 
 from sgdlab.core.errors import ConfigError, SgdlabError
 from sgdlab.data.checks import check_model_data, data_source
-from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.probes import EngineProbes
 from sgdlab.metrics.config import curvature_advice
 from sgdlab.metrics.registry import METRIC_SPECS, unknown_metric
@@ -32,6 +31,7 @@ from sgdlab.metrics.tracking import CurvatureTracker, RunBatching
 from sgdlab.optim.config import Optimizer
 from sgdlab.optim.samplers import STREAM_INIT, Sampler
 from sgdlab.optim.stepper import advance
+from sgdlab.spec.experiment import ExperimentConfig
 
 # Steps advanced per call between evaluations: bounds the pre-drawn batch indices
 # (R x CHUNK x b int64) and the step-size table.

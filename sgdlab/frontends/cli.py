@@ -24,7 +24,6 @@ from sgdlab.core.errors import ConfigError, SgdlabDeprecationWarning, SgdlabErro
 from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK, INTERRUPTED
 
 
-
 def _scalar_fields():
     from sgdlab.spec.experiment import ExperimentConfig
 
@@ -116,8 +115,8 @@ def _load(experiment, imports, sets=()):
     ``sets`` applied."""
     import dataclasses
 
-    from sgdlab.spec import catalog
     from sgdlab.core.plugins import import_modules
+    from sgdlab.spec import catalog
 
     given = import_modules(list(imports), "--import") if imports else ()
     cfg = catalog.load_experiment(experiment)
@@ -179,8 +178,8 @@ def main(threads, debug):
 def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, progress, dry_run, workers, imports,
             trust_imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
-    from sgdlab.workflows import api
     from sgdlab.core.config import dump_toml, toml_value
+    from sgdlab.workflows import api
 
     if resume:
         if experiment or sets or imports or any(v is not None for v in typed.values()):
@@ -282,8 +281,8 @@ def list_cmd():
 def kinds_cmd(family, experiment, imports):
     """List every registered kind (data, model, optimizer, schedule, metric, figure, executor) with its
     keys, types, defaults and a one-line description; your own kinds too after --import."""
-    from sgdlab.frontends.kinds import describe, format_kinds
     from sgdlab.core.plugins import import_modules
+    from sgdlab.frontends.kinds import describe, format_kinds
 
     if imports:
         import_modules(list(imports), "--import")
@@ -527,7 +526,12 @@ def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports)
     import dataclasses
 
     from sgdlab.store.files import check_writable_dir
-    from sgdlab.workflows.window import check_window_args, find_window, format_window, save_window
+    from sgdlab.workflows.window import (
+        check_window_args,
+        find_window,
+        format_window,
+        save_window,
+    )
 
     cfg = _load(experiment, imports, sets)
     if not 0 <= arm < len(cfg.arms):

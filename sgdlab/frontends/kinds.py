@@ -77,12 +77,12 @@ def _default(v) -> str:
 
 
 def _config_kinds(family: str) -> list[Kind]:
-    from sgdlab.spec import experiment  # noqa: F401  (imports every bundled config kind)
     from sgdlab.data.base import DataConfig
-    from sgdlab.spec.external import EXTERNAL
     from sgdlab.models.base import ModelConfig
     from sgdlab.optim.config import OptimizerConfig
     from sgdlab.optim.schedules import ScheduleConfig
+    from sgdlab.spec import experiment  # noqa: F401  (imports every bundled config kind)
+    from sgdlab.spec.external import EXTERNAL
 
     base = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
             "schedule": ScheduleConfig}[family]
@@ -136,9 +136,8 @@ def describe(family: str | None = None, experiment_cfg=None) -> list[Kind]:
         elif fam == "metric":
             out += _metric_kinds(experiment_cfg)
         elif fam == "figure":
-            from sgdlab.plots import FIGURES
-
             from sgdlab.core.registry import source_of
+            from sgdlab.plots import FIGURES
 
             out += [Kind("figure", n, _first_line(FIGURES.get(n).__doc__) or f"a figure from {source_of(FIGURES.get(n))}")
                     for n in FIGURES.names()]

@@ -77,8 +77,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sgdlab.data.base import DataConfig, Dataset
 from sgdlab.core.errors import ConfigError
+from sgdlab.data.base import DataConfig, Dataset
 from sgdlab.metrics.custom import add_metric
 from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import OptimizerConfig
@@ -169,9 +169,9 @@ def register_data(kind: str):
             return _register_class(obj, DataConfig, kind, "data")
 
         def build(self) -> Dataset:
-            from sgdlab.data.arrays import dataset_from_output
             from sgdlab.core.errors import DataError, SgdlabError
             from sgdlab.core.user_modules import exception_line
+            from sgdlab.data.arrays import dataset_from_output
 
             source = f"data kind {kind!r} ({obj.__module__}:{obj.__qualname__})"
             try:

@@ -24,8 +24,8 @@ __all__ = ["add_metric"]
 def add_metric(name: str, fn: Callable, *, description: str = "", label: str = "",
                log_scale: bool = False) -> MetricSpec:
     """Register ``fn`` as metric ``name`` for the engine and the Monitor; returns its spec."""
-    from sgdlab.metrics.module_view import metric_probe
     from sgdlab.core.registry import same_definition
+    from sgdlab.metrics.module_view import metric_probe
     from sgdlab.metrics.probes import PROBES
 
     old = METRIC_SPECS.get_or_none(name)

@@ -34,9 +34,13 @@ import numpy as np
 import torch
 
 from sgdlab.core.errors import ConfigError
-from sgdlab.metrics.curvature import EigResult, batch_curvature, lanczos
-from sgdlab.metrics.curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
 from sgdlab.core.streams import BATCH_SUBSTREAM, STREAM_CURVATURE  # noqa: F401  (re-exported)
+from sgdlab.metrics.curvature import EigResult, batch_curvature, lanczos
+from sgdlab.metrics.curvature.batch import (
+    DEFAULT_MAX_BATCHES,
+    DEFAULT_MIN_BATCHES,
+    DEFAULT_RSE_TOL,
+)
 
 __all__ = [
     "BATCH_SUBSTREAM",

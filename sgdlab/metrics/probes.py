@@ -40,7 +40,11 @@ from sgdlab.core.errors import ConfigError
 from sgdlab.core.registry import Registry
 from sgdlab.metrics.adaptive import PreconditionedOperator, adaptive_edge, is_adaptive
 from sgdlab.metrics.curvature import QUANTITIES, HessianOperator, hutchinson_trace
-from sgdlab.metrics.curvature.batch import DEFAULT_MAX_BATCHES, DEFAULT_MIN_BATCHES, DEFAULT_RSE_TOL
+from sgdlab.metrics.curvature.batch import (
+    DEFAULT_MAX_BATCHES,
+    DEFAULT_MIN_BATCHES,
+    DEFAULT_RSE_TOL,
+)
 from sgdlab.metrics.curvature.hvp import FunctionalLoss
 from sgdlab.metrics.features import layer_features, resolve_layers
 from sgdlab.metrics.jacobian import DEFAULT_RTOL, matrix_rank, per_example_jacobian

@@ -27,7 +27,13 @@ from sgdlab.core.config import check
 from sgdlab.core.errors import choices_message
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.models.base import BatchedModel, ModelConfig, Params
-from sgdlab.models.deep_step import BUFFER, DEFAULT_OPTIONS, ModuleStepper, StepOptions, to_inputs
+from sgdlab.models.deep_step import (
+    BUFFER,
+    DEFAULT_OPTIONS,
+    ModuleStepper,
+    StepOptions,
+    to_inputs,
+)
 from sgdlab.models.mlp import num_classes
 
 # Examples per forward pass in evaluation: bounds activation memory on CPU and GPU.

@@ -249,7 +249,11 @@ class MLP(BatchedModel):
         coefficient, tau = ``cfg.thresholds.sparsity_tau``), ``block{l}_active`` (positive fraction),
         ``block{l}_merged``, ``block{l}_dead``, and ``jacobian_rank`` (rtol ``cfg.thresholds.rank_rtol``
         or 1e-4). All ``(R,)``; names as in ``sgdlab.metrics.vocabulary``."""
-        from sgdlab.metrics.jacobian import DEFAULT_RTOL, jacobian_rank_batched, matrix_rank
+        from sgdlab.metrics.jacobian import (
+            DEFAULT_RTOL,
+            jacobian_rank_batched,
+            matrix_rank,
+        )
         from sgdlab.metrics.sparsity import feature_sparsity
 
         want = lambda k: names is None or k in names

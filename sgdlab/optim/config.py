@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sgdlab.core.config import check
-from sgdlab.optim.schedules import ScheduleConfig
 from sgdlab.optim import samplers
 from sgdlab.optim.base import Optimizer, OptimizerConfig
 from sgdlab.optim.noise import RandomLabels
+from sgdlab.optim.schedules import ScheduleConfig
 
 __all__ = ["GD", "SGD", "Optimizer", "OptimizerConfig"]
 

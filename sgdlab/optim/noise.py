@@ -37,12 +37,12 @@ import numpy as np
 
 from sgdlab.core._torch import torch
 from sgdlab.core.config import check
+from sgdlab.core.streams import TAG_LABEL, TAG_PARAM, TAG_SDE  # noqa: F401  (re-exported)
 from sgdlab.models.base import half_mse
-from sgdlab.optim.schedules import Schedule, ScheduleConfig
 from sgdlab.optim import samplers
 from sgdlab.optim.base import Optimizer, OptimizerConfig
 from sgdlab.optim.samplers import STREAM_NOISE
-from sgdlab.core.streams import TAG_LABEL, TAG_PARAM, TAG_SDE  # noqa: F401  (re-exported)
+from sgdlab.optim.schedules import Schedule, ScheduleConfig
 
 # Noise pre-drawn per (run, block): at most this many numbers (8 MiB of float64) and at most
 # MAX_BLOCK steps; the block length depends only on the noise size, never on the chunking.

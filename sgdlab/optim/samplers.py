@@ -9,8 +9,13 @@ uninterrupted ones and makes results independent of how the run is chunked.
 from __future__ import annotations
 
 import numpy as np
-from sgdlab.core.streams import STREAM_AUGMENT, STREAM_BATCHES, STREAM_INIT, STREAM_NOISE  # noqa: F401  (re-exported)
 
+from sgdlab.core.streams import (  # noqa: F401  (re-exported)
+    STREAM_AUGMENT,
+    STREAM_BATCHES,
+    STREAM_INIT,
+    STREAM_NOISE,
+)
 
 # Steps per block of pre-drawn batches (with replacement); any value works, this one
 # keeps a block of batch-1 indices at 8 KiB.

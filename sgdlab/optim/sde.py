@@ -36,7 +36,6 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from sgdlab.core.config import check
-from sgdlab.optim.schedules import Schedule
 from sgdlab.optim import samplers
 from sgdlab.optim.base import OptimizerConfig
 from sgdlab.optim.noise import (
@@ -50,6 +49,7 @@ from sgdlab.optim.noise import (
     loss_derivative,
     with_rule,
 )
+from sgdlab.optim.schedules import Schedule
 
 # mean_i l'_i^2 / L for the two squared losses (see the module docstring).
 DERIVATIVE_SQ_PER_LOSS = {"mse": 4.0, "half_mse": 2.0}

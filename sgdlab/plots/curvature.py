@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from sgdlab.store.runs import RunDir
 from sgdlab.plots.panels import quiet_nan, save_figure
+from sgdlab.store.runs import RunDir
 
 
 def _arms(cfg, runs):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from sgdlab.store.runs import RunDir
 from sgdlab.plots.panels import save_figure
+from sgdlab.store.runs import RunDir
 
 _BATCH = (("batch_sharpness", "batch sharpness", "o"), ("minibs", "MiniBS", "^"), ("gni", "GNI", "s"),
           ("step_sharpness", "step sharpness", "v"))

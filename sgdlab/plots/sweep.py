@@ -10,9 +10,9 @@ from matplotlib.figure import Figure
 
 from sgdlab.core.errors import ConfigError
 from sgdlab.metrics.registry import METRIC_SPECS
+from sgdlab.plots.panels import quiet_nan, save_figure
 from sgdlab.store.runs import RunDir
 from sgdlab.store.sweeps import SweepDir
-from sgdlab.plots.panels import quiet_nan, save_figure
 
 
 def _summaries(sw: SweepDir, index: dict) -> dict[int, dict | None]:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sgdlab.core import config as _config
 from sgdlab.core.errors import ConfigError, choices_message
-from sgdlab.spec.config_paths import resolve_paths
-from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.core.plugins import load_entry_points, resolve_spec
 from sgdlab.core.registry import Registry
+from sgdlab.spec.config_paths import resolve_paths
+from sgdlab.spec.experiment import ExperimentConfig
 
 __all__ = ["EXPERIMENTS", "add_experiments", "describe_experiments", "list_experiments", "load_experiment",
            "override"]

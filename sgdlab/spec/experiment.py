@@ -9,15 +9,17 @@ from typing import Literal
 
 import numpy as np
 
-from sgdlab.spec import external  # noqa: F401  (registers the `external` kinds of monitor run directories)
 from sgdlab.core.config import check, to_dict
-from sgdlab.data.base import DataConfig
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.limits import MAX_EVAL_POINTS
+from sgdlab.core.plugins import import_modules, load_entry_points
+from sgdlab.data.base import DataConfig
 from sgdlab.metrics.config import MetricsConfig
 from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import SGD, OptimizerConfig
+from sgdlab.optim.schedules import Constant, Schedule, ScheduleConfig
+from sgdlab.spec import external  # noqa: F401  (registers the `external` kinds of monitor run directories)
 from sgdlab.spec.phases import (
     PhaseConfig,
     check_phases,
@@ -26,8 +28,6 @@ from sgdlab.spec.phases import (
     phase_bounds,
     run_schedule,
 )
-from sgdlab.core.plugins import import_modules, load_entry_points
-from sgdlab.optim.schedules import Constant, Schedule, ScheduleConfig
 
 # Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
 LABEL_FLOAT_CHARS = 8

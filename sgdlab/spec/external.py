@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sgdlab.data.base import DataConfig
 from sgdlab.core.errors import ConfigError
+from sgdlab.data.base import DataConfig
 from sgdlab.models.base import ModelConfig
 from sgdlab.optim.config import OptimizerConfig
 from sgdlab.optim.schedules import ScheduleConfig

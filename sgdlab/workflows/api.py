@@ -13,16 +13,21 @@ import numpy as np
 import torch
 
 from sgdlab.core import config as _config
-from sgdlab.spec.catalog import list_experiments, load_experiment, override
 from sgdlab.core.config import to_dict
-from sgdlab.core.errors import CheckpointError, ConfigError, SgdlabError, choices_message
+from sgdlab.core.errors import (
+    CheckpointError,
+    ConfigError,
+    SgdlabError,
+    choices_message,
+)
+from sgdlab.engine.train import Engine, TrainState
+from sgdlab.spec.catalog import list_experiments, load_experiment, override
 from sgdlab.spec.experiment import ExperimentConfig
-from sgdlab.workflows.inits import initial_params
 from sgdlab.store.loggers import check_backends
 from sgdlab.store.runs import INPUTS, RunDir, metrics_row, rows_to_arrays
 from sgdlab.store.summary import summarize
 from sgdlab.store.trust import adopt_edits, check_trusted, remember
-from sgdlab.engine.train import Engine, TrainState
+from sgdlab.workflows.inits import initial_params
 from sgdlab.workflows.run_loop import _execute
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sgdlab.data.checks import check_values, real_array
 from sgdlab.core.errors import ConfigError, DataError
+from sgdlab.data.checks import check_values, real_array
 from sgdlab.spec.experiment import ExperimentConfig, InitConfig
 from sgdlab.store.runs import RunDir, safe_load
 

@@ -46,15 +46,28 @@ import torch
 
 from sgdlab.core.config import dump_toml
 from sgdlab.core.errors import ConfigError
-from sgdlab.spec.experiment import ArmConfig, ExperimentConfig
-from sgdlab.spec.external import ExternalData, ExternalModel, ExternalOptimizer, ExternalSchedule
-from sgdlab.metrics.config import MetricsConfig
-from sgdlab.metrics.adaptive import is_adaptive
-from sgdlab.metrics.probes import PROBES, Prober, ProbeSettings, unwrap_optimizer
-from sgdlab.workflows.monitor_sinks import sinks
-from sgdlab.store.runs import CONFIG, META, METRICS, RunDir, atomic_write_text, dumps, metrics_row
-from sgdlab.store.summary import summarize
 from sgdlab.engine.train import RunSpec
+from sgdlab.metrics.adaptive import is_adaptive
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.metrics.probes import PROBES, Prober, ProbeSettings, unwrap_optimizer
+from sgdlab.spec.experiment import ArmConfig, ExperimentConfig
+from sgdlab.spec.external import (
+    ExternalData,
+    ExternalModel,
+    ExternalOptimizer,
+    ExternalSchedule,
+)
+from sgdlab.store.runs import (
+    CONFIG,
+    META,
+    METRICS,
+    RunDir,
+    atomic_write_text,
+    dumps,
+    metrics_row,
+)
+from sgdlab.store.summary import summarize
+from sgdlab.workflows.monitor_sinks import sinks
 
 __all__ = ["DEFAULT_METRICS", "Every", "LogSpaced", "Measurement", "Monitor"]
 

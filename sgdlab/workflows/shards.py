@@ -43,8 +43,8 @@ import torch
 
 from sgdlab.core.config import from_dict, to_dict
 from sgdlab.core.errors import SgdlabError
-from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.engine.train import Engine, TrainState
+from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.workflows.children import die_with_parent
 
 # A run-step's cost beyond its batch, in examples: on the diagonal net's kernel a full-batch step

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from sgdlab.core.config import check
+from sgdlab.engine.train import train
+from sgdlab.optim.schedules import Constant
 from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
 from sgdlab.store.files import atomic_write_text, dumps
-from sgdlab.optim.schedules import Constant
-from sgdlab.engine.train import train
 
 CONVERGED, STABILIZED, DIVERGED = 0, 1, 2
 STATUS_NAMES = {CONVERGED: "converged", STABILIZED: "stabilized", DIVERGED: "diverged"}

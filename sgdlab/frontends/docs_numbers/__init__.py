@@ -15,6 +15,14 @@ its study through ``sgdlab.register_docs_numbers`` and imported by :func:`load_s
 
 from __future__ import annotations
 
-from sgdlab.frontends.docs_numbers.core import SPECS, Spec, check_pages, generate, load_specs, register, render_record
+from sgdlab.frontends.docs_numbers.core import (
+    SPECS,
+    Spec,
+    check_pages,
+    generate,
+    load_specs,
+    register,
+    render_record,
+)
 
 __all__ = ["SPECS", "Spec", "check_pages", "generate", "load_specs", "register", "render_record"]

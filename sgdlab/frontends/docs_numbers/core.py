@@ -143,8 +143,8 @@ class Context:
         """Train ``cfg`` into ``<scratch>/NAME/key`` and return its RunResult. A finished run
         with the same config is reused and an interrupted one resumed, so a killed
         ``--all`` continues where it stopped."""
-        from sgdlab.workflows import api
         from sgdlab.core.config import to_dict
+        from sgdlab.workflows import api
 
         out = self.scratch / key
         clock = self.scratch / f"{key}.timing.json"  # training time across attempts (beside the run dir)

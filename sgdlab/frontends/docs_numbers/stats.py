@@ -157,8 +157,8 @@ def stat(arms: dict, arm: str, metric: str) -> Stat:
 def configure(experiment: str, sets: Sequence[str] = (), arms: Sequence[dict] | None = None):
     """A bundled experiment with ``key=value`` overrides and, optionally, its arms replaced by
     ``arms`` (TOML-like dicts: name, optimizer, schedule)."""
-    from sgdlab.workflows import api
     from sgdlab.core.config import from_dict, to_dict
+    from sgdlab.workflows import api
 
     cfg = api.override(api.load_experiment(experiment), list(sets))
     if arms is not None:

@@ -33,11 +33,20 @@ from typing import Literal
 import torch
 
 from sgdlab.core.errors import ConfigError, choices_message
-
-from sgdlab.metrics.quantities import QUANTITIES
-from sgdlab.metrics.curvature._common import check_positive_float, check_positive_int, make_generator
-from sgdlab.metrics.curvature.hvp import BNMode, HessianOperator, HVPMethod, LossFn, _check_batch
+from sgdlab.metrics.curvature._common import (
+    check_positive_float,
+    check_positive_int,
+    make_generator,
+)
+from sgdlab.metrics.curvature.hvp import (
+    BNMode,
+    HessianOperator,
+    HVPMethod,
+    LossFn,
+    _check_batch,
+)
 from sgdlab.metrics.curvature.lanczos import lanczos
+from sgdlab.metrics.quantities import QUANTITIES
 
 __all__ = [
     "QUANTITIES",

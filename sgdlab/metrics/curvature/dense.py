@@ -18,7 +18,6 @@ from torch.func import hessian
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sgdlab.core.errors import ConfigError
-
 from sgdlab.metrics.curvature._common import LOSS_REDUCTION, check_positive_int
 from sgdlab.metrics.curvature.hvp import BNMode, FunctionalLoss, LossFn, _Data
 

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from sgdlab.core.errors import ConfigError
-
 from sgdlab.metrics.curvature._common import (
     check_operator,
     check_positive_float,

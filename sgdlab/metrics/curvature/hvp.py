@@ -55,8 +55,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from sgdlab.core.errors import ConfigError, choices_message
-
-from sgdlab.metrics.curvature._common import LOSS_REDUCTION, check_positive_int, make_generator
+from sgdlab.metrics.curvature._common import (
+    LOSS_REDUCTION,
+    check_positive_int,
+    make_generator,
+)
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 import torch
 
 from sgdlab.core.errors import ConfigError
-
 from sgdlab.metrics.curvature._common import check_operator, check_positive_int
-from sgdlab.metrics.curvature.lanczos import _NEAR_ZERO_REL, DEFAULT_TOL, EigResult, lanczos
+from sgdlab.metrics.curvature.lanczos import (
+    _NEAR_ZERO_REL,
+    DEFAULT_TOL,
+    EigResult,
+    lanczos,
+)
 
 __all__ = [
     "CurvatureSummary",

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 import torch
 
-from sgdlab.metrics.curvature._common import check_operator, check_positive_int, make_generator, rademacher
+from sgdlab.metrics.curvature._common import (
+    check_operator,
+    check_positive_int,
+    make_generator,
+    rademacher,
+)
 
 __all__ = ["DEFAULT_TRACE_SAMPLES", "TraceResult", "hutchinson_trace"]
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from sgdlab.frontends.docs_numbers.core import Spec, register
-from sgdlab.frontends.docs_numbers.stats import arm_finals, cell, configure, seeds_text, stat
+from sgdlab.frontends.docs_numbers.stats import (
+    arm_finals,
+    cell,
+    configure,
+    seeds_text,
+    stat,
+)
 from sgdlab.frontends.docs_numbers.tables import arms_table, pretty, significance_lines
 
 DEMO_SEEDS = 16

@@ -255,9 +255,9 @@ PATHS_SEEDS = 2
 
 def _paths_produce(ctx) -> dict:
     from sgdlab.core.config import from_dict
-    from sgdlab.spec.experiment import ExperimentConfig
-    from sgdlab.optim.stepper import advance
     from sgdlab.engine.train import Engine
+    from sgdlab.optim.stepper import advance
+    from sgdlab.spec.experiment import ExperimentConfig
 
     def run(eng, params, t0, n, fused):
         out = []

@@ -20,8 +20,8 @@ import torch
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from sgdlab.store.runs import RunDir
 from sgdlab.plots.panels import save_figure
+from sgdlab.store.runs import RunDir
 
 GRID = np.linspace(-0.5, 2.3, 121)  # the authors' range of both slice coordinates
 LOSS_FLOOR = 1e-12  # the log-scale contour needs positive values

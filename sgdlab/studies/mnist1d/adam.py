@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from sgdlab.core._torch import torch
 from sgdlab.core.config import check
+from sgdlab.frontends.register import register_optimizer
 from sgdlab.optim.base import Optimizer, OptimizerConfig
 from sgdlab.optim.config import _batch_sampler
-from sgdlab.frontends.register import register_optimizer
 
 COUNT = "adam_count"  # state key of the per-run update count k (R,)
 

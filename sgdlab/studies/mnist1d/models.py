@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from sgdlab.core.config import check
 from sgdlab.core.errors import choices_message
-from sgdlab.models.deep import DeepNetConfig
 from sgdlab.frontends.register import register_model
+from sgdlab.models.deep import DeepNetConfig
 
 NET_NAMES = ("logistic", "mlp", "cnn", "gru")  # the keys of nets.NETS (kept here: nets imports torch)
 

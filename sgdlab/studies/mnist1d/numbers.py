@@ -5,7 +5,14 @@ the four findings on MNIST-1D. Registered with :mod:`sgdlab.frontends.docs_numbe
 from __future__ import annotations
 
 from sgdlab.frontends.docs_numbers.core import Spec, register
-from sgdlab.frontends.docs_numbers.stats import Stat, arm_finals, cell, configure, md_table, seeds_text
+from sgdlab.frontends.docs_numbers.stats import (
+    Stat,
+    arm_finals,
+    cell,
+    configure,
+    md_table,
+    seeds_text,
+)
 
 BENCHMARK_SEEDS = 8
 # Published test accuracies (greydanus/mnist1d README), percent: (normal, shuffled sequence).

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from sgdlab.studies.related import metrics as rel
 from sgdlab.optim.flow import GF_ATOL, GF_METHOD, GF_RTOL, gradient_flow
-from sgdlab.store.runs import RunDir
 from sgdlab.plots.panels import quiet_nan, save_figure
+from sgdlab.store.runs import RunDir
+from sgdlab.studies.related import metrics as rel
 
 # Flow time for gradient flow's limit: near a global minimum the residual contracts at rate
 # lambda >= 2 |Phi|, so t = GF_CONTRACTION / (2 |Phi|) leaves it below e^{-GF_CONTRACTION} |eps_0|.

@@ -34,8 +34,8 @@ def exact_prefix(steps: np.ndarray) -> int:
 
 
 def _linear2_produce(ctx) -> dict:
-    from sgdlab.studies.related.figures import linear2_table
     from sgdlab.store.runs import RunDir
+    from sgdlab.studies.related.figures import linear2_table
 
     cfg = configure("linear2-large-step")
     res = ctx.run("linear2-large-step", cfg)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from sgdlab.store.runs import RunDir
 from sgdlab.plots.panels import save_figure
+from sgdlab.store.runs import RunDir
 
 # Arrow head width relative to the plotted extent; GIF frame rate (frames = snapshots).
 HEAD_FRACTION = 0.03
