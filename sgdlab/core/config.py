@@ -15,6 +15,7 @@ Conventions
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 import types
 import typing
@@ -32,8 +33,10 @@ __all__ = [
     "dump_toml",
     "flat_fields",
     "from_dict",
+    "parse_value",
     "load_toml",
     "override",
+    "override_values",
     "to_dict",
 ]
 
@@ -55,6 +58,13 @@ class Choice:
         kind = cls.__dict__.get("kind")
         if kind is not None:
             cls.registry.add(kind, cls)
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    """``get_type_hints(cls)``, once per class: resolving string annotations costs more than the
+    rest of building a config, and a grid builds thousands."""
+    return get_type_hints(cls)
 
 
 def check(cond: bool, msg: str) -> None:
@@ -175,7 +185,7 @@ def from_dict(cls, data: dict, path: str = ""):
     prepare = getattr(cls, "prepare_dict", None)
     if prepare is not None:  # e.g. ExperimentConfig imports the modules that define user kinds first
         data = prepare(data)
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = set(data) - set(fields)
     if unknown:
@@ -231,7 +241,8 @@ def dump_toml(obj) -> str:
     return tomli_w.dumps(to_dict(obj))
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
+    """A ``--set`` value: TOML when it parses (numbers, booleans, lists, quoted strings), else the text."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -273,13 +284,52 @@ def _table_at(tree, keys: list[str]):
     return tree if isinstance(tree, dict) else None
 
 
+@functools.cache
+def _init_fields(cls) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+class _Rebuild(Exception):
+    """An assignment the in-place path does not take; :func:`override` rebuilds the whole tree."""
+
+
+def _assign(node, keys: list[str], value, full: str):
+    """``node`` with the scalar at dotted ``keys`` set to ``value``: the value converted as
+    ``from_dict`` converts it, and every config on the path rebuilt (its ``__post_init__`` checks
+    run again); the configs off the path are reused as they are. _Rebuild where that is not
+    the same as rebuilding the whole tree: a ``kind`` switch, a whole list item, a missing or
+    renamed key, a key a ``prepare_dict`` rewrites, or a value a check refuses (the full
+    rebuild then words the error)."""
+    key, rest = keys[0], keys[1:]
+    if isinstance(node, tuple):
+        if not (rest and key.isdigit() and int(key) < len(node)):
+            raise _Rebuild
+        i = int(key)
+        return (*node[:i], _assign(node[i], rest, value, full), *node[i + 1:])
+    if not dataclasses.is_dataclass(node) or key == "kind":
+        raise _Rebuild
+    cls = type(node)
+    if key not in _init_fields(cls):
+        raise _Rebuild
+    if rest:
+        new = _assign(getattr(node, key), rest, value, full)
+    else:
+        prepare = getattr(cls, "prepare_dict", None)
+        if prepare is not None and prepare({key: value}) != {key: value}:
+            raise _Rebuild
+        new = _convert(_hints(cls)[key], value, full)
+    return dataclasses.replace(node, **{key: new})
+
+
 def override(cfg, assignments: list[str] | tuple[str, ...]):
     """Return ``cfg`` with ``key.path=value`` assignments applied and re-validated.
 
     An assignment ``X.kind=K`` that changes the kind of table ``X`` starts that table afresh from
     kind ``K``'s defaults (the old kind's keys need not exist in the new one); the other
-    assignments to ``X.*`` apply on top of it, whatever their order on the command line."""
-    data = to_dict(cfg)
+    assignments to ``X.*`` apply on top of it, whatever their order on the command line.
+
+    Scalar assignments take a shortcut with the same result: only the configs on their paths
+    are rebuilt and checked (a sweep grid overrides its base once per point)."""
     parsed = []
     for a in assignments:
         if "=" not in a:
@@ -288,7 +338,21 @@ def override(cfg, assignments: list[str] | tuple[str, ...]):
         key = key.strip()
         if not key:
             raise ConfigError(f"override {a!r} has an empty key")
-        parsed.append((key, _parse_value(text.strip())))
+        parsed.append((key, parse_value(text.strip())))
+    return override_values(cfg, parsed)
+
+
+def override_values(cfg, parsed: list[tuple[str, Any]]):
+    """:func:`override` with the values already parsed: ``[(dotted key, value)]``."""
+    if dataclasses.is_dataclass(cfg):
+        try:
+            out = cfg
+            for key, value in parsed:
+                out = _assign(out, key.split("."), value, key)
+            return out
+        except (_Rebuild, ConfigError):
+            pass  # the whole tree below gives the answer, and words any error
+    data = to_dict(cfg)
     # kind switches first (outer tables before inner ones), then every other key on top
     for key, value in sorted((p for p in parsed if p[0].split(".")[-1] == "kind"), key=lambda p: p[0].count(".")):
         table = _table_at(data, key.split(".")[:-1])
@@ -304,7 +368,7 @@ def override(cfg, assignments: list[str] | tuple[str, ...]):
 def flat_fields(cls, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """(dotted name, type, default) of every scalar field: the CLI's list of settable keys."""
     out = []
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = f"{prefix}{f.name}"
@@ -322,7 +386,7 @@ def flat_items(obj, prefix: str = "") -> list[tuple[str, str, Any]]:
     """(dotted key, type, value) of every settable scalar of a config *instance*: its own values
     (tables of a ``kind`` show that kind's keys, lists of tables are numbered), for ``--set``."""
     out = []
-    hints = get_type_hints(type(obj))
+    hints = _hints(type(obj))
     if isinstance(obj, Choice):
         out.append((f"{prefix}kind", "str", obj.kind))
     for f in dataclasses.fields(obj):

@@ -261,7 +261,9 @@ def summary_cmd(run_dir, csv_out):
     if s is None:
         raise SgdlabError(f"{run_dir} has no summary.json yet (unfinished?); resume it with "
                           f"`sgdlab run --resume {run_dir}`")
-    click.echo(format_table(s, table_columns(rd.config_table())))
+    from sgdlab.spec.references import matching
+
+    click.echo(format_table(s, table_columns(rd.config_table()), matching(rd.config_table())))
 
 
 @main.command("list")
@@ -405,7 +407,8 @@ def _read_sweep_file(path: str) -> dict:
 @_trust_option
 def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
               dry_run, partition, time_min, cpus, gpus, mem, imports, trust_imports):
-    """Run EXPERIMENT over a grid; compatible points are batched into one job."""
+    """Run EXPERIMENT over a grid (--grid, --file, or the experiment's own sweep_grid); compatible
+    points are batched into one job."""
     import time
 
     from sgdlab.workflows.compare import format_rows, rows_of
@@ -438,16 +441,19 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
                 raise ConfigError(f"sweep file {sweep_file!r}: {missing}")
             if not experiment:
                 raise click.UsageError("name an experiment (or give --file with experiment = ...)")
-            if not axes:
-                raise click.UsageError("give at least one --grid KEY=V1,V2,...")
             sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
             base = _load(experiment, imports)
+            if not axes:  # the grid the experiment names for itself, if any
+                axes = [parse_axis(g) for g in base.sweep_grid]
+            if not axes:
+                raise click.UsageError("give at least one --grid KEY=V1,V2,... (this experiment names no sweep_grid)")
             if dry_run:
                 points, jobs = plan(base, axes, tuple(sets))
-                for j in jobs:
-                    members = [p.label for p in points if p.job == j.id]
-                    click.echo(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
-                               f"points: {'; '.join(members)}")
+                members: dict[int, list[str]] = {}
+                for p in points:
+                    members.setdefault(p.job, []).append(p.label)
+                click.echo("\n".join(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
+                                      f"points: {'; '.join(members[j.id])}" for j in jobs))
                 click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
                 return
             out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"

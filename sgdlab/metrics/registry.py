@@ -200,7 +200,7 @@ class MetricRegistry(Registry[MetricSpec]):
         if moved:
             warnings.warn(f"{where}: deprecated metric names, use the new ones: {', '.join(moved)}",
                           SgdlabDeprecationWarning, stacklevel=3)
-        return new
+        return new if moved else names  # the same object when nothing moved (configs rebuilt per grid point share it)
 
     def canonical_keys(self, values: Mapping) -> dict:
         """A dict keyed by metric names with deprecated names renamed (silently: reading a run

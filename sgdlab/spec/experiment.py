@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import string
 from dataclasses import dataclass, field
@@ -9,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from sgdlab.core.config import check, to_dict
+from sgdlab.core.config import Choice, check, flat_items, to_dict
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.limits import MAX_EVAL_POINTS
 from sgdlab.core.plugins import import_modules, load_entry_points
@@ -28,6 +30,7 @@ from sgdlab.spec.phases import (
     phase_bounds,
     run_schedule,
 )
+from sgdlab.spec.references import Reference
 
 # Floats in arm labels print as written (0.282, 1.0) unless their repr is longer than this.
 LABEL_FLOAT_CHARS = 8
@@ -37,24 +40,25 @@ class _ArmFields(string.Formatter):
     """Resolves ``{schedule.lr}``-style placeholders of an arm name against the arm's own keys."""
 
     def __init__(self, arm: ArmConfig):
-        self.tree = to_dict(arm)
+        self.arm = arm
         self.aliases = {"lr": "schedule.lr", "batch_size": "optimizer.batch_size"}
 
     def get_field(self, field_name, args, kwargs):
         path = self.aliases.get(field_name, field_name)
-        node = self.tree
+        node = self.arm  # walked as objects: a label is resolved per grid point, a whole to_dict is slow
         for key in path.split("."):
-            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            if isinstance(node, tuple) and key.isdigit() and int(key) < len(node):
                 node = node[int(key)]
-            elif isinstance(node, dict) and key in node:
-                node = node[key]
+            elif dataclasses.is_dataclass(node) and getattr(node, key, None) is not None and (
+                    key in {f.name for f in dataclasses.fields(node)} or (key == "kind" and isinstance(node, Choice))):
+                node = getattr(node, key)
             else:
-                raise ConfigError(f"arm name {self.tree['name']!r}: placeholder {{{field_name}}} names no key of "
+                raise ConfigError(f"arm name {self.arm.name!r}: placeholder {{{field_name}}} names no key of "
                                   f"the arm; use dotted keys such as {{schedule.lr}}, {{schedule.factors.0}}, "
                                   f"{{optimizer.batch_size}}, {{phases.0.schedule.lr}} "
                                   f"(aliases: {', '.join(self.aliases)}); after switching a kind, rename the arm "
                                   f"(--set arms.N.name='...')")
-        return node, field_name
+        return to_dict(node), field_name
 
     def format_field(self, value, format_spec):
         if format_spec:
@@ -132,7 +136,10 @@ class ArmConfig:
 
     def bounds(self, total_steps: int) -> list[tuple[int, int]]:
         """``[(start, end)]`` of every phase's updates in a run of ``total_steps``."""
-        return phase_bounds(self.label, self.phase_list, total_steps)
+        known = self.__dict__.setdefault("_bounds", {})  # per instance (frozen): every grid point checks every arm
+        if total_steps not in known:
+            known[total_steps] = tuple(phase_bounds(self.label, self.phase_list, total_steps))
+        return list(known[total_steps])
 
     def step_size(self, total_steps: int) -> Schedule:
         """The step size at every absolute step of the run (each phase's schedule, shifted)."""
@@ -144,7 +151,7 @@ class ArmConfig:
             return self.schedule.describe(), describe_optimizer(self.optimizer)
         return describe_phases(self.phases)
 
-    @property
+    @functools.cached_property  # a frozen config: computed once (grids ask for it per point)
     def label(self) -> str:
         """The name with its placeholders resolved (the name itself when it has none)."""
         if "{" not in self.name:
@@ -217,6 +224,25 @@ class ExperimentConfig:
     # of the weights over training (N + 2 steps; ones that round to the same step are saved once).
     snapshots: int = 0
     loggers: tuple[str, ...] = ()  # also log to: tensorboard, wandb (offline), mlflow (local); if installed
+    # Published numbers to print beside this experiment's (sgdlab.spec.references): [[references]]
+    # tables with metric, value, where = ["key=value", ...] and source.
+    references: tuple[Reference, ...] = ()
+    # Axes of `sgdlab sweep NAME` when neither --grid nor --file gives one, in --grid syntax
+    # ("model.name=logistic,mlp"): the grid the experiment is meant to be run over.
+    sweep_grid: tuple[str, ...] = ()
+
+    def _check_references(self) -> None:
+        """Every reference names a metric sgdlab knows and settable keys of this experiment."""
+        if not self.references:
+            return
+        keys = {k for k, _, _ in flat_items(self)}
+        for i, ref in enumerate(self.references):
+            check(ref.metric in METRIC_SPECS or ref.metric in self.metrics.names,
+                  f"references.{i}.metric: {METRIC_SPECS.choices(ref.metric, self.metrics.names)}")
+            for w in ref.where:
+                key = w.partition("=")[0].strip()
+                check(key in keys, f"references.{i}.where: {key!r} is not a key of this experiment "
+                                   f"(`sgdlab show NAME --keys` lists them)")
 
     @classmethod
     def prepare_dict(cls, data: dict) -> dict:
@@ -240,6 +266,11 @@ class ExperimentConfig:
         object.__setattr__(self, "figure", METRIC_SPECS.canonical_names(self.figure, "figure"))
         for arm in self.arms:
             arm.bounds(self.steps)  # phase lengths against the run length
+        self._check_references()
+        for axis in self.sweep_grid:
+            key, sep, values = axis.partition("=")
+            check(bool(sep and key.strip() and values.strip()),
+                  f"sweep_grid item {axis!r} must look like key.path=v1,v2,... (as --grid)")
         # logger backend names are checked by the store (store.loggers.check_backends) before a run starts
         # CPU autocast exists for bfloat16 only (float16 kernels are CUDA's).
         autocast = getattr(self.model, "autocast", "none")

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sgdlab.core.errors import CheckpointError
 
@@ -139,6 +138,8 @@ def _numpy_globals() -> list:
 
 def safe_load(path: Path, what: str):
     """``torch.load`` that refuses code: tensors, numbers, strings, containers, numpy arrays."""
+    import torch  # here, not at import: reading plans and tables needs no torch
+
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -154,6 +155,8 @@ def safe_load(path: Path, what: str):
 def to_tensors(obj):
     """numpy arrays -> tensors, recursively (what checkpoints hold: weights_only-loadable)."""
     if isinstance(obj, np.ndarray):
+        import torch
+
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, dict):
         return {k: to_tensors(v) for k, v in obj.items()}

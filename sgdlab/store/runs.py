@@ -43,9 +43,9 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from sgdlab._version import version as _sgdlab_version
 from sgdlab.core.config import dump_toml, load_toml_table, to_dict
@@ -67,6 +67,9 @@ from sgdlab.store.files import (  # noqa: F401  (re-exported: the run store's fi
 from sgdlab.store.inputs import changes, fingerprint
 from sgdlab.store.locking import LOCK, DirLock, check_unlocked, pid_alive
 from sgdlab.store.trust import load_config
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG, META, RUNS, METRICS, CHECKPOINT, SUMMARY, FIGURES, SNAPSHOTS = (
     "config.toml", "meta.json", "runs.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "figures",
@@ -359,6 +362,8 @@ class RunDir:
 
     def save_checkpoint(self, state: dict) -> None:
         buf = io.BytesIO()
+        import torch  # here, not at import: reading a run directory's tables needs no torch
+
         torch.save(to_tensors(state), buf)
         atomic_write_bytes(self.path / CHECKPOINT, buf.getvalue())
 
@@ -405,6 +410,8 @@ class RunDir:
         d.mkdir(exist_ok=True)
         steps = sorted(snaps)
         buf = io.BytesIO()
+        import torch
+
         torch.save({"steps": steps, "params": {int(t): snaps[t] for t in steps}}, buf)
         atomic_write_bytes(d / f"part_{steps[0]:010d}_{steps[-1]:010d}.pt", buf.getvalue())
 
@@ -454,6 +461,8 @@ def _sha(text: str) -> str:
 
 
 def _provenance() -> dict:
+    import torch
+
     return {
         "sgdlab_version": _sgdlab_version(),
         "git_revision": git_revision(),

@@ -66,12 +66,18 @@ def _fmt(x) -> str:
     return f"{x:.2e}"
 
 
-def format_table(summary: dict, columns: tuple[str, ...] | None = None) -> str:
+def format_table(summary: dict, columns: tuple[str, ...] | None = None, published: dict | None = None) -> str:
     """Plain-text table: one row per arm, medians [q25, q75] over non-diverged seeds, of the metrics
-    ``columns`` (``table_columns(cfg)``; default: the registry's summary-table metrics) that were logged."""
+    ``columns`` (``table_columns(cfg)``; default: the registry's summary-table metrics) that were logged;
+    ``published``: ``metric -> {"value", ...}`` (``sgdlab.spec.references.matching``) shown beside them."""
+    published = published or {}
     arms = {name: {**a, "final": METRIC_SPECS.canonical_keys(a["final"])} for name, a in summary["arms"].items()}
-    present = [m for m in (columns or METRIC_SPECS.table_names()) if any(m in a["final"] for a in arms.values())]
-    head = ["arm", "diverged"] + [f"{m} (median [IQR])" for m in present]
+    wanted = list(columns or METRIC_SPECS.table_names())
+    wanted += [m for m in published if m not in wanted]  # a published number is always shown
+    present = [m for m in wanted if any(m in a["final"] for a in arms.values())]
+    head = ["arm", "diverged"]
+    for m in present:
+        head += [f"{m} (median [IQR])"] + [f"{m} (published)"] * (m in published)
     rows = []
     for name, a in arms.items():
         cells = [name, f"{a['n_diverged']}/{a['n_runs']}"]
@@ -79,6 +85,8 @@ def format_table(summary: dict, columns: tuple[str, ...] | None = None) -> str:
             s = a["final"].get(m)
             cells.append("-" if s is None or s["median"] is None else
                          f"{_fmt(s['median'])} [{_fmt(s['q25'])}, {_fmt(s['q75'])}]")
+            if m in published:
+                cells.append(_fmt(published[m]["value"]))
         rows.append(cells)
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))

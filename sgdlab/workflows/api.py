@@ -152,9 +152,11 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
         rd.update_meta(wall_seconds=wall, failed=None)  # a resumed run that failed before has finished
         draw_figures(rd, quiet)
     if not quiet:
+        from sgdlab.core.config import to_dict
+        from sgdlab.spec.references import matching
         from sgdlab.store.summary import format_table, table_columns
 
-        print(format_table(summary, table_columns(eng.cfg)))
+        print(format_table(summary, table_columns(eng.cfg), matching(to_dict(eng.cfg))))
     return summary
 
 

@@ -6,16 +6,27 @@ import csv
 from pathlib import Path
 
 from sgdlab.core.errors import CheckpointError
+from sgdlab.spec.references import matching
 from sgdlab.store.runs import RunDir
 from sgdlab.store.sweeps import INDEX, SweepDir
 
 STATS = ("median", "q25", "q75")
+PUBLISHED = "published"  # row key suffix of a reference value (sgdlab.spec.references)
+
+
+def _references(rd: RunDir) -> dict[str, dict]:
+    """The published numbers that the run's recorded config matches (none when unreadable)."""
+    try:
+        return matching(rd.config_table())
+    except CheckpointError:
+        return {}
 
 
 def _arm_rows(summary: dict, source: str, extra: dict | None = None, arm_map: dict | None = None,
-              labels: dict | None = None) -> list[dict]:
+              labels: dict | None = None, refs: dict | None = None) -> list[dict]:
     """One row per arm; ``arm_map``: shown arm -> arm in the summary; ``labels``: the arm's label
-    at this grid point (it follows the point's values) for the shown name."""
+    at this grid point (it follows the point's values) for the shown name; ``refs``: published
+    numbers (``metric -> {"value", ...}``) shown beside the arm's own."""
     rows = []
     names = arm_map or {a: a for a in summary["arms"]}
     labels = labels or {}
@@ -26,6 +37,8 @@ def _arm_rows(summary: dict, source: str, extra: dict | None = None, arm_map: di
         for metric, s in a["final"].items():
             for st in STATS:
                 row[f"{metric}_{st}"] = s[st]
+        for metric, ref in (refs or {}).items():
+            row[f"{metric}_{PUBLISHED}"] = ref["value"]
         rows.append(row)
     return rows
 
@@ -40,19 +53,20 @@ def rows_of(path: str | Path) -> list[dict]:
         rows = []
         for p in sw.points():
             job = jobs[p.job]
-            s = RunDir(path / job["dir"]).summary() if (path / job["dir"]).exists() else None
+            rd = RunDir(path / job["dir"])
+            s = rd.summary() if rd.path.exists() else None
             if s is None:
                 rows.append({"source": path.name, **p.values, "arm": ", ".join(p.arms), "status": job["status"],
                              "error": job.get("error", "")})
                 continue
-            rows += _arm_rows(s, path.name, p.values, p.arms, p.labels)
+            rows += _arm_rows(s, path.name, p.values, p.arms, p.labels, _references(rd))
         return rows
     rd = RunDir(path)
     s = rd.summary()
     if s is None:
         rd.runs()  # clear error when it is not a run directory at all
         raise CheckpointError(f"{path} has no summary.json yet; resume it with `sgdlab run --resume {path}`")
-    return _arm_rows(s, path.name)
+    return _arm_rows(s, path.name, refs=_references(rd))
 
 
 def _fmt(x) -> str:
@@ -73,15 +87,20 @@ def format_rows(rows: list[dict], metrics=None) -> str:
     if not rows:
         return "(no rows)"
     skip = {"schedule", "n_runs", "n_diverged", "status", "error"}
-    ident = [k for k in rows[0] if not any(k.endswith(f"_{s}") for s in STATS) and k not in skip]
+    suffixes = (*STATS, PUBLISHED)
+    ident = []
     for r in rows:
-        ident += [k for k in r if k not in ident and not any(k.endswith(f"_{s}") for s in STATS) and k not in skip]
+        ident += [k for k in r if k not in ident and not any(k.endswith(f"_{s}") for s in suffixes) and k not in skip]
+    published = [k.removesuffix(f"_{PUBLISHED}") for r in rows for k in r if k.endswith(f"_{PUBLISHED}")]
     if metrics is None:
         from sgdlab.metrics.registry import METRIC_SPECS
 
         metrics = [m for m in METRIC_SPECS.table_names() if any(f"{m}_median" in r for r in rows)][:DEFAULT_COLUMNS]
+        metrics += [m for m in dict.fromkeys(published) if m not in metrics]  # a published number is always shown
     present = [m for m in metrics if any(f"{m}_median" in r for r in rows)]
-    head = ident + ["diverged"] + present
+    head = ident + ["diverged"]
+    for m in present:
+        head += [m] + [f"{m} ({PUBLISHED})"] * (m in published)
     table = []
     for r in rows:
         cells = [_fmt(r.get(k, "")) for k in ident]
@@ -89,6 +108,8 @@ def format_rows(rows: list[dict], metrics=None) -> str:
         for m in present:
             med = r.get(f"{m}_median")
             cells.append("-" if med is None else f"{_fmt(med)} [{_fmt(r[f'{m}_q25'])}, {_fmt(r[f'{m}_q75'])}]")
+            if m in published:
+                cells.append(_fmt(r.get(f"{m}_{PUBLISHED}")))
         table.append(cells)
     w = [max(len(str(x)) for x in col) for col in zip(head, *table)]
     line = lambda c: "  ".join(str(x).ljust(n) for x, n in zip(c, w))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sgdlab.core.config import override, to_dict, toml_value
+from sgdlab.core.config import override, override_values, to_dict
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.limits import MAX_AXIS_VALUES, MAX_GRID_POINTS
 from sgdlab.spec.experiment import ExperimentConfig
@@ -106,11 +106,40 @@ class Job:
         return f"{JOBS}/job-{self.id:04d}"
 
 
-def _job_key(cfg: ExperimentConfig) -> str:
-    d = to_dict(cfg)
-    for k in ("arms", "name", "description"):
-        d.pop(k, None)
-    return json.dumps(d, sort_keys=True)
+# Keys that do not separate jobs: points differing only in these share one batched job.
+_NOT_JOB_KEYS = ("arms", "name", "description")
+
+
+def _literal(text: str) -> str:
+    """``text`` as an arm name that reads as itself (braces escaped)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+class _Keys:
+    """What makes two points one job (their configs but the arms) and two arms one arm (all but
+    the name), computed once per distinct object: a grid's points share the parts their values
+    leave alone (``override`` rebuilds only what an assignment touches), so thousands of points
+    cost a few serializations. Keyed by ``id``: the configs stay alive for the whole plan."""
+
+    def __init__(self):
+        self.parts: dict[int, str] = {}
+        self.arms: dict[int, str] = {}
+
+    def job(self, cfg: ExperimentConfig) -> str:
+        out = []
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if f.name in _NOT_JOB_KEYS or v is None:
+                continue
+            if id(v) not in self.parts:
+                self.parts[id(v)] = json.dumps(to_dict(v), sort_keys=True)
+            out.append(f"{f.name}={self.parts[id(v)]}")
+        return "\n".join(out)
+
+    def arm(self, arm) -> str:
+        if id(arm) not in self.arms:
+            self.arms[id(arm)] = json.dumps(to_dict(dataclasses.replace(arm, name="_")), sort_keys=True)
+        return self.arms[id(arm)]
 
 
 def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, ...] = ()) -> tuple[list[Point], list[Job]]:
@@ -130,22 +159,24 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
     points_cfg = []
     for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
         values = dict(zip(keys, combo))
-        cfg = override(base, [f"{k}={toml_value(v)}" for k, v in values.items()])
+        cfg = override_values(base, list(values.items()))
         points_cfg.append((values, cfg))
     jobs: dict[str, dict] = {}
     points = []
+    keys_of = _Keys()
     for pid, (values, cfg) in enumerate(points_cfg):
-        key = _job_key(cfg)
+        key = keys_of.job(cfg)
         if key not in jobs:
             jobs[key] = {"id": len(jobs), "cfg": cfg, "arms": {}}
         job = jobs[key]
         mapping, labels = {}, {}
         label = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
-        literal = label.replace("{", "{{").replace("}", "}}")  # arm names may hold {placeholders}
+        literal = _literal(label)  # arm names may hold {placeholders}
         for base_label, arm in zip(base_labels, cfg.arms):
-            sig = json.dumps(to_dict(dataclasses.replace(arm, name="_")), sort_keys=True)
+            sig = keys_of.arm(arm)
             if sig not in job["arms"]:
-                name = arm.name if not label else f"{arm.name} | {literal}"
+                # the arm's resolved label, braces escaped: the same label, with no placeholder left to resolve
+                name = arm.name if not label else f"{_literal(arm.label)} | {literal}"
                 job["arms"][sig] = dataclasses.replace(arm, name=name)
             mapping[base_label] = job["arms"][sig].label
             labels[base_label] = arm.label

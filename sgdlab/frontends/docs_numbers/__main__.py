@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     p.add_argument("--scratch", type=Path, default=None, help="run directories (default: ROOT/runs/docs-numbers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes each run is spread over (the same numbers as one process; default 1)")
     a = p.parse_args(argv)
     import torch
 
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 record = load_record(a.root, n)
                 blocks = write_rendered(a.root, record)
             else:
-                record = generate(n, a.root, a.scratch, force=a.force, progress=not a.no_progress)
+                record = generate(n, a.root, a.scratch, force=a.force, progress=not a.no_progress,
+                                  workers=max(1, a.workers))
                 blocks = render_record(record)
             missing = write_pages(a.root, blocks)
             for b in missing:

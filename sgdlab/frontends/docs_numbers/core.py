@@ -130,8 +130,9 @@ def block_owner() -> dict[str, str]:
 class Context:
     """What a spec's ``produce`` gets: runs experiments resumably and copies figures."""
 
-    def __init__(self, name: str, root: Path, scratch: Path, progress: bool = True):
+    def __init__(self, name: str, root: Path, scratch: Path, progress: bool = True, workers: int = 1):
         self.name, self.root, self.progress = name, root, progress
+        self.workers = workers  # processes each run is sharded over (the same bytes as one process)
         self.scratch = scratch / name
         self.figures: list[str] = []
         self.earlier_seconds = 0.0  # training time spent before this call (reused / resumed runs)
@@ -151,7 +152,7 @@ class Context:
         n_runs = f"{len(cfg.arms)} arms x {cfg.seeds} seeds x {cfg.steps} steps"
         if (out / "config.toml").exists():
             try:
-                same = to_dict(api.load_experiment(out / "config.toml")) == to_dict(cfg)
+                same = _trained(to_dict(api.load_experiment(out / "config.toml"))) == _trained(to_dict(cfg))
             except SgdlabError:
                 same = False
             t = _read_json(clock)
@@ -165,14 +166,15 @@ class Context:
                     before += max(0.0, (out / "checkpoint.pt").stat().st_mtime - t["attempt_started"])
                 self.log(f"{key}: resuming {out} ({n_runs})")
                 try:
-                    res = self._timed(key, clock, before, lambda: api.resume(out, progress=self.progress, quiet=True))
+                    res = self._timed(key, clock, before, lambda: api.resume(out, progress=self.progress, quiet=True,
+                                                                                  workers=self.workers))
                     self.earlier_seconds += before
                     return res
                 except SgdlabError as e:  # e.g. a checkpoint torn by a kill: start this run again
                     self.log(f"{key}: cannot resume ({e}); starting it again")
         self.log(f"{key}: running {n_runs}")
         return self._timed(key, clock, 0.0, lambda: api.run(cfg, out, progress=self.progress, quiet=True,
-                                                             overwrite=True))
+                                                             overwrite=True, workers=self.workers))
 
     def _timed(self, key: str, clock: Path, before: float, fn):
         start = time.time()
@@ -189,6 +191,15 @@ class Context:
         shutil.copyfile(src, dst)
         self.figures.append(str(dst.relative_to(self.root)))
         self.log(f"figure {dst.relative_to(self.root)}")
+
+
+# Config keys that change what is printed beside a run, not what is trained: a finished run that
+# differs only in them is reused.
+PRESENTATION_KEYS = ("description", "references", "sweep_grid")
+
+
+def _trained(table: dict) -> dict:
+    return {k: v for k, v in table.items() if k not in PRESENTATION_KEYS}
 
 
 def _read_json(path: Path) -> dict:
@@ -274,7 +285,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def generate(name: str, root: Path = ROOT, scratch: Path | None = None, force: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, workers: int = 1) -> dict:
     """Run spec ``name`` (unless its output exists and not ``force``), save and return the record."""
     spec = SPECS.get(name)
     path = record_path(root, name)
@@ -283,7 +294,7 @@ def generate(name: str, root: Path = ROOT, scratch: Path | None = None, force: b
               file=sys.stderr)
         return load_record(root, name)
     scratch = scratch if scratch is not None else root / SCRATCH_DIR
-    ctx = Context(name, root, scratch, progress)
+    ctx = Context(name, root, scratch, progress, workers)
     if force and ctx.scratch.exists():
         shutil.rmtree(ctx.scratch)
     t0 = time.monotonic()
