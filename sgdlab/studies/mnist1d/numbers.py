@@ -75,7 +75,7 @@ def _benchmark_render(d: dict) -> dict[str, str]:
 
 register(Spec("mnist1d-benchmark", ("mnist1d-benchmark",),
               "MNIST-1D benchmark table: 4 models x normal/shuffled, 8 seeds", _benchmark_produce, _benchmark_render,
-              cost=52.0))  # measured: 3107 s on 2 shared cores (load 7-12)
+              cost=48.0))  # measured: 2896 s on 2 shared cores (GRU: 450 s per sequence order with --workers 2)
 
 
 # --------------------------------------------------------------------------- the findings
