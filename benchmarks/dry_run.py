@@ -70,8 +70,8 @@ def main(argv=None) -> int:
         rows.append(f"| {name} | {np.median(v):.2f} [{v.min():.2f}, {v.max():.2f}] | {verdict} | `{answer}` |")
         print(rows[-1], flush=True)
     table = "\n".join([
-        f"`python benchmarks/dry_run.py` ({machine_line(1)}; median [min, max] of {a.repeats} processes, "
-        f"wall seconds; target < {TARGET_SECONDS:g} s):",
+        (f"`python benchmarks/dry_run.py` ({machine_line(1)}; median [min, max] of {a.repeats} processes, "
+         f"wall seconds; target < {TARGET_SECONDS:g} s):"),
         "",
         "| grid on diag-net | `sgdlab sweep ... --dry-run` | < 1 s | last line printed |",
         "|---|---|---|---|",
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     if a.write_docs:
         text = DOCS.read_text()
         block = f"{BEGIN}\n\n{table}\n\n{END}"
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.DOTALL)
         DOCS.write_text(text)
         print(f"wrote {DOCS.relative_to(ROOT)}")
     return 0

@@ -106,3 +106,14 @@ def test_scaling_benchmark(in_process, capsys, tmp_path):
     text = page.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text and "| diag-net | 1 |" in text
     assert any("--workers" in a and "2" in a for a in seen)
+
+
+def test_dry_run_benchmark(tmp_path, capsys, monkeypatch):
+    bench = load("dry_run")
+    monkeypatch.setattr(bench, "DOCS", tmp_path / "reliability.md")
+    (tmp_path / "reliability.md").write_text(f"before\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    assert bench.main(["--repeats", "1", "--write-docs"]) == 0
+    text = (tmp_path / "reliability.md").read_text()
+    assert "old" not in text and text.count("| met |") + text.count("| NOT met |") == len(bench.GRIDS)
+    assert "10000 points in 10000 batched job(s)" in text and "error: grid range" in text

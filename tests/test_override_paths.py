@@ -10,6 +10,8 @@ from sgdlab.core.config import _set_path, flat_items, from_dict, override, to_di
 from sgdlab.core.errors import ConfigError
 from sgdlab.spec.catalog import list_experiments, load_experiment
 
+DIAG = pytest.mark.study("diag_net")
+
 
 def _rebuilt(cfg, key: str, value):
     data = to_dict(cfg)
@@ -53,6 +55,7 @@ def test_override_equals_a_whole_rebuild_for_every_key(name):
     assert checked > 10
 
 
+@DIAG
 def test_two_assignments_that_only_pass_together(tmp_path):
     """An intermediate state may fail a check the final one passes: the result must not depend on it."""
     cfg = load_experiment("diag-net")
@@ -66,3 +69,36 @@ def _toml(v):
     from sgdlab.core.config import toml_value
 
     return toml_value(v)
+
+
+@DIAG
+@pytest.mark.parametrize("axes", [
+    [("arms.0.schedule.lr", [0.1, 0.2, 0.3]), ("arms.1.optimizer.batch_size", [1, 2])],
+    [("first_seed", [0, 5]), ("arms.0.schedule.lr", [0.1, 0.2]), ("steps", [60, 80])],
+    [("steps", [50, 70]), ("data.n", [20, 30])],
+    [("arms.0.name", ["a {lr}", "b"]), ("arms.0.schedule.lr", [0.1, 0.2])],
+])
+def test_a_grid_built_from_shared_parts_equals_one_override_per_point(axes):
+    from sgdlab.workflows.grid import each_point, plan, point_configs
+
+    base = load_experiment("diag-net")
+    shared, single = point_configs(base, axes), each_point(base, axes)
+    assert [(v, to_dict(c)) for v, c, _ in shared] == [(v, to_dict(c)) for v, c, _ in single]
+    points, jobs = plan(base, axes)
+    assert len(points) == len(single)
+
+
+@DIAG
+def test_a_grid_point_that_fails_is_worded_as_one_override_would():
+    from sgdlab.workflows.grid import plan
+
+    base = load_experiment("diag-net")
+    for axes in ([("arms.0.schedule.lr", [0.1, -1.0])], [("steps", [50, 0])],
+                 [("arms.0.optimizer.batch_size", [1, "x"]), ("steps", [50, 60])]):
+        bad = [v for _, vals in axes for v in vals][-1] if axes[0][0] != "arms.0.optimizer.batch_size" else "x"
+        key = next(k for k, vals in axes if bad in vals)
+        with pytest.raises(ConfigError) as e:
+            plan(base, axes)
+        with pytest.raises(ConfigError) as ref:
+            override(base, [f"{key}={_toml(bad)}"])
+        assert str(e.value) == str(ref.value)

@@ -15,11 +15,11 @@ TOML = textwrap.dedent("""
     name = "refs"
     steps = 10
     seeds = 2
-    sweep_grid = ["data.n_train=32,48"]
+    sweep_grid = ["data.n=32,48"]
 
     [data]
-    kind = "eoss_regression"
-    n_train = 32
+    kind = "chebyshev"
+    n = 32
     n_test = 16
 
     [model]
@@ -37,13 +37,13 @@ TOML = textwrap.dedent("""
     [[references]]
     metric = "train_loss"
     value = 0.125
-    where = ["data.n_train=32"]
+    where = ["data.n=32"]
     source = "a paper, table 1"
 
     [[references]]
     metric = "test_loss"
     value = 7.5
-    where = ["data.n_train=48", "model.hidden=[4]"]
+    where = ["data.n=48", "model.hidden=[4]"]
 """)
 
 
@@ -59,9 +59,9 @@ def test_references_match_the_recorded_config_as_plain_data(exp):
 
     table = to_dict(load_experiment(exp))
     assert matching(table) == {"train_loss": {"value": 0.125, "source": "a paper, table 1"}}
-    table["data"]["n_train"] = 48
+    table["data"]["n"] = 48
     assert matching(table) == {"test_loss": {"value": 7.5, "source": ""}}
-    table["data"]["n_train"] = 40
+    table["data"]["n"] = 40
     assert matching(table) == {}
     table["references"] = [{"metric": 3}, "junk", {"metric": "x", "value": "nan?"}]  # hand-edited: nothing, no error
     assert matching(table) == {}
@@ -82,7 +82,7 @@ def test_a_bad_reference_is_refused_at_load_naming_it(tmp_path, bad, message):
 
 def test_a_bad_sweep_grid_item_is_refused_at_load(tmp_path):
     p = tmp_path / "bad.toml"
-    p.write_text(TOML.replace('sweep_grid = ["data.n_train=32,48"]', 'sweep_grid = ["n_train"]'))
+    p.write_text(TOML.replace('sweep_grid = ["data.n=32,48"]', 'sweep_grid = ["n_train"]'))
     with pytest.raises(ConfigError, match="sweep_grid"):
         load_experiment(p)
 
@@ -114,6 +114,6 @@ def test_sweep_without_grid_runs_the_experiments_own_grid_with_its_references(ex
 
 def test_sweep_of_an_experiment_without_a_grid_asks_for_one(tmp_path):
     p = tmp_path / "nogrid.toml"
-    p.write_text(TOML.replace('sweep_grid = ["data.n_train=32,48"]\n', ""))
+    p.write_text(TOML.replace('sweep_grid = ["data.n=32,48"]\n', ""))
     r = CliRunner().invoke(main, ["sweep", str(p), "--dry-run"])
     assert r.exit_code == 2 and "--grid" in r.output and "Traceback" not in r.output

@@ -33,10 +33,10 @@ __all__ = [
     "dump_toml",
     "flat_fields",
     "from_dict",
-    "parse_value",
     "load_toml",
     "override",
     "override_values",
+    "parse_value",
     "to_dict",
 ]
 

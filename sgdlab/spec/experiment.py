@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import functools
 import math
 import string
@@ -49,8 +49,8 @@ class _ArmFields(string.Formatter):
         for key in path.split("."):
             if isinstance(node, tuple) and key.isdigit() and int(key) < len(node):
                 node = node[int(key)]
-            elif dataclasses.is_dataclass(node) and getattr(node, key, None) is not None and (
-                    key in {f.name for f in dataclasses.fields(node)} or (key == "kind" and isinstance(node, Choice))):
+            elif getattr(node, key, None) is not None and (
+                    key in getattr(node, "__dataclass_fields__", ()) or (key == "kind" and isinstance(node, Choice))):
                 node = getattr(node, key)
             else:
                 raise ConfigError(f"arm name {self.arm.name!r}: placeholder {{{field_name}}} names no key of "
@@ -58,7 +58,7 @@ class _ArmFields(string.Formatter):
                                   f"{{optimizer.batch_size}}, {{phases.0.schedule.lr}} "
                                   f"(aliases: {', '.join(self.aliases)}); after switching a kind, rename the arm "
                                   f"(--set arms.N.name='...')")
-        return to_dict(node), field_name
+        return (node if isinstance(node, (int, float, str)) else to_dict(node)), field_name
 
     def format_field(self, value, format_spec):
         if format_spec:
@@ -66,6 +66,18 @@ class _ArmFields(string.Formatter):
         if isinstance(value, float) and len(repr(value)) > LABEL_FLOAT_CHARS:
             return format(value, ".6g")  # 0.30000000000000004 (a linspace grid value) -> 0.3
         return str(value)
+
+
+@functools.cache
+def _name_pieces(name: str) -> tuple[tuple[str, str | None, str], ...] | None:
+    """An arm name parsed once as ``(literal, field, format spec)`` pieces, as ``str.format``
+    reads it; None where a piece has a conversion (``!r``) or a nested field in its spec."""
+    out = []
+    for lit, key, spec, conversion in string.Formatter().parse(name):
+        if conversion or (spec and "{" in spec):
+            return None
+        out.append((lit, key, spec or ""))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,17 @@ class ArmConfig:
         """The arm's phases; a plain arm is one phase with its optimizer and schedule."""
         return self.phases if self.phases is not None else (PhaseConfig(self.optimizer, self.schedule),)
 
+    def renamed(self, name: str) -> ArmConfig:
+        """This arm under another name: the same checked fields (and what is known of its phases),
+        so only the name is checked (a sweep job renames every arm of every point it holds)."""
+        check(bool(name.strip()), "arm name must not be empty")
+        new = copy.copy(self)
+        object.__setattr__(new, "name", name)
+        new.__dict__.pop("label", None)
+        new.__dict__["_bounds"] = self.__dict__.setdefault("_bounds", {})
+        new.label  # noqa: B018  (a bad placeholder fails here, naming the key)
+        return new
+
     def bounds(self, total_steps: int) -> list[tuple[int, int]]:
         """``[(start, end)]`` of every phase's updates in a run of ``total_steps``."""
         known = self.__dict__.setdefault("_bounds", {})  # per instance (frozen): every grid point checks every arm
@@ -157,7 +180,11 @@ class ArmConfig:
         if "{" not in self.name:
             return self.name
         try:
-            return _ArmFields(self).format(self.name)
+            fields, pieces = _ArmFields(self), _name_pieces(self.name)
+            if pieces is None:  # conversions or nested fields: the formatter's own way
+                return fields.format(self.name)
+            return "".join(lit if field is None else lit + fields.format_field(fields.get_field(field, (), {})[0], spec)
+                           for lit, field, spec in pieces)
         except ConfigError:
             raise
         except (ValueError, IndexError, KeyError, TypeError) as e:

@@ -23,7 +23,7 @@ from sgdlab.core.limits import MAX_AXIS_VALUES, MAX_GRID_POINTS
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.sweeps import JOBS, Point, _short
 
-__all__ = ["Job", "check_grid_size", "parse_axis", "parse_values", "plan"]
+__all__ = ["Job", "check_grid_size", "each_point", "parse_axis", "parse_values", "plan", "point_configs"]
 
 _RANGE = re.compile(r"^(linspace|logspace|loguniform|uniform)\((.*)\)$")
 
@@ -126,6 +126,8 @@ class _Keys:
         self.arms: dict[int, str] = {}
 
     def job(self, cfg: ExperimentConfig) -> str:
+        if id(cfg) in self.parts:  # points share the config of their non-arm values
+            return self.parts[id(cfg)]
         out = []
         for f in dataclasses.fields(cfg):
             v = getattr(cfg, f.name)
@@ -134,12 +136,75 @@ class _Keys:
             if id(v) not in self.parts:
                 self.parts[id(v)] = json.dumps(to_dict(v), sort_keys=True)
             out.append(f"{f.name}={self.parts[id(v)]}")
-        return "\n".join(out)
+        self.parts[id(cfg)] = "\n".join(out)
+        return self.parts[id(cfg)]
 
     def arm(self, arm) -> str:
         if id(arm) not in self.arms:
-            self.arms[id(arm)] = json.dumps(to_dict(dataclasses.replace(arm, name="_")), sort_keys=True)
+            d = to_dict(arm)
+            d.pop("name")
+            self.arms[id(arm)] = json.dumps(d, sort_keys=True)
         return self.arms[id(arm)]
+
+
+_ARM_KEY = re.compile(r"^arms\.(\d+)\.(.+)$")
+
+
+def each_point(base: ExperimentConfig, axes: list[tuple[str, list]]) -> list[tuple]:
+    """``(values, config, job part)`` of every grid point, in ``itertools.product`` order: ``base``
+    with the point's values set, each point overridden on its own; the job part is a config whose
+    fields but the arms are the point's (here the point's config itself)."""
+    keys = [k for k, _ in axes]
+    out = []
+    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
+        cfg = override_values(base, list(zip(keys, combo)))
+        out.append((dict(zip(keys, combo)), cfg, cfg))
+    return out
+
+
+def point_configs(base: ExperimentConfig, axes: list[tuple[str, list]]) -> list[tuple]:
+    """:func:`each_point`, built from shared parts: the configs of the non-arm values once per
+    combination of those values, each arm once per combination of its own axes' values, and a
+    point their union (its checks run again). The same configs (tested), at the cost of one
+    config per point rather than one override per axis per point, and points share their arm
+    objects, so the planner computes an arm's label and identity once. Axes over whole arms
+    (``arms``, ``arms.N``) and any config error take the point-by-point way, which words the error."""
+    keys = [k for k, _ in axes]
+    arm_axis: dict[str, tuple[int, str]] = {}
+    for k in keys:
+        m = _ARM_KEY.match(k)
+        if m and int(m.group(1)) < len(base.arms):
+            arm_axis[k] = (int(m.group(1)), m.group(2))
+        elif k == "arms" or k.startswith("arms."):
+            return each_point(base, axes)
+    other = [i for i, k in enumerate(keys) if k not in arm_axis]
+    by_arm: dict[int, list[int]] = {}
+    for i, k in enumerate(keys):
+        if k in arm_axis:
+            by_arm.setdefault(arm_axis[k][0], []).append(i)
+    configs: dict[tuple, ExperimentConfig] = {}
+    arms: dict[tuple, object] = {}
+    out = []
+    try:
+        for idx in itertools.product(*[range(len(vals)) for _, vals in axes]):
+            values = {k: axes[i][1][j] for i, (k, j) in enumerate(zip(keys, idx))}
+            ckey = tuple(idx[i] for i in other)
+            if ckey not in configs:
+                configs[ckey] = override_values(base, [(keys[i], values[keys[i]]) for i in other])
+            cfg = configs[ckey]
+            if by_arm:
+                new_arms = list(cfg.arms)
+                for n, axis_ids in by_arm.items():
+                    akey = (n, tuple(idx[i] for i in axis_ids))
+                    if akey not in arms:
+                        arms[akey] = override_values(base.arms[n], [(arm_axis[keys[i]][1], values[keys[i]])
+                                                                    for i in axis_ids])
+                    new_arms[n] = arms[akey]
+                cfg = dataclasses.replace(cfg, arms=tuple(new_arms))
+            out.append((values, cfg, configs[ckey]))
+    except ConfigError:
+        return each_point(base, axes)
+    return out
 
 
 def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, ...] = ()) -> tuple[list[Point], list[Job]]:
@@ -156,16 +221,12 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
     check_grid_size(axes)
     if len(set(keys)) != len(keys):
         raise ConfigError(f"grid axes repeat a key: {keys}")
-    points_cfg = []
-    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
-        values = dict(zip(keys, combo))
-        cfg = override_values(base, list(values.items()))
-        points_cfg.append((values, cfg))
+    points_cfg = point_configs(base, axes)
     jobs: dict[str, dict] = {}
     points = []
     keys_of = _Keys()
-    for pid, (values, cfg) in enumerate(points_cfg):
-        key = keys_of.job(cfg)
+    for pid, (values, cfg, part) in enumerate(points_cfg):
+        key = keys_of.job(part)
         if key not in jobs:
             jobs[key] = {"id": len(jobs), "cfg": cfg, "arms": {}}
         job = jobs[key]
@@ -177,7 +238,7 @@ def plan(base: ExperimentConfig, axes: list[tuple[str, list]], sets: tuple[str, 
             if sig not in job["arms"]:
                 # the arm's resolved label, braces escaped: the same label, with no placeholder left to resolve
                 name = arm.name if not label else f"{_literal(arm.label)} | {literal}"
-                job["arms"][sig] = dataclasses.replace(arm, name=name)
+                job["arms"][sig] = arm.renamed(name)
             mapping[base_label] = job["arms"][sig].label
             labels[base_label] = arm.label
         points.append(Point(pid, values, job["id"], mapping, labels))
