@@ -103,7 +103,9 @@ def test_a_killed_worker_resumes_to_the_same_bytes(single, tmp_path):
         sgdlab.run(diag(), out, progress=False, quiet=True, workers=2, _kill_worker_at=kill_at)
     rd = RunDir(out)
     assert rd.has_checkpoint() and not rd.complete() and not (out / ".lock").exists()
-    assert rd.load_checkpoint()["state"]["step"] == int(steps[5])  # the last whole evaluation
+    # the last whole evaluation: the worker is sent the 7th step (and dies) as soon as its rows of the
+    # 6th are in, so the caller's checkpoint of the 6th may not be written
+    assert rd.load_checkpoint()["state"]["step"] in (int(steps[4]), int(steps[5]))
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     sgdlab.resume(out, progress=False, quiet=True, workers=2)

@@ -15,7 +15,9 @@ The workers run in lock step with the caller, which stays the only writer of the
 
 * at each evaluation step the caller sends "advance to t and evaluate" to every worker, does its
   own piece meanwhile, then merges the rows (each metric's values placed by run index, the
-  metric order of the piece holding the first group, i.e. that of one process);
+  metric order of the piece holding the first group, i.e. that of one process). As soon as the
+  workers' rows of step t are in, they are sent the next step, so they compute it while the
+  caller writes t's rows (a worker keeps its state at t until then, for a checkpoint of t);
 * the caller holds the directory's lock, appends ``metrics.jsonl`` and writes checkpoints,
   snapshots, the summary and figures. A checkpoint is the whole training state, gathered from
   the workers when it is written, in the one-process layout: a sharded run resumes with any
@@ -108,6 +110,10 @@ def _np(d: dict) -> dict:
     return {k: v.detach().cpu().numpy() for k, v in d.items()}
 
 
+def _copy(d: dict) -> dict:
+    return {k: v.clone() for k, v in d.items()}
+
+
 def _torch(d: dict) -> dict:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in d.items()}
 
@@ -155,6 +161,8 @@ def _serve(conn, source, only, parent: int, close_fds: tuple[int, ...], kill_at:
         conn.send(("error", _portable(e)))
         return
     state = None
+    before = None  # the state at the previous evaluation step: the caller may ask for it after
+    # sending the next step (it writes a step's rows while the workers compute the next one)
     while True:
         try:
             msg = conn.recv()
@@ -171,11 +179,17 @@ def _serve(conn, source, only, parent: int, close_fds: tuple[int, ...], kill_at:
                 t = msg[1]
                 if kill_at is not None and t >= kill_at:  # test hook: die like a killed process
                     os.kill(os.getpid(), signal.SIGKILL)
+                before = (state.step, [_copy(p) for p in state.params], [_copy(o) for o in state.opt_state])
                 eng.advance_to(state, t)
                 m = eng.evaluate(state)
-                conn.send(("ok", {k: v[eng.members] for k, v in m.items()}, state.diverged[eng.members]))
+                conn.send(("done", t, {k: v[eng.members] for k, v in m.items()}, state.diverged[eng.members]))
             elif msg[0] == "get":
-                conn.send(("ok", [_np(p) for p in state.params], [_np(o) for o in state.opt_state]))
+                step = msg[1]
+                params, opt = ((state.params, state.opt_state) if state.step == step else
+                               before[1:] if before is not None and before[0] == step else (None, None))
+                if params is None:
+                    raise WorkerError(f"the state at step {step} is no longer held (the worker is at {state.step})")
+                conn.send(("state", step, [_np(p) for p in params], [_np(o) for o in opt]))
         except BaseException as e:  # noqa: BLE001
             conn.send(("error", _portable(e)))
             return
@@ -222,6 +236,7 @@ class ShardedEngine:
         self.local_state = slice_state(eng, self.local, state)
         self.procs: list = []
         self.conns: list = []
+        self.early: list[list] = []  # per worker: replies that came before the one awaited
         self.held = [_held(eng, self.local.members)]
         fork = sys.platform.startswith("linux")
         ctx = mp.get_context("fork" if fork else "spawn")
@@ -235,6 +250,7 @@ class ShardedEngine:
                 there.close()
                 self.procs.append(proc)
                 self.conns.append(here)
+                self.early.append([])
             pids = [self._recv(i, "start")[1] for i in range(len(self.conns))]
             for i, part in enumerate(self.parts[1:]):
                 sub = eng.restricted(part)
@@ -271,12 +287,24 @@ class ShardedEngine:
             raise msg[1]
         return msg
 
+    def _reply(self, i: int, kind: str, step: int) -> tuple:
+        """Worker ``i``'s reply of ``kind`` ("done" or "state") for ``step``; replies of the other
+        kind that arrive first are kept for when they are awaited."""
+        for j, msg in enumerate(self.early[i]):
+            if msg[:2] == (kind, step):
+                return self.early[i].pop(j)
+        while True:
+            msg = self._recv(i, step)
+            if msg[:2] == (kind, step):
+                return msg
+            self.early[i].append(msg)
+
     def gather(self, s: ShardedState) -> TrainState:
         for c in self.conns:
-            c.send(("get",))
+            c.send(("get", s.step))
         got = [(self.local_state.params, self.local_state.opt_state)]
         for i in range(len(self.conns)):
-            _, params, opt = self._recv(i, s.step)
+            _, _, params, opt = self._reply(i, "state", s.step)
             got.append(([_torch(p) for p in params], [_torch(o) for o in opt]))
         params, opt = [], []
         for gi in range(len(self.eng.all_groups)):
@@ -289,9 +317,14 @@ class ShardedEngine:
     def params_by_run(self, s: ShardedState) -> dict[int, dict[str, torch.Tensor]]:
         return self.eng.params_by_run(s.full())
 
-    def _advance_and_evaluate(self, t: int) -> dict[str, np.ndarray]:
+    def _send_to(self, t: int) -> None:
         for c in self.conns:
             c.send(("to", t))
+
+    def _advance_and_evaluate(self, t: int, nxt: int | None = None) -> dict[str, np.ndarray]:
+        """Step ``t`` everywhere (the workers were sent it already); ``nxt``: the step the workers
+        are sent as soon as their rows of ``t`` are in, so they compute it while this process
+        merges and writes."""
         self.local.advance_to(self.local_state, t)
         first = self.local.evaluate(self.local_state)  # the piece with group 0: the metric order
         R = self.n_runs
@@ -302,26 +335,29 @@ class ShardedEngine:
             out[k][mask] = v[mask]
         diverged[mask] = self.local_state.diverged[mask]
         for i, part in enumerate(self.parts[1:]):
-            _, m, div = self._recv(i, t)
+            _, _, m, div = self._reply(i, "done", t)
             sub = np.sort(part)  # the worker's values come in run-index order
             for k, v in m.items():
                 out.setdefault(k, np.full(R, np.nan))[sub] = v
             diverged[sub] = div
+        if nxt is not None:
+            self._send_to(nxt)
         return out
 
     def run(self, state: ShardedState, on_eval=None, on_progress=None, after_eval=None,
             evaluate_start: bool = True) -> ShardedState:
         """As :meth:`Engine.run`, every shard advancing and evaluating in lock step."""
-        for t in self.eval_steps:
-            if t < state.step or (t == state.step and not evaluate_start):
-                continue
+        steps = [int(t) for t in self.eval_steps if t > state.step or (t == state.step and evaluate_start)]
+        if steps:
+            self._send_to(steps[0])
+        for k, t in enumerate(steps):
             before = state.step
-            metrics = self._advance_and_evaluate(int(t))
-            state.step = max(state.step, int(t))
+            metrics = self._advance_and_evaluate(t, steps[k + 1] if k + 1 < len(steps) else None)
+            state.step = max(state.step, t)
             if on_progress:
                 on_progress(state.step - before)
             if on_eval:
-                on_eval(int(t), metrics)
+                on_eval(t, metrics)
             if after_eval:
                 after_eval(state)
         return state
@@ -342,7 +378,7 @@ class ShardedEngine:
                 p.join()
         for c in self.conns:
             c.close()
-        self.procs, self.conns = [], []
+        self.procs, self.conns, self.early = [], [], []
 
     def __enter__(self) -> Self:
         return self
