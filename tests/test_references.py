@@ -69,7 +69,6 @@ def test_references_match_the_recorded_config_as_plain_data(exp):
 
 @pytest.mark.parametrize("bad, message", [
     ('metric = "no_such_metric"\nvalue = 1.0', "no_such_metric"),
-    ('metric = "train_loss"\nvalue = 1.0\nwhere = ["data.nope=3"]', "data.nope"),
     ('metric = "train_loss"\nvalue = 1.0\nwhere = ["just text"]', "key.path=value"),
     ('metric = "train_loss"\nvalue = nan', "finite"),
 ])
@@ -117,3 +116,22 @@ def test_sweep_of_an_experiment_without_a_grid_asks_for_one(tmp_path):
     p.write_text(TOML.replace('sweep_grid = ["data.n=32,48"]\n', ""))
     r = CliRunner().invoke(main, ["sweep", str(p), "--dry-run"])
     assert r.exit_code == 2 and "--grid" in r.output and "Traceback" not in r.output
+
+
+def test_a_where_key_the_config_lacks_matches_nothing_and_a_kind_switch_still_loads(exp):
+    from sgdlab.core.config import override, to_dict
+
+    cfg = load_experiment(exp)
+    switched = override(cfg, ["data.kind=digits"])  # data.n is gone: the references no longer apply
+    assert matching(to_dict(switched)) == {}
+
+
+def test_every_bundled_reference_names_keys_of_its_own_experiment():
+    from sgdlab.core.config import flat_items
+    from sgdlab.spec.catalog import list_experiments
+
+    for name in list_experiments():
+        cfg = load_experiment(name)
+        keys = {k for k, _, _ in flat_items(cfg)}
+        for ref in cfg.references:
+            assert all(w.partition("=")[0].strip() in keys for w in ref.where), (name, ref)

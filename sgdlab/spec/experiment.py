@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from sgdlab.core.config import Choice, check, flat_items, to_dict
+from sgdlab.core.config import Choice, check, to_dict
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.limits import MAX_EVAL_POINTS
 from sgdlab.core.plugins import import_modules, load_entry_points
@@ -259,17 +259,12 @@ class ExperimentConfig:
     sweep_grid: tuple[str, ...] = ()
 
     def _check_references(self) -> None:
-        """Every reference names a metric sgdlab knows and settable keys of this experiment."""
-        if not self.references:
-            return
-        keys = {k for k, _, _ in flat_items(self)}
+        """Every reference names a metric sgdlab knows. Its ``where`` keys are not checked here: a
+        kind switch (``--set data.kind=...``) may drop a key a reference names, and the reference
+        then simply matches no run (``sgdlab.spec.references``)."""
         for i, ref in enumerate(self.references):
             check(ref.metric in METRIC_SPECS or ref.metric in self.metrics.names,
                   f"references.{i}.metric: {METRIC_SPECS.choices(ref.metric, self.metrics.names)}")
-            for w in ref.where:
-                key = w.partition("=")[0].strip()
-                check(key in keys, f"references.{i}.where: {key!r} is not a key of this experiment "
-                                   f"(`sgdlab show NAME --keys` lists them)")
 
     @classmethod
     def prepare_dict(cls, data: dict) -> dict:

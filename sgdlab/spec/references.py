@@ -10,8 +10,9 @@ An experiment file lists them as ``[[references]]`` tables::
 
 The tables of ``sgdlab run``, ``sgdlab sweep`` and ``sgdlab compare`` add a column
 ``METRIC (published)`` to every row whose run matches ``where`` (every ``KEY=VALUE`` equal to the
-run's recorded config; an empty ``where`` matches every run). Matching reads the recorded
-config as plain data, so a run directory from elsewhere is never imported to show its references.
+run's recorded config; an empty ``where`` matches every run; a key the config does not have,
+after a kind switch say, matches no run). Matching reads the recorded config as plain data, so a
+run directory from elsewhere is never imported to show its references.
 """
 
 from __future__ import annotations
