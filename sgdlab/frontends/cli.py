@@ -354,28 +354,6 @@ def _naming_file(path, what: str):
         raise ConfigError(f"{what} {str(path)!r}: {e}") from e
 
 
-SWEEP_FILE_KEYS = {"experiment": str, "seeds": int, "steps": int, "set": list, "grid": dict, "slurm": dict}
-
-
-def _read_sweep_file(path: str) -> dict:
-    """A sweep TOML, checked: experiment, seeds, steps, set = [...], [grid] key = [values] or 'range(...)',
-    [slurm] resources of the slurm executor (sgdlab.workflows.slurm.SlurmOptions)."""
-    from sgdlab.core.config import load_toml_table
-
-    spec = load_toml_table(path, "sweep file")
-    for k, v in spec.items():
-        if k not in SWEEP_FILE_KEYS:
-            raise ConfigError(f"sweep file {path!r}: unknown key {k!r}; allowed: {', '.join(sorted(SWEEP_FILE_KEYS))}")
-        want = SWEEP_FILE_KEYS[k]
-        if not isinstance(v, want) or isinstance(v, bool):
-            raise ConfigError(f"sweep file {path!r}: {k} must be a {want.__name__}, got {v!r}")
-    for key, v in spec.get("grid", {}).items():
-        if not (isinstance(v, str) or (isinstance(v, list) and v)):
-            raise ConfigError(f"sweep file {path!r}: grid key {key!r} must be a non-empty list of values or a "
-                              f"range such as 'logspace(0.1, 1, 5)', got {v!r}")
-    return spec
-
-
 @main.command("sweep")
 @click.argument("experiment", required=False)
 @click.option("--grid", "-g", "grids", multiple=True, metavar="KEY=V1,V2,...",
@@ -413,6 +391,7 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
 
     from sgdlab.workflows.compare import format_rows, rows_of
     from sgdlab.workflows.sweep import EXECUTORS, Sweep, parse_axis, parse_values, plan
+    from sgdlab.workflows.sweep_file import read_sweep_file
 
     executor = executor or ("ray" if (use_ray or address) else "inprocess")
     EXECUTORS.get(executor)  # an unknown name fails before anything is planned, listing the valid ones
@@ -427,7 +406,7 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
         sets = list(sets)
         with _naming_file(sweep_file, "sweep file"):  # every error about what the file sets names it
             if sweep_file:
-                spec = _read_sweep_file(sweep_file)
+                spec = read_sweep_file(sweep_file)
                 slurm_table = spec.get("slurm")
                 experiment = experiment or spec.get("experiment")
                 seeds = seeds or spec.get("seeds")
