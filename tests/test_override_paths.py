@@ -77,6 +77,7 @@ def _toml(v):
     [("first_seed", [0, 5]), ("arms.0.schedule.lr", [0.1, 0.2]), ("steps", [60, 80])],
     [("steps", [50, 70]), ("data.n", [20, 30])],
     [("arms.0.name", ["a {lr}", "b"]), ("arms.0.schedule.lr", [0.1, 0.2])],
+    [("arms.0.optimizer.kind", ["sgd", "gd"]), ("arms.0.name", ["x", "y"]), ("first_seed", [0, 3])],
 ])
 def test_a_grid_built_from_shared_parts_equals_one_override_per_point(axes):
     from sgdlab.workflows.grid import each_point, plan, point_configs
