@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sgdlab.frontends.cli import main
 
 r = CliRunner().invoke(main, {args!r})
-assert r.exit_code == 0, r.output
+assert r.exit_code == {code}, r.output
 print(",".join(m for m in {heavy!r} if m in sys.modules))
 """
 
@@ -27,7 +27,18 @@ print(",".join(m for m in {heavy!r} if m in sys.modules))
                                   ["kinds", "metric"], ["kinds", "executor"],
                                   ["show", "diag-net", "--set", "data.kind=chebyshev", "--keys"]])
 def test_config_commands_import_no_heavy_library(args):
-    p = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)], capture_output=True, text=True,
-                       check=False)
+    p = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY, code=0)], capture_output=True,
+                       text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "", f"{args} imported {p.stdout.strip()}"
+
+
+@pytest.mark.parametrize("args", [["run", "diag-net", "--dry-run", "--set", "eval.points=1000000000"],
+                                  ["run", "diag-nett"], ["run", "diag-net", "--set", "arms.0.schedule.lr=-1"],
+                                  ["sweep", "diag-net", "--grid", "arms.0.schedule.lr=linspace(0.1,0.3,3000000)",
+                                   "--dry-run"]])
+def test_a_refused_config_is_refused_before_any_heavy_import(args):
+    p = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY, code=2)], capture_output=True,
+                       text=True, check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "", f"{args} imported {p.stdout.strip()}"

@@ -179,9 +179,10 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
             trust_imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from sgdlab.core.config import dump_toml, toml_value
-    from sgdlab.workflows import api
 
     if resume:
+        from sgdlab.workflows import api
+
         if experiment or sets or imports or any(v is not None for v in typed.values()):
             raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
                                    "is read from it")
@@ -192,9 +193,12 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
         raise click.UsageError("--accept-changed-inputs and --trust-imports go with --resume (a config you run "
                                "yourself imports its modules)")
     if not experiment:
-        raise click.UsageError(f"name an experiment: one of {', '.join(api.list_experiments())}")
+        from sgdlab.spec.catalog import list_experiments
+
+        raise click.UsageError(f"name an experiment: one of {', '.join(list_experiments())}")
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
-    cfg = _load(experiment, imports, list(sets) + extra)
+    cfg = _load(experiment, imports, list(sets) + extra)  # a bad config is refused before torch is imported
+    from sgdlab.workflows import api
     if dry_run:
         click.echo(dump_toml(cfg))
         eng, _ = api.preflight(cfg)  # every check a run makes before training
