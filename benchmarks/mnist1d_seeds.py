@@ -31,18 +31,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from sgdlab.data.toy_configs import MNIST1D  # noqa: E402
-from sgdlab.engine.train import Engine  # noqa: E402
-from sgdlab.metrics.config import MetricsConfig  # noqa: E402
-from sgdlab.optim.config import SGD  # noqa: E402
-from sgdlab.optim.schedules import Constant  # noqa: E402
-from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig  # noqa: E402
-from sgdlab.studies.mnist1d.models import Mnist1dNetConfig  # noqa: E402
-from sgdlab.studies.mnist1d.nets import build_net  # noqa: E402
+from sgdlab.data.toy_configs import MNIST1D
+from sgdlab.engine.train import Engine
+from sgdlab.metrics.config import MetricsConfig
+from sgdlab.optim.config import SGD
+from sgdlab.optim.schedules import Constant
+from sgdlab.spec.experiment import ArmConfig, EvalConfig, ExperimentConfig
+from sgdlab.studies.mnist1d.models import Mnist1dNetConfig
+from sgdlab.studies.mnist1d.nets import build_net
 
 TARGET = 3.0  # sgdlab's batched seeds >= 3x the plain loop
 LR = 0.05  # timing does not depend on it

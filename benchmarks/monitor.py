@@ -232,7 +232,7 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 def write_docs(text: str, path: Path = DOCS) -> None:
     md = path.read_text()
-    pat = re.compile(rf"(<!-- {MARK} -->\n).*?(\n<!-- /{MARK} -->)", re.S)
+    pat = re.compile(rf"(<!-- {MARK} -->\n).*?(\n<!-- /{MARK} -->)", re.DOTALL)
     if not pat.search(md):
         raise SystemExit(f"error: no <!-- {MARK} --> ... <!-- /{MARK} --> markers in {path}")
     path.write_text(pat.sub(lambda m: m.group(1) + text + m.group(2), md))

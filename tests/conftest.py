@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"needs the bundled study {', '.join(missing)}"))
 
 
-_STUDY_MARK = re.compile(r"^pytestmark = .*pytest\.mark\.study\(([^)]*)\)", re.M)
+_STUDY_MARK = re.compile(r"^pytestmark = .*pytest\.mark\.study\(([^)]*)\)", re.MULTILINE)
 
 
 def pytest_ignore_collect(collection_path, config):

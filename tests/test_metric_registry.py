@@ -132,8 +132,10 @@ def test_old_flat_metrics_keys_load_with_a_deprecation_message(tmp_path):
     assert set_flat.metrics.curvature.every == 7 and set_flat.metrics.thresholds.sparsity_tau == 0.5
     assert set_flat.metrics.batch == nested.metrics.batch
     with pytest.warns(SgdlabDeprecationWarning):
-        assert MetricsConfig(curvature_every=3).curvature.every == 3
-        assert MetricsConfig(curvature_every=3).curvature_every == 3
+        flat_cfg = MetricsConfig(curvature_every=3)
+    assert flat_cfg.curvature.every == 3
+    with pytest.warns(SgdlabDeprecationWarning):
+        assert flat_cfg.curvature_every == 3
     # the CLI: one warning line, the run resolved with the nested key
     toml = tmp_path / "old.toml"
     toml.write_text(dump_toml(load_experiment("eoss-small")).replace("[metrics.curvature]\nevery = 1",
@@ -170,7 +172,7 @@ def test_a_run_directory_written_with_the_old_names_still_plots_and_summarizes(t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SgdlabDeprecationWarning)
         cfg = rd.config()
-        steps, m = rd.metrics()
+        _, m = rd.metrics()
         files = plot_panels(rd)
         s = rd.summary()
     assert cfg.figure == ("train_loss", "block1_sparsity") and cfg.metrics.thresholds.sparsity_tau == 0.99

@@ -14,9 +14,9 @@ from sgdlab.data.toy_configs import MNIST1D
 
 mnist1d_data = pytest.importorskip("mnist1d.data")
 
-from sgdlab.studies.mnist1d.adam import AdamConfig  # noqa: E402
-from sgdlab.studies.mnist1d.models import NET_NAMES, Mnist1dNetConfig  # noqa: E402
-from sgdlab.studies.mnist1d.nets import NETS, BenchmarkGRU, build_net  # noqa: E402
+from sgdlab.studies.mnist1d.adam import AdamConfig
+from sgdlab.studies.mnist1d.models import NET_NAMES, Mnist1dNetConfig
+from sgdlab.studies.mnist1d.nets import NETS, BenchmarkGRU, build_net
 
 pytestmark = pytest.mark.study("mnist1d")
 

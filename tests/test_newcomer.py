@@ -255,8 +255,8 @@ def test_the_sharpness_edge_threshold_follows_the_schedule(tmp_path, monkeypatch
 
     cfg = sgdlab.override(catalog.load_experiment("eos-chebyshev"), [
         "steps=200", "seeds=1", "eval.points=11", "model.hidden=[8]",
-        'arms=[{name = "decayed", optimizer = {kind = "gd"}, schedule = {kind = "piecewise", lr = 0.05, '
-        'milestones = [0.5], factors = [4.0]}}]'])
+        ('arms=[{name = "decayed", optimizer = {kind = "gd"}, schedule = {kind = "piecewise", lr = 0.05, '
+         'milestones = [0.5], factors = [4.0]}}]')])
     res = sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True)
     t, edge = curvature.threshold_curve(cfg.arms[0], cfg.steps, res.steps)
     eta = cfg.arms[0].step_size(cfg.steps)(t)

@@ -1,6 +1,8 @@
 """Every registry is open: a user's deep architecture and image dataset train through the engine
 exactly like the bundled ones (``sgdlab.register_architecture``, ``sgdlab.register_image_dataset``)."""
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -44,7 +46,7 @@ def test_a_registered_architecture_and_image_dataset_train_in_the_engine(tmp_pat
 class MemoryLogger:
     """Keeps what it is given, in memory."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def __init__(self, out, runs, name):
         self.runs = runs

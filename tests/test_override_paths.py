@@ -48,8 +48,8 @@ def test_override_equals_a_whole_rebuild_for_every_key(name):
         if key.endswith(".kind") or key == "imports":
             continue  # kind switches and imports take the whole rebuild by design
         for v in _values(value):
-            fast = _outcome(lambda: override(cfg, [f"{key}={_toml(v)}"]))
-            slow = _outcome(lambda: _rebuilt(cfg, key, v))
+            fast = _outcome(lambda key=key, v=v: override(cfg, [f"{key}={_toml(v)}"]))
+            slow = _outcome(lambda key=key, v=v: _rebuilt(cfg, key, v))
             assert fast == slow, (name, key, v)
             checked += 1
     assert checked > 10
@@ -79,14 +79,17 @@ def _toml(v):
     [("arms.0.name", ["a {lr}", "b"]), ("arms.0.schedule.lr", [0.1, 0.2])],
     [("arms.0.optimizer.kind", ["sgd", "gd"]), ("arms.0.name", ["x", "y"]), ("first_seed", [0, 3])],
 ])
-def test_a_grid_built_from_shared_parts_equals_one_override_per_point(axes):
-    from sgdlab.workflows.grid import each_point, plan, point_configs
+def test_a_grid_built_from_shared_parts_equals_one_override_per_point(axes, monkeypatch):
+    from sgdlab.workflows import grid
 
     base = load_experiment("diag-net")
-    shared, single = point_configs(base, axes), each_point(base, axes)
+    shared, single = grid.point_configs(base, axes), grid.each_point(base, axes)
     assert [(v, to_dict(c)) for v, c, _ in shared] == [(v, to_dict(c)) for v, c, _ in single]
-    points, jobs = plan(base, axes)
-    assert len(points) == len(single)
+    points, jobs = grid.plan(base, axes)
+    monkeypatch.setattr(grid, "point_configs", grid.each_point)  # the plan of one override per point
+    ref_points, ref_jobs = grid.plan(base, axes)
+    assert points == ref_points
+    assert [(j.id, to_dict(j.config)) for j in jobs] == [(j.id, to_dict(j.config)) for j in ref_jobs]
 
 
 @DIAG

@@ -137,9 +137,9 @@ def xy():
 ])
 def test_array_files_are_checked_against_the_model_in_one_line(tmp_path, xy, case, needles):
     x, y = xy
-    arrays = {"y2": dict(x=x, y=np.stack([y, y], 1)), "support_len": dict(x=x, y=y, support=np.array([1, 0])),
-              "support_float": dict(x=x, y=y, support=np.full(5, 0.5)), "huge": dict(x=x * 1e200, y=y),
-              "complex": dict(x=x + 1j, y=y)}[case]
+    arrays = {"y2": {"x": x, "y": np.stack([y, y], 1)}, "support_len": {"x": x, "y": y, "support": np.array([1, 0])},
+              "support_float": {"x": x, "y": y, "support": np.full(5, 0.5)}, "huge": {"x": x * 1e200, "y": y},
+              "complex": {"x": x + 1j, "y": y}}[case]
     np.savez(tmp_path / "d.npz", **arrays)
     one_error(arrays_run(tmp_path, tmp_path / "d.npz"), "d.npz", *needles)
     one_error(arrays_run(tmp_path, tmp_path / "d.npz", "--dry-run"), "d.npz", *needles)  # the same at --dry-run

@@ -146,7 +146,7 @@ def test_a_cancelled_array_task_resumes_to_the_uninterrupted_sweep(tmp_path):
         raise
     finally:
         (tmp_path / "gate").unlink(missing_ok=True)  # the other tasks go on
-    stdout, stderr = driver.communicate()
+    _, stderr = driver.communicate()
     # the cancelled task is a failed job: the sweep says so (exit 3, the job listed), --resume reruns it
     assert driver.returncode == FAILED_WORK and "ended without a result" in stderr, stderr[-3000:]
     jobs = json.loads((out / "index.json").read_text())["jobs"]

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from sgdlab.core.errors import ConfigError
-from sgdlab.core.streams import BATCH_SUBSTREAM, STREAM_CURVATURE  # noqa: F401  (re-exported)
+from sgdlab.core.streams import BATCH_SUBSTREAM, STREAM_CURVATURE
 from sgdlab.metrics.curvature import EigResult, batch_curvature, lanczos
 from sgdlab.metrics.curvature.batch import (
     DEFAULT_MAX_BATCHES,

@@ -341,7 +341,7 @@ class Prober:
             t0 = time.perf_counter()
             try:
                 finite = math.isfinite(moment.loss())  # with sharpness due, this builds its gradient graph
-            except Exception as e:  # the model cannot be measured now: every metric is missing
+            except Exception as e:  # noqa: BLE001 - the model cannot be measured now: every metric is missing
                 self._failure("train_loss", step, e)
                 moment.release()
                 return {k: math.nan for name in due for k in self.probes[name].outputs(self)}
@@ -354,7 +354,7 @@ class Prober:
                 t0 = time.perf_counter()
                 try:
                     out.update(probe.run(moment))
-                except Exception as e:  # a measurement never stops the training it watches
+                except Exception as e:  # noqa: BLE001 - a measurement never stops the training it watches
                     self._failure(name, step, e)
                     out.update({k: math.nan for k in probe.outputs(self) if k not in out})
                 self.seconds[name] += time.perf_counter() - t0

@@ -51,7 +51,7 @@ def finite_values(metrics: dict, i: int) -> dict[str, float]:
     return {k: x for k, v in metrics.items() if math.isfinite(x := float(v[i]))}
 
 
-def Logger(backend: str, out: Path, runs: list[dict], name: str):  # noqa: N802 - a factory named like its objects
+def Logger(backend: str, out: Path, runs: list[dict], name: str):
     """The ``backend`` logger writing under ``out/backend`` for a fixed list of runs."""
     check_backends([backend])
     path = Path(out) / backend

@@ -86,7 +86,7 @@ def load_specs() -> None:
     from sgdlab.core.plugins import load_entry_points
 
     load_entry_points()
-    for module in list(SPEC_MODULES):
+    for module in SPEC_MODULES:
         importlib.import_module(module)
 
 

@@ -179,9 +179,9 @@ def _edge_produce(experiment: str, variants: dict[str, list[str]], metrics: dict
 
 
 def _eos_render(d: dict) -> dict[str, str]:
-    parts = [f"`mnist1d-eos` (full-batch GD on 500 sequences, MLP), {d['seeds']}; ratio = median over the "
-             f"tracked steps of the second half of λ_max / (2/η); \"at 2/η\" counts runs with a ratio in "
-             f"[{AT_EDGE[0]}, {AT_EDGE[1]}]:"]
+    parts = [(f"`mnist1d-eos` (full-batch GD on 500 sequences, MLP), {d['seeds']}; ratio = median over the "
+              f"tracked steps of the second half of λ_max / (2/η); \"at 2/η\" counts runs with a ratio in "
+              f"[{AT_EDGE[0]}, {AT_EDGE[1]}]:")]
     for key, v in d["variants"].items():
         rows = []
         for a, e in v["arms"].items():
