@@ -36,7 +36,6 @@ import datetime as _dt
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import shutil
@@ -66,6 +65,12 @@ from sgdlab.store.files import (  # noqa: F401  (re-exported: the run store's fi
 )
 from sgdlab.store.inputs import changes, fingerprint
 from sgdlab.store.locking import LOCK, DirLock, check_unlocked, pid_alive
+from sgdlab.store.metrics_rows import (
+    MetricsLine,
+    metrics_row,
+    parse_row,
+    rows_to_arrays,
+)
 from sgdlab.store.trust import load_config
 
 if TYPE_CHECKING:
@@ -80,32 +85,6 @@ INPUTS, RUNS_HASH = "inputs", "runs_sha256"
 TMP_GLOB = ".*.tmp*"
 # A directory moved aside by overwrite, until it is deleted: ".<name>.overwritten-<pid>".
 TRASH = ".{name}.overwritten-{pid}"
-
-
-# --------------------------------------------------------------------------- metrics rows
-
-@dataclasses.dataclass
-class MetricsLine:
-    """One line of metrics.jsonl: its 1-based number, the parsed row (None if corrupt), and
-    whether it ended with a newline (a line without one was cut by a kill or is being written)."""
-
-    number: int
-    row: dict | None
-    complete: bool
-    error: str = ""
-
-
-def _parse_row(text: str) -> tuple[dict | None, str]:
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as e:
-        return None, f"not valid JSON ({e.msg})"
-    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-        return None, "no integer 'step'"
-    for k, v in row.items():
-        if k != "step" and not (isinstance(v, list) and all(x is None or isinstance(x, (int, float)) for x in v)):
-            return None, f"metric {k!r} is not a list of numbers"
-    return row, ""
 
 
 class RunDir:
@@ -281,7 +260,7 @@ class RunDir:
             last = i == len(parts) - 1
             if last and text == "":
                 break
-            row, err = _parse_row(text)
+            row, err = parse_row(text)
             out.append(MetricsLine(i + 1, row, complete=not last, error=err))
         return out
 
@@ -474,20 +453,6 @@ def _provenance() -> dict:
         "platform": platform.platform(),
         "started": _dt.datetime.now(_dt.UTC).isoformat(),
     }
-
-
-def metrics_row(step: int, values: dict[str, np.ndarray]) -> dict:
-    row = {"step": int(step)}
-    row.update({k: [None if not math.isfinite(x) else float(x) for x in v] for k, v in values.items()})
-    return row
-
-
-def rows_to_arrays(rows: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    steps = np.array([r["step"] for r in rows], dtype=np.int64)
-    names = [k for k in (rows[0] if rows else {}) if k != "step"]
-    out = {k: np.array([[np.nan if v is None else v for v in r[k]] for r in rows], dtype=np.float64)
-           for k in names}
-    return steps, out
 
 
 def _replaces_a_run(path: Path, overwrite: bool) -> bool:

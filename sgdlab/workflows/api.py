@@ -24,7 +24,8 @@ from sgdlab.engine.train import Engine, TrainState
 from sgdlab.spec.catalog import list_experiments, load_experiment, override
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.store.loggers import check_backends
-from sgdlab.store.runs import INPUTS, RunDir, metrics_row, rows_to_arrays
+from sgdlab.store.metrics_rows import metrics_row, rows_to_arrays
+from sgdlab.store.runs import INPUTS, RunDir
 from sgdlab.store.summary import summarize
 from sgdlab.store.trust import adopt_edits, check_trusted, remember
 from sgdlab.workflows.inits import initial_params

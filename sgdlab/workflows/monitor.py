@@ -57,6 +57,7 @@ from sgdlab.spec.external import (
     ExternalOptimizer,
     ExternalSchedule,
 )
+from sgdlab.store.metrics_rows import metrics_row
 from sgdlab.store.runs import (
     CONFIG,
     META,
@@ -64,7 +65,6 @@ from sgdlab.store.runs import (
     RunDir,
     atomic_write_text,
     dumps,
-    metrics_row,
 )
 from sgdlab.store.summary import summarize
 from sgdlab.workflows.monitor_sinks import sinks
