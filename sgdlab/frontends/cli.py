@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import os
 import sys
-import typing
 import warnings
 from pathlib import Path
 
@@ -22,35 +21,7 @@ import click
 
 from sgdlab.core.errors import ConfigError, SgdlabDeprecationWarning, SgdlabError
 from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK, INTERRUPTED
-
-
-def _scalar_fields():
-    from sgdlab.spec.experiment import ExperimentConfig
-
-    hints = typing.get_type_hints(ExperimentConfig)
-    out = []
-    for f in dataclasses.fields(ExperimentConfig):
-        tp = hints[f.name]
-        if tp in (int, float, str, bool) or typing.get_origin(tp) is typing.Literal:
-            out.append((f.name, tp))
-    return out
-
-
-def _typed_flags(fn):
-    """Add one option per top-level scalar ExperimentConfig field (e.g. --steps, --seeds)."""
-    for name, tp in reversed(_scalar_fields()):
-        flag = "--" + name.replace("_", "-")
-        if name in {"name", "description"}:
-            continue
-        if tp is bool:
-            fn = click.option(flag + "/--no-" + name.replace("_", "-"), name, default=None,
-                              help=f"override {name}")(fn)
-        elif typing.get_origin(tp) is typing.Literal:
-            fn = click.option(flag, name, type=click.Choice(typing.get_args(tp)), default=None,
-                              help=f"override {name}")(fn)
-        else:
-            fn = click.option(flag, name, type=tp, default=None, help=f"override {name}")(fn)
-    return fn
+from sgdlab.frontends.flags import typed_flags
 
 
 def error_line(e: BaseException) -> str:
@@ -113,7 +84,6 @@ def _trust_option(fn):
 def _load(experiment, imports, sets=()):
     """The experiment with ``--import`` modules imported first and recorded in ``imports``, then
     ``sets`` applied."""
-    import dataclasses
 
     from sgdlab.core.plugins import import_modules
     from sgdlab.spec import catalog
@@ -174,7 +144,7 @@ def main(threads, debug):
                    "capped by the runs; 1 for deep nets and GPU runs]")
 @_imports_option
 @_trust_option
-@_typed_flags
+@typed_flags
 def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, progress, dry_run, workers, imports,
             trust_imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
@@ -309,13 +279,14 @@ def kinds_cmd(family, experiment, imports):
 def show_cmd(experiment, sets, keys, imports):
     """Print the resolved config of EXPERIMENT as TOML (save it, edit it, run it)."""
     from sgdlab.core.config import dump_toml, flat_items
+    from sgdlab.frontends.kinds import type_text, value_text
 
     cfg = _load(experiment, imports, sets)
     if keys:
         items = flat_items(cfg)
         width = max(len(k) for k, _, _ in items)
         for name, tp, value in items:
-            click.echo(f"{name:{width}s}  {_compact(value):24s}  {_short_type(tp)}")
+            click.echo(f"{name:{width}s}  {value_text(value):24s}  {type_text(tp)}")
         click.echo("# set any of these with --set KEY=VALUE; a 'kind' key switches the table to another kind, "
                    "starting from that kind's defaults (sgdlab show NAME --set data.kind=... --keys lists its keys; "
                    "sgdlab kinds lists every kind)")
@@ -323,27 +294,6 @@ def show_cmd(experiment, sets, keys, imports):
                    "arms.N.optimizer and arms.N.schedule")
         return
     click.echo(dump_toml(cfg), nl=False)
-
-
-def _compact(value) -> str:
-    """A value as one line of TOML ("(unset)" for None)."""
-    from sgdlab.core.config import toml_value
-
-    if value is None:
-        return "(unset)"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_compact(v) for v in value) + "]"
-    return toml_value(value)
-
-
-def _short_type(tp: str) -> str:
-    """A type hint as a user reads it: "one of 'a', 'b'", "table | unset", "list of float"."""
-    import re
-
-    tp = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", tp)
-    tp = re.sub(r"sgdlab\.[\w.]+\.(\w+)Config", lambda m: f"{m.group(1).lower()} table", tp)
-    tp = re.sub(r"tuple\[(\w+), \.\.\.\]", r"list of \1", tp)
-    return tp.replace(" | None", " | unset").replace("typing.", "")
 
 
 @contextlib.contextmanager
@@ -512,7 +462,6 @@ def compare_cmd(dirs, csv_out, metrics):
 @_imports_option
 def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports):
     """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
-    import dataclasses
 
     from sgdlab.store.files import check_writable_dir
     from sgdlab.workflows.window import (

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sgdlab.core.errors import ConfigError, choices_message
 
-__all__ = ["FAMILIES", "Kind", "describe", "format_kinds"]
+__all__ = ["FAMILIES", "Kind", "describe", "format_kinds", "type_text", "value_text"]
 
 DESCRIPTION_CHARS = 120  # a description is one line of a terminal
 
@@ -48,7 +48,7 @@ def _first_line(doc: str | None, cls_name: str = "") -> str:
     return line if len(line) <= DESCRIPTION_CHARS else line[: DESCRIPTION_CHARS - 3].rstrip() + "..."
 
 
-def _type(tp) -> str:
+def type_text(tp) -> str:
     """A type hint as a user reads it: "one of 'a', 'b'", "schedule table | unset", "list of int"."""
     s = tp.__name__ if isinstance(tp, type) else str(tp)
     s = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", s)
@@ -57,8 +57,8 @@ def _type(tp) -> str:
     return s.replace(" | None", " | unset").replace("typing.", "")
 
 
-def _default(v) -> str:
-    """A default as one line of TOML."""
+def value_text(v) -> str:
+    """A value (a default, a setting) as one line of TOML: "(unset)" for None."""
     from sgdlab.core.config import to_dict, toml_value
 
     if v is None:
@@ -67,9 +67,9 @@ def _default(v) -> str:
         return "(required)"
     v = to_dict(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_default(x) for x in v) + "]"
+        return "[" + ", ".join(value_text(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_default(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{k} = {value_text(x)}" for k, x in v.items()) + "}"
     try:
         return toml_value(v)
     except (TypeError, ValueError):
@@ -98,7 +98,7 @@ def _config_kinds(family: str) -> list[Kind]:
                 continue
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
-            keys.append((f.name, _type(hints.get(f.name, f.type)), _default(default)))
+            keys.append((f.name, type_text(hints.get(f.name, f.type)), value_text(default)))
         fn = getattr(cls, "function", None)  # a registered function: its docstring describes it
         doc = _first_line(cls.__doc__, cls.__name__) or _first_line(getattr(fn, "__doc__", None))
         out.append(Kind(family, name, doc, tuple(keys)))
