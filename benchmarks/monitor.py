@@ -53,7 +53,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sgdlab.metrics.curvature import HessianOperator, lanczos
-from sgdlab.metrics.probes import math_attention
+from sgdlab.metrics.user_objects import math_attention
 from sgdlab.workflows.monitor import Monitor
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,9 @@ from sgdlab.frontends.cli import main
 from sgdlab.metrics.curvature import dense_eigvalsh, dense_hessian
 from sgdlab.metrics.jacobian import jacobian_rank
 from sgdlab.metrics.measure import WarmStart, stability_thresholds, subset_indices
-from sgdlab.metrics.probes import PROBES, ProbeSettings, measurement_set
+from sgdlab.metrics.probes import PROBES, ProbeSettings
 from sgdlab.metrics.sparsity import feature_sparsity
+from sgdlab.metrics.user_objects import measurement_set
 from sgdlab.store.runs import RunDir
 from sgdlab.workflows.monitor import LogSpaced, Monitor
 

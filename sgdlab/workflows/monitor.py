@@ -49,7 +49,8 @@ from sgdlab.core.errors import ConfigError
 from sgdlab.engine.train import RunSpec
 from sgdlab.metrics.adaptive import is_adaptive
 from sgdlab.metrics.config import MetricsConfig
-from sgdlab.metrics.probes import PROBES, Prober, ProbeSettings, unwrap_optimizer
+from sgdlab.metrics.probes import PROBES, Prober, ProbeSettings
+from sgdlab.metrics.user_objects import unwrap_optimizer
 from sgdlab.spec.experiment import ArmConfig, ExperimentConfig
 from sgdlab.spec.external import (
     ExternalData,
@@ -162,7 +163,7 @@ class Monitor:
         model: the ``nn.Module`` being trained (its trainable parameters are theta).
         loss_fn: ``(model(x), y) -> scalar`` mean loss, exactly the loss you train.
         data: the measurement set: tensors ``(x, y)``, a DataLoader or a list of batches, reduced
-            once to a fixed subset of ``subset`` examples (``sgdlab.metrics.probes.measurement_set``).
+            once to a fixed subset of ``subset`` examples (``sgdlab.metrics.user_objects.measurement_set``).
         optimizer: read (never written) for the current step size and momentum (``threshold``).
         metrics: names (each on ``every``) or {name: schedule}; see ``sgdlab.metrics.probes.PROBES``.
         every: default schedule: an int N, ``LogSpaced(...)`` or a callable ``step -> bool``.
