@@ -38,6 +38,7 @@ __all__ = [
     "override_values",
     "parse_value",
     "to_dict",
+    "value_at",
 ]
 
 
@@ -272,15 +273,24 @@ def _set_path(tree, keys: list[str], value, full: str):
         tree[key] = value
 
 
-def _table_at(tree, keys: list[str]):
-    """The table at dotted ``keys`` of a plain-dict config, or None where there is none."""
+def value_at(tree, keys: list[str]):
+    """The value at dotted ``keys`` (split) of a plain-dict config; a KeyError where there is none."""
     for k in keys:
         if isinstance(tree, list) and k.lstrip("-").isdigit() and -len(tree) <= int(k) < len(tree):
             tree = tree[int(k)]
         elif isinstance(tree, dict) and k in tree:
             tree = tree[k]
         else:
-            return None
+            raise KeyError(".".join(keys))
+    return tree
+
+
+def _table_at(tree, keys: list[str]):
+    """The table at dotted ``keys`` of a plain-dict config, or None where there is none."""
+    try:
+        tree = value_at(tree, keys)
+    except KeyError:
+        return None
     return tree if isinstance(tree, dict) else None
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sgdlab.core.config import check, parse_value
+from sgdlab.core.config import check, parse_value, value_at
 
 __all__ = ["Reference", "matching"]
 
@@ -49,18 +49,6 @@ class Reference:
         return out
 
 
-def _lookup(tree, keys: list[str]):
-    """The value at dotted ``keys`` of a plain-dict config; a KeyError where there is none."""
-    for k in keys:
-        if isinstance(tree, list) and k.lstrip("-").isdigit() and -len(tree) <= int(k) < len(tree):
-            tree = tree[int(k)]
-        elif isinstance(tree, dict) and k in tree:
-            tree = tree[k]
-        else:
-            raise KeyError(".".join(keys))
-    return tree
-
-
 def _equal(a, b) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
@@ -79,7 +67,7 @@ def matching(table: dict) -> dict[str, dict]:
         try:
             ref = Reference(metric=entry["metric"], value=float(entry.get("value", math.nan)),
                             where=tuple(entry.get("where") or ()), source=str(entry.get("source", "")))
-            ok = all(_equal(_lookup(table, keys), value) for keys, value in ref.conditions())
+            ok = all(_equal(value_at(table, keys), value) for keys, value in ref.conditions())
         except (KeyError, TypeError, ValueError):  # a malformed entry of a recorded config: data, not code
             continue
         if ok and ref.metric not in out:
