@@ -237,7 +237,6 @@ class ShardedEngine:
         self.procs: list = []
         self.conns: list = []
         self.early: list[list] = []  # per worker: replies that came before the one awaited
-        self._pending: int | None = None  # the next step, to send after this one's parameters are saved
         self.held = [_held(eng, self.local.members)]
         fork = sys.platform.startswith("linux")
         ctx = mp.get_context("fork" if fork else "spawn")
@@ -354,12 +353,11 @@ class ShardedEngine:
         snapshots = {int(t) for t in self.snapshot_steps}
         for k, t in enumerate(steps):
             before = state.step
+            nxt = steps[k + 1] if k + 1 < len(steps) else None
             # A step whose parameters are saved is gathered from the workers right after it: they
             # get the next step only then (sent early, the gather would wait for it).
-            nxt = steps[k + 1] if k + 1 < len(steps) and t not in snapshots else None
-            metrics = self._advance_and_evaluate(t, nxt)
-            if nxt is None and k + 1 < len(steps):
-                self._pending = steps[k + 1]
+            early = t not in snapshots
+            metrics = self._advance_and_evaluate(t, nxt if early else None)
             state.step = max(state.step, t)
             if on_progress:
                 on_progress(state.step - before)
@@ -367,9 +365,8 @@ class ShardedEngine:
                 on_eval(t, metrics)
             if after_eval:
                 after_eval(state)
-            if self._pending is not None:
-                self._send_to(self._pending)
-                self._pending = None
+            if nxt is not None and not early:
+                self._send_to(nxt)
         return state
 
     # ----------------------------------------------------------------- shutdown
