@@ -26,6 +26,24 @@ def _same(a, b):
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+def _bare_and_watched(build, steps: int):
+    """Train twice from the same seed, without and with a Monitor: ``(params without, params with,
+    the monitor)``. ``build(monitored)`` returns ``(model, step, monitor or None)``; ``step(t)`` is
+    one training step; the monitor measures before each step and once more at close."""
+    out = []
+    for monitored in (False, True):
+        torch.manual_seed(0)
+        model, step, mon = build(monitored)
+        for t in range(steps):
+            if mon is not None:
+                mon.step()
+            step(t)
+        if mon is not None:
+            mon.close()
+        out.append((_params(model), mon))
+    return out[0][0], out[1][0], out[1][1]
+
+
 def _tokens(n=32, t=8, vocab=20, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (n, t), generator=g)
@@ -40,8 +58,7 @@ def _warmup_cosine(steps, warm):
 def test_plain_loop_with_warmup_from_zero_and_cosine_decay_to_zero(tmp_path):
     steps = 12
 
-    def run(monitored):
-        torch.manual_seed(0)
+    def build(monitored):
         model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
         g = torch.Generator().manual_seed(1)
         x, y = torch.randn(160, 6, generator=g), torch.randint(0, 3, (160,), generator=g)
@@ -50,19 +67,15 @@ def test_plain_loop_with_warmup_from_zero_and_cosine_decay_to_zero(tmp_path):
         mon = Monitor(model, F.cross_entropy, (x, y), opt, out=tmp_path / "plain", batch_size=16, strict=True,
                       metrics={"sharpness": 3, "threshold": 1, "batch_sharpness": 6},
                       settings=QUICK) if monitored else None
-        for t in range(steps):
-            if mon is not None:
-                mon.step()
+
+        def step(t):
             opt.zero_grad()
             F.cross_entropy(model(x[16 * (t % 10):16 * (t % 10) + 16]), y[16 * (t % 10):16 * (t % 10) + 16]).backward()
             opt.step()
             sched.step()
-        if mon is not None:
-            mon.close()
-        return _params(model), mon
+        return model, step, mon
 
-    bare, _ = run(False)
-    watched, mon = run(True)
+    bare, watched, mon = _bare_and_watched(build, steps)
     assert _same(bare, watched)
     steps_, m = mon.metrics()
     assert steps_.tolist() == list(range(steps + 1))  # every step, and the final state at close()
@@ -90,25 +103,20 @@ def test_transformer_encoder_layer_with_adamw_and_default_attention():
     x = _tokens()
     y = x[:, 0] % 3
 
-    def run(monitored):
-        torch.manual_seed(0)
+    def build(monitored):
         model = _encoder()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         mon = Monitor(model, F.cross_entropy, (x, y), opt, every=2, strict=True, settings=QUICK,
                       metrics=["sharpness", "preconditioned_sharpness", "threshold"]) if monitored else None
-        for t in range(6):
-            if mon is not None:
-                mon.step()
+
+        def step(t):
             model.train()
             opt.zero_grad()
             F.cross_entropy(model(x[:8]), y[:8]).backward()
             opt.step()
-        if mon is not None:
-            mon.close()
-        return _params(model), mon
+        return model, step, mon
 
-    bare, _ = run(False)
-    watched, mon = run(True)
+    bare, watched, mon = _bare_and_watched(build, 6)
     assert _same(bare, watched)
     _, m = mon.metrics()
     assert np.isfinite(m["sharpness"]).all()
@@ -139,24 +147,19 @@ def test_torch_compile_model_trains_bit_for_bit():
     x = torch.randn(32, 6)
     y = torch.randint(0, 3, (32,))
 
-    def run(monitored):
-        torch.manual_seed(0)
+    def build(monitored):
         model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
         cmodel = torch.compile(model)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         mon = Monitor(cmodel, F.cross_entropy, (x, y), opt, every=2, strict=True) if monitored else None
-        for _ in range(4):
-            if mon is not None:
-                mon.step()
+
+        def step(t):
             opt.zero_grad()
             F.cross_entropy(cmodel(x[:8]), y[:8]).backward()
             opt.step()
-        if mon is not None:
-            mon.close()
-        return _params(model), mon
+        return model, step, mon
 
-    bare, _ = run(False)
-    watched, mon = run(True)
+    bare, watched, mon = _bare_and_watched(build, 4)
     assert _same(bare, watched) and np.isfinite(mon.metrics()[1]["sharpness"]).all()
 
 
