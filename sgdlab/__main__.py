@@ -1,5 +1,5 @@
 """`python -m sgdlab ...` is the `sgdlab` command."""
 
-from sgdlab.frontends.cli import main
+from sgdlab.frontends.cli import entry
 
-main()
+entry()

@@ -2,6 +2,7 @@
 byte-identical to one process's (timings aside), kills of a worker resume to the same bytes, and a
 pool sweep merged into one job spreads it over every worker."""
 
+import collections
 import json
 import os
 import shutil
@@ -18,7 +19,8 @@ from sgdlab.engine.train import Engine
 from sgdlab.store.runs import RunDir
 from sgdlab.workflows.cores import choose, physical_cores
 from sgdlab.workflows.executors import shares
-from sgdlab.workflows.shards import WorkerError, split
+from sgdlab.workflows.shard_pieces import measured_costs
+from sgdlab.workflows.shards import AHEAD_STEPS, WorkerError, split
 from sgdlab.workflows.sweep import Sweep
 
 pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "deep_nets")
@@ -79,6 +81,27 @@ def test_sharded_run_directory_is_byte_identical(single, tmp_path, workers):
     same_bytes(single / "relu", tmp_path / "relu")
 
 
+def test_runs_moved_between_processes_at_every_step_give_the_same_bytes(single, tmp_path, monkeypatch):
+    """Measured re-cuts (shards.REBALANCE_SECONDS) at every step, with costs that change each time
+    so the runs really move: the directory is still that of one process."""
+    from sgdlab.workflows import shards
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(shards, "REBALANCE_SECONDS", 0.0)
+    monkeypatch.setattr(shards, "AHEAD_STEPS", 2)  # a re-cut waits for the steps sent ahead
+    monkeypatch.setattr(shards, "measured_costs", lambda eng, parts, secs: {r: float(rng.uniform(0.1, 10))
+                                                                             for r in range(eng.n_runs)})
+    res = sgdlab.run(diag(), tmp_path / "diag", progress=False, quiet=True, workers=3)
+    assert RunDir(res.path).meta()["rebalanced"] >= 4
+    same_bytes(single / "diag", tmp_path / "diag")
+    res = sgdlab.run(relu(), tmp_path / "relu", progress=False, quiet=True, workers=2)  # the torch path
+    assert RunDir(res.path).meta()["rebalanced"] >= 2
+    same_bytes(single / "relu", tmp_path / "relu")
+    # curvature tracking keeps warm starts per run in its process: those runs never move
+    res = sgdlab.run(relu("metrics.curvature.every=2"), tmp_path / "curv", progress=False, quiet=True, workers=2)
+    assert RunDir(res.path).meta()["rebalanced"] == 0
+
+
 def test_the_comparison_can_fail(single, tmp_path):
     # negative control: other seeds give other bytes
     sgdlab.run(diag("first_seed=5"), tmp_path / "diag", progress=False, quiet=True, workers=2)
@@ -103,9 +126,9 @@ def test_a_killed_worker_resumes_to_the_same_bytes(single, tmp_path):
         sgdlab.run(diag(), out, progress=False, quiet=True, workers=2, _kill_worker_at=kill_at)
     rd = RunDir(out)
     assert rd.has_checkpoint() and not rd.complete() and not (out / ".lock").exists()
-    # the last whole evaluation: the worker is sent the 7th step (and dies) as soon as its rows of the
-    # 6th are in, so the caller's checkpoint of the 6th may not be written
-    assert rd.load_checkpoint()["state"]["step"] in (int(steps[4]), int(steps[5]))
+    # the worker is sent the 7th step (and dies) up to AHEAD_STEPS evaluations before the caller
+    # gets there: the last checkpoint is of one of the steps before
+    assert int(steps[max(0, 5 - AHEAD_STEPS)]) <= rd.load_checkpoint()["state"]["step"] <= int(steps[5])
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     sgdlab.resume(out, progress=False, quiet=True, workers=2)
@@ -122,14 +145,13 @@ def test_interrupted_sharded_run_resumes_with_other_worker_counts(single, tmp_pa
     same_bytes(single / "relu", out)
 
 
-def test_split_is_contiguous_balanced_and_capped():
+def test_split_covers_every_run_spreads_the_arms_and_is_capped():
     for cfg in (diag(), sgdlab.override(sgdlab.load_experiment("label-noise-diag-net"), ["seeds=3"])):
         eng = Engine(cfg)
-        order = np.concatenate([g.runs for g in eng.all_groups])
         for n in (1, 2, 3, 5, 40):
             parts = split(eng, n)
             assert 1 <= len(parts) <= min(n, eng.n_runs) and all(len(p) for p in parts)
-            np.testing.assert_array_equal(np.concatenate(parts), order)
+            np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(eng.n_runs))
             for g in eng.all_groups:  # a piece holds all of a group, none, or at least 2 of its runs
                 for p in parts:
                     assert len(set(p) & set(g.runs)) in {0, len(g.runs)} | set(range(2, len(g.runs) + 1))
@@ -137,7 +159,27 @@ def test_split_is_contiguous_balanced_and_capped():
     assert len(split(eng, 5)) == 5
     # weights: a batch-1 run 1 + 7/7 = 2, the full-batch GD run (n = 20) 1 + 26/7 = 4.7; half of
     # the 28.7 is 14.35: 7 runs, then 5 SGD runs and GD
-    assert [len(p) for p in split(eng, 2)] == [7, 6]
+    parts = split(eng, 2)
+    assert [len(p) for p in parts] == [7, 6]
+    # the 4 SGD arms' runs (one group, arm after arm) taken in strides: each piece holds every arm,
+    # within one run of an equal share
+    eng = Engine(diag("seeds=8"))
+    arm = {r.index: r.arm for r in eng.runs}
+    sgd = eng.all_groups[0].runs
+    for p in split(eng, 2):
+        share = collections.Counter(arm[int(r)] for r in p if int(r) in sgd)
+        assert set(share) == {arm[r] for r in sgd} and max(share.values()) - min(share.values()) <= 1
+
+
+def test_split_follows_measured_costs_and_the_callers_own_work():
+    eng = Engine(diag())
+    even = split(eng, 2, {r: 1.0 for r in range(eng.n_runs)})
+    assert [len(p) for p in even] == [6, 7]
+    # the calling process's writing counts for piece 0: of 13 + 3, it keeps 8 - 3 runs
+    assert [len(p) for p in split(eng, 2, {r: 1.0 for r in range(eng.n_runs)}, extra=3.0)] == [5, 8]
+    # piece 0's runs measured twice as costly: it keeps fewer of them
+    costs = measured_costs(eng, even, [2.0 * len(even[0]), 1.0 * len(even[1])])
+    assert len(split(eng, 2, costs)[0]) < 6
 
 
 def test_default_workers_and_thread_rule():

@@ -199,6 +199,12 @@ class Engine:
     def n_runs(self) -> int:
         return len(self.runs)
 
+    @property
+    def keeps_eval_state(self) -> bool:
+        """Whether evaluating keeps per-run state from one evaluation to the next (curvature
+        tracking's and Monitor probes' warm starts), which a restricted copy starts afresh."""
+        return self.curvature.enabled or bool(self.probes.probes)
+
     def metric_names(self) -> list[str]:
         """Every metric this experiment can log: the model family's, EMA copies, user metrics
         (sgdlab.register_metric), curvature, Monitor probes named in metrics.names, phase."""

@@ -217,6 +217,8 @@ def _spread(eng: Engine, rd: RunDir | None, state: TrainState, par: Parallelism,
         except (KeyboardInterrupt, WorkerError):
             _interrupted(rd, xstate)
             raise
+        if rd is not None and xeng is not eng:
+            rd.update_meta(rebalanced=xeng.rebalanced)
         return whole(xstate)
 
 

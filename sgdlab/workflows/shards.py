@@ -1,23 +1,33 @@
 """One experiment's runs spread over processes (shards), with the results of one process.
 
 The runs (arm x seed), in the engine's group order, are cut into ``workers`` contiguous pieces
-of near-equal size. The calling process keeps piece 0 and forks one single-threaded worker per
-other piece; each advances and evaluates only its runs (``Engine.restricted``: the same groups,
-restricted, so every run still batches with the runs of its group that share its piece).
+of near-equal cost (:mod:`sgdlab.workflows.shard_pieces`). The calling process keeps piece 0 and
+forks one single-threaded worker per other piece (:mod:`sgdlab.workflows.shard_worker`); each
+advances and evaluates only its runs (``Engine.restricted``: the same groups, restricted, so
+every run still batches with the runs of its group that share its piece).
 
 Why the results are identical: every random draw of run ``seed`` at step ``t`` comes from a
 counter-based stream keyed by ``(seed, t)`` (``optim.samplers``), a run's initial point from its
 seed, and no computation mixes runs: the batched kernels and metrics treat each run on its own
 (``tests/test_shards.py`` checks the bytes of whole run directories against one process, on a
-diagonal-net and a ReLU experiment, for several splits).
+diagonal-net and a ReLU experiment, for several splits, and with the runs moved between the
+processes at every evaluation).
 
-The workers run in lock step with the caller, which stays the only writer of the run directory:
+The caller stays the only writer of the run directory:
 
-* at each evaluation step the caller sends "advance to t and evaluate" to every worker, does its
-  own piece meanwhile, then merges the rows (each metric's values placed by run index, the
-  metric order of the piece holding the first group, i.e. that of one process). As soon as the
-  workers' rows of step t are in, they are sent the next step, so they compute it while the
-  caller writes t's rows (a worker keeps its state at t until then, for a checkpoint of t);
+* every process advances and evaluates the same evaluation steps; the workers are sent up to
+  ``window`` steps ahead (:data:`AHEAD_STEPS`), so a step that costs one piece more than the
+  others, or the caller's writing, does not hold the others up. The caller merges each step's
+  rows (each metric's values placed by run index, in the metric order of the piece holding the
+  first group, i.e. that of one process) and writes them;
+* **measured balance.** A metric's cost depends on the state (the diagonal net's exact Jacobian
+  rank costs more once the features are sparse, sooner for some arms), so the pieces cut before
+  training drift apart. About every :data:`REBALANCE_SECONDS` the caller stops sending steps
+  ahead, and at the last step sent it compares the time each process was busy over those steps
+  (the caller's own writing counted for its piece), cuts the runs again by these measured costs
+  and moves the runs that change process (their state, gathered and sent). Only where evaluation
+  keeps no state between steps (no curvature warm starts, no Monitor probes): a moved run would
+  start those afresh;
 * the caller holds the directory's lock, appends ``metrics.jsonl`` and writes checkpoints,
   snapshots, the summary and figures. A checkpoint is the whole training state, gathered from
   the workers when it is written, in the one-process layout: a sharded run resumes with any
@@ -27,8 +37,8 @@ The workers run in lock step with the caller, which stays the only writer of the
   ignore Ctrl-C, which the caller handles as for one process.
 
 Workers are forked (Linux: no second start-up, they inherit the built engine and the compiled
-kernels) or spawned elsewhere (they rebuild the engine from the config). Tensors cross the pipes
-as NumPy arrays. Only CPU runs are sharded (``sgdlab.workflows.cores``).
+kernels) or spawned elsewhere (they rebuild the engine from the config). Only CPU runs are
+sharded (``sgdlab.workflows.cores``).
 """
 
 from __future__ import annotations
@@ -36,163 +46,45 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import signal
 import sys
+import time
 from typing import Self
 
 import numpy as np
 import torch
 
-from sgdlab.core.config import from_dict, to_dict
-from sgdlab.core.errors import SgdlabError
+from sgdlab.core.config import to_dict
 from sgdlab.engine.train import Engine, TrainState
-from sgdlab.spec.experiment import ExperimentConfig
-from sgdlab.workflows.children import die_with_parent
+from sgdlab.workflows.shard_pieces import (
+    held_groups,
+    measured_costs,
+    slice_state,
+    split,
+    state_bytes,
+)
+from sgdlab.workflows.shard_worker import WorkerError, serve, state_message, to_torch
 
-# A run-step's cost beyond its batch, in examples: on the diagonal net's kernel a full-batch step
-# (80 examples) costs 12.4 batch-1 steps, so (80 + c) / (1 + c) = 12.4, c ~ 6.
-STEP_OVERHEAD_EXAMPLES = 6.0
+__all__ = ["AHEAD_STEPS", "ShardedEngine", "ShardedState", "WorkerError", "slice_state", "split", "spread", "whole"]
+
 # Seconds a worker gets to exit after "stop" before it is killed.
 JOIN_SECONDS = 5.0
+# Evaluation steps a worker may run ahead of the caller. The pieces' costs vary from step to
+# step and over stretches of steps; the slack lets the faster side go on. Each step ahead costs
+# the worker one held copy of its state (a checkpoint may ask for any step not yet written),
+# capped in bytes.
+AHEAD_STEPS = 16
+AHEAD_BYTES = 256 * 2**20
+# Wall seconds between measured re-cuts of the pieces: short enough to follow the metrics' costs
+# as they drift (on the diagonal net the pieces' costs swap order within a second), long enough
+# that the price of each (the workers wait at one step; the state is gathered and sent: a few
+# milliseconds on the toy models) stays small.
+REBALANCE_SECONDS = 0.5
 
 
-class WorkerError(SgdlabError):
-    """A worker process of a sharded run died or failed."""
-
-
-def run_weights(eng: Engine) -> dict[int, float]:
-    """Relative cost of each run: one evaluation's worth plus its steps, a step costing
-    (batch size + STEP_OVERHEAD_EXAMPLES) examples (averaged over the run's phases)."""
-    out = {}
-    for g in eng.all_groups:
-        span = sum(p.end - p.start for p in g.phases) or 1
-        b = sum((p.opt.sampler.n if p.opt.sampler.full else p.opt.sampler.b) * (p.end - p.start)
-                for p in g.phases) / span
-        for r in g.runs:
-            out[r] = 1.0 + (b + STEP_OVERHEAD_EXAMPLES) / (1 + STEP_OVERHEAD_EXAMPLES)
-    return out
-
-
-def split(eng: Engine, workers: int) -> list[np.ndarray]:
-    """The runs of each shard: the run indices in group order (the order of the checkpoint's
-    groups) cut into at most ``workers`` contiguous, non-empty pieces of near-equal cost
-    (:func:`run_weights`). A group is never cut so that a piece holds exactly one of its runs: a
-    batch of one run may take another code path than the same run among others (the deep-net
-    stepper steps one run without ``vmap``), and results must not depend on the split."""
-    groups = [np.asarray(g.runs, dtype=np.int64) for g in eng.all_groups]
-    order = np.concatenate(groups)
-    N = len(order)
-    n = max(1, min(workers, N))
-    w = run_weights(eng)
-    cum = np.cumsum([w[int(r)] for r in order])  # cum[i]: cost of the runs at positions 0..i
-    bounds = np.cumsum([0] + [len(g) for g in groups])
-    gi = np.searchsorted(bounds, np.arange(N), side="right") - 1  # group of each position
-    cuts: list[int] = []
-    for k in range(1, n):
-        prev = cuts[-1] if cuts else 0
-        ok = [p for p in range(prev + 1, N) if _may_cut(p, prev, gi, bounds)]
-        if ok:
-            target = k * cum[-1] / n
-            cuts.append(min(ok, key=lambda p, t=target: abs(cum[p - 1] - t)))
-    return np.split(order, cuts)
-
-
-def _may_cut(p: int, prev: int, gi: np.ndarray, bounds: np.ndarray) -> bool:
-    """May a piece start at position ``p`` when the previous one starts at ``prev``? At a group
-    boundary, or inside a group leaving at least 2 of its runs on each side."""
-    if gi[p] != gi[p - 1]:
-        return True
-    gs, ge = bounds[gi[p]], bounds[gi[p] + 1]
-    return p - max(gs, prev) >= 2 and ge - p >= 2
-
-
-def _np(d: dict) -> dict:
-    return {k: v.detach().cpu().numpy() for k, v in d.items()}
-
-
-def _copy(d: dict) -> dict:
-    return {k: v.clone() for k, v in d.items()}
-
-
-def _torch(d: dict) -> dict:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in d.items()}
-
-
-def slice_state(full: Engine, part: Engine, state: TrainState) -> TrainState:
-    """The state of ``part`` (a restriction of ``full``) cut from the whole ``state``."""
-    params, opt = [], []
-    for g, p, o in zip(full.all_groups, state.params, state.opt_state):
-        pos = [j for j, r in enumerate(g.runs) if part.members[r]]
-        if pos:
-            params.append({k: v[pos].clone() for k, v in p.items()})
-            opt.append({k: v[pos].clone() for k, v in o.items()})
-    return TrainState(state.step, params, state.diverged.copy(), state.max_loss.copy(), opt)
-
-
-def _held(full: Engine, members: np.ndarray) -> list[int]:
-    """Indices of the groups of ``full`` that a shard with run mask ``members`` holds a part of."""
-    return [i for i, g in enumerate(full.all_groups) if members[g.runs].any()]
-
-
-def _portable(e: BaseException) -> BaseException:
-    """An exception that survives pickling (sgdlab's own keep their type: one-line errors)."""
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(e))
-        return e
-    except Exception:  # noqa: BLE001
-        return WorkerError(f"{type(e).__name__}: {e}")
-
-
-def _serve(conn, source, only, parent: int, close_fds: tuple[int, ...], kill_at: int | None) -> None:
-    """A worker: build its restricted engine, then answer the caller's messages until "stop"."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
-    die_with_parent(parent)
-    for fd in close_fds:  # the caller's directory lock: only the caller may hold it
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    torch.set_num_threads(1)
-    try:
-        full = source if isinstance(source, Engine) else Engine(from_dict(ExperimentConfig, source))
-        eng = full.restricted(only)
-        conn.send(("ready", os.getpid()))
-    except BaseException as e:  # noqa: BLE001
-        conn.send(("error", _portable(e)))
-        return
-    state = None
-    before = None  # the state at the previous evaluation step: the caller may ask for it after
-    # sending the next step (it writes a step's rows while the workers compute the next one)
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):  # the caller is gone
-            return
-        try:
-            if msg[0] == "stop":
-                return
-            if msg[0] == "state":
-                step, params, diverged, max_loss, opt = msg[1]
-                state = TrainState(step, [_torch(p) for p in params], diverged, max_loss, [_torch(o) for o in opt])
-                conn.send(("ok",))
-            elif msg[0] == "to":
-                t = msg[1]
-                if kill_at is not None and t >= kill_at:  # test hook: die like a killed process
-                    os.kill(os.getpid(), signal.SIGKILL)
-                before = (state.step, [_copy(p) for p in state.params], [_copy(o) for o in state.opt_state])
-                eng.advance_to(state, t)
-                m = eng.evaluate(state)
-                conn.send(("done", t, {k: v[eng.members] for k, v in m.items()}, state.diverged[eng.members]))
-            elif msg[0] == "get":
-                step = msg[1]
-                params, opt = ((state.params, state.opt_state) if state.step == step else
-                               before[1:] if before is not None and before[0] == step else (None, None))
-                if params is None:
-                    raise WorkerError(f"the state at step {step} is no longer held (the worker is at {state.step})")
-                conn.send(("state", step, [_np(p) for p in params], [_np(o) for o in opt]))
-        except BaseException as e:  # noqa: BLE001
-            conn.send(("error", _portable(e)))
-            return
+def ahead(state: TrainState, share: float) -> int:
+    """Evaluation steps a worker holding ``share`` of the runs of ``state`` may run ahead: at most
+    :data:`AHEAD_STEPS`, and no more held copies of its state than :data:`AHEAD_BYTES`."""
+    return max(1, min(AHEAD_STEPS, int(AHEAD_BYTES // max(1.0, state_bytes(state) * share))))
 
 
 class ShardedState:
@@ -222,10 +114,29 @@ class ShardedState:
         return self.full().to_dict()
 
 
+def _placed(rows: list[torch.Tensor], where: torch.Tensor) -> torch.Tensor:
+    """The rows of the pieces, concatenated, each row at its position ``where`` in the group."""
+    cat = torch.cat(rows)
+    out = torch.empty_like(cat)
+    out[where] = cat
+    return out
+
+
+class _Busy:
+    """Seconds each process was busy over the steps since the last (re)cut: the caller's own
+    compute, and its wall time less the time it waited on the workers (compute and writing)."""
+
+    def __init__(self, workers: int):
+        self.since = time.perf_counter()
+        self.own = self.waited = 0.0
+        self.theirs = np.zeros(workers)
+
+
 class ShardedEngine:
     """Runs an experiment over ``len(parts)`` processes; stands in for an :class:`Engine` where
     ``api`` runs one (``cfg``, ``runs``, ``n_runs``, ``groups``, ``eval_steps``,
-    ``snapshot_steps``, ``params_by_run``, ``run``). Use as a context manager (stops the workers)."""
+    ``snapshot_steps``, ``params_by_run``, ``run``). Use as a context manager (stops the workers).
+    ``rebalanced``: how many times runs moved between the processes."""
 
     def __init__(self, eng: Engine, state: TrainState, workers: int, close_fds: tuple[int, ...] = (),
                  _kill_at: int | None = None):
@@ -234,17 +145,23 @@ class ShardedEngine:
         self.parts = split(eng, workers)
         self.local = eng.restricted(self.parts[0])
         self.local_state = slice_state(eng, self.local, state)
+        self.held = [held_groups(eng, self.local.members)]
+        self.window = ahead(state, max(map(len, self.parts)) / eng.n_runs)
+        self.pushed: set[int] = set()  # steps whose state the workers send unasked
+        self.adaptive = not eng.keeps_eval_state
+        self.rebalanced = 0
+        self.busy = _Busy(len(self.parts) - 1)
         self.procs: list = []
         self.conns: list = []
         self.early: list[list] = []  # per worker: replies that came before the one awaited
-        self.held = [_held(eng, self.local.members)]
         fork = sys.platform.startswith("linux")
         ctx = mp.get_context("fork" if fork else "spawn")
         source = eng if fork else to_dict(eng.cfg)
         try:
             for part in self.parts[1:]:
                 here, there = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(there, source, part, os.getpid(), tuple(close_fds), _kill_at),
+                proc = ctx.Process(target=serve, args=(there, source, part, os.getpid(), tuple(close_fds),
+                                                       self.window, _kill_at),
                                    name=f"sgdlab-shard-{len(self.procs) + 1}")
                 proc.start()
                 there.close()
@@ -252,14 +169,7 @@ class ShardedEngine:
                 self.conns.append(here)
                 self.early.append([])
             pids = [self._recv(i, "start")[1] for i in range(len(self.conns))]
-            for i, part in enumerate(self.parts[1:]):
-                sub = eng.restricted(part)
-                self.held.append(_held(eng, sub.members))
-                s = slice_state(eng, sub, state)
-                self.conns[i].send(("state", (s.step, [_np(p) for p in s.params], s.diverged, s.max_loss,
-                                              [_np(o) for o in s.opt_state])))
-            for i in range(len(self.conns)):
-                self._recv(i, "start")
+            self._give(state, self.parts[1:])
         except BaseException:
             self.close(kill=True)
             raise
@@ -272,6 +182,7 @@ class ShardedEngine:
 
     # ----------------------------------------------------------------- messages
     def _recv(self, i: int, step) -> tuple:
+        t0 = time.perf_counter()
         try:
             msg = self.conns[i].recv()
         except (EOFError, OSError):
@@ -283,13 +194,17 @@ class ShardedEngine:
             part = self.parts[i + 1]
             raise WorkerError(f"worker process {proc.pid} (runs {part[0]}..{part[-1]}) {how} at step {step}; "
                               f"the run directory keeps its last checkpoint") from None
+        finally:
+            self.busy.waited += time.perf_counter() - t0
         if msg[0] == "error":
             raise msg[1]
         return msg
 
     def _reply(self, i: int, kind: str, step: int) -> tuple:
-        """Worker ``i``'s reply of ``kind`` ("done" or "state") for ``step``; replies of the other
-        kind that arrive first are kept for when they are awaited."""
+        """Worker ``i``'s reply of ``kind`` ("done", "state" or "ok") for ``step``; other replies
+        that arrive first are kept for when they are awaited."""
+        if kind == "done":  # a state sent unasked for an earlier step was not gathered: drop it
+            self.early[i] = [m for m in self.early[i] if m[0] != "state" or m[1] >= step]
         for j, msg in enumerate(self.early[i]):
             if msg[:2] == (kind, step):
                 return self.early[i].pop(j)
@@ -299,34 +214,57 @@ class ShardedEngine:
                 return msg
             self.early[i].append(msg)
 
+    def _give(self, state: TrainState, parts) -> None:
+        """Give each worker its piece of ``parts`` (one per worker) from the whole ``state``."""
+        self.held[1:] = []
+        for i, part in enumerate(parts):
+            sub = self.eng.restricted(part)
+            self.held.append(held_groups(self.eng, sub.members))
+            self.conns[i].send(state_message(slice_state(self.eng, sub, state), part))
+        for i in range(len(self.conns)):
+            self._reply(i, "ok", state.step)
+
     def gather(self, s: ShardedState) -> TrainState:
-        for c in self.conns:
-            c.send(("get", s.step))
+        if s.step not in self.pushed:
+            for c in self.conns:
+                c.send(("get", s.step))
         got = [(self.local_state.params, self.local_state.opt_state)]
         for i in range(len(self.conns)):
             _, _, params, opt = self._reply(i, "state", s.step)
-            got.append(([_torch(p) for p in params], [_torch(o) for o in opt]))
+            got.append(([to_torch(p) for p in params], [to_torch(o) for o in opt]))
         params, opt = [], []
-        for gi in range(len(self.eng.all_groups)):
-            pieces = [(got[k][0][held.index(gi)], got[k][1][held.index(gi)])
-                      for k, held in enumerate(self.held) if gi in held]
-            params.append({n: torch.cat([p[n] for p, _ in pieces]) for n in pieces[0][0]})
-            opt.append({n: torch.cat([o[n] for _, o in pieces]) for n in pieces[0][1]})
+        for gi, g in enumerate(self.eng.all_groups):
+            holders = [k for k, held in enumerate(self.held) if gi in held]
+            pieces = [(got[k][0][self.held[k].index(gi)], got[k][1][self.held[k].index(gi)]) for k in holders]
+            # each piece's rows go back to their runs' positions in the group
+            where = torch.as_tensor(np.concatenate([np.flatnonzero(self._members(k)[g.runs]) for k in holders]))
+            params.append({n: _placed([p[n] for p, _ in pieces], where) for n in pieces[0][0]})
+            opt.append({n: _placed([o[n] for _, o in pieces], where) for n in pieces[0][1]})
         return TrainState(s.step, params, s.diverged.copy(), s.max_loss.copy(), opt)
+
+    def _members(self, k: int) -> np.ndarray:
+        """Run mask of piece ``k``."""
+        mask = np.zeros(self.n_runs, dtype=bool)
+        mask[self.parts[k]] = True
+        return mask
 
     def params_by_run(self, s: ShardedState) -> dict[int, dict[str, torch.Tensor]]:
         return self.eng.params_by_run(s.full())
 
-    def _send_to(self, t: int) -> None:
+    def _send_to(self, t: int, push: bool = False) -> None:
+        """Send every worker step ``t``; ``push``: it sends its state of ``t`` unasked too."""
+        if push:
+            self.pushed.add(t)
         for c in self.conns:
-            c.send(("to", t))
+            c.send(("to", t, push))
 
-    def _advance_and_evaluate(self, t: int, nxt: int | None = None) -> dict[str, np.ndarray]:
-        """Step ``t`` everywhere (the workers were sent it already); ``nxt``: the step the workers
-        are sent as soon as their rows of ``t`` are in, so they compute it while this process
-        merges and writes."""
+    # ----------------------------------------------------------------- stepping
+    def _advance_and_evaluate(self, t: int) -> dict[str, np.ndarray]:
+        """Step ``t`` here (the workers were sent it already), merged with the workers' rows."""
+        t0 = time.perf_counter()
         self.local.advance_to(self.local_state, t)
         first = self.local.evaluate(self.local_state)  # the piece with group 0: the metric order
+        self.busy.own += time.perf_counter() - t0
         R = self.n_runs
         out = {k: np.full(R, np.nan) for k in first}
         diverged = self.state.diverged
@@ -335,29 +273,59 @@ class ShardedEngine:
             out[k][mask] = v[mask]
         diverged[mask] = self.local_state.diverged[mask]
         for i, part in enumerate(self.parts[1:]):
-            _, _, m, div = self._reply(i, "done", t)
+            _, _, m, div, secs = self._reply(i, "done", t)
+            self.busy.theirs[i] += secs
             sub = np.sort(part)  # the worker's values come in run-index order
             for k, v in m.items():
                 out.setdefault(k, np.full(R, np.nan))[sub] = v
             diverged[sub] = div
-        if nxt is not None:
-            self._send_to(nxt)
         return out
+
+    def _rebalance(self, state: ShardedState) -> None:
+        """Cut the runs again by the time each process was busy since the last cut (module doc)
+        and move those that change process; ``state`` is at a step no worker has gone past."""
+        b = self.busy
+        load = time.perf_counter() - b.since - b.waited  # the caller's compute and writing
+        parts = split(self.eng, len(self.parts), measured_costs(self.eng, self.parts, [b.own, *b.theirs]),
+                      extra=max(0.0, load - b.own))
+        if len(parts) != len(self.parts) or all(map(np.array_equal, parts, self.parts)):
+            self.busy = _Busy(len(self.conns))
+            return
+        whole_state = state.full()
+        self.parts = parts
+        self.local = self.eng.restricted(parts[0])
+        self.local_state = slice_state(self.eng, self.local, whole_state)
+        self.held = [held_groups(self.eng, self.local.members)]
+        self._give(whole_state, parts[1:])
+        self.rebalanced += 1
+        self.busy = _Busy(len(self.conns))  # the move itself is not a piece's work
 
     def run(self, state: ShardedState, on_eval=None, on_progress=None, after_eval=None,
             evaluate_start: bool = True) -> ShardedState:
-        """As :meth:`Engine.run`, every shard advancing and evaluating in lock step."""
+        """As :meth:`Engine.run`, every shard advancing and evaluating the same steps; the workers
+        run up to ``window`` evaluation steps ahead of this process."""
         steps = [int(t) for t in self.eval_steps if t > state.step or (t == state.step and evaluate_start)]
-        if steps:
-            self._send_to(steps[0])
-        snapshots = {int(t) for t in self.snapshot_steps}
+        # States gathered for sure: snapshots, and the first step (the run loop checkpoints it), which
+        # a "get" would wait for behind the worker's next step (the first one loads its kernels).
+        gathered = self.snapshot_steps | set(steps[:1])
+        sent = 0
+        barrier = None  # the step index at which the pieces are cut again
+
+        def send_up_to(k: int) -> None:
+            nonlocal sent
+            while sent < min(k, len(steps)):
+                self._send_to(steps[sent], steps[sent] in gathered)
+                sent += 1
+
+        send_up_to(self.window)
+        self.busy = _Busy(len(self.conns))
         for k, t in enumerate(steps):
             before = state.step
-            nxt = steps[k + 1] if k + 1 < len(steps) else None
-            # A step whose parameters are saved is gathered from the workers right after it: they
-            # get the next step only then (sent early, the gather would wait for it).
-            early = t not in snapshots
-            metrics = self._advance_and_evaluate(t, nxt if early else None)
+            metrics = self._advance_and_evaluate(t)
+            if barrier is None and self.adaptive and time.perf_counter() - self.busy.since >= REBALANCE_SECONDS:
+                barrier = sent - 1  # no worker goes past the last step sent
+            if barrier is None:
+                send_up_to(k + 1 + self.window)
             state.step = max(state.step, t)
             if on_progress:
                 on_progress(state.step - before)
@@ -365,8 +333,10 @@ class ShardedEngine:
                 on_eval(t, metrics)
             if after_eval:
                 after_eval(state)
-            if nxt is not None and not early:
-                self._send_to(nxt)
+            if k == barrier:
+                self._rebalance(state)
+                barrier = None
+                send_up_to(k + 1 + self.window)
         return state
 
     # ----------------------------------------------------------------- shutdown

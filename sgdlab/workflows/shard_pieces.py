@@ -1,0 +1,111 @@
+"""Which runs each process of a sharded run holds (:mod:`sgdlab.workflows.shards`).
+
+The runs (arm x seed), in the engine's group order (the order of a checkpoint's groups), are cut
+into contiguous pieces of near-equal cost. Before training the cost of a run is a model of its
+work (:func:`run_weights`); during training it is measured (:func:`measured_costs`): a metric's
+cost depends on the state a run is in (the diagonal net's Jacobian rank is exact, and its cost
+grows as the features become sparse, sooner for some arms than for others), which no model known
+before training captures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from sgdlab.engine.train import Engine, TrainState
+
+# A run-step's cost beyond its batch, in examples: on the diagonal net's kernel a full-batch step
+# (80 examples) costs 12.4 batch-1 steps, so (80 + c) / (1 + c) = 12.4, c ~ 6.
+STEP_OVERHEAD_EXAMPLES = 6.0
+
+
+def run_weights(eng: Engine) -> dict[int, float]:
+    """Relative cost of each run: one evaluation's worth plus its steps, a step costing
+    (batch size + STEP_OVERHEAD_EXAMPLES) examples (averaged over the run's phases)."""
+    out = {}
+    for g in eng.all_groups:
+        span = sum(p.end - p.start for p in g.phases) or 1
+        b = sum((p.opt.sampler.n if p.opt.sampler.full else p.opt.sampler.b) * (p.end - p.start)
+                for p in g.phases) / span
+        for r in g.runs:
+            out[r] = 1.0 + (b + STEP_OVERHEAD_EXAMPLES) / (1 + STEP_OVERHEAD_EXAMPLES)
+    return out
+
+
+def measured_costs(eng: Engine, parts: Sequence[np.ndarray], seconds: Sequence[float]) -> dict[int, float]:
+    """Cost of each run from the ``seconds`` each piece of ``parts`` took over the same steps: a
+    piece's time shared among its runs in proportion to :func:`run_weights` (a full-batch run
+    still costs more than a batch-1 run beside it)."""
+    w = run_weights(eng)
+    out = {}
+    for part, secs in zip(parts, seconds):
+        total = sum(w[int(r)] for r in part)
+        for r in part:
+            out[int(r)] = w[int(r)] * max(secs, 0.0) / total
+    return out
+
+
+def split(eng: Engine, workers: int, cost: dict[int, float] | None = None, extra: float = 0.0) -> list[np.ndarray]:
+    """The runs of each shard: at most ``workers`` non-empty pieces of near-equal cost (``cost``:
+    run -> cost, by default :func:`run_weights`), the first piece carrying ``extra`` besides its
+    runs (the calling process's own work: writing the rows).
+
+    The groups, in order, are cut into contiguous pieces, each group's runs taken in strides of
+    the number of pieces (0, n, 2n, ..., then 1, n + 1, ...): a group's runs are its arms one
+    after the other, so a piece cut from it holds every arm's runs in near-equal shares, and the
+    pieces' costs stay alike as the arms' costs drift apart during training. A group is never cut
+    so that a piece holds exactly one of its runs: a batch of one run may take another code path
+    than the same run among others (the deep-net stepper steps one run without ``vmap``), and
+    results must not depend on the split."""
+    N = eng.n_runs
+    n = max(1, min(workers, N))
+    groups = [np.asarray(g.runs, dtype=np.int64) for g in eng.all_groups]
+    groups = [np.concatenate([g[j::n] for j in range(n)]) for g in groups]
+    order = np.concatenate(groups)
+    w = run_weights(eng) if cost is None else cost
+    cum = np.cumsum([w[int(r)] for r in order])  # cum[i]: cost of the runs at positions 0..i
+    total = cum[-1] + extra
+    bounds = np.cumsum([0] + [len(g) for g in groups])
+    gi = np.searchsorted(bounds, np.arange(N), side="right") - 1  # group of each position
+    cuts: list[int] = []
+    for k in range(1, n):
+        prev = cuts[-1] if cuts else 0
+        ok = [p for p in range(prev + 1, N) if _may_cut(p, prev, gi, bounds)]
+        if ok:
+            target = k * total / n - extra
+            cuts.append(min(ok, key=lambda p, t=target: abs(cum[p - 1] - t)))
+    return np.split(order, cuts)
+
+
+def _may_cut(p: int, prev: int, gi: np.ndarray, bounds: np.ndarray) -> bool:
+    """May a piece start at position ``p`` when the previous one starts at ``prev``? At a group
+    boundary, or inside a group leaving at least 2 of its runs on each side."""
+    if gi[p] != gi[p - 1]:
+        return True
+    gs, ge = bounds[gi[p]], bounds[gi[p] + 1]
+    return p - max(gs, prev) >= 2 and ge - p >= 2
+
+
+def slice_state(full: Engine, part: Engine, state: TrainState) -> TrainState:
+    """The state of ``part`` (a restriction of ``full``) cut from the whole ``state``."""
+    params, opt = [], []
+    for g, p, o in zip(full.all_groups, state.params, state.opt_state):
+        pos = [j for j, r in enumerate(g.runs) if part.members[r]]
+        if pos:
+            params.append({k: v[pos].clone() for k, v in p.items()})
+            opt.append({k: v[pos].clone() for k, v in o.items()})
+    return TrainState(state.step, params, state.diverged.copy(), state.max_loss.copy(), opt)
+
+
+def held_groups(full: Engine, members: np.ndarray) -> list[int]:
+    """Indices of the groups of ``full`` that a shard with run mask ``members`` holds a part of."""
+    return [i for i, g in enumerate(full.all_groups) if members[g.runs].any()]
+
+
+def state_bytes(state: TrainState) -> int:
+    """Bytes of a training state's tensors (parameters and optimizer state)."""
+    return sum(v.numel() * v.element_size() for d in (*state.params, *state.opt_state) for v in d.values()
+               if isinstance(v, torch.Tensor))
