@@ -334,7 +334,8 @@ class ShardedEngine:
             if after_eval:
                 after_eval(state)
             if k == barrier:
-                self._rebalance(state)
+                if k + 1 < len(steps):  # none after the last step
+                    self._rebalance(state)
                 barrier = None
                 send_up_to(k + 1 + self.window)
         return state
