@@ -146,3 +146,25 @@ def test_snapshots_and_unknown_figures(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown figure 'nope'"):
         sgdlab.run(tiny(extra_figures="['nope']"), tmp_path / "r2", progress=False, quiet=True)
+
+
+def test_the_writers_metrics_are_what_reading_the_file_gives(tmp_path):
+    """The figures at the end of a run use the arrays the writer holds (RunDir.remember_metrics)
+    instead of parsing metrics.jsonl again: the same values, non-finite ones missing, until the
+    file changes."""
+    res = sgdlab.run(sgdlab.override(sgdlab.load_experiment("diag-net"), ["steps=300", "seeds=2",
+                                                                          "arms.1.schedule.lr=5"]),
+                     tmp_path / "r", progress=False, quiet=True)
+    steps, read = RunDir(res.path).metrics()
+    assert np.isnan(read["train_loss"]).any()  # a diverged run: values missing from some step on
+    held = {k: np.where(np.isnan(v), np.inf, v) for k, v in res.metrics.items()}  # non-finite in memory
+    rd = RunDir(res.path)
+    rd.remember_metrics(res.steps, held)
+    steps2, known = rd.metrics()
+    np.testing.assert_array_equal(steps2, steps)
+    assert list(known) == list(read)
+    for k in read:
+        np.testing.assert_array_equal(known[k], read[k])
+    with open(res.path / "metrics.jsonl", "a") as f:  # the file changed: it is read again
+        f.write(json.dumps({"step": 10**6, **{k: [1.0] * v.shape[1] for k, v in read.items()}}) + "\n")
+    assert rd.metrics()[0][-1] == 10**6

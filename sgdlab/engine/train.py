@@ -16,6 +16,7 @@ the first update of each phase. A plain arm is a group with one phase over the w
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -71,6 +72,7 @@ class Group:
     seeds: np.ndarray
     phases: list[Phase]
     schedules: list[Callable]  # per run: step size at every absolute step of the run
+    index: int = 0  # its position in the engine's ``all_groups`` (kept by a restricted copy)
 
     @property
     def opt(self) -> Optimizer:
@@ -171,12 +173,16 @@ class Engine:
                 phases=[Phase(s, e, p.optimizer.build(self.data.n, e - s).starting_at(s))
                         for p, (s, e) in zip(arm_of[arm].phase_list, bounds[arm])],
                 schedules=[sched[r.arm] for r in members],
+                index=len(self.groups),
             ))
         # Multi-phase arms log the phase of every run, and every boundary is an evaluation step
         # (the state at the switch).
         self.phased = any(len(g.phases) > 1 for g in self.groups)
         self.all_groups = self.groups  # every run's group (a restricted copy keeps them for names, batching)
         self.members = np.ones(self.n_runs, dtype=bool)  # the runs this engine advances and evaluates
+        # seconds spent advancing and evaluating each group (by ``Group.index``): what a sharded
+        # run balances its processes by (sgdlab.workflows.shard_pieces.measured_costs)
+        self.group_seconds = np.zeros(len(self.all_groups))
         if self.phased:
             starts = [p.start for g in self.groups for p in g.phases[1:]]
             self.eval_steps = np.union1d(self.eval_steps, np.array(starts, dtype=np.int64))
@@ -193,6 +199,7 @@ class Engine:
         eng.members[np.asarray(only, dtype=np.int64)] = True
         eng.groups = [g for g in (_restrict(g, eng.members) for g in self.all_groups) if g.runs]
         eng.curvature = CurvatureTracker.for_engine(eng)  # its own warm starts
+        eng.group_seconds = np.zeros(len(self.all_groups))
         return eng
 
     @property
@@ -321,6 +328,7 @@ class Engine:
         names = set(self.cfg.metrics.names) | {"train_loss"} if self.cfg.metrics.names else None
         with torch.no_grad():
             for g, p, st in zip(self.groups, state.params, state.opt_state):
+                t0 = time.perf_counter()
                 m = self.model.metrics(p, self.data, self.cfg.metrics, names)
                 m.update(self._custom_metrics(p, names))
                 if g.phases[g.phase_at(state.step)].opt.ema:  # the EMA weights, own BatchNorm statistics
@@ -330,6 +338,7 @@ class Engine:
                                                                            names).items()})
                 for k, v in m.items():
                     out.setdefault(k, np.full(self.n_runs, np.nan))[g.runs] = v.detach().double().cpu().numpy()
+                self.group_seconds[g.index] += time.perf_counter() - t0
         if self.has_ema:  # a phase without EMA: its runs' (or every run's) EMA metrics are NaN
             for k in [k for k in out if not k.startswith("ema_")]:
                 out.setdefault("ema_" + k, np.full(self.n_runs, np.nan))
@@ -378,6 +387,7 @@ class Engine:
         across a phase boundary; a phase's first update starts its optimizer state afresh)."""
         for i, (g, p) in enumerate(zip(self.groups, state.params)):
             t = state.step
+            t0 = time.perf_counter()
             while t < target:
                 k = g.phase_of_update(t)
                 phase = g.phases[k]
@@ -393,6 +403,7 @@ class Engine:
                         t, div, np.ascontiguousarray(state.max_loss[g.runs]), fused=self.cfg.fused)
                 state.diverged[g.runs] = div
                 t = t1
+            self.group_seconds[g.index] += time.perf_counter() - t0
         state.step = max(state.step, target)
 
     def run(self, state: TrainState, on_eval: Callable[[int, dict], None] | None = None,
@@ -418,7 +429,7 @@ class Engine:
 def _restrict(g: Group, members: np.ndarray) -> Group:
     """The runs of group ``g`` that are ``members`` (a bool mask over run indices), in order."""
     keep = [j for j, r in enumerate(g.runs) if members[r]]
-    return Group([g.runs[j] for j in keep], g.seeds[keep], g.phases, [g.schedules[j] for j in keep])
+    return Group([g.runs[j] for j in keep], g.seeds[keep], g.phases, [g.schedules[j] for j in keep], g.index)
 
 
 def train(cfg: ExperimentConfig) -> tuple[Engine, TrainState, dict[str, np.ndarray]]:

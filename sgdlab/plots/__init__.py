@@ -40,7 +40,7 @@ FIGURES.add("sharpest_directions", lazy_figure("sgdlab.plots.curvature", "sharpe
 FIGURES.add("monitor", lazy_figure("sgdlab.plots.monitor", "monitor_figure"))
 
 
-def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = "png",
+def plot_run(path, names: tuple[str, ...] | None = None, fmt: str = "png",
              errors: list[str] | None = None, trust_imports: bool = False) -> list[Path]:
     """Draw the panels (``names`` or the config's ``figure``) and the experiment's extra figures.
 
@@ -48,6 +48,7 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
     ``errors`` list, a figure that fails is recorded there and the others are still drawn. The
     run's modules are imported only if they are the caller's own or ``trust_imports``
     (:mod:`sgdlab.store.trust`); a figure that one of them registers is then not drawn, and says so.
+    ``path``: the run directory, or its open ``RunDir`` (whose ``trust_imports`` then applies).
     """
     import sys
 
@@ -55,7 +56,8 @@ def plot_run(path: str | Path, names: tuple[str, ...] | None = None, fmt: str = 
     from sgdlab.store.runs import RunDir
     from sgdlab.store.trust import TRUST_HINT, untrusted
 
-    rd = RunDir(path, trust_imports=trust_imports)
+    rd = path if isinstance(path, RunDir) else RunDir(path, trust_imports=trust_imports)
+    trust_imports = rd.trust_imports
     cfg = rd.config()
     out = panels.plot_panels(rd, names, fmt)
     if names is None:

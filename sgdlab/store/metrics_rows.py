@@ -1,7 +1,7 @@
 """The rows of ``metrics.jsonl``: one JSON object per evaluation step, ``{"step": t, metric:
 [value of run 0, run 1, ...]}`` with ``null`` for a missing (non-finite) value; parsed and checked
-line by line (a kill may cut the last line), and turned into ``(steps (E,), {metric: (E, R)})``
-arrays."""
+line by line (a kill may cut the last line), turned into ``(steps (E,), {metric: (E, R)})``
+arrays, and checked against a checkpoint before a resume appends to them."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import math
 
 import numpy as np
 
+from sgdlab.core.errors import CheckpointError
+from sgdlab.metrics.registry import METRIC_SPECS
+
 # The types a metric value may have in a row (JSON numbers, null); checked by type, not by
 # isinstance, because a run's file holds hundreds of thousands of values and this is the fast way.
 _NUMBER_TYPES = frozenset({int, float, bool, type(None)})
 
-__all__ = ["MetricsLine", "metrics_row", "parse_row", "rows_to_arrays"]
+__all__ = ["MetricsLine", "metrics_row", "parse_row", "resumable_rows", "rows_to_arrays"]
 
 
 @dataclasses.dataclass
@@ -56,3 +59,40 @@ def rows_to_arrays(rows: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]
     names = [k for k in (rows[0] if rows else {}) if k != "step"]
     out = {k: np.array([r[k] for r in rows], dtype=np.float64) for k in names}  # None -> NaN
     return steps, out
+
+
+def resumable_rows(lines: list[MetricsLine], eval_steps, last_step: int, n_runs: int, where: str,
+                   advice: str) -> tuple[list[dict], int | None]:
+    """What :meth:`sgdlab.store.runs.RunDir.validated_rows` keeps of ``lines`` (the file
+    ``where``): one valid row per evaluation step <= ``last_step``, or the step at the checkpoint
+    to recompute; any other problem raises, naming the line, followed by ``advice``."""
+    expected = [int(t) for t in eval_steps if t <= last_step]
+    keep: list[dict] = []
+    names = None
+    for i, t in enumerate(expected):
+        ln = lines[i] if i < len(lines) else None
+        at_checkpoint = t == last_step
+        problem = None
+        if ln is None:
+            problem = f"has no row for evaluation step {t} (it ends after {len(lines)} lines)"
+        elif ln.row is None:
+            problem = f"line {ln.number} is corrupt ({ln.error})"
+        elif ln.row["step"] != t:
+            problem = f"line {ln.number} has step {ln.row['step']}, expected evaluation step {t}"
+        else:
+            row = METRIC_SPECS.canonical_keys(ln.row)  # rows an earlier release wrote: current names
+            bad = [k for k, v in row.items() if k != "step" and len(v) != n_runs]
+            row_names = sorted(k for k in row if k != "step")
+            if bad:
+                problem = f"line {ln.number}: metric {bad[0]!r} has {len(row[bad[0]])} values for {n_runs} runs"
+            elif names is not None and row_names != names:
+                problem = f"line {ln.number} logs other metrics than line 1"
+            names = names or row_names
+        if problem is None:
+            keep.append(row)
+            continue
+        if at_checkpoint:
+            return keep, t
+        raise CheckpointError(f"{where} {problem}; it cannot be recomputed from the checkpoint at step "
+                              f"{last_step}: {advice}")
+    return keep, None

@@ -69,6 +69,7 @@ from sgdlab.store.metrics_rows import (
     MetricsLine,
     metrics_row,
     parse_row,
+    resumable_rows,
     rows_to_arrays,
 )
 from sgdlab.store.trust import load_config
@@ -98,6 +99,9 @@ class RunDir:
         # create(keep_replaced=True): the overwritten run, moved aside until the first metrics row
         # of the new one (discard() puts it back).
         self.replaced: Path | None = None
+        # metrics() of the writer that has them in memory (remember_metrics), while the file is
+        # the one they were written to: the figures at the end of a run need not parse it again
+        self._known: tuple[tuple[int, int], np.ndarray, dict[str, np.ndarray]] | None = None
 
     # ----------------------------------------------------------------- creation and locking
     @classmethod
@@ -281,7 +285,19 @@ class RunDir:
     def metrics(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(steps (E,), name -> (E, R) float64 with NaN for missing/diverged); metric names a run
         written before used are read as their current names (sgdlab.metrics.registry)."""
+        if self._known is not None and self._known[0] == self._metrics_stamp():
+            return self._known[1], self._known[2]
         return rows_to_arrays([METRIC_SPECS.canonical_keys(r) for r in self.rows()])
+
+    def remember_metrics(self, steps: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+        """The writer's own arrays of every row it wrote: :meth:`metrics` returns them, as reading
+        the file would (non-finite values are missing, NaN), until the file changes."""
+        self._known = (self._metrics_stamp(), np.asarray(steps, dtype=np.int64),
+                       {k: np.where(np.isfinite(v), v, np.nan).astype(np.float64) for k, v in metrics.items()})
+
+    def _metrics_stamp(self) -> tuple[int, int]:
+        st = (self.path / METRICS).stat()
+        return st.st_size, st.st_mtime_ns
 
     def validated_rows(self, eval_steps, last_step: int, n_runs: int) -> tuple[list[dict], int | None]:
         """Rows to keep when resuming from a checkpoint at ``last_step``: exactly one valid row per
@@ -289,40 +305,9 @@ class RunDir:
         the checkpoint are dropped (they are recomputed identically). The row *at* the checkpoint
         step may be missing or torn (it can be recomputed from the checkpoint): then the second
         value is that step. Any other gap, corrupt line or foreign row raises, naming the line."""
-        expected = [int(t) for t in eval_steps if t <= last_step]
-        lines = self.lines()
-        keep: list[dict] = []
-        names = None
-        where = str(self.path / METRICS)
         advice = (f"restore the file, or start the run again (sgdlab run {self.path / CONFIG} --out "
                   f"{self.path} --overwrite)")
-        for i, t in enumerate(expected):
-            ln = lines[i] if i < len(lines) else None
-            at_checkpoint = t == last_step
-            problem = None
-            if ln is None:
-                problem = f"has no row for evaluation step {t} (it ends after {len(lines)} lines)"
-            elif ln.row is None:
-                problem = f"line {ln.number} is corrupt ({ln.error})"
-            elif ln.row["step"] != t:
-                problem = f"line {ln.number} has step {ln.row['step']}, expected evaluation step {t}"
-            else:
-                row = METRIC_SPECS.canonical_keys(ln.row)  # rows an earlier release wrote: current names
-                bad = [k for k, v in row.items() if k != "step" and len(v) != n_runs]
-                row_names = sorted(k for k in row if k != "step")
-                if bad:
-                    problem = f"line {ln.number}: metric {bad[0]!r} has {len(row[bad[0]])} values for {n_runs} runs"
-                elif names is not None and row_names != names:
-                    problem = f"line {ln.number} logs other metrics than line 1"
-                names = names or row_names
-            if problem is None:
-                keep.append(row)
-                continue
-            if at_checkpoint:
-                return keep, t
-            raise CheckpointError(f"{where} {problem}; it cannot be recomputed from the checkpoint at step "
-                                  f"{last_step}: {advice}")
-        return keep, None
+        return resumable_rows(self.lines(), eval_steps, last_step, n_runs, str(self.path / METRICS), advice)
 
     def write_rows(self, rows: list[dict]) -> None:
         atomic_write_text(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in rows))

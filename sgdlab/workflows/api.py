@@ -137,7 +137,7 @@ def draw_figures(rd: RunDir, quiet: bool) -> None:
         print("drawing figures ...", file=sys.stderr, flush=True)
     drawn, errors = [], []
     try:
-        drawn = plot_run(rd.path, errors=errors, trust_imports=rd.trust_imports)
+        drawn = plot_run(rd, errors=errors)
     except (SgdlabError, OSError, ValueError) as e:  # a figure must never lose a finished run
         errors.append(f"{type(e).__name__}: {e}")
     for err in errors:
@@ -151,6 +151,7 @@ def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, w
     if rd is not None:
         rd.write_summary(summary)
         rd.update_meta(wall_seconds=wall, failed=None)  # a resumed run that failed before has finished
+        rd.remember_metrics(steps, metrics)
         draw_figures(rd, quiet)
     if not quiet:
         from sgdlab.core.config import to_dict

@@ -1,11 +1,10 @@
 """Which runs each process of a sharded run holds (:mod:`sgdlab.workflows.shards`).
 
-The runs (arm x seed), in the engine's group order (the order of a checkpoint's groups), are cut
-into contiguous pieces of near-equal cost. Before training the cost of a run is a model of its
-work (:func:`run_weights`); during training it is measured (:func:`measured_costs`): a metric's
-cost depends on the state a run is in (the diagonal net's Jacobian rank is exact, and its cost
-grows as the features become sparse, sooner for some arms than for others), which no model known
-before training captures.
+The runs (arm x seed) are cut into pieces of near-equal cost (:func:`split`). Before training
+the cost of a run is a model of its work (:func:`run_weights`); during training it is measured
+(:func:`measured_costs`): a metric's cost depends on the state a run is in (the diagonal net's
+Jacobian rank is exact, and its cost grows as the features become sparse, sooner for some seeds
+and arms than for others), which no model known before training captures.
 """
 
 from __future__ import annotations
@@ -35,16 +34,22 @@ def run_weights(eng: Engine) -> dict[int, float]:
     return out
 
 
-def measured_costs(eng: Engine, parts: Sequence[np.ndarray], seconds: Sequence[float]) -> dict[int, float]:
-    """Cost of each run from the ``seconds`` each piece of ``parts`` took over the same steps: a
-    piece's time shared among its runs in proportion to :func:`run_weights` (a full-batch run
-    still costs more than a batch-1 run beside it)."""
-    w = run_weights(eng)
+def measured_costs(eng: Engine, parts: Sequence[np.ndarray], seconds: Sequence[float],
+                   group_seconds: Sequence[np.ndarray]) -> dict[int, float]:
+    """Cost of each run from what each piece of ``parts`` took over the same steps: ``seconds``
+    in all, ``group_seconds`` (one (G,) array per piece, ``Engine.group_seconds``) per group. A
+    group's time is shared by its runs in the piece (a run of a one-run group costs what that
+    group's batch costs, however few examples it steps); the rest of the piece's time (messages,
+    copies, metrics measured over all groups) by all its runs."""
     out = {}
-    for part, secs in zip(parts, seconds):
-        total = sum(w[int(r)] for r in part)
-        for r in part:
-            out[int(r)] = w[int(r)] * max(secs, 0.0) / total
+    for part, secs, per_group in zip(parts, seconds, group_seconds):
+        mask = np.zeros(eng.n_runs, dtype=bool)
+        mask[part] = True
+        rest = max(0.0, secs - float(np.sum(per_group))) / len(part)
+        for g in eng.all_groups:
+            mine = [r for r in g.runs if mask[r]]
+            for r in mine:
+                out[r] = max(0.0, float(per_group[g.index])) / len(mine) + rest
     return out
 
 
@@ -53,17 +58,18 @@ def split(eng: Engine, workers: int, cost: dict[int, float] | None = None, extra
     run -> cost, by default :func:`run_weights`), the first piece carrying ``extra`` besides its
     runs (the calling process's own work: writing the rows).
 
-    The groups, in order, are cut into contiguous pieces, each group's runs taken in strides of
-    the number of pieces (0, n, 2n, ..., then 1, n + 1, ...): a group's runs are its arms one
-    after the other, so a piece cut from it holds every arm's runs in near-equal shares, and the
-    pieces' costs stay alike as the arms' costs drift apart during training. A group is never cut
-    so that a piece holds exactly one of its runs: a batch of one run may take another code path
-    than the same run among others (the deep-net stepper steps one run without ``vmap``), and
-    results must not depend on the split."""
+    The groups, in order, are cut into contiguous pieces, each group's runs taken in
+    :func:`spread_order`: a group's runs are its arms one after the other, and in that order any
+    stretch of them is spread over the whole group, so a piece holds every arm's runs in about
+    equal shares, and so do the runs that move when the pieces are cut again. The pieces' costs
+    then stay alike as the arms' costs drift apart during training. A group is never cut so that
+    a piece holds exactly one of its runs: a batch of one run may take another code path than the
+    same run among others (the deep-net stepper steps one run without ``vmap``), and results must
+    not depend on the split."""
     N = eng.n_runs
     n = max(1, min(workers, N))
     groups = [np.asarray(g.runs, dtype=np.int64) for g in eng.all_groups]
-    groups = [np.concatenate([g[j::n] for j in range(n)]) for g in groups]
+    groups = [g[spread_order(len(g))] for g in groups]
     order = np.concatenate(groups)
     w = run_weights(eng) if cost is None else cost
     cum = np.cumsum([w[int(r)] for r in order])  # cum[i]: cost of the runs at positions 0..i
@@ -78,6 +84,15 @@ def split(eng: Engine, workers: int, cost: dict[int, float] | None = None, extra
             target = k * total / n - extra
             cuts.append(min(ok, key=lambda p, t=target: abs(cum[p - 1] - t)))
     return np.split(order, cuts)
+
+
+def spread_order(n: int) -> np.ndarray:
+    """The positions 0..n-1 in the order of their bit-reversed indices (van der Corput): for
+    n = 8, 0 4 2 6 1 5 3 7. Every stretch of this order is spread evenly over 0..n-1 (its first
+    half is the even positions, its first quarter every fourth one, ...)."""
+    bits = max(1, (n - 1).bit_length())
+    rev = [int(f"{j:0{bits}b}"[::-1], 2) for j in range(n)]
+    return np.argsort(rev, kind="stable")
 
 
 def _may_cut(p: int, prev: int, gi: np.ndarray, bounds: np.ndarray) -> bool:

@@ -6,8 +6,9 @@ Messages (caller -> worker, each answered as said):
 * ``("state", (step, params, diverged, max_loss, opt), runs)``: hold these runs from this state
   (at the start, and when the caller moves runs between processes) -> ``("ok", step)``;
 * ``("to", t, push)``: advance to step ``t`` and evaluate -> ``("done", t, metrics, diverged,
-  seconds)``, ``seconds`` the time the step took here; with ``push`` also ``("state", t, params,
-  opt)`` unasked (the caller gathers that step's state);
+  seconds, group_seconds)``: the time the step took here, in all and per group
+  (``Engine.group_seconds``); with ``push`` also ``("state", t, params, opt)`` unasked (the
+  caller gathers that step's state);
 * ``("get", t)``: the state at step ``t``, the current one or one of the last ``window`` steps
   before it (a checkpoint of a step the caller is writing while this worker runs ahead) ->
   ``("state", t, params, opt)``; answered before any queued step, since the caller waits on it;
@@ -113,12 +114,12 @@ def serve(conn, source, only, parent: int, close_fds: tuple[int, ...], window: i
                 _, t, push = msg
                 if kill_at is not None and t >= kill_at:  # test hook: die like a killed process
                     os.kill(os.getpid(), signal.SIGKILL)
-                t0 = time.perf_counter()
+                t0, g0 = time.perf_counter(), eng.group_seconds.copy()
                 held.append((state.step, [_copy(p) for p in state.params], [_copy(o) for o in state.opt_state]))
                 eng.advance_to(state, t)
                 m = eng.evaluate(state)
                 conn.send(("done", t, {k: v[eng.members] for k, v in m.items()}, state.diverged[eng.members],
-                           time.perf_counter() - t0))
+                           time.perf_counter() - t0, eng.group_seconds - g0))
                 if push:
                     conn.send(("state", t, [to_numpy(p) for p in state.params],
                                [to_numpy(o) for o in state.opt_state]))

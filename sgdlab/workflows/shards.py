@@ -123,13 +123,16 @@ def _placed(rows: list[torch.Tensor], where: torch.Tensor) -> torch.Tensor:
 
 
 class _Busy:
-    """Seconds each process was busy over the steps since the last (re)cut: the caller's own
-    compute, and its wall time less the time it waited on the workers (compute and writing)."""
+    """Seconds each process was busy over the steps since the last (re)cut, in all and per group
+    (``own``: the caller's compute; its wall time less the time it waited on the workers is its
+    compute and writing)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, groups: int):
         self.since = time.perf_counter()
         self.own = self.waited = 0.0
+        self.own_groups = np.zeros(groups)
         self.theirs = np.zeros(workers)
+        self.theirs_groups = np.zeros((workers, groups))
 
 
 class ShardedEngine:
@@ -150,7 +153,7 @@ class ShardedEngine:
         self.pushed: set[int] = set()  # steps whose state the workers send unasked
         self.adaptive = not eng.keeps_eval_state
         self.rebalanced = 0
-        self.busy = _Busy(len(self.parts) - 1)
+        self.busy = _Busy(len(self.parts) - 1, len(eng.all_groups))
         self.procs: list = []
         self.conns: list = []
         self.early: list[list] = []  # per worker: replies that came before the one awaited
@@ -179,6 +182,9 @@ class ShardedEngine:
     @property
     def n_runs(self) -> int:
         return self.eng.n_runs
+
+    def _new_busy(self) -> _Busy:
+        return _Busy(len(self.conns), len(self.eng.all_groups))
 
     # ----------------------------------------------------------------- messages
     def _recv(self, i: int, step) -> tuple:
@@ -261,10 +267,11 @@ class ShardedEngine:
     # ----------------------------------------------------------------- stepping
     def _advance_and_evaluate(self, t: int) -> dict[str, np.ndarray]:
         """Step ``t`` here (the workers were sent it already), merged with the workers' rows."""
-        t0 = time.perf_counter()
+        t0, g0 = time.perf_counter(), self.local.group_seconds.copy()
         self.local.advance_to(self.local_state, t)
         first = self.local.evaluate(self.local_state)  # the piece with group 0: the metric order
         self.busy.own += time.perf_counter() - t0
+        self.busy.own_groups += self.local.group_seconds - g0
         R = self.n_runs
         out = {k: np.full(R, np.nan) for k in first}
         diverged = self.state.diverged
@@ -273,8 +280,9 @@ class ShardedEngine:
             out[k][mask] = v[mask]
         diverged[mask] = self.local_state.diverged[mask]
         for i, part in enumerate(self.parts[1:]):
-            _, _, m, div, secs = self._reply(i, "done", t)
+            _, _, m, div, secs, per_group = self._reply(i, "done", t)
             self.busy.theirs[i] += secs
+            self.busy.theirs_groups[i] += per_group
             sub = np.sort(part)  # the worker's values come in run-index order
             for k, v in m.items():
                 out.setdefault(k, np.full(R, np.nan))[sub] = v
@@ -286,10 +294,10 @@ class ShardedEngine:
         and move those that change process; ``state`` is at a step no worker has gone past."""
         b = self.busy
         load = time.perf_counter() - b.since - b.waited  # the caller's compute and writing
-        parts = split(self.eng, len(self.parts), measured_costs(self.eng, self.parts, [b.own, *b.theirs]),
-                      extra=max(0.0, load - b.own))
+        costs = measured_costs(self.eng, self.parts, [b.own, *b.theirs], [b.own_groups, *b.theirs_groups])
+        parts = split(self.eng, len(self.parts), costs, extra=max(0.0, load - b.own))
         if len(parts) != len(self.parts) or all(map(np.array_equal, parts, self.parts)):
-            self.busy = _Busy(len(self.conns))
+            self.busy = self._new_busy()
             return
         whole_state = state.full()
         self.parts = parts
@@ -298,7 +306,7 @@ class ShardedEngine:
         self.held = [held_groups(self.eng, self.local.members)]
         self._give(whole_state, parts[1:])
         self.rebalanced += 1
-        self.busy = _Busy(len(self.conns))  # the move itself is not a piece's work
+        self.busy = self._new_busy()  # the move itself is not a piece's work
 
     def run(self, state: ShardedState, on_eval=None, on_progress=None, after_eval=None,
             evaluate_start: bool = True) -> ShardedState:
@@ -318,7 +326,7 @@ class ShardedEngine:
                 sent += 1
 
         send_up_to(self.window)
-        self.busy = _Busy(len(self.conns))
+        self.busy = self._new_busy()
         for k, t in enumerate(steps):
             before = state.step
             metrics = self._advance_and_evaluate(t)
