@@ -164,15 +164,16 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
             handles.setdefault(arm, line)
             if len(idx) > 1:
                 ax.fill_between(steps, lo, hi, color=c, alpha=0.2, lw=0)
-            if diverged:
+            if diverged:  # one marker artist per arm: hundreds of diverged runs draw as fast as one
+                xs, ys = [], []
                 for i in idx:
                     d = diverged.get(int(i))
-                    if d is None:
-                        continue
                     finite = np.isfinite(vals[:, i])
-                    if finite.any():
-                        j = np.nonzero(finite)[0][-1]
-                        ax.plot([d], [vals[j, i]], marker="x", color=c, ms=7, mew=2, ls="none")
+                    if d is not None and finite.any():
+                        xs.append(d)
+                        ys.append(vals[np.nonzero(finite)[0][-1], i])
+                if xs:
+                    ax.plot(xs, ys, marker="x", color=c, ms=7, mew=2, ls="none")
         for k, arm in enumerate(arms):
             for b in (boundaries or {}).get(arm, []):
                 ax.axvline(b, color=colors[k % len(colors)], ls="--", lw=1.0, alpha=0.7)
