@@ -1,0 +1,121 @@
+"""Where the wall time of ``sgdlab run diag-net --seeds 64`` goes, on 1 and on 2 processes: what
+stays serial (start-up and imports, drawing the figure, exit) and what is spread (training).
+
+Each measurement is a fresh process running the ``sgdlab`` command in-process with time stamps
+around its phases (``workflows.api.preflight``, ``_spread`` = the training, ``draw_figures``);
+for 2 processes also the seconds the ``sgdlab`` process waited on its worker. Medians over
+``--repeats`` [min, max]; the load average is printed. This explains the speed-up that
+``benchmarks/scaling.py`` measures (docs/sweeps.md).
+
+    python benchmarks/shard_phases.py [--repeats 3] [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
+from _proc import ROOT, bench_env, machine_line
+
+CHILD = r"""
+import json, os, sys, time
+stamps = {"python": time.monotonic()}
+import torch, sgdlab
+from sgdlab.frontends.cli import main
+from sgdlab.workflows import api, shards
+stamps["imported"] = time.monotonic()
+
+def timed(mod, name):
+    fn = getattr(mod, name)
+    def wrapper(*a, **k):
+        stamps.setdefault(name + ">", time.monotonic())
+        try:
+            return fn(*a, **k)
+        finally:
+            stamps[name + "<"] = time.monotonic()
+    setattr(mod, name, wrapper)
+
+for name in ("preflight", "_spread", "draw_figures"):
+    timed(api, name)
+waited = []
+run = shards.ShardedEngine.run
+def running(self, *a, **k):
+    total = [0.0]
+    rebalance = self._rebalance
+    def counted(state):
+        total[0] += self.busy.waited
+        return rebalance(state)
+    self._rebalance = counted
+    try:
+        return run(self, *a, **k)
+    finally:
+        waited.append(total[0] + self.busy.waited)
+shards.ShardedEngine.run = running
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+stamps["end"] = time.monotonic()
+print("PHASES " + json.dumps({"stamps": stamps, "waited": waited[-1] if waited else 0.0}))
+"""
+
+
+def phases(stamps: dict, started: float) -> dict[str, float]:
+    """Seconds of each phase from the child's stamps; ``started``: the child's launch."""
+    return {
+        "start-up (interpreter, imports, config, data)": stamps["_spread>"] - started,
+        "training": stamps["_spread<"] - stamps["_spread>"],
+        "figure": stamps["draw_figures<"] - stamps["draw_figures>"],
+        "summary, table, exit": stamps["end"] - stamps["draw_figures<"],
+    }
+
+
+def one(workers: int, steps: int | None) -> tuple[dict[str, float], float, float]:
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [sys.executable, "-c", CHILD, "run", "diag-net", "--seeds", "64", "--workers", str(workers),
+                "--no-progress", "--out", os.path.join(tmp, "run"), *(["--steps", str(steps)] if steps else [])]
+        t0 = time.monotonic()
+        out = subprocess.run(args, env=bench_env(), capture_output=True, text=True, cwd=ROOT, check=True)
+        wall = time.monotonic() - t0
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("PHASES "))
+    got = json.loads(line[len("PHASES "):])
+    ph = phases(got["stamps"], t0)
+    ph["summary, table, exit"] = wall - sum(v for k, v in ph.items() if k != "summary, table, exit")
+    return ph, got["waited"], wall
+
+
+def spread(values: list[float]) -> str:
+    """'median [min, max]'."""
+    v = np.asarray(values)
+    return f"{np.median(v):.2f} [{v.min():.2f}, {v.max():.2f}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=None)
+    a = ap.parse_args()
+    print(machine_line(1))
+    print(f"load average before: {os.getloadavg()[0]:.1f}; medians [min, max] of {a.repeats} processes; "
+          f"sgdlab run diag-net --seeds 64 --workers k{f' --steps {a.steps}' if a.steps else ''}\n")
+    print("| phase | 1 process s | 2 processes s |")
+    print("|---|---|---|")
+    got = {k: [one(k, a.steps) for _ in range(a.repeats)] for k in (1, 2)}
+    for name in got[1][0][0]:
+        print(f"| {name} | {spread([r[0][name] for r in got[1]])} | {spread([r[0][name] for r in got[2]])} |")
+    print(f"| whole process | {spread([r[2] for r in got[1]])} | {spread([r[2] for r in got[2]])} |")
+    print(f"\nof the 2-process training, the sgdlab process waited on its worker "
+          f"{spread([r[1] for r in got[2]])} s")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
