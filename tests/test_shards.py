@@ -19,7 +19,7 @@ from sgdlab.engine.train import Engine
 from sgdlab.store.runs import RunDir
 from sgdlab.workflows.cores import choose, physical_cores
 from sgdlab.workflows.executors import shares
-from sgdlab.workflows.shard_pieces import measured_costs
+from sgdlab.workflows.shard_pieces import Measured, measured_costs
 from sgdlab.workflows.shards import AHEAD_STEPS, WorkerError, split
 from sgdlab.workflows.sweep import Sweep
 
@@ -89,8 +89,8 @@ def test_runs_moved_between_processes_at_every_step_give_the_same_bytes(single, 
     rng = np.random.default_rng(0)
     monkeypatch.setattr(shards, "REBALANCE_SECONDS", 0.0)
     monkeypatch.setattr(shards, "AHEAD_STEPS", 2)  # a re-cut waits for the steps sent ahead
-    monkeypatch.setattr(shards, "measured_costs", lambda eng, *measured: {r: float(rng.uniform(0.1, 10))
-                                                                           for r in range(eng.n_runs)})
+    monkeypatch.setattr(shards, "measured_costs", lambda eng, *measured: (
+        {r: float(rng.uniform(0.1, 10)) for r in range(eng.n_runs)}, 0.0))
     res = sgdlab.run(diag(), tmp_path / "diag", progress=False, quiet=True, workers=3)
     assert RunDir(res.path).meta()["rebalanced"] >= 4
     same_bytes(single / "diag", tmp_path / "diag")
@@ -178,17 +178,23 @@ def test_split_follows_measured_costs_and_the_callers_own_work():
     # the calling process's writing counts for piece 0: of 13 + 3, it keeps 8 - 3 runs
     assert [len(p) for p in split(eng, 2, {r: 1.0 for r in range(eng.n_runs)}, extra=3.0)] == [5, 8]
     # piece 0's runs measured twice as costly: it keeps fewer of them
-    nothing = [np.zeros(len(eng.all_groups))] * 2
-    costs = measured_costs(eng, even, [2.0 * len(even[0]), 1.0 * len(even[1])], nothing)
-    assert len(split(eng, 2, costs)[0]) < 6
-    # per group: a group's time is its runs' (the one-run GD group costs what it took), the rest
-    # of a piece's time is shared by all its runs
+    nothing = [np.zeros((2, len(eng.all_groups)))] * 2
+    costs, extra = measured_costs(eng, even, Measured(10, 2, [2.0 * len(even[0]), 1.0 * len(even[1])], nothing),
+                                  100, 20)
+    assert extra == 0 and len(split(eng, 2, costs)[0]) < 6
+    # per group: a group's advancing time per step and evaluating time per evaluation are its
+    # runs', projected over the steps and evaluations left; the rest of a piece's time (per
+    # evaluation) is shared by all its runs; the caller's writing per evaluation is its extra
     sgd, gd = eng.all_groups
     mine = [r for r in sgd.runs if r in set(even[1])]
-    costs = measured_costs(eng, even, [6.0, 3.0 + 1.0 + 0.7], [np.array([6.0, 0.0]), np.array([3.0, 1.0])])
-    assert costs[gd.runs[0]] == pytest.approx(1.0 + 0.7 / len(even[1]))
-    assert costs[mine[0]] == pytest.approx(3.0 / len(mine) + 0.7 / len(even[1]))
-    assert costs[int(even[0][0])] == pytest.approx(6.0 / len(even[0]))
+    measured = Measured(steps=10, evals=2, seconds=[6.0, 4.0 + 0.7], extra=0.5,
+                        group_seconds=[np.array([[4.0, 0.0], [2.0, 0.0]]), np.array([[2.0, 0.6], [1.0, 0.4]])])
+    costs, extra = measured_costs(eng, even, measured, 100, 20)
+    rest = 0.7 / 2 * 20 / len(even[1])
+    assert costs[gd.runs[0]] == pytest.approx(0.6 / 10 * 100 + 0.4 / 2 * 20 + rest)
+    assert costs[mine[0]] == pytest.approx((2.0 / 10 * 100 + 1.0 / 2 * 20) / len(mine) + rest)
+    assert costs[int(even[0][0])] == pytest.approx((4.0 / 10 * 100 + 2.0 / 2 * 20) / len(even[0]))
+    assert extra == pytest.approx(0.5 / 2 * 20)
 
 
 def test_default_workers_and_thread_rule():

@@ -180,9 +180,9 @@ class Engine:
         self.phased = any(len(g.phases) > 1 for g in self.groups)
         self.all_groups = self.groups  # every run's group (a restricted copy keeps them for names, batching)
         self.members = np.ones(self.n_runs, dtype=bool)  # the runs this engine advances and evaluates
-        # seconds spent advancing and evaluating each group (by ``Group.index``): what a sharded
-        # run balances its processes by (sgdlab.workflows.shard_pieces.measured_costs)
-        self.group_seconds = np.zeros(len(self.all_groups))
+        # seconds spent advancing (row 0) and evaluating (row 1) each group (column Group.index):
+        # what a sharded run balances its processes by (sgdlab.workflows.shard_pieces.measured_costs)
+        self.group_seconds = np.zeros((2, len(self.all_groups)))
         if self.phased:
             starts = [p.start for g in self.groups for p in g.phases[1:]]
             self.eval_steps = np.union1d(self.eval_steps, np.array(starts, dtype=np.int64))
@@ -199,7 +199,7 @@ class Engine:
         eng.members[np.asarray(only, dtype=np.int64)] = True
         eng.groups = [g for g in (_restrict(g, eng.members) for g in self.all_groups) if g.runs]
         eng.curvature = CurvatureTracker.for_engine(eng)  # its own warm starts
-        eng.group_seconds = np.zeros(len(self.all_groups))
+        eng.group_seconds = np.zeros((2, len(self.all_groups)))
         return eng
 
     @property
@@ -338,7 +338,7 @@ class Engine:
                                                                            names).items()})
                 for k, v in m.items():
                     out.setdefault(k, np.full(self.n_runs, np.nan))[g.runs] = v.detach().double().cpu().numpy()
-                self.group_seconds[g.index] += time.perf_counter() - t0
+                self.group_seconds[1, g.index] += time.perf_counter() - t0
         if self.has_ema:  # a phase without EMA: its runs' (or every run's) EMA metrics are NaN
             for k in [k for k in out if not k.startswith("ema_")]:
                 out.setdefault("ema_" + k, np.full(self.n_runs, np.nan))
@@ -403,7 +403,7 @@ class Engine:
                         t, div, np.ascontiguousarray(state.max_loss[g.runs]), fused=self.cfg.fused)
                 state.diverged[g.runs] = div
                 t = t1
-            self.group_seconds[g.index] += time.perf_counter() - t0
+            self.group_seconds[0, g.index] += time.perf_counter() - t0
         state.step = max(state.step, target)
 
     def run(self, state: TrainState, on_eval: Callable[[int, dict], None] | None = None,

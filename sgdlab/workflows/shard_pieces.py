@@ -10,6 +10,7 @@ and arms than for others), which no model known before training captures.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,23 +35,43 @@ def run_weights(eng: Engine) -> dict[int, float]:
     return out
 
 
-def measured_costs(eng: Engine, parts: Sequence[np.ndarray], seconds: Sequence[float],
-                   group_seconds: Sequence[np.ndarray]) -> dict[int, float]:
-    """Cost of each run from what each piece of ``parts`` took over the same steps: ``seconds``
-    in all, ``group_seconds`` (one (G,) array per piece, ``Engine.group_seconds``) per group. A
-    group's time is shared by its runs in the piece (a run of a one-run group costs what that
-    group's batch costs, however few examples it steps); the rest of the piece's time (messages,
-    copies, metrics measured over all groups) by all its runs."""
+@dataclass(frozen=True)
+class Measured:
+    """What the pieces of a sharded run took over the same stretch of training: ``steps``
+    training steps and ``evals`` evaluations. Per piece: ``seconds`` in all and ``group_seconds``
+    ((2, G): advancing, evaluating each group; ``Engine.group_seconds``); ``extra``: the calling
+    process's own work besides its piece (writing the rows), seconds."""
+
+    steps: int
+    evals: int
+    seconds: Sequence[float]
+    group_seconds: Sequence[np.ndarray]
+    extra: float = 0.0
+
+
+def measured_costs(eng: Engine, parts: Sequence[np.ndarray], m: Measured, steps_left: int,
+                   evals_left: int) -> tuple[dict[int, float], float]:
+    """Each run's cost over the rest of the training (``steps_left`` steps, ``evals_left``
+    evaluations), and the calling process's extra work over it, predicted from ``m``: a group's
+    advancing time per step and evaluating time per evaluation, shared by its runs in the piece
+    (a run of a one-run group costs what that group's batch costs, however few examples it
+    steps); the rest of a piece's time (messages, copies, metrics measured over all groups) per
+    evaluation, by all its runs. Rates, not totals: the first evaluations come one step apart
+    and the later ones hundreds, so the mix of advancing and evaluating ahead is not the one
+    measured."""
+    per_step = 1.0 / max(m.steps, 1)
+    per_eval = 1.0 / max(m.evals, 1)
     out = {}
-    for part, secs, per_group in zip(parts, seconds, group_seconds):
+    for part, secs, per_group in zip(parts, m.seconds, m.group_seconds):
         mask = np.zeros(eng.n_runs, dtype=bool)
         mask[part] = True
-        rest = max(0.0, secs - float(np.sum(per_group))) / len(part)
+        rest = max(0.0, secs - float(np.sum(per_group))) * per_eval * evals_left / len(part)
         for g in eng.all_groups:
             mine = [r for r in g.runs if mask[r]]
             for r in mine:
-                out[r] = max(0.0, float(per_group[g.index])) / len(mine) + rest
-    return out
+                adv, ev = (max(0.0, float(x)) for x in per_group[:, g.index])
+                out[r] = (adv * per_step * steps_left + ev * per_eval * evals_left) / len(mine) + rest
+    return out, max(0.0, m.extra) * per_eval * evals_left
 
 
 def split(eng: Engine, workers: int, cost: dict[int, float] | None = None, extra: float = 0.0) -> list[np.ndarray]:

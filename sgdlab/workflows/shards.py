@@ -56,6 +56,7 @@ import torch
 from sgdlab.core.config import to_dict
 from sgdlab.engine.train import Engine, TrainState
 from sgdlab.workflows.shard_pieces import (
+    Measured,
     held_groups,
     measured_costs,
     slice_state,
@@ -123,16 +124,16 @@ def _placed(rows: list[torch.Tensor], where: torch.Tensor) -> torch.Tensor:
 
 
 class _Busy:
-    """Seconds each process was busy over the steps since the last (re)cut, in all and per group
-    (``own``: the caller's compute; its wall time less the time it waited on the workers is its
-    compute and writing)."""
+    """Seconds each process was busy over the evaluations since the last (re)cut, in all and per
+    group (``own``: the caller's compute; its wall time less the time it waited on the workers
+    is its compute and writing), from training step ``step``."""
 
-    def __init__(self, workers: int, groups: int):
-        self.since = time.perf_counter()
+    def __init__(self, workers: int, groups: int, step: int):
+        self.since, self.step, self.evals = time.perf_counter(), step, 0
         self.own = self.waited = 0.0
-        self.own_groups = np.zeros(groups)
+        self.own_groups = np.zeros((2, groups))
         self.theirs = np.zeros(workers)
-        self.theirs_groups = np.zeros((workers, groups))
+        self.theirs_groups = np.zeros((workers, 2, groups))
 
 
 class ShardedEngine:
@@ -153,7 +154,7 @@ class ShardedEngine:
         self.pushed: set[int] = set()  # steps whose state the workers send unasked
         self.adaptive = not eng.keeps_eval_state
         self.rebalanced = 0
-        self.busy = _Busy(len(self.parts) - 1, len(eng.all_groups))
+        self.busy = _Busy(len(self.parts) - 1, len(eng.all_groups), state.step)
         self.procs: list = []
         self.conns: list = []
         self.early: list[list] = []  # per worker: replies that came before the one awaited
@@ -183,8 +184,8 @@ class ShardedEngine:
     def n_runs(self) -> int:
         return self.eng.n_runs
 
-    def _new_busy(self) -> _Busy:
-        return _Busy(len(self.conns), len(self.eng.all_groups))
+    def _new_busy(self, step: int) -> _Busy:
+        return _Busy(len(self.conns), len(self.eng.all_groups), step)
 
     # ----------------------------------------------------------------- messages
     def _recv(self, i: int, step) -> tuple:
@@ -272,6 +273,7 @@ class ShardedEngine:
         first = self.local.evaluate(self.local_state)  # the piece with group 0: the metric order
         self.busy.own += time.perf_counter() - t0
         self.busy.own_groups += self.local.group_seconds - g0
+        self.busy.evals += 1
         R = self.n_runs
         out = {k: np.full(R, np.nan) for k in first}
         diverged = self.state.diverged
@@ -294,10 +296,13 @@ class ShardedEngine:
         and move those that change process; ``state`` is at a step no worker has gone past."""
         b = self.busy
         load = time.perf_counter() - b.since - b.waited  # the caller's compute and writing
-        costs = measured_costs(self.eng, self.parts, [b.own, *b.theirs], [b.own_groups, *b.theirs_groups])
-        parts = split(self.eng, len(self.parts), costs, extra=max(0.0, load - b.own))
+        measured = Measured(state.step - b.step, b.evals, [b.own, *b.theirs], [b.own_groups, *b.theirs_groups],
+                            extra=load - b.own)
+        costs, extra = measured_costs(self.eng, self.parts, measured, self.cfg.steps - state.step,
+                                      int(np.sum(self.eval_steps > state.step)))
+        parts = split(self.eng, len(self.parts), costs, extra=extra)
+        self.busy = self._new_busy(state.step)
         if len(parts) != len(self.parts) or all(map(np.array_equal, parts, self.parts)):
-            self.busy = self._new_busy()
             return
         whole_state = state.full()
         self.parts = parts
@@ -306,7 +311,7 @@ class ShardedEngine:
         self.held = [held_groups(self.eng, self.local.members)]
         self._give(whole_state, parts[1:])
         self.rebalanced += 1
-        self.busy = self._new_busy()  # the move itself is not a piece's work
+        self.busy = self._new_busy(state.step)  # the move itself is not a piece's work
 
     def run(self, state: ShardedState, on_eval=None, on_progress=None, after_eval=None,
             evaluate_start: bool = True) -> ShardedState:
@@ -326,7 +331,7 @@ class ShardedEngine:
                 sent += 1
 
         send_up_to(self.window)
-        self.busy = self._new_busy()
+        self.busy = self._new_busy(state.step)
         for k, t in enumerate(steps):
             before = state.step
             metrics = self._advance_and_evaluate(t)
