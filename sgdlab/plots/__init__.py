@@ -14,9 +14,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sgdlab.core.errors import SgdlabError
 from sgdlab.core.registry import Registry
+
+if TYPE_CHECKING:
+    from sgdlab.store.runs import RunDir
 
 FIGURES: Registry = Registry("figure")
 
@@ -40,7 +44,7 @@ FIGURES.add("sharpest_directions", lazy_figure("sgdlab.plots.curvature", "sharpe
 FIGURES.add("monitor", lazy_figure("sgdlab.plots.monitor", "monitor_figure"))
 
 
-def plot_run(path, names: tuple[str, ...] | None = None, fmt: str = "png",
+def plot_run(path: str | Path | RunDir, names: tuple[str, ...] | None = None, fmt: str = "png",
              errors: list[str] | None = None, trust_imports: bool = False) -> list[Path]:
     """Draw the panels (``names`` or the config's ``figure``) and the experiment's extra figures.
 
