@@ -64,7 +64,7 @@ except SystemExit:
 stamps["end"] = time.monotonic()
 print("PHASES " + json.dumps({"stamps": stamps, "waited": waited[-1] if waited else 0.0}))
 import gc
-gc.freeze()  # as the sgdlab command does at exit (sgdlab.frontends.cli.entry)
+gc.freeze()  # as the sgdlab command does at exit (sgdlab.__main__.entry)
 """
 
 

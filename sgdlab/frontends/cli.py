@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import os
 import sys
 import warnings
@@ -60,17 +59,6 @@ class _Main(click.Group):
                 raise
             click.echo(f"error: {error_line(e)}", err=True)
             sys.exit(BAD_INPUT)
-
-
-def entry() -> None:
-    """The ``sgdlab`` command (and ``python -m sgdlab``): :func:`main`, after which the process
-    exits without the interpreter's last garbage collections over every object torch and
-    matplotlib made (0.3-0.5 s of every command that imported them). Files are still closed
-    and ``atexit`` handlers still run; only the cycle collection at exit is skipped."""
-    try:
-        main()
-    finally:
-        gc.freeze()
 
 
 def _failed_work(what: str, items: list[str]) -> None:
