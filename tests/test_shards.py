@@ -293,7 +293,7 @@ def test_every_run_is_independent_of_the_runs_batched_with_it(name):
     full = Engine(cfg)
     state = full.initial_state()
     alone = [full.restricted([r]) for r in range(full.n_runs)]
-    states = [slice_state(full, e, state) for e in alone]
+    states = [slice_state(full, e.members, state) for e in alone]
     for t in full.eval_steps:
         full.advance_to(state, int(t))
         m = full.evaluate(state)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from sgdlab.engine.train import Engine, TrainState
 
@@ -63,11 +62,10 @@ def measured_costs(eng: Engine, parts: Sequence[np.ndarray], m: Measured, steps_
     per_eval = 1.0 / max(m.evals, 1)
     out = {}
     for part, secs, per_group in zip(parts, m.seconds, m.group_seconds):
-        mask = np.zeros(eng.n_runs, dtype=bool)
-        mask[part] = True
+        members = mask(eng, part)
         rest = max(0.0, secs - float(np.sum(per_group))) * per_eval * evals_left / len(part)
         for g in eng.all_groups:
-            mine = [r for r in g.runs if mask[r]]
+            mine = [r for r in g.runs if members[r]]
             for r in mine:
                 adv, ev = (max(0.0, float(x)) for x in per_group[:, g.index])
                 out[r] = (adv * per_step * steps_left + ev * per_eval * evals_left) / len(mine) + rest
@@ -104,7 +102,7 @@ def split(eng: Engine, workers: int, cost: dict[int, float] | None = None, extra
         if ok:
             target = k * total / n - extra
             cuts.append(min(ok, key=lambda p, t=target: abs(cum[p - 1] - t)))
-    return np.split(order, cuts)
+    return [np.sort(p) for p in np.split(order, cuts)]  # each piece's runs in run-index order
 
 
 def spread_order(n: int) -> np.ndarray:
@@ -125,12 +123,19 @@ def _may_cut(p: int, prev: int, gi: np.ndarray, bounds: np.ndarray) -> bool:
     return p - max(gs, prev) >= 2 and ge - p >= 2
 
 
-def slice_state(full: Engine, part: Engine, state: TrainState) -> TrainState:
-    """The state of ``part`` (a restriction of ``full``) cut from the whole ``state``."""
+def mask(eng: Engine, runs: np.ndarray) -> np.ndarray:
+    """The (R,) bool mask of the runs ``runs`` (run indices)."""
+    out = np.zeros(eng.n_runs, dtype=bool)
+    out[runs] = True
+    return out
+
+
+def slice_state(full: Engine, members: np.ndarray, state: TrainState) -> TrainState:
+    """The state of the runs ``members`` ((R,) bool mask) cut from the whole ``state`` of ``full``."""
     params, opt = [], []
     for g, p, o in zip(full.all_groups, state.params, state.opt_state):
-        pos = [j for j, r in enumerate(g.runs) if part.members[r]]
-        if pos:
+        pos = np.flatnonzero(members[g.runs])
+        if pos.size:
             params.append({k: v[pos].clone() for k, v in p.items()})
             opt.append({k: v[pos].clone() for k, v in o.items()})
     return TrainState(state.step, params, state.diverged.copy(), state.max_loss.copy(), opt)
@@ -143,5 +148,4 @@ def held_groups(full: Engine, members: np.ndarray) -> list[int]:
 
 def state_bytes(state: TrainState) -> int:
     """Bytes of a training state's tensors (parameters and optimizer state)."""
-    return sum(v.numel() * v.element_size() for d in (*state.params, *state.opt_state) for v in d.values()
-               if isinstance(v, torch.Tensor))
+    return sum(v.numel() * v.element_size() for d in (*state.params, *state.opt_state) for v in d.values())

@@ -103,11 +103,9 @@ def serve(conn, source, only, parent: int, close_fds: tuple[int, ...], window: i
                 return
             if msg[0] == "state":
                 (step, params, diverged, max_loss, opt), runs = msg[1], msg[2]
-                if not np.array_equal(np.flatnonzero(eng.members), np.sort(runs)):
+                if not np.array_equal(np.flatnonzero(eng.members), runs):  # runs: in run-index order
                     eng = full.restricted(runs)
-                # copies in torch's own (aligned) memory: the kernels step these in place
-                state = TrainState(step, [_copy(to_torch(p)) for p in params], diverged, max_loss,
-                                   [_copy(to_torch(o)) for o in opt])
+                state = TrainState(step, [to_torch(p) for p in params], diverged, max_loss, [to_torch(o) for o in opt])
                 held.clear()
                 conn.send(("ok", step))
             elif msg[0] == "to":

@@ -58,6 +58,7 @@ from sgdlab.engine.train import Engine, TrainState
 from sgdlab.workflows.shard_pieces import (
     Measured,
     held_groups,
+    mask,
     measured_costs,
     slice_state,
     split,
@@ -124,16 +125,15 @@ def _placed(rows: list[torch.Tensor], where: torch.Tensor) -> torch.Tensor:
 
 
 class _Busy:
-    """Seconds each process was busy over the evaluations since the last (re)cut, in all and per
-    group (``own``: the caller's compute; its wall time less the time it waited on the workers
-    is its compute and writing), from training step ``step``."""
+    """What each piece (0: the caller's) took over the ``evals`` evaluations since training step
+    ``step``: ``seconds`` (P,) computing, ``group_seconds`` (P, 2, G) of it per group
+    (``Engine.group_seconds``); and the seconds the caller ``waited`` on the workers (its wall
+    time less that is its compute and writing)."""
 
-    def __init__(self, workers: int, groups: int, step: int):
-        self.since, self.step, self.evals = time.perf_counter(), step, 0
-        self.own = self.waited = 0.0
-        self.own_groups = np.zeros((2, groups))
-        self.theirs = np.zeros(workers)
-        self.theirs_groups = np.zeros((workers, 2, groups))
+    def __init__(self, pieces: int, groups: int, step: int):
+        self.since, self.step, self.evals, self.waited = time.perf_counter(), step, 0, 0.0
+        self.seconds = np.zeros(pieces)
+        self.group_seconds = np.zeros((pieces, 2, groups))
 
 
 class ShardedEngine:
@@ -146,15 +146,14 @@ class ShardedEngine:
                  _kill_at: int | None = None):
         self.eng, self.cfg, self.runs = eng, eng.cfg, eng.runs
         self.groups, self.eval_steps, self.snapshot_steps = eng.all_groups, eng.eval_steps, eng.snapshot_steps
-        self.parts = split(eng, workers)
+        self.parts = split(eng, workers)  # piece 0 is this process's
         self.local = eng.restricted(self.parts[0])
-        self.local_state = slice_state(eng, self.local, state)
-        self.held = [held_groups(eng, self.local.members)]
+        self.local_state = slice_state(eng, self.local.members, state)
         self.window = ahead(state, max(map(len, self.parts)) / eng.n_runs)
         self.pushed: set[int] = set()  # steps whose state the workers send unasked
         self.adaptive = not eng.keeps_eval_state
         self.rebalanced = 0
-        self.busy = _Busy(len(self.parts) - 1, len(eng.all_groups), state.step)
+        self.busy = self._new_busy(state.step)
         self.procs: list = []
         self.conns: list = []
         self.early: list[list] = []  # per worker: replies that came before the one awaited
@@ -173,7 +172,7 @@ class ShardedEngine:
                 self.conns.append(here)
                 self.early.append([])
             pids = [self._recv(i, "start")[1] for i in range(len(self.conns))]
-            self._give(state, self.parts[1:])
+            self._give(state)
         except BaseException:
             self.close(kill=True)
             raise
@@ -185,7 +184,7 @@ class ShardedEngine:
         return self.eng.n_runs
 
     def _new_busy(self, step: int) -> _Busy:
-        return _Busy(len(self.conns), len(self.eng.all_groups), step)
+        return _Busy(len(self.parts), len(self.eng.all_groups), step)
 
     # ----------------------------------------------------------------- messages
     def _recv(self, i: int, step) -> tuple:
@@ -198,8 +197,7 @@ class ShardedEngine:
             code = proc.exitcode
             how = (f"killed by signal {-code}" if code is not None and code < 0 else
                    f"exited with status {code}" if code is not None else "stopped answering")
-            part = self.parts[i + 1]
-            raise WorkerError(f"worker process {proc.pid} (runs {part[0]}..{part[-1]}) {how} at step {step}; "
+            raise WorkerError(f"worker process {proc.pid} ({len(self.parts[i + 1])} runs) {how} at step {step}; "
                               f"the run directory keeps its last checkpoint") from None
         finally:
             self.busy.waited += time.perf_counter() - t0
@@ -221,13 +219,10 @@ class ShardedEngine:
                 return msg
             self.early[i].append(msg)
 
-    def _give(self, state: TrainState, parts) -> None:
-        """Give each worker its piece of ``parts`` (one per worker) from the whole ``state``."""
-        self.held[1:] = []
-        for i, part in enumerate(parts):
-            sub = self.eng.restricted(part)
-            self.held.append(held_groups(self.eng, sub.members))
-            self.conns[i].send(state_message(slice_state(self.eng, sub, state), part))
+    def _give(self, state: TrainState) -> None:
+        """Give each worker its piece (``parts[1:]``) from the whole ``state``."""
+        for i, part in enumerate(self.parts[1:]):
+            self.conns[i].send(state_message(slice_state(self.eng, mask(self.eng, part), state), part))
         for i in range(len(self.conns)):
             self._reply(i, "ok", state.step)
 
@@ -239,21 +234,17 @@ class ShardedEngine:
         for i in range(len(self.conns)):
             _, _, params, opt = self._reply(i, "state", s.step)
             got.append(([to_torch(p) for p in params], [to_torch(o) for o in opt]))
+        masks = [mask(self.eng, part) for part in self.parts]
+        held = [held_groups(self.eng, m) for m in masks]  # a piece's state: one entry per group it holds
         params, opt = [], []
         for gi, g in enumerate(self.eng.all_groups):
-            holders = [k for k, held in enumerate(self.held) if gi in held]
-            pieces = [(got[k][0][self.held[k].index(gi)], got[k][1][self.held[k].index(gi)]) for k in holders]
+            holders = [k for k in range(len(masks)) if gi in held[k]]
+            pieces = [(got[k][0][held[k].index(gi)], got[k][1][held[k].index(gi)]) for k in holders]
             # each piece's rows go back to their runs' positions in the group
-            where = torch.as_tensor(np.concatenate([np.flatnonzero(self._members(k)[g.runs]) for k in holders]))
+            where = torch.as_tensor(np.concatenate([np.flatnonzero(masks[k][g.runs]) for k in holders]))
             params.append({n: _placed([p[n] for p, _ in pieces], where) for n in pieces[0][0]})
             opt.append({n: _placed([o[n] for _, o in pieces], where) for n in pieces[0][1]})
         return TrainState(s.step, params, s.diverged.copy(), s.max_loss.copy(), opt)
-
-    def _members(self, k: int) -> np.ndarray:
-        """Run mask of piece ``k``."""
-        mask = np.zeros(self.n_runs, dtype=bool)
-        mask[self.parts[k]] = True
-        return mask
 
     def params_by_run(self, s: ShardedState) -> dict[int, dict[str, torch.Tensor]]:
         return self.eng.params_by_run(s.full())
@@ -271,8 +262,8 @@ class ShardedEngine:
         t0, g0 = time.perf_counter(), self.local.group_seconds.copy()
         self.local.advance_to(self.local_state, t)
         first = self.local.evaluate(self.local_state)  # the piece with group 0: the metric order
-        self.busy.own += time.perf_counter() - t0
-        self.busy.own_groups += self.local.group_seconds - g0
+        self.busy.seconds[0] += time.perf_counter() - t0
+        self.busy.group_seconds[0] += self.local.group_seconds - g0
         self.busy.evals += 1
         R = self.n_runs
         out = {k: np.full(R, np.nan) for k in first}
@@ -283,12 +274,11 @@ class ShardedEngine:
         diverged[mask] = self.local_state.diverged[mask]
         for i, part in enumerate(self.parts[1:]):
             _, _, m, div, secs, per_group = self._reply(i, "done", t)
-            self.busy.theirs[i] += secs
-            self.busy.theirs_groups[i] += per_group
-            sub = np.sort(part)  # the worker's values come in run-index order
-            for k, v in m.items():
-                out.setdefault(k, np.full(R, np.nan))[sub] = v
-            diverged[sub] = div
+            self.busy.seconds[i + 1] += secs
+            self.busy.group_seconds[i + 1] += per_group
+            for k, v in m.items():  # the worker's values come in run-index order, as its piece
+                out.setdefault(k, np.full(R, np.nan))[part] = v
+            diverged[part] = div
         return out
 
     def _rebalance(self, state: ShardedState) -> None:
@@ -296,8 +286,7 @@ class ShardedEngine:
         and move those that change process; ``state`` is at a step no worker has gone past."""
         b = self.busy
         load = time.perf_counter() - b.since - b.waited  # the caller's compute and writing
-        measured = Measured(state.step - b.step, b.evals, [b.own, *b.theirs], [b.own_groups, *b.theirs_groups],
-                            extra=load - b.own)
+        measured = Measured(state.step - b.step, b.evals, b.seconds, b.group_seconds, extra=load - b.seconds[0])
         costs, extra = measured_costs(self.eng, self.parts, measured, self.cfg.steps - state.step,
                                       int(np.sum(self.eval_steps > state.step)))
         parts = split(self.eng, len(self.parts), costs, extra=extra)
@@ -307,9 +296,8 @@ class ShardedEngine:
         whole_state = state.full()
         self.parts = parts
         self.local = self.eng.restricted(parts[0])
-        self.local_state = slice_state(self.eng, self.local, whole_state)
-        self.held = [held_groups(self.eng, self.local.members)]
-        self._give(whole_state, parts[1:])
+        self.local_state = slice_state(self.eng, self.local.members, whole_state)
+        self._give(whole_state)
         self.rebalanced += 1
         self.busy = self._new_busy(state.step)  # the move itself is not a piece's work
 
