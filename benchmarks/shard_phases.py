@@ -100,11 +100,11 @@ def spread(values: list[float]) -> str:
     return f"{np.median(v):.2f} [{v.min():.2f}, {v.max():.2f}]"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     print(machine_line(1))
     print(f"load average before: {os.getloadavg()[0]:.1f}; medians [min, max] of {a.repeats} processes; "
           f"sgdlab run diag-net --seeds 64 --workers k{f' --steps {a.steps}' if a.steps else ''}\n")

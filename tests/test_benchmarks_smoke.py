@@ -108,6 +108,16 @@ def test_scaling_benchmark(in_process, capsys, tmp_path):
     assert any("--workers" in a and "2" in a for a in seen)
 
 
+def test_shard_phases_benchmark(capsys):
+    """Real processes (its child script times sgdlab's own functions, so it must keep running as
+    they change): every phase row, for 1 and 2 processes, and the caller's wait."""
+    load("shard_phases").main(["--steps", "2001", "--repeats", "1"])
+    out = capsys.readouterr().out
+    for phase in ("start-up", "| training |", "| figure |", "exit", "whole process"):
+        assert phase in out
+    assert "waited on its worker" in out
+
+
 def test_dry_run_benchmark(tmp_path, capsys, monkeypatch):
     bench = load("dry_run")
     monkeypatch.setattr(bench, "DOCS", tmp_path / "reliability.md")
