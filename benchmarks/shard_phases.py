@@ -1,5 +1,7 @@
 """Where the wall time of ``sgdlab run diag-net --seeds 64`` goes, on 1 and on 2 processes: what
-stays serial (start-up and imports, drawing the figure, exit) and what is spread (training).
+stays serial (start-up and imports, each process loading its compiled kernels in the first
+evaluation steps, drawing the figure, exit) and what is spread (the rest of the training), and
+the speed-up that this split allows on P processes at most (Amdahl's law: S + W / P).
 
 Each measurement is a fresh process running the ``sgdlab`` command in-process with time stamps
 around its phases (``workflows.api.preflight``, ``_spread`` = the training, ``draw_figures``);
@@ -43,6 +45,23 @@ def timed(mod, name):
 
 for name in ("preflight", "_spread", "draw_figures"):
     timed(api, name)
+# set-up inside the training: the first two evaluation steps (0 and 1), where every process
+# loads its compiled kernels; stamped when the second step's rows reach the writer
+from sgdlab.engine.train import Engine
+def stamp_second_step(cls):
+    fn = cls.run
+    def wrapper(self, state, on_eval=None, *a, **k):
+        seen = [0]
+        def counted(t, metrics):
+            seen[0] += 1
+            if seen[0] == 2:
+                stamps.setdefault("set-up<", time.monotonic())
+            if on_eval is not None:
+                on_eval(t, metrics)
+        return fn(self, state, counted, *a, **k)
+    cls.run = wrapper
+stamp_second_step(Engine)
+stamp_second_step(shards.ShardedEngine)
 waited = []
 run = shards.ShardedEngine.run
 def running(self, *a, **k):
@@ -72,7 +91,8 @@ def phases(stamps: dict, started: float) -> dict[str, float]:
     """Seconds of each phase from the child's stamps; ``started``: the child's launch."""
     return {
         "start-up (interpreter, imports, config, data)": stamps["_spread>"] - started,
-        "training": stamps["_spread<"] - stamps["_spread>"],
+        "training: first 2 evaluation steps (each process loads its kernels)": stamps["set-up<"] - stamps["_spread>"],
+        "training: the rest": stamps["_spread<"] - stamps["set-up<"],
         "figure": stamps["draw_figures<"] - stamps["draw_figures>"],
         "summary, table, exit": stamps["end"] - stamps["draw_figures<"],
     }
@@ -116,7 +136,27 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| whole process | {spread([r[2] for r in got[1]])} | {spread([r[2] for r in got[2]])} |")
     print(f"\nof the 2-process training, the sgdlab process waited on its worker "
           f"{spread([r[1] for r in got[2]])} s")
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}\n")
+    print(bounds([r[0] for r in got[1]], [r[2] for r in got[1]]))
+
+
+def bounds(ph: list[dict[str, float]], wall: list[float]) -> str:
+    """Amdahl's bound from the 1-process phases: everything but the training's rest happens in
+    full on any number of processes (each process starts, imports and loads its kernels itself;
+    one draws and exits), so P processes take at least S + W / P."""
+    rest = float(np.median([p["training: the rest"] for p in ph]))
+    whole = float(np.median(wall))
+    serial = whole - rest
+    head = (f"Amdahl's bound (medians of the 1-process runs): serial S = {serial:.2f} s "
+            f"(all but the training's rest), spreadable W = {rest:.2f} s, whole {whole:.2f} s")
+    lines = [head]
+    for p in (2, 16):
+        lines.append(f"  {p} processes: at most {whole / (serial + rest / p):.2f}x, even with W split perfectly")
+    # 12x on 16 processes: S + W'/16 <= (S + W')/12, i.e. W' >= 44 S
+    need = 44 * serial
+    lines.append(f"  12x on 16 processes needs W >= 44 S = {need:.0f} s of spreadable training, "
+                 f"{need / rest:.1f}x this job's")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

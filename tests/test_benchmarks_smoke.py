@@ -110,12 +110,14 @@ def test_scaling_benchmark(in_process, capsys, tmp_path):
 
 def test_shard_phases_benchmark(capsys):
     """Real processes (its child script times sgdlab's own functions, so it must keep running as
-    they change): every phase row, for 1 and 2 processes, and the caller's wait."""
+    they change): every phase row, for 1 and 2 processes, the caller's wait and Amdahl's bound."""
     load("shard_phases").main(["--steps", "2001", "--repeats", "1"])
     out = capsys.readouterr().out
-    for phase in ("start-up", "| training |", "| figure |", "exit", "whole process"):
+    for phase in ("start-up", "| training: first 2 evaluation steps", "| training: the rest |", "| figure |",
+                  "exit", "whole process"):
         assert phase in out
     assert "waited on its worker" in out
+    assert "2 processes: at most" in out and "16 processes: at most" in out and "needs W >= 44 S" in out
 
 
 def test_dry_run_benchmark(tmp_path, capsys, monkeypatch):
