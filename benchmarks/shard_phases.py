@@ -62,6 +62,31 @@ def stamp_second_step(cls):
     cls.run = wrapper
 stamp_second_step(Engine)
 stamp_second_step(shards.ShardedEngine)
+# per process: seconds advancing and evaluating after its first 2 evaluation steps (the work
+# that spreads); a worker prints its own when it stops
+compute = {"seconds": 0.0, "evaluations": 0}
+def computing(name):
+    fn = getattr(Engine, name)
+    def wrapper(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            if compute["evaluations"] >= 2:
+                compute["seconds"] += time.perf_counter() - t0
+            if name == "evaluate":
+                compute["evaluations"] += 1
+    setattr(Engine, name, wrapper)
+computing("advance_to")
+computing("evaluate")
+serve = shards.serve
+def serving(*a, **k):
+    compute.update(seconds=0.0, evaluations=0)
+    try:
+        return serve(*a, **k)
+    finally:
+        print("COMPUTE " + json.dumps(compute["seconds"]), flush=True)
+shards.serve = serving
 waited = []
 run = shards.ShardedEngine.run
 def running(self, *a, **k):
@@ -81,7 +106,8 @@ try:
 except SystemExit:
     pass
 stamps["end"] = time.monotonic()
-print("PHASES " + json.dumps({"stamps": stamps, "waited": waited[-1] if waited else 0.0}))
+print("PHASES " + json.dumps({"stamps": stamps, "waited": waited[-1] if waited else 0.0,
+                              "compute": compute["seconds"]}))
 import gc
 gc.freeze()  # as the sgdlab command does at exit (sgdlab.__main__.entry)
 """
@@ -98,7 +124,9 @@ def phases(stamps: dict, started: float) -> dict[str, float]:
     }
 
 
-def one(workers: int, steps: int | None) -> tuple[dict[str, float], float, float]:
+def one(workers: int, steps: int | None) -> tuple[dict[str, float], float, float, float]:
+    """One run's phases, the seconds the caller waited on its workers, the whole wall time, and
+    the seconds of advancing and evaluating after the first 2 steps summed over the processes."""
     import time
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +139,8 @@ def one(workers: int, steps: int | None) -> tuple[dict[str, float], float, float
     got = json.loads(line[len("PHASES "):])
     ph = phases(got["stamps"], t0)
     ph["summary, table, exit"] = wall - sum(v for k, v in ph.items() if k != "summary, table, exit")
-    return ph, got["waited"], wall
+    workers_compute = [json.loads(ln[len("COMPUTE "):]) for ln in out.stdout.splitlines() if ln.startswith("COMPUTE ")]
+    return ph, got["waited"], wall, got["compute"] + sum(workers_compute)
 
 
 def spread(values: list[float]) -> str:
@@ -136,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| whole process | {spread([r[2] for r in got[1]])} | {spread([r[2] for r in got[2]])} |")
     print(f"\nof the 2-process training, the sgdlab process waited on its worker "
           f"{spread([r[1] for r in got[2]])} s")
+    print(f"advancing and evaluating after the first 2 evaluation steps, summed over the processes: "
+          f"{spread([r[3] for r in got[1]])} s on 1 process, {spread([r[3] for r in got[2]])} s on 2")
     print(f"load average after: {os.getloadavg()[0]:.1f}\n")
     print(bounds([r[0] for r in got[1]], [r[2] for r in got[1]]))
 

@@ -116,7 +116,7 @@ def test_shard_phases_benchmark(capsys):
     for phase in ("start-up", "| training: first 2 evaluation steps", "| training: the rest |", "| figure |",
                   "exit", "whole process"):
         assert phase in out
-    assert "waited on its worker" in out
+    assert "waited on its worker" in out and "summed over the processes" in out
     assert "2 processes: at most" in out and "16 processes: at most" in out and "needs W >= 44 S" in out
 
 
