@@ -305,9 +305,10 @@ def test_every_run_is_independent_of_the_runs_batched_with_it(name):
                 np.testing.assert_array_equal(mine[k][r], m[k][r], err_msg=f"{k} of run {r} at step {t}")
 
 
-def test_a_users_module_model_shards_byte_identical(tmp_path):
+def test_a_users_module_model_shards_byte_identical(tmp_path, monkeypatch):
     """The deep-net path (a registered nn.Module, vmap over runs; a one-run batch would take the
-    plain step instead, so no piece holds one run of a larger group) gives the same bytes."""
+    plain step instead, so no piece holds one run of a larger group) gives the same bytes, with
+    workers forked and spawned."""
     import re
     from pathlib import Path
 
@@ -321,3 +322,43 @@ def test_a_users_module_model_shards_byte_identical(tmp_path):
         sgdlab.run(cfg, tmp_path / f"w{w}", progress=False, quiet=True, workers=w)
         assert RunDir(tmp_path / f"w{w}").meta()["workers"] > 1
         same_bytes(tmp_path / "one", tmp_path / f"w{w}")
+    # spawned workers (macOS, Windows) import the experiment's module themselves, from elsewhere
+    from sgdlab.workflows import shards
+
+    monkeypatch.setattr(shards, "START_METHOD", "spawn")
+    monkeypatch.chdir(tmp_path.parent)
+    sgdlab.run(cfg, tmp_path / "spawned", progress=False, quiet=True, workers=2)
+    assert RunDir(tmp_path / "spawned").meta()["workers"] == 2
+    same_bytes(tmp_path / "one", tmp_path / "spawned")
+
+
+def test_spawned_workers_give_the_same_bytes(single, tmp_path, monkeypatch):
+    """Where workers cannot be forked (macOS, Windows) they are spawned and rebuild the engine from
+    the config: same bytes (a user's module model: test_a_users_module_model_shards_byte_identical)."""
+    from sgdlab.workflows import shards
+
+    monkeypatch.setattr(shards, "START_METHOD", "spawn")
+    res = sgdlab.run(diag(), tmp_path / "diag", progress=False, quiet=True, workers=2)
+    assert RunDir(res.path).meta()["workers"] == 2
+    same_bytes(single / "diag", tmp_path / "diag")
+
+
+def test_a_spawned_worker_missing_a_metric_of_the_caller_says_so(tmp_path, monkeypatch):
+    """A metric registered only in the calling process (e.g. inside a script's `__main__` guard)
+    is unknown to a spawned worker: the run stops with an error saying what to do, instead of
+    logging NaN for that worker's runs, and leaves no directory behind (it held no result)."""
+    from sgdlab.metrics.probes import PROBES
+    from sgdlab.metrics.registry import METRIC_SPECS
+    from sgdlab.workflows import shards
+
+    name = "test_shards_caller_only"
+    sgdlab.register_metric(name)(lambda model, params, data: params["u"].sum(1))
+    try:
+        monkeypatch.setattr(shards, "START_METHOD", "spawn")
+        cfg = diag(f"metrics.names=['train_loss','{name}']", "figure=['train_loss']")
+        with pytest.raises(WorkerError, match=f"does not know metric.*{name}.*__main__"):
+            sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True, workers=2)
+        assert not (tmp_path / "r").exists()
+    finally:
+        METRIC_SPECS.remove(name)
+        PROBES._items.pop(name, None)

@@ -176,8 +176,8 @@ def _failed(rd: RunDir, rows: list, e: Exception) -> None:
 
 
 def _worker_died(e: BaseException) -> bool:
-    """A worker process of a sharded run died (not the run's own error): the directory stays
-    resumable, never marked failed or removed."""
+    """A worker process of a sharded run died or could not start (not the run's own error): a
+    directory holding results stays resumable, never marked failed or removed."""
     from sgdlab.workflows.shards import WorkerError
 
     return isinstance(e, WorkerError)
@@ -268,7 +268,7 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
         except KeyboardInterrupt:
             raise  # _spread said where to resume
         except Exception as e:
-            if rd is not None and not _worker_died(e):
+            if rd is not None and (not rows or not _worker_died(e)):  # nothing to resume: removed
                 _failed(rd, rows, e)
             raise
         steps = np.array([t for t, _ in rows])

@@ -69,9 +69,30 @@ def _portable(e: BaseException) -> BaseException:
         return WorkerError(f"{type(e).__name__}: {e}")
 
 
+# Why a spawned worker may lack something its caller has, and what to do.
+SPAWN_HINT = ("spawned workers (macOS, Windows) rebuild the experiment from its config and know only what the "
+              "experiment's `imports` modules, installed plugins and the top level of the main script "
+              "register: register your kinds and metrics there, not inside `if __name__ == \"__main__\":`")
+
+
+def rebuild(cfg: dict, names: list[str]) -> Engine:
+    """A spawned worker's engine, from the caller's config; ``names``: the metrics the config
+    names that the caller can log, which this one must know too (a metric registered only in the
+    caller would otherwise be missing from this worker's runs)."""
+    try:
+        eng = Engine(from_dict(ExperimentConfig, cfg))
+    except SgdlabError as e:
+        raise WorkerError(f"a worker process could not rebuild the experiment: {e} ({SPAWN_HINT})") from e
+    missing = sorted(set(names) - set(eng.metric_names()))
+    if missing:
+        raise WorkerError(f"a worker process does not know metric(s) {', '.join(missing)} ({SPAWN_HINT})")
+    return eng
+
+
 def serve(conn, source, only, parent: int, close_fds: tuple[int, ...], window: int, kill_at: int | None) -> None:
-    """A worker: build its restricted engine (``source``: the whole engine, forked, or its config),
-    then answer the caller's messages (module doc) until "stop"."""
+    """A worker: build its restricted engine (``source``: the whole engine, forked, or its config
+    and metric names, spawned: :func:`rebuild`), then answer the caller's messages (module doc)
+    until "stop"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     die_with_parent(parent)
     for fd in close_fds:  # the caller's directory lock: only the caller may hold it
@@ -79,7 +100,7 @@ def serve(conn, source, only, parent: int, close_fds: tuple[int, ...], window: i
             os.close(fd)
     torch.set_num_threads(1)
     try:
-        full = source if isinstance(source, Engine) else Engine(from_dict(ExperimentConfig, source))
+        full = source if isinstance(source, Engine) else rebuild(*source)
         eng = full.restricted(only)
         conn.send(("ready", os.getpid()))
     except BaseException as e:  # noqa: BLE001

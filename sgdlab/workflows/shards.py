@@ -37,8 +37,9 @@ The caller stays the only writer of the run directory:
   ignore Ctrl-C, which the caller handles as for one process.
 
 Workers are forked (Linux: no second start-up, they inherit the built engine and the compiled
-kernels) or spawned elsewhere (they rebuild the engine from the config). Only CPU runs are
-sharded (``sgdlab.workflows.cores``).
+kernels) or spawned elsewhere (:data:`START_METHOD`; they rebuild the engine from the config and
+refuse to start without a named metric the caller can log: ``shard_worker.rebuild``). Only CPU
+runs are sharded (``sgdlab.workflows.cores``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ AHEAD_BYTES = 256 * 2**20
 # that the price of each (the workers wait at one step; the state is gathered and sent: a few
 # milliseconds on the toy models) stays small.
 REBALANCE_SECONDS = 0.5
+# How workers start: forked on Linux (they inherit the built engine and the loaded kernels);
+# elsewhere spawned (fork is unsafe on macOS once system libraries have started threads), and
+# they rebuild the engine from the config, importing its ``imports`` and installed plugins.
+START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 def ahead(state: TrainState, share: float) -> int:
@@ -157,9 +162,11 @@ class ShardedEngine:
         self.procs: list = []
         self.conns: list = []
         self.early: list[list] = []  # per worker: replies that came before the one awaited
-        fork = sys.platform.startswith("linux")
-        ctx = mp.get_context("fork" if fork else "spawn")
-        source = eng if fork else to_dict(eng.cfg)
+        ctx = mp.get_context(START_METHOD)
+        # spawned: the config, and the metrics it names that this process can log (registered
+        # metrics are logged only when named), which the worker must know too
+        source = eng if START_METHOD == "fork" else (
+            to_dict(eng.cfg), sorted(set(eng.metric_names()) & set(eng.cfg.metrics.names)))
         try:
             for part in self.parts[1:]:
                 here, there = ctx.Pipe()
