@@ -118,7 +118,11 @@ def test_in_memory_sharded_run_returns_the_same_result():
         assert v.equal(b.params()[k])
 
 
-def test_a_killed_worker_resumes_to_the_same_bytes(single, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_a_killed_worker_resumes_to_the_same_bytes(single, tmp_path, monkeypatch, start):
+    from sgdlab.workflows import shards
+
+    monkeypatch.setattr(shards, "START_METHOD", start)
     out = tmp_path / "diag"
     steps = Engine(diag()).eval_steps
     kill_at = int(steps[6])  # the worker dies (SIGKILL) when asked to advance to the 7th evaluation

@@ -163,6 +163,9 @@ class ShardedEngine:
         self.conns: list = []
         self.early: list[list] = []  # per worker: replies that came before the one awaited
         ctx = mp.get_context(START_METHOD)
+        # a forked worker inherits the caller's files (its lock among them) and closes them; a
+        # spawned one inherits none, and the same numbers there may be its own pipe
+        inherited = tuple(close_fds) if START_METHOD == "fork" else ()
         # spawned: the config, and the metrics it names that this process can log (registered
         # metrics are logged only when named), which the worker must know too
         source = eng if START_METHOD == "fork" else (
@@ -170,7 +173,7 @@ class ShardedEngine:
         try:
             for part in self.parts[1:]:
                 here, there = ctx.Pipe()
-                proc = ctx.Process(target=serve, args=(there, source, part, os.getpid(), tuple(close_fds),
+                proc = ctx.Process(target=serve, args=(there, source, part, os.getpid(), inherited,
                                                        self.window, _kill_at),
                                    name=f"sgdlab-shard-{len(self.procs) + 1}")
                 proc.start()
