@@ -69,10 +69,15 @@ def med(ts: list[Timing], what: str = "cpu") -> float:
     return float(np.median([getattr(t, what) for t in ts]))
 
 
+def median_range(values, fmt: str = ".2f") -> str:
+    """'median [min, max]' of ``values``."""
+    v = np.asarray(values, dtype=float)
+    return f"{np.median(v):{fmt}} [{v.min():{fmt}}, {v.max():{fmt}}]"
+
+
 def spread(ts: list[Timing], what: str = "cpu", scale: float = 1.0, fmt: str = ".2f") -> str:
     """'median [min, max]' of the timings (times ``scale``)."""
-    v = np.array([getattr(t, what) for t in ts]) * scale
-    return f"{np.median(v):{fmt}} [{v.min():{fmt}}, {v.max():{fmt}}]"
+    return median_range(np.array([getattr(t, what) for t in ts]) * scale, fmt)
 
 
 def verdict(value: float, target: float, higher_is_better: bool = True, unit: str = "x") -> str:

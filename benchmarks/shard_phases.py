@@ -23,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
-from _proc import ROOT, bench_env, machine_line
+from _proc import ROOT, bench_env, machine_line, median_range
 from scaling import TARGET_16
 
 WIDE = 16  # the wide machine of benchmarks/scaling.py's target: TARGET_16 times on WIDE processes
@@ -146,12 +146,6 @@ def one(workers: int, steps: int | None) -> tuple[dict[str, float], float, float
     return ph, got["waited"], wall, got["compute"] + sum(workers_compute)
 
 
-def spread(values: list[float]) -> str:
-    """'median [min, max]'."""
-    v = np.asarray(values)
-    return f"{np.median(v):.2f} [{v.min():.2f}, {v.max():.2f}]"
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -164,12 +158,12 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|")
     got = {k: [one(k, a.steps) for _ in range(a.repeats)] for k in (1, 2)}
     for name in got[1][0][0]:
-        print(f"| {name} | {spread([r[0][name] for r in got[1]])} | {spread([r[0][name] for r in got[2]])} |")
-    print(f"| whole process | {spread([r[2] for r in got[1]])} | {spread([r[2] for r in got[2]])} |")
+        print(f"| {name} | {median_range([r[0][name] for r in got[1]])} | {median_range([r[0][name] for r in got[2]])} |")
+    print(f"| whole process | {median_range([r[2] for r in got[1]])} | {median_range([r[2] for r in got[2]])} |")
     print(f"\nof the 2-process training, the sgdlab process waited on its worker "
-          f"{spread([r[1] for r in got[2]])} s")
+          f"{median_range([r[1] for r in got[2]])} s")
     print(f"advancing and evaluating after the first 2 evaluation steps, summed over the processes: "
-          f"{spread([r[3] for r in got[1]])} s on 1 process, {spread([r[3] for r in got[2]])} s on 2")
+          f"{median_range([r[3] for r in got[1]])} s on 1 process, {median_range([r[3] for r in got[2]])} s on 2")
     print(f"load average after: {os.getloadavg()[0]:.1f}\n")
     print(bounds([r[0] for r in got[1]], [r[2] for r in got[1]]))
 
