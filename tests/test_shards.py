@@ -360,7 +360,7 @@ def test_a_spawned_worker_missing_a_metric_of_the_caller_says_so(tmp_path, monke
     try:
         monkeypatch.setattr(shards, "START_METHOD", "spawn")
         cfg = diag(f"metrics.names=['train_loss','{name}']", "figure=['train_loss']")
-        with pytest.raises(WorkerError, match=f"does not know metric.*{name}.*__main__"):
+        with pytest.raises(WorkerError, match=f"could not rebuild.*unknown metric {name!r}.*__main__"):
             sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True, workers=2)
         assert not (tmp_path / "r").exists()
     finally:

@@ -75,24 +75,21 @@ SPAWN_HINT = ("spawned workers (macOS, Windows) rebuild the experiment from its 
               "register: register your kinds and metrics there, not inside `if __name__ == \"__main__\":`")
 
 
-def rebuild(cfg: dict, names: list[str]) -> Engine:
-    """A spawned worker's engine, from the caller's config; ``names``: the metrics the config
-    names that the caller can log, which this one must know too (a metric registered only in the
-    caller would otherwise be missing from this worker's runs)."""
+def rebuild(cfg: dict) -> Engine:
+    """A spawned worker's engine, from the caller's config, passing the checks the caller's
+    passed (``Engine.check_names``: a metric registered only in the caller would otherwise be
+    missing, NaN, from this worker's runs)."""
     try:
         eng = Engine(from_dict(ExperimentConfig, cfg))
+        eng.check_names()
     except SgdlabError as e:
         raise WorkerError(f"a worker process could not rebuild the experiment: {e} ({SPAWN_HINT})") from e
-    missing = sorted(set(names) - set(eng.metric_names()))
-    if missing:
-        raise WorkerError(f"a worker process does not know metric(s) {', '.join(missing)} ({SPAWN_HINT})")
     return eng
 
 
 def serve(conn, source, only, parent: int, close_fds: tuple[int, ...], window: int, kill_at: int | None) -> None:
-    """A worker: build its restricted engine (``source``: the whole engine, forked, or its config
-    and metric names, spawned: :func:`rebuild`), then answer the caller's messages (module doc)
-    until "stop"."""
+    """A worker: build its restricted engine (``source``: the whole engine, forked, or its config,
+    spawned: :func:`rebuild`), then answer the caller's messages (module doc) until "stop"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     die_with_parent(parent)
     for fd in close_fds:  # the caller's directory lock: only the caller may hold it
@@ -100,7 +97,7 @@ def serve(conn, source, only, parent: int, close_fds: tuple[int, ...], window: i
             os.close(fd)
     torch.set_num_threads(1)
     try:
-        full = source if isinstance(source, Engine) else rebuild(*source)
+        full = source if isinstance(source, Engine) else rebuild(source)
         eng = full.restricted(only)
         conn.send(("ready", os.getpid()))
     except BaseException as e:  # noqa: BLE001

@@ -38,8 +38,8 @@ The caller stays the only writer of the run directory:
 
 Workers are forked (Linux: no second start-up, they inherit the built engine and the compiled
 kernels) or spawned elsewhere (:data:`START_METHOD`; they rebuild the engine from the config and
-refuse to start without a named metric the caller can log: ``shard_worker.rebuild``). Only CPU
-runs are sharded (``sgdlab.workflows.cores``).
+check its names as the caller did: ``shard_worker.rebuild``). Only CPU runs are sharded
+(``sgdlab.workflows.cores``).
 """
 
 from __future__ import annotations
@@ -166,10 +166,7 @@ class ShardedEngine:
         # a forked worker inherits the caller's files (its lock among them) and closes them; a
         # spawned one inherits none, and the same numbers there may be its own pipe
         inherited = tuple(close_fds) if START_METHOD == "fork" else ()
-        # spawned: the config, and the metrics it names that this process can log (registered
-        # metrics are logged only when named), which the worker must know too
-        source = eng if START_METHOD == "fork" else (
-            to_dict(eng.cfg), sorted(set(eng.metric_names()) & set(eng.cfg.metrics.names)))
+        source = eng if START_METHOD == "fork" else to_dict(eng.cfg)
         try:
             for part in self.parts[1:]:
                 here, there = ctx.Pipe()
