@@ -66,9 +66,10 @@ def measured_costs(eng: Engine, parts: Sequence[np.ndarray], m: Measured, steps_
         rest = max(0.0, secs - float(np.sum(per_group))) * per_eval * evals_left / len(part)
         for g in eng.all_groups:
             mine = [r for r in g.runs if members[r]]
+            adv, ev = (max(0.0, float(x)) for x in per_group[:, g.index])
+            share = (adv * per_step * steps_left + ev * per_eval * evals_left) / max(len(mine), 1)
             for r in mine:
-                adv, ev = (max(0.0, float(x)) for x in per_group[:, g.index])
-                out[r] = (adv * per_step * steps_left + ev * per_eval * evals_left) / len(mine) + rest
+                out[r] = share + rest
     return out, max(0.0, m.extra) * per_eval * evals_left
 
 

@@ -297,16 +297,14 @@ class ShardedEngine:
         costs, extra = measured_costs(self.eng, self.parts, measured, self.cfg.steps - state.step,
                                       int(np.sum(self.eval_steps > state.step)))
         parts = split(self.eng, len(self.parts), costs, extra=extra)
-        self.busy = self._new_busy(state.step)
-        if len(parts) != len(self.parts) or all(map(np.array_equal, parts, self.parts)):
-            return
-        whole_state = state.full()
-        self.parts = parts
-        self.local = self.eng.restricted(parts[0])
-        self.local_state = slice_state(self.eng, self.local.members, whole_state)
-        self._give(whole_state)
-        self.rebalanced += 1
-        self.busy = self._new_busy(state.step)  # the move itself is not a piece's work
+        if len(parts) == len(self.parts) and not all(map(np.array_equal, parts, self.parts)):
+            whole_state = state.full()
+            self.parts = parts
+            self.local = self.eng.restricted(parts[0])
+            self.local_state = slice_state(self.eng, self.local.members, whole_state)
+            self._give(whole_state)
+            self.rebalanced += 1
+        self.busy = self._new_busy(state.step)  # measured afresh; the move itself is not a piece's work
 
     def run(self, state: ShardedState, on_eval=None, on_progress=None, after_eval=None,
             evaluate_start: bool = True) -> ShardedState:
