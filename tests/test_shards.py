@@ -165,7 +165,7 @@ def test_split_covers_every_run_spreads_the_arms_and_is_capped():
     # the 28.7 is 14.35: 7 runs, then 5 SGD runs and GD
     parts = split(eng, 2)
     assert [len(p) for p in parts] == [7, 6]
-    # the 4 SGD arms' runs (one group, arm after arm) taken in strides: each piece holds every arm,
+    # the 4 SGD arms' runs (one group, arm after arm) taken in bit-reversed order: each piece holds every arm,
     # within one run of an equal share
     eng = Engine(diag("seeds=8"))
     arm = {r.index: r.arm for r in eng.runs}
