@@ -17,7 +17,8 @@ import pytest
 import sgdlab
 from sgdlab.engine.train import Engine
 from sgdlab.store.runs import RunDir
-from sgdlab.workflows.cores import choose, physical_cores
+from sgdlab.workflows import cores
+from sgdlab.workflows.cores import blas_batch_invariance, choose, physical_cores
 from sgdlab.workflows.executors import shares
 from sgdlab.workflows.shard_pieces import Measured, measured_costs
 from sgdlab.workflows.shards import AHEAD_STEPS, WorkerError, split
@@ -32,6 +33,10 @@ DIAG = ["steps=1500", "seeds=3", "data.n=20", "data.d=30", "data.r=3", "data.n_t
         "arms.3.schedule.lr=0.8", "snapshots=2"]
 RELU = ["steps=300", "seeds=3", "eval.points=8", "checkpoint_seconds=1e-9"]
 FILES = ("metrics.jsonl", "runs.json", "config.toml")
+# Experiments off the diagonal net's kernels (torch paths, a user's metric) are spread over
+# processes only where torch's BLAS gives a run the same bits whatever runs share its products.
+needs_invariant_blas = pytest.mark.skipif(blas_batch_invariance() is not None,
+                                          reason=f"{blas_batch_invariance()}: torch-path runs are not spread here")
 
 
 def diag(*extra):
@@ -94,7 +99,19 @@ def test_runs_moved_between_processes_at_every_step_give_the_same_bytes(single, 
     res = sgdlab.run(diag(), tmp_path / "diag", progress=False, quiet=True, workers=3)
     assert RunDir(res.path).meta()["rebalanced"] >= 4
     same_bytes(single / "diag", tmp_path / "diag")
-    res = sgdlab.run(relu(), tmp_path / "relu", progress=False, quiet=True, workers=2)  # the torch path
+
+
+@needs_invariant_blas
+def test_torch_path_runs_moved_at_every_step_give_the_same_bytes(single, tmp_path, monkeypatch):
+    """As above on the torch path (a ReLU net); runs whose evaluation keeps state never move."""
+    from sgdlab.workflows import shards
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(shards, "REBALANCE_SECONDS", 0.0)
+    monkeypatch.setattr(shards, "AHEAD_STEPS", 2)
+    monkeypatch.setattr(shards, "measured_costs", lambda eng, *measured: (
+        {r: float(rng.uniform(0.1, 10)) for r in range(eng.n_runs)}, 0.0))
+    res = sgdlab.run(relu(), tmp_path / "relu", progress=False, quiet=True, workers=2)
     assert RunDir(res.path).meta()["rebalanced"] >= 2
     same_bytes(single / "relu", tmp_path / "relu")
     # curvature tracking keeps warm starts per run in its process: those runs never move
@@ -203,9 +220,11 @@ def test_split_follows_measured_costs_and_the_callers_own_work():
 
 def test_default_workers_and_thread_rule():
     cfg = diag()
-    par = choose(cfg, 13, None, threads=4)
+    par = choose(cfg, 13, None, threads=4, invariant=True)
     assert par.workers == min(physical_cores(), 13) and par.threads == 1  # toy path: threads stay off
-    assert choose(cfg, 2, 8).workers == 2  # capped by the runs
+    assert choose(cfg, 2, 8, invariant=True).workers == 2  # capped by the runs
+    # runs not known to be batch-invariant: spread only where the BLAS probe passes
+    assert (choose(cfg, 2, 8).workers == 2) == (blas_batch_invariance() is None)
     deep = sgdlab.override(sgdlab.load_experiment("deep-demo-digits"), [])
     assert choose(deep, 10, None, threads=4) == choose(deep, 10, None, threads=4)
     assert choose(deep, 10, None, threads=4).workers == 1 and choose(deep, 10, None, threads=4).threads == 4
@@ -286,6 +305,7 @@ def test_cli_sharded_run_killed_after_a_checkpoint_resumes_byte_identical(tmp_pa
     same_bytes(tmp_path / "ref", out)
 
 
+@needs_invariant_blas
 @pytest.mark.parametrize("name", ["label-noise-diag-net", "sde-teacher-student", "linear2-large-step", "relu-1d"])
 def test_every_run_is_independent_of_the_runs_batched_with_it(name):
     """Each run alone (a restricted engine per run) gives the bits of the whole batch, on the torch
@@ -309,6 +329,7 @@ def test_every_run_is_independent_of_the_runs_batched_with_it(name):
                 np.testing.assert_array_equal(mine[k][r], m[k][r], err_msg=f"{k} of run {r} at step {t}")
 
 
+@needs_invariant_blas
 def test_a_users_module_model_shards_byte_identical(tmp_path, monkeypatch):
     """The deep-net path (a registered nn.Module, vmap over runs; a one-run batch would take the
     plain step instead, so no piece holds one run of a larger group) gives the same bytes, with
@@ -347,6 +368,7 @@ def test_spawned_workers_give_the_same_bytes(single, tmp_path, monkeypatch):
     same_bytes(single / "diag", tmp_path / "diag")
 
 
+@needs_invariant_blas  # a user's metric: spread only where the BLAS probe passes
 def test_a_spawned_worker_missing_a_metric_of_the_caller_says_so(tmp_path, monkeypatch):
     """A metric registered only in the calling process (e.g. inside a script's `__main__` guard)
     is unknown to a spawned worker: the run stops with an error saying what to do, instead of
@@ -366,3 +388,71 @@ def test_a_spawned_worker_missing_a_metric_of_the_caller_says_so(tmp_path, monke
     finally:
         METRIC_SPECS.remove(name)
         PROBES._items.pop(name, None)
+
+
+def test_a_blas_whose_products_depend_on_the_batch_keeps_torch_path_runs_in_one_process(tmp_path, monkeypatch):
+    """The probe finds a BLAS that gives a run other last bits when fewer runs share its product
+    (as MKL does on some AVX-512 CPUs), and such a run stays in one process, saying why; the
+    diagonal net's kernels do not go through such products and are still spread."""
+    import torch
+
+    real = torch.matmul
+
+    def by_batch(a, b):  # a product whose last bits depend on how many runs share it
+        out = real(a, b)
+        return out + out.abs() * 1e-16 * (out.shape[-2] % 2) if out.dim() >= 2 else out
+
+    monkeypatch.setattr(torch, "matmul", by_batch)
+    monkeypatch.setattr(cores, "blas_batch_invariance", cores.blas_batch_invariance.__wrapped__)
+    problem = cores.blas_batch_invariance()
+    assert problem is not None and "runs alone differ from the same runs among" in problem
+    par = choose(relu(), 12, 2)
+    assert par.workers == 1 and problem in par.reason
+    assert choose(diag(), 13, 2, invariant=True).workers == 2
+
+
+def test_which_experiments_are_batch_invariant_whatever_the_blas():
+    """Only the diagonal net on its kernels with its own metrics: a torch-path step (momentum,
+    label noise), curvature, a user's metric or float32 leave it to the BLAS probe."""
+    assert Engine(diag()).batch_invariant
+    assert Engine(diag("arms.0.optimizer.kind='sde'", "arms.0.optimizer.delta=0.1")).batch_invariant  # its kernel too
+    for extra in (["arms.0.optimizer.momentum=0.9"], ["metrics.curvature.every=2", "metrics.names=['sharpness']"],
+                  ["dtype='float32'"], ["fused=false"]):
+        assert not Engine(diag(*extra)).batch_invariant, extra
+    assert not Engine(relu()).batch_invariant
+    name = "test_shards_user_metric"
+    sgdlab.register_metric(name)(lambda model, params, data: params["u"].sum(1))
+    try:
+        assert not Engine(diag(f"metrics.names=['train_loss','{name}']")).batch_invariant
+    finally:
+        from sgdlab.metrics.probes import PROBES
+        from sgdlab.metrics.registry import METRIC_SPECS
+
+        METRIC_SPECS.remove(name)
+        PROBES._items.pop(name, None)
+
+
+def test_a_sharded_runs_figures_come_from_a_figure_process_or_else_from_the_caller(single, tmp_path, monkeypatch):
+    """A sharded run's figures are drawn by a forked figure process (the same bytes as one
+    process's); if that process dies, the caller draws them itself."""
+    from sgdlab.workflows import figure_process
+
+    draw_all = figure_process.draw_all
+
+    def recorded(rd):  # which process drew (forked: the patched function is the child's too)
+        with open(tmp_path / f"drawn-{rd.path.name}", "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return draw_all(rd)
+
+    monkeypatch.setattr(figure_process, "draw_all", recorded)
+    monkeypatch.setattr(sgdlab.workflows.api, "draw_all", recorded)
+    sgdlab.run(diag(), tmp_path / "a", progress=False, quiet=True, workers=2)
+    (pid,) = (tmp_path / "drawn-a").read_text().split()
+    assert int(pid) not in RunDir(tmp_path / "a").meta()["worker_pids"]  # neither the caller nor a shard worker
+    same_bytes(single / "diag", tmp_path / "a")
+
+    monkeypatch.setattr(figure_process, "_serve", lambda *a: os._exit(1))
+    sgdlab.run(diag(), tmp_path / "b", progress=False, quiet=True, workers=2)
+    assert (tmp_path / "drawn-b").read_text().split() == [str(os.getpid())]
+    assert RunDir(tmp_path / "b").complete()
+    same_bytes(single / "diag", tmp_path / "b")

@@ -31,7 +31,7 @@ from sgdlab.metrics.registry import METRIC_SPECS, unknown_metric
 from sgdlab.metrics.tracking import CurvatureTracker, RunBatching
 from sgdlab.optim.config import Optimizer
 from sgdlab.optim.samplers import STREAM_INIT, Sampler
-from sgdlab.optim.stepper import advance
+from sgdlab.optim.stepper import advance, kernel_path
 from sgdlab.spec.experiment import ExperimentConfig
 
 # Steps advanced per call between evaluations: bounds the pre-drawn batch indices
@@ -211,6 +211,20 @@ class Engine:
         """Whether evaluating keeps per-run state from one evaluation to the next (curvature
         tracking's and Monitor probes' warm starts), which a restricted copy starts afresh."""
         return self.curvature.enabled or bool(self.probes.probes)
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Are each run's numbers independent of the runs batched with it, whatever the BLAS? When
+        the model says so of its kernels and own metrics (``BatchedModel.batch_invariant``), every
+        phase of every group steps on those kernels (``optim.stepper.kernel_path``) on the CPU in
+        float64, and nothing else is measured (curvature, Monitor probes, a user's metrics).
+        Otherwise runs are spread over processes only where the BLAS probe passes
+        (``sgdlab.workflows.cores.blas_batch_invariance``)."""
+        return (self.model.batch_invariant and self.cfg.fused and self.device.type == "cpu"
+                and self.dtype == torch.float64
+                and all(kernel_path(self.model, p.opt, self.data) for g in self.all_groups for p in g.phases)
+                and not self.curvature.enabled and not self.probes.names()
+                and not any(METRIC_SPECS.computed(n) for n in self.cfg.metrics.names))
 
     def metric_names(self) -> list[str]:
         """Every metric this experiment can log: the model family's, EMA copies, user metrics

@@ -33,6 +33,10 @@ def half_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 class BatchedModel:
     random_init: bool = True  # False when every seed starts from the same parameters
+    # Do the model's compiled kernels and its own metrics give each run the same bits whichever
+    # runs share the batch, on any BLAS (loops per run, no BLAS product over runs)? Such runs are
+    # spread over processes even where the BLAS probe fails (sgdlab.workflows.cores).
+    batch_invariant: bool = False
     per_example_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = staticmethod(half_mse)
 
     def init_params(self, seeds: list[int], dtype=None) -> Params:  # pragma: no cover

@@ -29,15 +29,29 @@ def advance(model, params, data, opt: Optimizer, opt_state: dict, seeds, lr: np.
     idx = None if sampler.full else sampler.batch(seeds, t0, t0 + T)
     if opt.rule is not None:
         opt.rule.bind(seeds, data.n, params)
-    if fused and opt.plain and data.augment is None and hasattr(model, "fused_sgd"):
+    if fused and _model_kernel(model, opt, data):
         idx_arg = idx if idx is not None else np.zeros((R, 0, 0), dtype=np.int64)
         if model.fused_sgd(params, data, idx_arg, sampler.full, lr, t0, diverged, max_loss):
             return
-    rule_kernel = getattr(opt.rule, "fused_advance", None)
-    if (fused and rule_kernel is not None and opt.plain_update and data.augment is None
-            and rule_kernel(model, params, data, lr, t0, diverged, max_loss)):
+    if fused and _rule_kernel(opt, data) and opt.rule.fused_advance(model, params, data, lr, t0, diverged, max_loss):
         return
     _advance_torch(model, params, data, opt, opt_state, seeds, idx, lr, t0, diverged, max_loss)
+
+
+def _model_kernel(model, opt: Optimizer, data) -> bool:
+    """Is this a plain step the model's compiled kernel (``fused_sgd``) is offered?"""
+    return opt.plain and data.augment is None and hasattr(model, "fused_sgd")
+
+
+def _rule_kernel(opt: Optimizer, data) -> bool:
+    """Is this a plain update of a gradient rule with a compiled kernel (the SDE's ``fused_advance``)?"""
+    return getattr(opt.rule, "fused_advance", None) is not None and opt.plain_update and data.augment is None
+
+
+def kernel_path(model, opt: Optimizer, data) -> bool:
+    """Do ``advance``'s steps with ``opt`` go to a compiled kernel (with ``fused``, where the model
+    accepts the tensors: CPU, contiguous; the SDE's also float64), never to the torch ops?"""
+    return _model_kernel(model, opt, data) or (_rule_kernel(opt, data) and hasattr(model, "fused_sde"))
 
 
 def augment_key(seed: int, t: int) -> int:

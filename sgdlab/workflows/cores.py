@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,49 @@ def blas_reproducible() -> bool:
     return bool(get(MKL_CBWR_ALL) & MKL_CBWR_STRICT)
 
 
+# The batch the probe of ``blas_batch_invariance`` cuts pieces from, and the shapes of its products
+# (examples, input features, hidden units): large enough that every product goes to the BLAS.
+PROBE_RUNS, PROBE_N, PROBE_D, PROBE_H = 37, 64, 40, 24
+
+
+@functools.cache
+def blas_batch_invariance() -> str | None:
+    """None if torch's matrix products give each run of a batch the same bits whichever runs share
+    the product; else the product that did not (one line). Sharded runs rely on it: a piece
+    computes the products of its own runs only.
+
+    Probed on the forms the batched models use, each with runs as one dimension of a single BLAS
+    call: ``beta @ x.T`` (runs x shared inputs), ``res @ x``, ``matmul(x, W.mT)`` and
+    ``matmul(g, x)`` (a shared operand broadcast over runs), in float64 and float32, for pieces
+    of 2..9 runs (a piece never holds one run of a group: ``shard_pieces.split``) at several
+    positions of a batch of :data:`PROBE_RUNS`. Some BLAS builds compute the rows of a product's
+    last, partial tile with other code than the others (MKL on AMD EPYC CPUs with AVX-512 does),
+    so a run's last bits would depend on how many runs share its piece. Cached per process."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)  # fixed inputs; no global random state is touched
+    R = PROBE_RUNS
+    for dtype in (torch.float64, torch.float32):
+        x, beta, res, W, g = (torch.from_numpy(rng.standard_normal(shape)).to(dtype) for shape in
+                              ((PROBE_N, PROBE_D), (R, PROBE_D), (R, PROBE_N), (R, PROBE_H, PROBE_D),
+                               (R, PROBE_H, PROBE_N)))
+        # (name, the runs' operand, the shared one, is the runs' operand on the left)
+        for name, runs, shared, left in (("beta @ x.T", beta, x.T, True), ("res @ x", res, x, True),
+                                         ("matmul(x, W.mT)", W.mT, x, False), ("matmul(g, x)", g, x, True)):
+            def product(piece, shared=shared, left=left):
+                return torch.matmul(piece, shared) if left else torch.matmul(shared, piece)
+
+            whole = product(runs)
+            for m in range(2, 10):
+                for at in (0, 1, 3, R - m):
+                    if not torch.equal(product(runs[at:at + m]), whole[at:at + m]):
+                        return (f"this machine's BLAS gives a run other last bits when other runs share its matrix "
+                                f"product ({name}, {str(dtype).removeprefix('torch.')}: {m} runs alone differ from "
+                                f"the same runs among {R})")
+    return None
+
+
 @dataclass(frozen=True)
 class Parallelism:
     """Processes and threads per process of one experiment, and why (one line for the user)."""
@@ -85,10 +129,12 @@ class Parallelism:
     reason: str
 
 
-def choose(cfg, n_runs: int, workers: int | None, threads: int = 1) -> Parallelism:
+def choose(cfg, n_runs: int, workers: int | None, threads: int = 1, invariant: bool = False) -> Parallelism:
     """The processes and threads of an experiment with ``n_runs`` runs. ``workers`` None: one per
     physical core, capped by the runs (1 for a threaded path or a GPU); ``threads``: what the user
-    asked, applied only where threads help."""
+    asked, applied only where threads help. ``invariant``: its runs' numbers do not depend on the
+    runs batched with them whatever the BLAS (``Engine.batch_invariant``); otherwise more than one
+    process needs the BLAS to pass :func:`blas_batch_invariance`."""
     if str(cfg.device) != "cpu":
         return Parallelism(1, max(1, threads), f"one process drives device {cfg.device}")
     if threaded(cfg):
@@ -103,10 +149,12 @@ def choose(cfg, n_runs: int, workers: int | None, threads: int = 1) -> Paralleli
         why = f"--workers {workers}, {n_runs} run(s)"
     if threads > 1:
         why += f"; {threads} threads not applied: {cfg.model.kind} runs faster on one thread per process"
-    if n > 1 and not blas_reproducible():
+    if n > 1 and not invariant and not blas_reproducible():
         return Parallelism(1, 1, "MKL runs without MKL_CBWR=AUTO,STRICT (it was started before sgdlab was "
                                  "imported): one process keeps the results identical; set MKL_CBWR=AUTO,STRICT "
                                  "before Python starts to spread the runs")
+    if n > 1 and not invariant and (problem := blas_batch_invariance()) is not None:
+        return Parallelism(1, 1, f"{problem}: one process keeps the results identical")
     return Parallelism(n, 1, why)
 
 

@@ -202,3 +202,59 @@ def diag_sde_chunk(u, v, X, y, noise, noff, scale, lr, t0, diverged, max_loss):
                 uj = ur[j]
                 ur[j] = uj - step * (g[j] * vr[j])
                 vr[j] = vr[j] - step * (g[j] * uj)
+
+
+
+@njit(cache=True, nogil=True)
+def half_mse_rows(BT, X, y, out):
+    """out[r] = ||X beta_r - y||^2 / (2n), beta_r = BT[:, r]; BT (d, R), X (n, d), y (n,), out (R,).
+
+    The loss metrics of every run. A BLAS product over the runs (``beta @ X.T``) gives a run other
+    last bits depending on how many runs share it on some CPUs (the rows of a partial tile take
+    other code); here every run's sums are taken in one order, over j then over i, whatever R is
+    and wherever the run sits, so a sharded run's losses are those of one process. The innermost
+    loops run over independent runs (SIMD without reassociation), four examples at a time (each
+    load of beta serves four residuals; the grouping does not change any run's sums)."""
+    d, R = BT.shape
+    n = X.shape[0]
+    a0, a1, a2, a3 = np.empty(R), np.empty(R), np.empty(R), np.empty(R)
+    out[:] = 0.0
+    i = 0
+    while i + 4 <= n:
+        a0[:] = 0.0
+        a1[:] = 0.0
+        a2[:] = 0.0
+        a3[:] = 0.0
+        for j in range(d):
+            x0, x1, x2, x3 = X[i, j], X[i + 1, j], X[i + 2, j], X[i + 3, j]
+            b = BT[j]
+            for r in range(R):
+                br = b[r]
+                a0[r] += x0 * br
+                a1[r] += x1 * br
+                a2[r] += x2 * br
+                a3[r] += x3 * br
+        _add_squares(out, a0, y[i])
+        _add_squares(out, a1, y[i + 1])
+        _add_squares(out, a2, y[i + 2])
+        _add_squares(out, a3, y[i + 3])
+        i += 4
+    while i < n:  # the last n mod 4 examples, one at a time: the same sums
+        a0[:] = 0.0
+        for j in range(d):
+            x0 = X[i, j]
+            b = BT[j]
+            for r in range(R):
+                a0[r] += x0 * b[r]
+        _add_squares(out, a0, y[i])
+        i += 1
+    for r in range(R):
+        out[r] = 0.5 * out[r] / n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_squares(out, pred, yi):
+    """out += (pred - yi)^2, elementwise over runs."""
+    for r in range(out.shape[0]):
+        e = pred[r] - yi
+        out[r] += e * e

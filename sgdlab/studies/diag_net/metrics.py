@@ -5,16 +5,26 @@ All functions take u, v of shape (R, d) and return tensors of shape (R,).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from sgdlab.core._jit import call_kernel
+from sgdlab.studies.diag_net._kernel import half_mse_rows
 from sgdlab.studies.diag_net.rank import DiagJacobianRank, diag_jacobian_rank_svd
 
 __all__ = ["DiagJacobianRank", "balancedness", "diag_jacobian_rank_svd", "half_mse_loss", "l0", "support_mass"]
 
 
 def half_mse_loss(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """||X beta - y||^2 / (2n) per run; beta (R, d), x (n, d), y (n,)."""
-    return 0.5 * ((beta @ x.T - y) ** 2).mean(-1)
+    """||X beta - y||^2 / (2n) per run; beta (R, d), x (n, d), y (n,). On the CPU by the compiled
+    ``half_mse_rows`` (float64 sums): a run's bits do not depend on the runs computed with it, as
+    they can with a BLAS product over runs, so sharded runs match one process."""
+    if beta.device.type != "cpu":
+        return 0.5 * ((beta @ x.T - y) ** 2).mean(-1)
+    out = np.empty(beta.shape[0])
+    call_kernel(half_mse_rows, np.ascontiguousarray(beta.detach().numpy().T), np.ascontiguousarray(x.numpy()),
+                np.ascontiguousarray(y.numpy()), out)
+    return torch.from_numpy(out).to(beta.dtype)
 
 
 def l0(beta: torch.Tensor, threshold: float) -> torch.Tensor:

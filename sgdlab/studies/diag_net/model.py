@@ -26,6 +26,11 @@ class DiagonalNet(BatchedModel):
     """
 
     random_init = False
+    # The SGD/GD/SDE kernels loop per run (a per-run BLAS call at most), the losses come from a
+    # per-run loop (metrics.half_mse_loss), the rank from a per-run kernel, the rest are per-run
+    # reductions: a run's bits never depend on the runs batched with it (its torch path does not
+    # count: Engine.batch_invariant asks for the kernels).
+    batch_invariant = True
 
     def __init__(self, d: int, init_scale: float, u0: torch.Tensor | None = None, v0: torch.Tensor | None = None):
         self.d = d
