@@ -101,7 +101,9 @@ def test_scaling_benchmark(in_process, capsys, tmp_path):
     page.write_text(f"before\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")
     bench.main(["--steps", "30", "--seeds", "4", "--repeats", "1", "--cores", "2", "--write-docs", "--docs", str(page)])
     out = capsys.readouterr().out
-    assert "| diag-net | 2 |" in out and "| relu sweep | 2 |" in out and "not measured" in out
+    assert "| diag-net | 2 |" in out and "not measured" in out
+    # the ReLU sweep spreads where the BLAS probe passes; elsewhere the table says it used one process
+    assert "| relu sweep | 2 |" in out or ("| relu sweep | 2 asked, 1 used |" in out and "Fewer processes" in out)
     assert "**no**" not in out  # 2 processes wrote the same metrics as 1
     text = page.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text and "| diag-net | 1 |" in text
@@ -113,7 +115,7 @@ def test_shard_phases_benchmark(capsys):
     they change): every phase row, for 1 and 2 processes, the caller's wait and Amdahl's bound."""
     load("shard_phases").main(["--steps", "2001", "--repeats", "1"])
     out = capsys.readouterr().out
-    for phase in ("start-up", "| training: first 2 evaluation steps", "| training: the rest |", "| figure |",
+    for phase in ("start-up", "| training: first 2 evaluation steps", "| training: the rest |", "| figures and the table |",
                   "exit", "whole process"):
         assert phase in out
     assert "waited on its worker" in out and "summed over the processes" in out
