@@ -220,7 +220,7 @@ class Engine:
         float64, and nothing else is measured (curvature, Monitor probes, a user's metrics).
         Otherwise runs are spread over processes only where the BLAS probe passes
         (``sgdlab.workflows.cores.blas_batch_invariance``)."""
-        return (self.model.batch_invariant and self.cfg.fused and self.device.type == "cpu"
+        return (getattr(self.model, "batch_invariant", False) and self.cfg.fused and self.device.type == "cpu"
                 and self.dtype == torch.float64
                 and all(kernel_path(self.model, p.opt, self.data) for g in self.all_groups for p in g.phases)
                 and not self.curvature.enabled and not self.probes.names()

@@ -13,6 +13,10 @@ The rule (docs/sweeps.md, "Using every core"; ``benchmarks/scaling.py`` measures
 * **Deep nets** (``deep_net``: large convolutions per run) use torch's intra-op threads
   (``--threads``), in one process.
 * A run on a GPU (``device`` other than ``cpu``) is one process: the device does the work.
+* More than one process only where the results stay those of one process: a run whose numbers
+  could depend on the runs sharing its BLAS products (anything but the diagonal net's per-run
+  kernels: ``Engine.batch_invariant``) needs MKL in strict mode and the BLAS to pass
+  :func:`blas_batch_invariance`; otherwise it stays in one process and the reason is printed.
 
 ``threads`` is therefore never applied where it slows a run down; ``workers`` defaults to the
 physical cores this process may run on, capped by the number of runs.
