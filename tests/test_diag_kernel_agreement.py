@@ -67,3 +67,23 @@ def test_non_chaotic_run_agrees_over_the_whole_run():
     _, _, m2 = train(sgdlab.override(cfg, ["fused=false"]))
     for k in m1:
         np.testing.assert_allclose(m1[k], m2[k], rtol=1e-9, atol=1e-14, err_msg=k)
+
+
+@pytest.mark.parametrize("n", [80, 83])  # 83: the last n mod 4 examples take the one-at-a-time loop
+def test_loss_metric_is_the_brute_force_loss_and_a_runs_bits_do_not_depend_on_its_batch(n):
+    """half_mse_loss (the compiled per-run kernel) against ||X beta - y||^2 / (2n) summed example by
+    example in float64, and each run's value bit for bit the same alone, in pieces or in the
+    whole batch (what sharded runs rely on; a BLAS product over runs does not promise it)."""
+    import torch
+
+    from sgdlab.studies.diag_net.metrics import half_mse_loss
+
+    rng = np.random.default_rng(1)
+    x, y = torch.from_numpy(rng.standard_normal((n, 30))), torch.from_numpy(rng.standard_normal(n))
+    beta = torch.from_numpy(rng.standard_normal((37, 30)) * 0.3)
+    got = half_mse_loss(beta, x, y)
+    brute = [sum((float(x[i] @ beta[r]) - float(y[i])) ** 2 for i in range(n)) / (2 * n) for r in range(37)]
+    np.testing.assert_allclose(got.numpy(), brute, rtol=1e-13)
+    for m in (1, 2, 3, 5, 8):
+        for at in (0, 1, 3, 37 - m):
+            assert torch.equal(half_mse_loss(beta[at:at + m], x, y), got[at:at + m]), (m, at)

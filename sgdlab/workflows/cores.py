@@ -65,9 +65,10 @@ def threaded(cfg) -> bool:
 
 
 def blas_reproducible() -> bool:
-    """Does torch's BLAS give a run the same bits whichever runs share its tensors? False only for
-    MKL without strict reproducibility (MKL was initialised before ``import sgdlab`` set
-    ``MKL_CBWR``, or the user set another mode); other BLAS libraries are not checked."""
+    """Do torch's BLAS results not depend on the memory alignment of a run's row? False only for
+    MKL without strict reproducibility (MKL was initialised before the ``sgdlab`` command set
+    ``MKL_CBWR``, or the user set another mode); other BLAS libraries are not checked here. Rows
+    that depend on how many runs share a product: :func:`blas_batch_invariance`."""
     import torch
 
     if not torch.backends.mkl.is_available():

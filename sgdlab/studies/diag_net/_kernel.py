@@ -204,7 +204,6 @@ def diag_sde_chunk(u, v, X, y, noise, noff, scale, lr, t0, diverged, max_loss):
                 vr[j] = vr[j] - step * (g[j] * uj)
 
 
-
 @njit(cache=True, nogil=True)
 def half_mse_rows(BT, X, y, out):
     """out[r] = ||X beta_r - y||^2 / (2n), beta_r = BT[:, r]; BT (d, R), X (n, d), y (n,), out (R,).
