@@ -1,6 +1,6 @@
 """Where the wall time of ``sgdlab run diag-net --seeds 64`` goes, on 1 and on 2 processes: what
 stays serial (start-up and imports, each process loading its compiled kernels in the first
-evaluation steps, drawing the figures, exit) and what is spread (the rest of the training), and
+evaluation steps, drawing the figure, exit) and what is spread (the rest of the training), and
 the speed-up that this split allows on P processes at most (Amdahl's law: S + W / P).
 
 Each measurement is a fresh process running the ``sgdlab`` command in-process with time stamps
@@ -122,10 +122,8 @@ def phases(stamps: dict, started: float) -> dict[str, float]:
         "start-up (interpreter, imports, config, data)": stamps["_spread>"] - started,
         "training: first 2 evaluation steps (each process loads its kernels)": stamps["set-up<"] - stamps["_spread>"],
         "training: the rest": stamps["_spread<"] - stamps["set-up<"],
-        # on 2 processes the figure process draws (its matplotlib import done during the training)
-        # while the sgdlab process prints the table; on 1 the table follows the figures
-        "figures and the table": stamps["draw_figures<"] - stamps["draw_figures>"],
-        "summary, exit": stamps["end"] - stamps["draw_figures<"],
+        "figure": stamps["draw_figures<"] - stamps["draw_figures>"],
+        "summary, table, exit": stamps["end"] - stamps["draw_figures<"],
     }
 
 
@@ -143,7 +141,7 @@ def one(workers: int, steps: int | None) -> tuple[dict[str, float], float, float
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("PHASES "))
     got = json.loads(line[len("PHASES "):])
     ph = phases(got["stamps"], t0)
-    ph["summary, exit"] = wall - sum(v for k, v in ph.items() if k != "summary, exit")
+    ph["summary, table, exit"] = wall - sum(v for k, v in ph.items() if k != "summary, table, exit")
     workers_compute = [json.loads(ln[len("COMPUTE "):]) for ln in out.stdout.splitlines() if ln.startswith("COMPUTE ")]
     return ph, got["waited"], wall, got["compute"] + sum(workers_compute)
 

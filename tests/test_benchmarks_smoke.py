@@ -115,7 +115,7 @@ def test_shard_phases_benchmark(capsys):
     they change): every phase row, for 1 and 2 processes, the caller's wait and Amdahl's bound."""
     load("shard_phases").main(["--steps", "2001", "--repeats", "1"])
     out = capsys.readouterr().out
-    for phase in ("start-up", "| training: first 2 evaluation steps", "| training: the rest |", "| figures and the table |",
+    for phase in ("start-up", "| training: first 2 evaluation steps", "| training: the rest |", "| figure |",
                   "exit", "whole process"):
         assert phase in out
     assert "waited on its worker" in out and "summed over the processes" in out

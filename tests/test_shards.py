@@ -453,29 +453,3 @@ def test_which_experiments_are_batch_invariant_whatever_the_blas():
 
         METRIC_SPECS.remove(name)
         PROBES._items.pop(name, None)
-
-
-def test_a_sharded_runs_figures_come_from_a_figure_process_or_else_from_the_caller(single, tmp_path, monkeypatch):
-    """A sharded run's figures are drawn by a forked figure process (the same bytes as one
-    process's); if that process dies, the caller draws them itself."""
-    from sgdlab.workflows import figure_process
-
-    draw_all = figure_process.draw_all
-
-    def recorded(rd):  # which process drew (forked: the patched function is the child's too)
-        with open(tmp_path / f"drawn-{rd.path.name}", "a") as f:
-            f.write(f"{os.getpid()}\n")
-        return draw_all(rd)
-
-    monkeypatch.setattr(figure_process, "draw_all", recorded)
-    monkeypatch.setattr(sgdlab.workflows.api, "draw_all", recorded)
-    sgdlab.run(diag(), tmp_path / "a", progress=False, quiet=True, workers=2)
-    (pid,) = (tmp_path / "drawn-a").read_text().split()
-    assert int(pid) not in RunDir(tmp_path / "a").meta()["worker_pids"]  # neither the caller nor a shard worker
-    same_bytes(single / "diag", tmp_path / "a")
-
-    monkeypatch.setattr(figure_process, "_serve", lambda *a: os._exit(1))
-    sgdlab.run(diag(), tmp_path / "b", progress=False, quiet=True, workers=2)
-    assert (tmp_path / "drawn-b").read_text().split() == [str(os.getpid())]
-    assert RunDir(tmp_path / "b").complete()
-    same_bytes(single / "diag", tmp_path / "b")

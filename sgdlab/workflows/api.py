@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +28,6 @@ from sgdlab.store.metrics_rows import metrics_row, rows_to_arrays
 from sgdlab.store.runs import INPUTS, RunDir
 from sgdlab.store.summary import summarize
 from sgdlab.store.trust import adopt_edits, check_trusted, remember
-from sgdlab.workflows.figure_process import FigureProcess, draw_all, figure_process
 from sgdlab.workflows.inits import initial_params
 from sgdlab.workflows.run_loop import _execute
 
@@ -130,44 +128,37 @@ class RunResult:
 
 # --------------------------------------------------------------------------- running
 
-def draw_figures(rd: RunDir, quiet: bool, figures: FigureProcess | None = None,
-                 meanwhile: Callable[[], object] = lambda: None) -> None:
+def draw_figures(rd: RunDir, quiet: bool) -> None:
     """Draw every figure, then record them in meta.json with "finished": only then is the run
-    complete (a kill while drawing leaves it resumable, and resume draws them again).
-    ``figures``: the run's figure process (:mod:`sgdlab.workflows.figure_process`), which draws
-    them while ``meanwhile()`` runs here; without one, or if it fails, they are drawn here (then
-    ``meanwhile()`` runs)."""
+    complete (a kill while drawing leaves it resumable, and resume draws them again)."""
+    from sgdlab.plots import plot_run
+
     if not quiet:
         print("drawing figures ...", file=sys.stderr, flush=True)
-    got = figures.draw(*rd.metrics(), meanwhile) if figures is not None else None
-    drawn, errors = got if got is not None else draw_all(rd)
-    if figures is None:
-        meanwhile()
+    drawn, errors = [], []
+    try:
+        drawn = plot_run(rd, errors=errors)
+    except (SgdlabError, OSError, ValueError) as e:  # a figure must never lose a finished run
+        errors.append(f"{type(e).__name__}: {e}")
     for err in errors:
         print(f"warning: figure not drawn: {err}", file=sys.stderr)
     rd.update_meta(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    figures=[str(Path(p).relative_to(rd.path)) for p in drawn], figure_errors=errors)
 
 
-def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, wall: float, quiet: bool,
-            figures: FigureProcess | None = None) -> dict:
+def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, wall: float, quiet: bool) -> dict:
     summary = summarize(eng.cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, state.diverged, wall)
+    if rd is not None:
+        rd.write_summary(summary)
+        rd.update_meta(wall_seconds=wall, failed=None)  # a resumed run that failed before has finished
+        rd.remember_metrics(steps, metrics)
+        draw_figures(rd, quiet)
+    if not quiet:
+        from sgdlab.core.config import to_dict
+        from sgdlab.spec.references import matching
+        from sgdlab.store.summary import format_table, table_columns
 
-    def table() -> None:
-        if not quiet:
-            from sgdlab.core.config import to_dict
-            from sgdlab.spec.references import matching
-            from sgdlab.store.summary import format_table, table_columns
-
-            print(format_table(summary, table_columns(eng.cfg), matching(to_dict(eng.cfg))))
-
-    if rd is None:
-        table()
-        return summary
-    rd.write_summary(summary)
-    rd.update_meta(wall_seconds=wall, failed=None)  # a resumed run that failed before has finished
-    rd.remember_metrics(steps, metrics)
-    draw_figures(rd, quiet, figures, meanwhile=table)
+        print(format_table(summary, table_columns(eng.cfg), matching(to_dict(eng.cfg))))
     return summary
 
 
@@ -212,18 +203,14 @@ def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
     return par
 
 
-def _lock_fds(rd: RunDir | None) -> tuple[int, ...]:
-    """The file numbers a forked child closes: the run directory's lock, the caller's alone."""
-    return (rd.lock.fd,) if rd is not None and rd.lock is not None and rd.lock.fd is not None else ()
-
-
 def _spread(eng: Engine, rd: RunDir | None, state: TrainState, par: Parallelism, execute, kill_at=None) -> TrainState:
     """``execute(engine, state)`` with the runs spread over ``par.workers`` processes and torch on
     ``par.threads`` threads; returns the final state (whole). Records the processes in meta.json."""
     from sgdlab.workflows.cores import torch_threads
     from sgdlab.workflows.shards import WorkerError, spread, whole
 
-    with torch_threads(par.threads), spread(eng, state, par.workers, _lock_fds(rd), kill_at) as (xeng, xstate):
+    fds = (rd.lock.fd,) if rd is not None and rd.lock is not None and rd.lock.fd is not None else ()
+    with torch_threads(par.threads), spread(eng, state, par.workers, fds, kill_at) as (xeng, xstate):
         if rd is not None and xeng is not eng:  # sharded: which processes did the work
             rd.update_meta(workers=len(xeng.pids), worker_pids=xeng.pids)
         try:
@@ -272,22 +259,21 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
     rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite, keep_replaced=True) if out is not None else None
     rows: list = []
     try:
-        with figure_process(rd, par.workers, _lock_fds(rd)) as figures:
-            state = eng.initial_state(start)
-            snaps: dict = {}
-            try:
-                state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows,
-                                                                            stop_after=_stop_after, snaps=snaps),
-                                _kill_worker_at)
-            except KeyboardInterrupt:
-                raise  # _spread said where to resume
-            except Exception as e:
-                if rd is not None and (not rows or not _worker_died(e)):  # nothing to resume: removed
-                    _failed(rd, rows, e)
-                raise
-            steps = np.array([t for t, _ in rows])
-            metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
-            summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet, figures)
+        state = eng.initial_state(start)
+        snaps: dict = {}
+        try:
+            state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows,
+                                                                        stop_after=_stop_after, snaps=snaps),
+                            _kill_worker_at)
+        except KeyboardInterrupt:
+            raise  # _spread said where to resume
+        except Exception as e:
+            if rd is not None and (not rows or not _worker_died(e)):  # nothing to resume: removed
+                _failed(rd, rows, e)
+            raise
+        steps = np.array([t for t, _ in rows])
+        metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
+        summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet)
     finally:
         if rd is not None:
             rd.release()
@@ -370,19 +356,17 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
             rd.restart(eng.runs)
             state, rows, wall0, fresh = eng.initial_state(initial_params(cfg, eng)), [], 0.0, True
         par = _parallelism(eng, workers, quiet)
-        with figure_process(rd, par.workers, _lock_fds(rd)) as figures:
-            try:
-                state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows,
-                                                                            stop_after=_stop_after, fresh=fresh,
-                                                                            wall0=wall0), _kill_worker_at)
-            except KeyboardInterrupt:
-                raise  # _spread said where to resume
-            except Exception as e:
-                if not _worker_died(e):
-                    _failed(rd, [None], e)  # never removed: it holds the earlier segments' results
-                raise
-            steps, metrics = rd.metrics()
-            summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet, figures)
+        try:
+            state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows, stop_after=_stop_after,
+                                                                        fresh=fresh, wall0=wall0), _kill_worker_at)
+        except KeyboardInterrupt:
+            raise  # _spread said where to resume
+        except Exception as e:
+            if not _worker_died(e):
+                _failed(rd, [None], e)  # never removed: it holds the earlier segments' results
+            raise
+        steps, metrics = rd.metrics()
+        summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet)
     finally:
         rd.release()
     return RunResult(rd.path, cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, summary)
