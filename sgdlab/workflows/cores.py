@@ -99,7 +99,13 @@ def blas_batch_invariance() -> str | None:
     of 2..9 runs (a piece never holds one run of a group: ``shard_pieces.split``) at several
     positions of a batch of :data:`PROBE_RUNS`. Some BLAS builds compute the rows of a product's
     last, partial tile with other code than the others (MKL on AMD EPYC CPUs with AVX-512 does),
-    so a run's last bits would depend on how many runs share its piece. Cached per process."""
+    so a run's last bits would depend on how many runs share its piece. Probed on one thread, as
+    sharded runs compute. Cached per process."""
+    with torch_threads(1):
+        return _probe_products()
+
+
+def _probe_products() -> str | None:
     import numpy as np
     import torch
 
