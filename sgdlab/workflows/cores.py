@@ -83,8 +83,11 @@ def blas_reproducible() -> bool:
 
 
 # The batch the probe of ``blas_batch_invariance`` cuts pieces from, and the shapes of its products
-# (examples, input features, hidden units): large enough that every product goes to the BLAS.
-PROBE_RUNS, PROBE_N, PROBE_D, PROBE_H = 37, 64, 40, 24
+# (examples, input features, hidden units): large enough that every product goes to the BLAS, and
+# odd, so that every form has partial tiles in each dimension (with 24 hidden units the folded
+# forms' rows, pieces x 24, fill whole tiles, and on an AVX-512 EPYC ``matmul(g, x)`` passed there
+# while failing for 23 or 25).
+PROBE_RUNS, PROBE_N, PROBE_D, PROBE_H = 37, 61, 41, 23
 
 
 @functools.cache
@@ -160,13 +163,19 @@ def choose(cfg, n_runs: int, workers: int | None, threads: int = 1, invariant: b
         why = f"--workers {workers}, {n_runs} run(s)"
     if threads > 1:
         why += f"; {threads} threads not applied: {cfg.model.kind} runs faster on one thread per process"
-    if n > 1 and not invariant and not blas_reproducible():
-        return Parallelism(1, 1, "MKL runs without MKL_CBWR=AUTO,STRICT (it was started before sgdlab was "
-                                 "imported): one process keeps the results identical; set MKL_CBWR=AUTO,STRICT "
-                                 "before Python starts to spread the runs")
-    if n > 1 and not invariant and (problem := blas_batch_invariance()) is not None:
+    if n > 1 and not invariant and (problem := blas_problem()) is not None:
         return Parallelism(1, 1, f"{problem}: one process keeps the results identical")
     return Parallelism(n, 1, why)
+
+
+def blas_problem() -> str | None:
+    """Why torch's BLAS could give a run of a batch other bits in a piece of it (one line), or None:
+    MKL not in strict mode (:func:`blas_reproducible`), or a product failing the probe
+    (:func:`blas_batch_invariance`)."""
+    if not blas_reproducible():
+        return ("MKL runs without MKL_CBWR=AUTO,STRICT (it was started before sgdlab was imported; set "
+                "MKL_CBWR=AUTO,STRICT before Python starts to spread the runs)")
+    return blas_batch_invariance()
 
 
 @contextlib.contextmanager

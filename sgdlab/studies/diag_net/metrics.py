@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from sgdlab.core._jit import call_kernel
-from sgdlab.studies.diag_net._kernel import half_mse_rows
 from sgdlab.studies.diag_net.rank import DiagJacobianRank, diag_jacobian_rank_svd
 
 __all__ = ["DiagJacobianRank", "balancedness", "diag_jacobian_rank_svd", "half_mse_loss", "l0", "support_mass"]
@@ -21,6 +20,9 @@ def half_mse_loss(beta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch
     they can with a BLAS product over runs, so sharded runs match one process."""
     if beta.device.type != "cpu":
         return 0.5 * ((beta @ x.T - y) ** 2).mean(-1)
+    # numba is imported on first use, as in rank.py
+    from sgdlab.studies.diag_net._kernel import half_mse_rows
+
     out = np.empty(beta.shape[0])
     call_kernel(half_mse_rows, np.ascontiguousarray(beta.detach().numpy().T), np.ascontiguousarray(x.numpy()),
                 np.ascontiguousarray(y.numpy()), out)
