@@ -12,7 +12,11 @@ Workloads, each a whole process as a user runs it (``benchmarks/_proc.py``):
 
 For k = 1 .. the machine's cores: median over ``--repeats`` (>= 5) of wall and CPU seconds
 [min, max], the wall speed-up against k = 1, and whether the run directory's metrics.jsonl is
-byte-identical to k = 1's. Then the threads rows: the same batched job in one process
+byte-identical to k = 1's. For the main job, a reference doing the same work with no sharding:
+its seeds split by hand into k independent ``sgdlab run diag-net --workers 1 --first-seed ...``
+processes started together (k run directories, k figures), which shows what this machine's
+cores give independent processes (shared caches, memory and clock) apart from what sharding
+costs. Then the threads rows: the same batched job in one process
 (``sgdlab.engine.train.train``, no files) with torch on 1, 2, ... threads (the rule of
 ``sgdlab.workflows.cores``: threads stay off where they do not help). The load average is printed before
 each configuration; numbers from a busy machine say little.
@@ -35,7 +39,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _proc import ROOT, bench_env, machine_line, med, python, repeat, spread
+from _proc import (
+    ROOT,
+    bench_env,
+    machine_line,
+    med,
+    python,
+    repeat,
+    run_together,
+    spread,
+)
 
 DOCS = ROOT / "docs" / "sweeps.md"
 BEGIN, END = "<!-- benchmark:scaling -->", "<!-- /benchmark:scaling -->"
@@ -105,13 +118,30 @@ def measure(kind: str, cores: list[int], reps: int, steps, seeds: int, env, tmp:
     return rows
 
 
+def by_hand_rows(cores: list[int], reps: int, steps, seeds: int, env, tmp: Path) -> list[tuple]:
+    """The main job's seeds split by hand over k independent one-process runs started together."""
+    rows = []
+    for k in [c for c in cores if c > 1]:
+        sizes = [seeds // k + (i < seeds % k) for i in range(k)]
+        firsts = [sum(sizes[:i]) for i in range(k)]
+        ld, ts = load(), []
+        for r in range(reps):
+            outs = [tmp / f"hand-{k}-{r}-{i}" for i in range(k)]
+            ts.append(run_together([commands("diag-net", 1, out, steps, n) + ["--first-seed", str(f)]
+                                    for out, n, f in zip(outs, sizes, firsts)], env))
+            for out in outs:
+                shutil.rmtree(out)
+        rows.append((k, sizes, ts, ld))
+    return rows
+
+
 def threads_rows(kind: str, cores: list[int], reps: int, steps, seeds: int, env) -> list[tuple]:
     steps = steps or (100001 if kind == "diag-net" else 14126)
     return [(k, repeat(python("-c", THREADS.format(lrs=RELU_LRS), kind, str(k), str(steps), str(seeds)), env, reps),
              load()) for k in cores]
 
 
-def table(results: dict, threads: dict, reps: int, header: str) -> str:
+def table(results: dict, threads: dict, hand: list, reps: int, header: str) -> str:
     lines = [header, "",
              "| workload | processes | wall s | CPU s | wall speed-up | metrics.jsonl identical to 1 process | load |",
              "|---|---|---|---|---|---|---|"]
@@ -120,13 +150,21 @@ def table(results: dict, threads: dict, reps: int, header: str) -> str:
         for k, ts, same, ld, used in rows:
             lines.append(f"| {kind} | {k if used == k else f'{k} asked, {used} used'} | {spread(ts, 'wall')} | {spread(ts)} | {base / med(ts, 'wall'):.2f}x | "
                          f"{'yes' if same else '**no**'} | {ld} |")
+    diag = results.get("diag-net")
+    if hand and diag:
+        base = med(diag[0][1], "wall")
+        lines += ["", ("| reference: the diag-net seeds split by hand, started together | processes | wall s | CPU s | "
+                       "wall speed-up vs 1 process | sharded run's wall / this | load |"), "|---|---|---|---|---|---|---|"]
+        for k, sizes, ts, ld in hand:
+            sharded = next((med(r[1], "wall") for r in diag if r[0] == k), float("nan"))
+            lines.append(f"| {' + '.join(map(str, sizes))} seeds | {k} | {spread(ts, 'wall')} | {spread(ts)} | "
+                         f"{base / med(ts, 'wall'):.2f}x | {sharded / med(ts, 'wall'):.2f} | {ld} |")
     lines += ["", "| batched job in one process | torch threads | wall s | CPU s | wall vs 1 thread | load |",
               "|---|---|---|---|---|---|"]
     for kind, rows in threads.items():
         base = med(rows[0][1], "wall")
         for k, ts, ld in rows:
             lines.append(f"| {kind} | {k} | {spread(ts, 'wall')} | {spread(ts)} | {base / med(ts, 'wall'):.2f}x | {ld} |")
-    diag = results.get("diag-net")
     lines.append("")
     if any(r[4] < r[0] for rows in results.values() for r in rows):
         from sgdlab.workflows.cores import blas_batch_invariance
@@ -174,7 +212,7 @@ def main(argv=None):
     steps = {k: a.steps or ((20001 if k == "diag-net" else 4001) if a.quick else None) for k in kinds}
     seeds = {"diag-net": a.seeds, "relu sweep": max(1, a.seeds // 4)}
     env = bench_env(1)
-    results, threads = {}, {}
+    results, threads, hand = {}, {}, []
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         env = dict(env, NUMBA_CACHE_DIR=str(tmp / "numba"))
@@ -182,12 +220,14 @@ def main(argv=None):
                       "--out", str(tmp / "warm")), env, 1)  # fills the kernel cache
         for kind in kinds:
             results[kind] = measure(kind, cores, a.repeats, steps[kind], seeds[kind], env, tmp)
+            if kind == "diag-net":
+                hand = by_hand_rows(cores, a.repeats, steps[kind], seeds[kind], env, tmp)
             threads[kind] = threads_rows(kind, cores, a.repeats, steps[kind], seeds[kind], env)
     header = (f"Measured by `python benchmarks/scaling.py`: diag-net {seeds['diag-net']} seeds "
               f"({steps.get('diag-net') or 100001} steps), relu-teacher-student sweep over 4 step sizes x "
               f"{seeds['relu sweep']} seeds ({steps.get('relu sweep') or 14126} steps). Load: the 1-minute load "
               f"average before each configuration. {machine_line(1)}.")
-    text = table(results, threads, a.repeats, header)
+    text = table(results, threads, hand, a.repeats, header)
     print(text)
     if a.write_docs:
         write_docs(text, a.docs)

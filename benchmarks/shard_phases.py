@@ -5,11 +5,13 @@ the speed-up that this split allows on P processes at most (Amdahl's law: S + W 
 
 Each measurement is a fresh process running the ``sgdlab`` command in-process with time stamps
 around its phases (``workflows.api.preflight``, ``_spread`` = the training, ``draw_figures``);
-for 2 processes also the seconds the ``sgdlab`` process waited on its worker. Medians over
-``--repeats`` [min, max]; the load average is printed. This explains the speed-up that
-``benchmarks/scaling.py`` measures (docs/sweeps.md).
+for 2 processes also the seconds the ``sgdlab`` process waited on its worker. As in the
+command, the plotter process (``sgdlab.workflows.plotter``) is forked before torch is imported
+and draws the figure (``--no-plotter``: the ``sgdlab`` process draws it, importing matplotlib
+then). Medians over ``--repeats`` [min, max]; the load average is printed. This explains the
+speed-up that ``benchmarks/scaling.py`` measures (docs/sweeps.md).
 
-    python benchmarks/shard_phases.py [--repeats 3] [--steps N]
+    python benchmarks/shard_phases.py [--repeats 3] [--steps N] [--no-plotter]
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ WIDE = 16  # the wide machine of benchmarks/scaling.py's target: TARGET_16 times
 CHILD = r"""
 import json, os, sys, time
 stamps = {"python": time.monotonic()}
+# as the sgdlab command does: the plotter process starts before torch is imported, and the
+# command is handed that one (the timing wrappers below need torch's modules imported)
+from sgdlab.workflows.plotter import Plotter
+plotter = Plotter.start() if sys.argv[1] == "plotter" else None
+del sys.argv[1]
+Plotter.start = classmethod(lambda cls: plotter)
 import torch, sgdlab
 from sgdlab.frontends.cli import main
 from sgdlab.workflows import api, shards
@@ -127,14 +135,15 @@ def phases(stamps: dict, started: float) -> dict[str, float]:
     }
 
 
-def one(workers: int, steps: int | None) -> tuple[dict[str, float], float, float, float]:
+def one(workers: int, steps: int | None, plotter: bool = True) -> tuple[dict[str, float], float, float, float]:
     """One run's phases, the seconds the caller waited on its workers, the whole wall time, and
     the seconds of advancing and evaluating after the first 2 steps summed over the processes."""
     import time
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = [sys.executable, "-c", CHILD, "run", "diag-net", "--seeds", "64", "--workers", str(workers),
-                "--no-progress", "--out", os.path.join(tmp, "run"), *(["--steps", str(steps)] if steps else [])]
+        args = [sys.executable, "-c", CHILD, "plotter" if plotter else "no-plotter", "run", "diag-net", "--seeds",
+                "64", "--workers", str(workers), "--no-progress", "--out", os.path.join(tmp, "run"),
+                *(["--steps", str(steps)] if steps else [])]
         t0 = time.monotonic()
         out = subprocess.run(args, env=bench_env(), capture_output=True, text=True, cwd=ROOT, check=True)
         wall = time.monotonic() - t0
@@ -150,13 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--no-plotter", action="store_true",
+                    help="the figure drawn by the sgdlab process itself, as where its plotter does not start")
     a = ap.parse_args(argv)
     print(machine_line(1))
     print(f"load average before: {os.getloadavg()[0]:.1f}; medians [min, max] of {a.repeats} processes; "
           f"sgdlab run diag-net --seeds 64 --workers k{f' --steps {a.steps}' if a.steps else ''}\n")
     print("| phase | 1 process s | 2 processes s |")
     print("|---|---|---|")
-    got = {k: [one(k, a.steps) for _ in range(a.repeats)] for k in (1, 2)}
+    got = {k: [one(k, a.steps, not a.no_plotter) for _ in range(a.repeats)] for k in (1, 2)}
     for name in got[1][0][0]:
         print(f"| {name} | {median_range([r[0][name] for r in got[1]])} | {median_range([r[0][name] for r in got[2]])} |")
     print(f"| whole process | {median_range([r[2] for r in got[1]])} | {median_range([r[2] for r in got[2]])} |")

@@ -56,7 +56,12 @@ def in_process(monkeypatch):
         k = next(clock)
         return _proc.Timing(wall=1.0 + 0.01 * k, cpu=1.0 + 0.01 * k, stdout=out.getvalue())
 
+    def together(commands, env, cwd=None):  # one after the other here
+        ts = [run(a, env, cwd) for a in commands]
+        return _proc.Timing(wall=max(t.wall for t in ts), cpu=sum(t.cpu for t in ts), stdout="")
+
     monkeypatch.setattr(_proc, "run_process", run)
+    monkeypatch.setattr(_proc, "run_together", together)
     return run, seen
 
 
@@ -108,6 +113,9 @@ def test_scaling_benchmark(in_process, capsys, tmp_path):
     text = page.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text and "| diag-net | 1 |" in text
     assert any("--workers" in a and "2" in a for a in seen)
+    # the reference: the seeds split by hand over 2 one-process runs
+    assert "| 2 + 2 seeds | 2 |" in out
+    assert sorted(a[a.index("--first-seed") + 1] for a in seen if "--first-seed" in a) == ["0", "2"]
 
 
 def test_shard_phases_benchmark(capsys):

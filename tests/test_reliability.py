@@ -354,15 +354,15 @@ def test_labels_follow_overrides_in_tables_legends_and_sweeps(tmp_path):
 def test_a_kill_while_drawing_figures_is_resumed_and_draws_them(tmp_path, monkeypatch):
     from sgdlab.plots import panels
 
-    real = panels.plot_panels
+    real = panels.draw_panel_figure
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(panels, "plot_panels", killed)
+    monkeypatch.setattr(panels, "draw_panel_figure", killed)
     with pytest.raises(KeyboardInterrupt):
         sgdlab.run(tiny(), tmp_path / "r", progress=False, quiet=True)
-    monkeypatch.setattr(panels, "plot_panels", real)
+    monkeypatch.setattr(panels, "draw_panel_figure", real)
     assert not RunDir(tmp_path / "r").complete()
     r = cli("run", "--resume", tmp_path / "r", "--no-progress")
     assert r.exit_code == 0 and "already complete" not in r.output

@@ -149,15 +149,17 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
             trust_imports, **typed):
     """Run EXPERIMENT (a bundled name, see `sgdlab list`, or a .toml file)."""
     from sgdlab.core.config import dump_toml, toml_value
+    from sgdlab.workflows.plotter import Plotter
 
     if resume:
-        from sgdlab.workflows import api
-
         if experiment or sets or imports or any(v is not None for v in typed.values()):
             raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
                                    "is read from it")
-        api.resume(resume, progress=progress, workers=workers, trust_imports=trust_imports,
-                   accept_changed_inputs=accept_changed_inputs)
+        with Plotter.started() as plotter:  # imports matplotlib on another core while torch is imported
+            from sgdlab.workflows import api
+
+            api.resume(resume, progress=progress, workers=workers, trust_imports=trust_imports,
+                       accept_changed_inputs=accept_changed_inputs, plotter=plotter)
         return
     if accept_changed_inputs or trust_imports:
         raise click.UsageError("--accept-changed-inputs and --trust-imports go with --resume (a config you run "
@@ -168,8 +170,9 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
         raise click.UsageError(f"name an experiment: one of {', '.join(list_experiments())}")
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
     cfg = _load(experiment, imports, list(sets) + extra)  # a bad config is refused before torch is imported
-    from sgdlab.workflows import api
     if dry_run:
+        from sgdlab.workflows import api
+
         click.echo(dump_toml(cfg))
         eng, _ = api.preflight(cfg)  # every check a run makes before training
         click.echo(f"# {eng.n_runs} runs in {len(eng.groups)} batched group(s), "
@@ -179,7 +182,10 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
         import time
 
         out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    res = api.run(cfg, out, progress=progress, overwrite=overwrite, workers=workers)
+    with Plotter.started() as plotter:  # imports matplotlib on another core while torch is imported
+        from sgdlab.workflows import api
+
+        res = api.run(cfg, out, progress=progress, overwrite=overwrite, workers=workers, plotter=plotter)
     click.echo(f"run directory: {res.path}")
 
 

@@ -20,6 +20,7 @@ from sgdlab.core.errors import SgdlabError
 from sgdlab.core.registry import Registry
 
 if TYPE_CHECKING:
+    from sgdlab.plots.panel_data import PanelFigure
     from sgdlab.store.runs import RunDir
 
 FIGURES: Registry = Registry("figure")
@@ -45,7 +46,8 @@ FIGURES.add("monitor", lazy_figure("sgdlab.plots.monitor", "monitor_figure"))
 
 
 def plot_run(path: str | Path | RunDir, names: tuple[str, ...] | None = None, fmt: str = "png",
-             errors: list[str] | None = None, trust_imports: bool = False) -> list[Path]:
+             errors: list[str] | None = None, trust_imports: bool = False,
+             draw_panels: Callable[[PanelFigure], Path] | None = None) -> list[Path]:
     """Draw the panels (``names`` or the config's ``figure``) and the experiment's extra figures.
 
     Unknown panel names raise (listing the logged metrics) before anything is drawn. With an
@@ -53,17 +55,21 @@ def plot_run(path: str | Path | RunDir, names: tuple[str, ...] | None = None, fm
     run's modules are imported only if they are the caller's own or ``trust_imports``
     (:mod:`sgdlab.store.trust`); a figure that one of them registers is then not drawn, and says so.
     ``path``: the run directory, or its open ``RunDir`` (whose ``trust_imports`` then applies).
+    ``draw_panels``: draws the panel figure, gathered here (by default in this process; the
+    ``sgdlab`` command hands it to a process that imported matplotlib while it started:
+    :mod:`sgdlab.workflows.plotter`).
     """
     import sys
 
-    from sgdlab.plots import panels
+    from sgdlab.plots.panel_data import panel_figure
     from sgdlab.store.runs import RunDir
     from sgdlab.store.trust import TRUST_HINT, untrusted
 
     rd = path if isinstance(path, RunDir) else RunDir(path, trust_imports=trust_imports)
     trust_imports = rd.trust_imports
     cfg = rd.config()
-    out = panels.plot_panels(rd, names, fmt)
+    job = panel_figure(rd, names, fmt)
+    out = [] if job is None else [(draw_panels or _draw_here)(job)]
     if names is None:
         foreign = [] if trust_imports else untrusted(rd.config_table())
         for fig in cfg.extra_figures:
@@ -82,6 +88,12 @@ def plot_run(path: str | Path | RunDir, names: tuple[str, ...] | None = None, fm
                     raise
                 errors.append(f"{fig}: {type(e).__name__}: {e}")
     return out
+
+
+def _draw_here(job: PanelFigure) -> Path:
+    from sgdlab.plots.panels import draw_panel_figure
+
+    return draw_panel_figure(job)
 
 
 def __getattr__(name):  # the panel functions, imported on first use (matplotlib)

@@ -11,23 +11,15 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure  # OO API: no pyplot global state, works headless
 
-from sgdlab.core.errors import ConfigError
-from sgdlab.metrics.registry import METRIC_SPECS
+from sgdlab.plots.panel_data import (  # noqa: F401  (re-exported: a panel figure's inputs)
+    DEFAULT_PANEL_COUNT,
+    PanelFigure,
+    default_panels,
+    metric_styles,
+    panel_figure,
+    phase_boundaries,
+)
 from sgdlab.store.runs import RunDir
-
-# The main figure's panels when a config names none: these, where logged.
-# Panels drawn when an experiment names none: the first logged metrics in summary-table order
-# (MetricSpec.table: train loss, test loss, then what the model family describes as its headline).
-DEFAULT_PANEL_COUNT = 4
-
-
-def default_panels(logged) -> tuple[str, ...]:
-    """The first DEFAULT_PANEL_COUNT logged table metrics, else the first logged metrics."""
-    from sgdlab.metrics.registry import METRIC_SPECS
-
-    return (tuple(m for m in METRIC_SPECS.table_names() if m in logged)[:DEFAULT_PANEL_COUNT]
-            or tuple(sorted(logged))[:DEFAULT_PANEL_COUNT])
-
 
 # Panel titles and log axes come from the metric registry (sgdlab.metrics.registry: a spec's
 # ``label``, plain Unicode, and ``log_scale``).
@@ -123,16 +115,14 @@ def log_lower_limit(arm_minima: dict[str, float]) -> tuple[float | None, list[st
     return 10.0 ** (np.log10(finite[order[len(cut)]]) - MARGIN_DECADES), cut
 
 
-def phase_boundaries(cfg) -> dict[str, list[int]]:
-    """Arm label -> the steps where its next phase starts (empty for a plain arm)."""
-    return {a.label: [s for s, _ in a.bounds(cfg.steps)[1:]] for a in cfg.arms}
-
-
-def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=None, boundaries=None) -> Figure:
+def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=None, boundaries=None,
+                       styles=None) -> Figure:
     """One panel per metric; per arm the median over seeds with an interquartile band;
     an x marks where a run diverged (at its last finite value); a dashed vertical line in the
     arm's colour marks each phase boundary (``boundaries``: arm -> steps). Log panels choose
-    their lower limit with :func:`log_lower_limit`; one legend below the panels."""
+    their lower limit with :func:`log_lower_limit`; one legend below the panels. ``styles``:
+    name -> (title, log axis), by default from the metric registry (:func:`metric_styles`)."""
+    styles = styles or metric_styles(names)
     legend_rows = -(-len(arms) // LEGEND_COLUMNS)
     legend = LEGEND_ROW_INCHES * legend_rows
     width, height = PANEL_INCHES[0] * len(names), PANEL_INCHES[1] + legend
@@ -177,7 +167,8 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
         for k, arm in enumerate(arms):
             for b in (boundaries or {}).get(arm, []):
                 ax.axvline(b, color=colors[k % len(colors)], ls="--", lw=1.0, alpha=0.7)
-        if METRIC_SPECS.log_scale(name):
+        label, log_axis = styles[name]
+        if log_axis:
             ax.set_yscale("log")
             limit, cut = log_lower_limit(minima)
             if limit is not None:
@@ -186,7 +177,7 @@ def draw_metric_panels(steps, metrics, runs, names, arms, title="", diverged=Non
                 ax.text(0.98, 0.02, f"below axis: {note}", transform=ax.transAxes, ha="right", va="bottom",
                         fontsize=6.5, color="0.3")
         ax.set_xlabel("iteration")
-        ax.set_title(METRIC_SPECS.label(name))
+        ax.set_title(label)
         ax.grid(alpha=0.3)
     if handles:
         labels = [h.get_label() for h in handles.values()]
@@ -208,29 +199,14 @@ def save_figure(fig: Figure, out: Path, dpi: int = 130) -> Path:
     return out
 
 
+def draw_panel_figure(p: PanelFigure) -> Path:
+    """Draw and write ``p`` (atomically); returns its file."""
+    fig = draw_metric_panels(p.steps, p.metrics, p.runs, p.names, p.arms, diverged=p.diverged,
+                             boundaries=p.boundaries, styles=p.styles, title=p.title)
+    return save_figure(fig, p.out)
+
+
 def plot_panels(rd: RunDir, names: tuple[str, ...] | None = None, fmt: str = "png") -> list[Path]:
     """Draw the experiment's metric panels (config `figure`) into DIR/figures; returns the files."""
-    cfg = rd.config()
-    steps, metrics = rd.metrics()
-    if steps.size == 0:
-        return []
-    runs = rd.runs()
-    summary = rd.summary() or {}
-    diverged = {r["index"]: r.get("diverged_at") for r in summary.get("runs", [])}
-    if not summary:  # unfinished run: divergence = a run whose last logged values are NaN
-        last = metrics["train_loss"][-1]
-        diverged = {r["index"]: (int(steps[-1]) if not np.isfinite(last[r["index"]]) else None) for r in runs}
-    arms = [a.label for a in cfg.arms]
-    custom = bool(names)
-    names = METRIC_SPECS.canonical_names(names, "metrics") if names else ()
-    names = tuple(names or cfg.figure or default_panels(metrics))
-    for n in names:
-        if n not in metrics:
-            raise ConfigError(f"{rd.path}: {METRIC_SPECS.choices(n, metrics)} (the metrics this run logged)")
-    bounds = phase_boundaries(cfg)
-    dashed = ", dashed = phase boundary" if any(bounds.values()) else ""
-    fig = draw_metric_panels(steps, metrics, runs, names, arms, diverged=diverged, boundaries=bounds,
-                             title=f"{cfg.name}: median over seeds, band = interquartile range{dashed}")
-    # Chosen panels go to their own file: the experiment's own figure is never replaced by them.
-    stem = f"{cfg.name}-{'-'.join(names)}" if custom else cfg.name
-    return [save_figure(fig, rd.figures / f"{stem}.{fmt}")]
+    p = panel_figure(rd, names, fmt)
+    return [] if p is None else [draw_panel_figure(p)]

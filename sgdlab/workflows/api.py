@@ -33,6 +33,7 @@ from sgdlab.workflows.run_loop import _execute
 
 if TYPE_CHECKING:
     from sgdlab.workflows.cores import Parallelism
+    from sgdlab.workflows.plotter import Plotter
 
 __all__ = [
     "ExperimentConfig",
@@ -128,16 +129,17 @@ class RunResult:
 
 # --------------------------------------------------------------------------- running
 
-def draw_figures(rd: RunDir, quiet: bool) -> None:
+def draw_figures(rd: RunDir, quiet: bool, plotter: Plotter | None = None) -> None:
     """Draw every figure, then record them in meta.json with "finished": only then is the run
-    complete (a kill while drawing leaves it resumable, and resume draws them again)."""
+    complete (a kill while drawing leaves it resumable, and resume draws them again). ``plotter``:
+    draws the panel figure (the same file; :mod:`sgdlab.workflows.plotter`)."""
     from sgdlab.plots import plot_run
 
     if not quiet:
         print("drawing figures ...", file=sys.stderr, flush=True)
     drawn, errors = [], []
     try:
-        drawn = plot_run(rd, errors=errors)
+        drawn = plot_run(rd, errors=errors, draw_panels=plotter.draw if plotter is not None else None)
     except (SgdlabError, OSError, ValueError) as e:  # a figure must never lose a finished run
         errors.append(f"{type(e).__name__}: {e}")
     for err in errors:
@@ -146,13 +148,14 @@ def draw_figures(rd: RunDir, quiet: bool) -> None:
                    figures=[str(Path(p).relative_to(rd.path)) for p in drawn], figure_errors=errors)
 
 
-def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, wall: float, quiet: bool) -> dict:
+def _finish(eng: Engine, rd: RunDir | None, state: TrainState, steps, metrics, wall: float, quiet: bool,
+            plotter: Plotter | None = None) -> dict:
     summary = summarize(eng.cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, state.diverged, wall)
     if rd is not None:
         rd.write_summary(summary)
         rd.update_meta(wall_seconds=wall, failed=None)  # a resumed run that failed before has finished
         rd.remember_metrics(steps, metrics)
-        draw_figures(rd, quiet)
+        draw_figures(rd, quiet, plotter)
     if not quiet:
         from sgdlab.core.config import to_dict
         from sgdlab.spec.references import matching
@@ -239,14 +242,16 @@ def preflight(cfg: ExperimentConfig) -> tuple[Engine, dict]:
 
 
 def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress: bool = True, quiet: bool = False,
-        overwrite: bool = False, workers: int | None = 1, _stop_after: int | None = None,
-        _kill_worker_at: int | None = None) -> RunResult:
+        overwrite: bool = False, workers: int | None = 1, plotter: Plotter | None = None,
+        _stop_after: int | None = None, _kill_worker_at: int | None = None) -> RunResult:
     """Train every run of ``cfg`` (a config or an experiment name) and return the result.
 
     With ``out`` the run directory is written as it goes (resumable; locked against a second
     writer); without, runs in memory. ``overwrite`` replaces an existing run directory.
     ``workers``: processes the runs are spread over (``sgdlab.workflows.shards``: the same results as one
     process; None = one per physical core, capped by the runs; see ``sgdlab.workflows.cores``).
+    ``plotter``: a process started before torch was imported that draws the panel figure
+    (:class:`sgdlab.workflows.plotter.Plotter`; the ``sgdlab`` command starts one).
     """
     if isinstance(cfg, (str, Path)):
         cfg = load_experiment(cfg)
@@ -273,7 +278,7 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
             raise
         steps = np.array([t for t, _ in rows])
         metrics = {k: np.stack([m[k] for _, m in rows]) for k in rows[0][1]}
-        summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet)
+        summary = _finish(eng, rd, state, steps, metrics, time.monotonic() - t0, quiet, plotter)
     finally:
         if rd is not None:
             rd.release()
@@ -306,7 +311,8 @@ def _from_checkpoint(rd: RunDir, eng: Engine, cfg: ExperimentConfig) -> tuple[Tr
 
 def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock_wait: float = 0.0,
            workers: int | None = 1, trust_imports: bool = False, accept_changed_inputs: bool = False,
-           _stop_after: int | None = None, _kill_worker_at: int | None = None) -> RunResult:
+           plotter: Plotter | None = None, _stop_after: int | None = None,
+           _kill_worker_at: int | None = None) -> RunResult:
     """Continue a killed run from its last checkpoint (from step 0 if it was killed before its
     first one); the result equals an uninterrupted run. ``lock_wait``: seconds to wait for the
     directory's lock while another process holds it (a requeued cluster task waits for its
@@ -315,7 +321,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
     The metrics written so far are checked against the checkpoint (one row per evaluation step up
     to it; a corrupt row that cannot be recomputed is an error naming its line); a run killed
     while drawing its figures gets them drawn. ``workers``: as in :func:`run` (any number: a
-    checkpoint does not depend on how many processes wrote it).
+    checkpoint does not depend on how many processes wrote it); ``plotter``: as in :func:`run`.
 
     Before anything runs, the run must be the same experiment: the content hashes of its input
     files and of runs.json recorded when it started (:mod:`sgdlab.store.inputs`) must match, else a
@@ -342,7 +348,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
                 print(f"{rd.path} is already complete; nothing to resume", file=sys.stderr)
             return load_run(rd.path, trust_imports=True)  # checked above
         if rd.summary() is not None:  # trained and summarized; killed while drawing figures
-            draw_figures(rd, quiet)
+            draw_figures(rd, quiet, plotter)
             return load_run(rd.path, trust_imports=True)
         t0 = time.monotonic()
         eng = Engine(cfg)
@@ -366,7 +372,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
                 _failed(rd, [None], e)  # never removed: it holds the earlier segments' results
             raise
         steps, metrics = rd.metrics()
-        summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet)
+        summary = _finish(eng, rd, state, steps, metrics, wall0 + time.monotonic() - t0, quiet, plotter)
     finally:
         rd.release()
     return RunResult(rd.path, cfg, [dataclasses.asdict(r) for r in eng.runs], steps, metrics, summary)
