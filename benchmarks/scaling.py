@@ -18,8 +18,10 @@ processes started together (k run directories, k figures), which shows what this
 cores give independent processes (shared caches, memory and clock) apart from what sharding
 costs. Then the threads rows: the same batched job in one process
 (``sgdlab.engine.train.train``, no files) with torch on 1, 2, ... threads (the rule of
-``sgdlab.workflows.cores``: threads stay off where they do not help). The load average is printed before
-each configuration; numbers from a busy machine say little.
+``sgdlab.workflows.cores``: threads stay off where they do not help). Within each repeat the
+process counts and the reference take turns, so a drift of the machine's speed reaches them
+alike; the median load average before their runs is printed (numbers from a busy machine say
+little).
 
     python benchmarks/scaling.py                      # prints the tables
     python benchmarks/scaling.py --write-docs         # and writes them into docs/sweeps.md
@@ -39,6 +41,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
 from _proc import (
     ROOT,
     bench_env,
@@ -74,10 +77,7 @@ torch.set_num_threads(before)
 
 
 def load() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:  # pragma: no cover
-        return "n/a"
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def commands(kind: str, k: int, out: Path, steps: int | None, seeds: int) -> list[str]:
@@ -101,38 +101,37 @@ def processes_used(kind: str, out: Path) -> int:
     return int(meta.get("workers", 1))
 
 
-def measure(kind: str, cores: list[int], reps: int, steps, seeds: int, env, tmp: Path) -> list[tuple]:
-    rows = []
-    for k in cores:
-        ld = load()
-        ts, same = [], True
-        for r in range(reps):
+def measure(kind: str, cores: list[int], reps: int, steps, seeds: int, env, tmp: Path,
+            by_hand: bool = False) -> tuple[list[tuple], list[tuple]]:
+    """Each process count's timings and, with ``by_hand``, the reference's (module doc). The
+    configurations take turns within each repeat, so a drift of the machine's speed over the
+    minutes of the benchmark reaches every one of them alike."""
+    ts = {k: [] for k in cores}
+    loads = {k: [] for k in cores}
+    same = dict.fromkeys(cores, True)
+    used = dict.fromkeys(cores, 1)
+    split = {k: [seeds // k + (i < seeds % k) for i in range(k)] for k in cores if by_hand and k > 1}
+    hand = {k: [] for k in split}
+    hand_loads = {k: [] for k in split}
+    for r in range(reps):
+        for k in cores:
             out = tmp / f"{kind}-{k}-{r}"
-            ts += repeat(commands(kind, k, out, steps, seeds), env, 1)
-            ref = metrics_file(kind, tmp / f"{kind}-1-0")
-            same &= filecmp.cmp(ref, metrics_file(kind, out), shallow=False)
-            used = processes_used(kind, out)
+            loads[k].append(os.getloadavg()[0])
+            ts[k] += repeat(commands(kind, k, out, steps, seeds), env, 1)
+            same[k] &= filecmp.cmp(metrics_file(kind, tmp / f"{kind}-1-0"), metrics_file(kind, out), shallow=False)
+            used[k] = processes_used(kind, out)
             if r:
                 shutil.rmtree(out)
-        rows.append((k, ts, same, ld, used))
-    return rows
-
-
-def by_hand_rows(cores: list[int], reps: int, steps, seeds: int, env, tmp: Path) -> list[tuple]:
-    """The main job's seeds split by hand over k independent one-process runs started together."""
-    rows = []
-    for k in [c for c in cores if c > 1]:
-        sizes = [seeds // k + (i < seeds % k) for i in range(k)]
-        firsts = [sum(sizes[:i]) for i in range(k)]
-        ld, ts = load(), []
-        for r in range(reps):
-            outs = [tmp / f"hand-{k}-{r}-{i}" for i in range(k)]
-            ts.append(run_together([commands("diag-net", 1, out, steps, n) + ["--first-seed", str(f)]
-                                    for out, n, f in zip(outs, sizes, firsts)], env))
-            for out in outs:
-                shutil.rmtree(out)
-        rows.append((k, sizes, ts, ld))
-    return rows
+            if k in split:  # the same seeds over k independent one-process runs started together
+                sizes = split[k]
+                outs = [tmp / f"hand-{k}-{r}-{i}" for i in range(k)]
+                hand_loads[k].append(os.getloadavg()[0])
+                hand[k].append(run_together([commands(kind, 1, o, steps, n) + ["--first-seed", str(sum(sizes[:i]))]
+                                             for i, (o, n) in enumerate(zip(outs, sizes))], env))
+                for o in outs:
+                    shutil.rmtree(o)
+    rows = [(k, ts[k], same[k], f"{np.median(loads[k]):.1f}", used[k]) for k in cores]
+    return rows, [(k, split[k], hand[k], f"{np.median(hand_loads[k]):.1f}") for k in split]
 
 
 def threads_rows(kind: str, cores: list[int], reps: int, steps, seeds: int, env) -> list[tuple]:
@@ -219,14 +218,14 @@ def main(argv=None):
         repeat(python("-m", "sgdlab", "run", "diag-net", "--steps", "10", "--seeds", "1", "--no-progress",
                       "--out", str(tmp / "warm")), env, 1)  # fills the kernel cache
         for kind in kinds:
-            results[kind] = measure(kind, cores, a.repeats, steps[kind], seeds[kind], env, tmp)
-            if kind == "diag-net":
-                hand = by_hand_rows(cores, a.repeats, steps[kind], seeds[kind], env, tmp)
+            results[kind], got = measure(kind, cores, a.repeats, steps[kind], seeds[kind], env, tmp,
+                                         by_hand=kind == "diag-net")
+            hand = hand or got
             threads[kind] = threads_rows(kind, cores, a.repeats, steps[kind], seeds[kind], env)
     header = (f"Measured by `python benchmarks/scaling.py`: diag-net {seeds['diag-net']} seeds "
               f"({steps.get('diag-net') or 100001} steps), relu-teacher-student sweep over 4 step sizes x "
-              f"{seeds['relu sweep']} seeds ({steps.get('relu sweep') or 14126} steps). Load: the 1-minute load "
-              f"average before each configuration. {machine_line(1)}.")
+              f"{seeds['relu sweep']} seeds ({steps.get('relu sweep') or 14126} steps). Load: the median 1-minute load "
+              f"average before each run; the process counts (and the reference) take turns within each repeat. {machine_line(1)}.")
     text = table(results, threads, hand, a.repeats, header)
     print(text)
     if a.write_docs:
