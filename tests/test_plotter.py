@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 from reliability_helpers import TINY_CLI, cli
@@ -60,6 +61,27 @@ def test_a_killed_plotter_leaves_the_figure_to_the_caller(run_dir, tmp_path):
     plotter.proc.join()
     assert plotter.draw(job) == job.out and job.out.read_bytes() == local
     assert plotter.conn is None  # not asked again
+
+
+def _take_and_hang(conn):
+    conn.recv()
+    threading.Event().wait()  # never answers
+
+
+def test_a_plotter_that_never_answers_is_given_up(run_dir, tmp_path, monkeypatch):
+    import multiprocessing as mp
+
+    from sgdlab.workflows import plotter as mod
+
+    job, local = _job_and_local(run_dir, tmp_path)
+    here, there = mp.get_context("fork").Pipe()
+    silent = mp.get_context("fork").Process(target=_take_and_hang, args=(there,))
+    silent.start()
+    there.close()
+    monkeypatch.setattr(mod, "DRAW_SECONDS", 0.2)
+    plotter = Plotter(silent, here)
+    assert plotter.draw(job) == job.out and job.out.read_bytes() == local
+    assert plotter.conn is None and not silent.is_alive()
 
 
 def test_a_drawing_error_is_the_callers_own(run_dir, tmp_path):

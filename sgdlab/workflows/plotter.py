@@ -10,8 +10,8 @@ matter) and it writes the file the caller would have written, byte for byte.
 
 Started only where it helps and is safe: Linux (fork), at least :data:`MIN_CPUS` usable CPUs,
 torch not yet imported (forking a process whose torch may have started threads is not). Where
-it cannot draw (it died, failed to import matplotlib, or drawing raised), the caller draws the
-figure itself, so the figure is never lost and an error is the caller's own. It dies with the
+it cannot draw (it died, failed to import matplotlib, drawing raised, or no answer came within
+:data:`DRAW_SECONDS`), the caller draws the figure itself, so the figure is never lost and an error is the caller's own. It dies with the
 caller and ignores Ctrl-C, which the caller handles.
 """
 
@@ -38,6 +38,9 @@ __all__ = ["MIN_CPUS", "Plotter"]
 MIN_CPUS = 2
 # Seconds the plotter gets to exit after "stop" before it is killed.
 JOIN_SECONDS = 2.0
+# Seconds the caller waits for a figure before it draws the figure itself: far more than any
+# panel figure takes (under a second), or matplotlib's first import building its font cache.
+DRAW_SECONDS = 120.0
 
 
 class Plotter:
@@ -82,9 +85,10 @@ class Plotter:
         if self.conn is not None:
             try:
                 self.conn.send(("draw", job))
-                kind, value = self.conn.recv()
+                kind, value = self.conn.recv() if self.conn.poll(DRAW_SECONDS) else ("stuck", None)
             except (OSError, EOFError, TypeError, AttributeError, ValueError):  # gone, or job not picklable
                 kind, value = "gone", None
+            if kind in ("gone", "stuck"):
                 self.close(kill=True)
             if kind == "ok":
                 return value
