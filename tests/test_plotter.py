@@ -5,6 +5,7 @@ itself when the plotter drew the only figure."""
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,21 @@ def test_a_killed_plotter_leaves_the_figure_to_the_caller(run_dir, tmp_path):
     plotter.proc.join()
     assert plotter.draw(job) == job.out and job.out.read_bytes() == local
     assert plotter.conn is None  # not asked again
+
+
+class _NoPickle:
+    def __reduce__(self):
+        raise pickle.PicklingError("not for another process")
+
+
+def test_a_figure_that_does_not_pickle_is_drawn_by_the_caller(run_dir, tmp_path):
+    import dataclasses
+
+    job, local = _job_and_local(run_dir, tmp_path)
+    job = dataclasses.replace(job, runs=[{**r, "note": _NoPickle()} for r in job.runs])  # a key the drawing ignores
+    plotter = Plotter._fork()
+    assert plotter.draw(job) == job.out and job.out.read_bytes() == local
+    assert plotter.conn is None
 
 
 def _take_and_hang(conn):

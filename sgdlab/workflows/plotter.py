@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
 from collections.abc import Iterator
@@ -86,7 +87,7 @@ class Plotter:
             try:
                 self.conn.send(("draw", job))
                 kind, value = self.conn.recv() if self.conn.poll(DRAW_SECONDS) else ("stuck", None)
-            except (OSError, EOFError, TypeError, AttributeError, ValueError):  # gone, or job not picklable
+            except (OSError, EOFError, pickle.PicklingError, TypeError, AttributeError):  # gone, or not picklable
                 kind, value = "gone", None
             if kind in ("gone", "stuck"):
                 self.close(kill=True)
