@@ -58,19 +58,21 @@ def run_process(args: list[str], env: dict[str, str], cwd: Path | None = None) -
 
 
 def run_together(commands: list[list[str]], env: dict[str, str], cwd: Path | None = None) -> Timing:
-    """Start the processes at once; wall seconds until the last one ends, CPU seconds of them all;
-    raise with the stderr of one that fails."""
+    """Start the processes at once; wall seconds until the last one ends, CPU seconds of them all,
+    their standard outputs (in the order of ``commands``, one after the other); raise with the
+    stderr of one that fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(a, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(a, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for a in commands]
-    errs = [p.communicate()[1] for p in procs]
+    outs = [p.communicate() for p in procs]
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for a, p, err in zip(commands, procs, errs):
+    for a, p, (_, err) in zip(commands, procs, outs):
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(a)} failed ({p.returncode}):\n{err[-3000:]}")
-    return Timing(wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), "")
+    return Timing(wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                  "".join(out for out, _ in outs))
 
 
 def repeat(args: list[str], env: dict[str, str], n: int, cwd: Path | None = None) -> list[Timing]:

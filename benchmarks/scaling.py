@@ -16,12 +16,15 @@ byte-identical to k = 1's. For the main job, a reference doing the same work wit
 its seeds split by hand into k independent ``sgdlab run diag-net --workers 1 --first-seed ...``
 processes started together (k run directories, k figures), which shows what this machine's
 cores give independent processes (shared caches, memory and clock) apart from what sharding
-costs. Then the threads rows: the same batched job in one process
-(``sgdlab.engine.train.train``, no files) with torch on 1, 2, ... threads (the rule of
-``sgdlab.workflows.cores``: threads stay off where they do not help). Within each repeat the
-process counts and the reference take turns, so a drift of the machine's speed reaches them
-alike; the median load average before their runs is printed (numbers from a busy machine say
-little).
+costs. Then the second core's yield: the main job's training alone (``Engine.run``, timed after
+the engine is built and its kernels loaded), all seeds in one process against half of them in
+each of two processes side by side; with nothing serial around it, this is the most any
+2-process run of the command could gain on this machine. Then the threads rows: the same
+batched job in one process (``sgdlab.engine.train.train``, no files) with torch on 1, 2, ...
+threads (the rule of ``sgdlab.workflows.cores``: threads stay off where they do not help).
+Every row takes its turn within each repeat, so a drift of the machine's speed over minutes
+(shared virtual machines drift) reaches them alike; the median load average before their runs
+is printed (numbers from a busy machine say little).
 
     python benchmarks/scaling.py                      # prints the tables
     python benchmarks/scaling.py --write-docs         # and writes them into docs/sweeps.md
@@ -38,18 +41,21 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 from _proc import (
     ROOT,
+    Timing,
     bench_env,
     machine_line,
     med,
     median_range,
     python,
     repeat,
+    run_process,
     run_together,
     spread,
 )
@@ -76,9 +82,20 @@ train(cfg)
 torch.set_num_threads(before)
 """
 
-
-def load() -> str:
-    return f"{os.getloadavg()[0]:.1f}"
+# The main job's training alone, in one process: the engine built and its kernels loaded first
+# (Engine.check_names, as the command's checks do), then only Engine.run timed; prints its seconds.
+TRAINING = """
+import sys, time, sgdlab
+from sgdlab.engine.train import Engine
+steps, seeds, first = map(int, sys.argv[1:4])
+eng = Engine(sgdlab.override(sgdlab.load_experiment("diag-net"),
+                             [f"steps={steps}", f"seeds={seeds}", f"first_seed={first}"]))
+eng.check_names()
+state = eng.initial_state()
+t0 = time.perf_counter()
+eng.run(state)
+print(time.perf_counter() - t0)
+"""
 
 
 def commands(kind: str, k: int, out: Path, steps: int | None, seeds: int) -> list[str]:
@@ -103,10 +120,11 @@ def processes_used(kind: str, out: Path) -> int:
 
 
 def measure(kind: str, cores: list[int], reps: int, steps, seeds: int, env, tmp: Path,
-            by_hand: bool = False) -> tuple[list[tuple], list[tuple]]:
-    """Each process count's timings and, with ``by_hand``, the reference's (module doc). The
-    configurations take turns within each repeat, so a drift of the machine's speed over the
-    minutes of the benchmark reaches every one of them alike."""
+            by_hand: bool = False, after_repeat: Callable[[], None] = lambda: None) -> tuple[list[tuple], list[tuple]]:
+    """Each process count's timings and, with ``by_hand``, the reference's (module doc);
+    ``after_repeat`` measures the rest of the workload's rows once per repeat. The configurations
+    take turns within each repeat, so a drift of the machine's speed over the minutes of the
+    benchmark reaches every one of them alike."""
     ts = {k: [] for k in cores}
     loads = {k: [] for k in cores}
     same = dict.fromkeys(cores, True)
@@ -131,17 +149,33 @@ def measure(kind: str, cores: list[int], reps: int, steps, seeds: int, env, tmp:
                                              for i, (o, n) in enumerate(zip(outs, sizes))], env))
                 for o in outs:
                     shutil.rmtree(o)
+        after_repeat()
     rows = [(k, ts[k], same[k], f"{np.median(loads[k]):.1f}", used[k]) for k in cores]
     return rows, [(k, split[k], hand[k], f"{np.median(hand_loads[k]):.1f}") for k in split]
 
 
-def threads_rows(kind: str, cores: list[int], reps: int, steps, seeds: int, env) -> list[tuple]:
+def yield_once(steps, seeds: int, env) -> tuple[float, float, float]:
+    """What the machine's second core gives the main job's training with nothing serial around it
+    (no start-up, files or figure): the training of all ``seeds`` in one process alone, then the
+    same seeds split in two halves trained by two processes side by side (the slower half's
+    seconds), and the load before. Their ratio is the most any 2-process run of the command
+    could gain here."""
+    steps = steps or 100001
+    half = [seeds // 2 + seeds % 2, seeds // 2]
+    ld = os.getloadavg()[0]
+    alone = float(run_process(python("-c", TRAINING, str(steps), str(seeds), "0"), env).stdout)
+    both = run_together([python("-c", TRAINING, str(steps), str(n), str(first))
+                         for n, first in zip(half, (0, half[0]))], env).stdout.split()
+    return alone, max(map(float, both)), ld
+
+
+def threads_once(kind: str, k: int, steps, seeds: int, env) -> Timing:
+    """The batched job in one process with torch on ``k`` threads."""
     steps = steps or (100001 if kind == "diag-net" else 14126)
-    return [(k, repeat(python("-c", THREADS.format(lrs=RELU_LRS), kind, str(k), str(steps), str(seeds)), env, reps),
-             load()) for k in cores]
+    return run_process(python("-c", THREADS.format(lrs=RELU_LRS), kind, str(k), str(steps), str(seeds)), env)
 
 
-def table(results: dict, threads: dict, hand: list, reps: int, header: str) -> str:
+def table(results: dict, threads: dict, hand: list, reps: int, header: str, pair: list | None = None) -> str:
     lines = [header, "",
              "| workload | processes | wall s | CPU s | wall speed-up | metrics.jsonl identical to 1 process | load |",
              "|---|---|---|---|---|---|---|"]
@@ -159,6 +193,18 @@ def table(results: dict, threads: dict, hand: list, reps: int, header: str) -> s
             sharded = next((med(r[1], "wall") for r in diag if r[0] == k), float("nan"))
             lines.append(f"| {' + '.join(map(str, sizes))} seeds | {k} | {spread(ts, 'wall')} | {spread(ts)} | "
                          f"{base / med(ts, 'wall'):.2f}x | {sharded / med(ts, 'wall'):.2f} | {ld} |")
+    if pair and diag:
+        alone, side, lds = (np.array([p[i] for p in pair]) for i in (0, 1, 2))
+        # the same repeat's 1-process command: its serial part is its wall time less its training
+        one = np.array([t.wall for t in diag[0][1]])
+        best = one - alone + side
+        lines += ["", ("| the main job's training alone (no start-up, files or figure) | seconds | "
+                       "speed-up against the first row | load |"), "|---|---|---|---|",
+                  f"| all seeds in 1 process | {median_range(alone)} | | {np.median(lds):.1f} |",
+                  (f"| half the seeds in each of 2 processes side by side (the slower): the second core's yield | "
+                   f"{median_range(side)} | {median_range(alone / side)}x | |"),
+                  (f"| the 1-process command with that training instead of its own: 2 processes with nothing "
+                   f"lost to sharding | {median_range(best)} | {median_range(one / best)}x (of the command) | |")]
     lines += ["", "| batched job in one process | torch threads | wall s | CPU s | wall vs 1 thread | load |",
               "|---|---|---|---|---|---|"]
     for kind, rows in threads.items():
@@ -215,22 +261,32 @@ def main(argv=None):
     steps = {k: a.steps or ((20001 if k == "diag-net" else 4001) if a.quick else None) for k in kinds}
     seeds = {"diag-net": a.seeds, "relu sweep": max(1, a.seeds // 4)}
     env = bench_env(1)
-    results, threads, hand = {}, {}, []
+    results, threads, hand, pair = {}, {}, [], []
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         env = dict(env, NUMBA_CACHE_DIR=str(tmp / "numba"))
         repeat(python("-m", "sgdlab", "run", "diag-net", "--steps", "10", "--seeds", "1", "--no-progress",
                       "--out", str(tmp / "warm")), env, 1)  # fills the kernel cache
         for kind in kinds:
+            thr = {k: [] for k in cores}
+            thr_loads = {k: [] for k in cores}
+
+            def rest(kind=kind, thr=thr, thr_loads=thr_loads):  # the yield and threads rows, each repeat
+                if kind == "diag-net" and 2 in cores:
+                    pair.append(yield_once(steps[kind], seeds[kind], env))
+                for k in cores:
+                    thr_loads[k].append(os.getloadavg()[0])
+                    thr[k].append(threads_once(kind, k, steps[kind], seeds[kind], env))
+
             results[kind], got = measure(kind, cores, a.repeats, steps[kind], seeds[kind], env, tmp,
-                                         by_hand=kind == "diag-net")
+                                         by_hand=kind == "diag-net", after_repeat=rest)
             hand = hand or got
-            threads[kind] = threads_rows(kind, cores, a.repeats, steps[kind], seeds[kind], env)
+            threads[kind] = [(k, thr[k], f"{np.median(thr_loads[k]):.1f}") for k in cores]
     header = (f"Measured by `python benchmarks/scaling.py`: diag-net {seeds['diag-net']} seeds "
               f"({steps.get('diag-net') or 100001} steps), relu-teacher-student sweep over 4 step sizes x "
               f"{seeds['relu sweep']} seeds ({steps.get('relu sweep') or 14126} steps). Load: the median 1-minute load "
-              f"average before each run; the process counts (and the reference) take turns within each repeat. {machine_line(1)}.")
-    text = table(results, threads, hand, a.repeats, header)
+              f"average before each run; every row takes its turn within each repeat. {machine_line(1)}.")
+    text = table(results, threads, hand, a.repeats, header, pair)
     print(text)
     if a.write_docs:
         write_docs(text, a.docs)

@@ -58,7 +58,7 @@ def in_process(monkeypatch):
 
     def together(commands, env, cwd=None):  # one after the other here
         ts = [run(a, env, cwd) for a in commands]
-        return _proc.Timing(wall=max(t.wall for t in ts), cpu=sum(t.cpu for t in ts), stdout="")
+        return _proc.Timing(wall=max(t.wall for t in ts), cpu=sum(t.cpu for t in ts), stdout="".join(t.stdout for t in ts))
 
     monkeypatch.setattr(_proc, "run_process", run)
     monkeypatch.setattr(_proc, "run_together", together)
@@ -116,6 +116,9 @@ def test_scaling_benchmark(in_process, capsys, tmp_path):
     # the reference: the seeds split by hand over 2 one-process runs
     assert "| 2 + 2 seeds | 2 |" in out
     assert sorted(a[a.index("--first-seed") + 1] for a in seen if "--first-seed" in a) == ["0", "2"]
+    # the training alone: all seeds in one process, then the halves side by side (first seeds 0 and 2)
+    assert "| all seeds in 1 process |" in out and "the second core's yield |" in out and "nothing lost to sharding" in out
+    assert [a[-3:] for a in seen if a[0] == "-c" and "first_seed" in a[1]] == [["30", "4", "0"], ["30", "2", "0"], ["30", "2", "2"]]
 
 
 def test_shard_phases_benchmark(capsys):
