@@ -63,6 +63,8 @@ from _proc import (
 DOCS = ROOT / "docs" / "sweeps.md"
 BEGIN, END = "<!-- benchmark:scaling -->", "<!-- /benchmark:scaling -->"
 RELU_LRS = "0.1,0.13,0.16,0.2"
+# The bundled experiment behind each workload (its config's steps are the default).
+EXPERIMENTS = {"diag-net": "diag-net", "relu sweep": "relu-teacher-student"}
 # Targets: 2 processes on the 64-seed main job; 16 processes (a workstation) on the same job.
 TARGET_2, TARGET_16 = 1.7, 12.0
 
@@ -154,13 +156,19 @@ def measure(kind: str, cores: list[int], reps: int, steps, seeds: int, env, tmp:
     return rows, [(k, split[k], hand[k], f"{np.median(hand_loads[k]):.1f}") for k in split]
 
 
-def yield_once(steps, seeds: int, env) -> tuple[float, float, float]:
+def default_steps(kind: str) -> int:
+    """The steps of the workload's bundled config (what the command runs without --steps)."""
+    from sgdlab import load_experiment
+
+    return load_experiment(EXPERIMENTS[kind]).steps
+
+
+def yield_once(steps: int, seeds: int, env) -> tuple[float, float, float]:
     """What the machine's second core gives the main job's training with nothing serial around it
     (no start-up, files or figure): the training of all ``seeds`` in one process alone, then the
     same seeds split in two halves trained by two processes side by side (the slower half's
     seconds), and the load before. Their ratio is the most any 2-process run of the command
     could gain here."""
-    steps = steps or 100001
     half = [seeds // 2 + seeds % 2, seeds // 2]
     ld = os.getloadavg()[0]
     alone = float(run_process(python("-c", TRAINING, str(steps), str(seeds), "0"), env).stdout)
@@ -169,9 +177,8 @@ def yield_once(steps, seeds: int, env) -> tuple[float, float, float]:
     return alone, max(map(float, both)), ld
 
 
-def threads_once(kind: str, k: int, steps, seeds: int, env) -> Timing:
+def threads_once(kind: str, k: int, steps: int, seeds: int, env) -> Timing:
     """The batched job in one process with torch on ``k`` threads."""
-    steps = steps or (100001 if kind == "diag-net" else 14126)
     return run_process(python("-c", THREADS.format(lrs=RELU_LRS), kind, str(k), str(steps), str(seeds)), env)
 
 
@@ -260,6 +267,7 @@ def main(argv=None):
     kinds = [a.only] if a.only else ["diag-net", "relu sweep"]
     steps = {k: a.steps or ((20001 if k == "diag-net" else 4001) if a.quick else None) for k in kinds}
     seeds = {"diag-net": a.seeds, "relu sweep": max(1, a.seeds // 4)}
+    ran = {k: steps.get(k) or default_steps(k) for k in EXPERIMENTS}  # steps, the configs' where not set
     env = bench_env(1)
     results, threads, hand, pair = {}, {}, [], []
     with tempfile.TemporaryDirectory() as tmpd:
@@ -273,18 +281,18 @@ def main(argv=None):
 
             def rest(kind=kind, thr=thr, thr_loads=thr_loads):  # the yield and threads rows, each repeat
                 if kind == "diag-net" and 2 in cores:
-                    pair.append(yield_once(steps[kind], seeds[kind], env))
+                    pair.append(yield_once(ran[kind], seeds[kind], env))
                 for k in cores:
                     thr_loads[k].append(os.getloadavg()[0])
-                    thr[k].append(threads_once(kind, k, steps[kind], seeds[kind], env))
+                    thr[k].append(threads_once(kind, k, ran[kind], seeds[kind], env))
 
             results[kind], got = measure(kind, cores, a.repeats, steps[kind], seeds[kind], env, tmp,
                                          by_hand=kind == "diag-net", after_repeat=rest)
             hand = hand or got
             threads[kind] = [(k, thr[k], f"{np.median(thr_loads[k]):.1f}") for k in cores]
     header = (f"Measured by `python benchmarks/scaling.py`: diag-net {seeds['diag-net']} seeds "
-              f"({steps.get('diag-net') or 100001} steps), relu-teacher-student sweep over 4 step sizes x "
-              f"{seeds['relu sweep']} seeds ({steps.get('relu sweep') or 14126} steps). Load: the median 1-minute load "
+              f"({ran['diag-net']} steps), relu-teacher-student sweep over 4 step sizes x "
+              f"{seeds['relu sweep']} seeds ({ran['relu sweep']} steps). Load: the median 1-minute load "
               f"average before each run; every row takes its turn within each repeat. {machine_line(1)}.")
     text = table(results, threads, hand, a.repeats, header, pair)
     print(text)

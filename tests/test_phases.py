@@ -326,7 +326,8 @@ def test_window_needs_a_single_optimizer_arm():
 
 
 def test_phase_boundaries_are_dashed_lines_in_the_panels(tmp_path):
-    from sgdlab.plots.panels import draw_metric_panels, phase_boundaries
+    from sgdlab.plots.panel_data import phase_boundaries
+    from sgdlab.plots.panels import draw_metric_panels
 
     cfg = _cfg([RESUME_ARMS[0], ArmConfig("plain", SGD(2), Constant(0.1))], steps=600, points=4)
     res = sgdlab.run(cfg, tmp_path / "r", progress=False, quiet=True)

@@ -11,14 +11,7 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure  # OO API: no pyplot global state, works headless
 
-from sgdlab.plots.panel_data import (  # noqa: F401  (re-exported: a panel figure's inputs)
-    DEFAULT_PANEL_COUNT,
-    PanelFigure,
-    default_panels,
-    metric_styles,
-    panel_figure,
-    phase_boundaries,
-)
+from sgdlab.plots.panel_data import PanelFigure, metric_styles, panel_figure
 from sgdlab.store.runs import RunDir
 
 # Panel titles and log axes come from the metric registry (sgdlab.metrics.registry: a spec's

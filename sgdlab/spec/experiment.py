@@ -243,7 +243,7 @@ class ExperimentConfig:
     fused: bool = True  # use a model's compiled kernel when it has one (same update law, agrees to rounding)
     checkpoint_seconds: float = 30.0  # wall time between checkpoints (and one at the end)
     # metric panels of the main figure; empty = those of train_loss, test_loss, jacobian_rank, l0
-    # that the experiment logs (plots.panels.default_panels)
+    # that the experiment logs (plots.panel_data.default_panels)
     figure: tuple[str, ...] = ()
     extra_figures: tuple[str, ...] = ()  # named figures from sgdlab.plots.FIGURES
     # Save every run's parameters at this many evaluation steps, evenly spaced over the list of

@@ -11,8 +11,8 @@ matter) and it writes the file the caller would have written, byte for byte.
 Started only where it helps and is safe: Linux (fork), at least :data:`MIN_CPUS` usable CPUs,
 torch not yet imported (forking a process whose torch may have started threads is not). Where
 it cannot draw (it died, failed to import matplotlib, drawing raised, or no answer came within
-:data:`DRAW_SECONDS`), the caller draws the figure itself, so the figure is never lost and an error is the caller's own. It dies with the
-caller and ignores Ctrl-C, which the caller handles.
+:data:`DRAW_SECONDS`), the caller draws the figure itself, so the figure is never lost and an
+error is the caller's own. It dies with the caller and ignores Ctrl-C, which the caller handles.
 """
 
 from __future__ import annotations
