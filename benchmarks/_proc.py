@@ -28,8 +28,11 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
 
 
 def bench_env(threads: int = 1, **extra: str) -> dict[str, str]:
-    """The environment of every timed process (both sides of a comparison)."""
+    """The environment of every timed process (both sides of a comparison). Bytecode is cached
+    as Python does by default (a user's second run imports compiled modules), whatever this
+    shell says: PYTHONDONTWRITEBYTECODE would have every process compile sgdlab's sources."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update({k: str(threads) for k in THREAD_VARS})
     env.update(OMP_WAIT_POLICY="PASSIVE", MPLBACKEND="Agg", RAY_USAGE_STATS_ENABLED="0",
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -116,4 +119,4 @@ def machine_line(threads: int) -> str:
         load = "load average n/a"
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, {load}; "
             f"python {platform.python_version()}, numpy {numpy.__version__}; "
-            f"every timed process: {threads} BLAS/OpenMP thread(s), OMP_WAIT_POLICY=PASSIVE")
+            f"every timed process: {threads} BLAS/OpenMP thread(s), OMP_WAIT_POLICY=PASSIVE, bytecode cached")

@@ -237,7 +237,7 @@ def table(results: dict, threads: dict, hand: list, reps: int, header: str, pair
         lines.append(f"Target, 16 processes: >= {TARGET_16:g}x: {s16:.2f}x, {'met' if s16 >= TARGET_16 else 'NOT met'}.")
     else:
         lines.append(f"Target, 16 processes: >= {TARGET_16:g}x: not measured (this machine has fewer cores).")
-    lines.append(f"Medians [min, max] of {reps} processes each; `python benchmarks/scaling.py --write-docs`.")
+    lines.append(f"Medians [min, max] of {reps} repeat(s); `python benchmarks/scaling.py --write-docs`.")
     return "\n".join(lines)
 
 
@@ -253,13 +253,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="20,001 steps (relu: 4,001)")
     ap.add_argument("--steps", type=int, help="override the steps of both workloads")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of every row (the docs' block: >= 5)")
     ap.add_argument("--cores", type=int, help="up to this many processes (default: the machine's cores)")
     ap.add_argument("--seeds", type=int, default=64, help="diag-net seeds (relu: a quarter of it)")
     ap.add_argument("--only", choices=["diag-net", "relu sweep"], help="one workload")
     ap.add_argument("--write-docs", action="store_true", help=f"write the tables into {DOCS.relative_to(ROOT)}")
     ap.add_argument("--docs", type=Path, default=DOCS, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.write_docs and a.docs == DOCS and (a.only or a.steps or a.quick or a.repeats < 5):
+        ap.error(f"--write-docs writes {DOCS.relative_to(ROOT)}: both workloads at their configs' steps, "
+                 f">= 5 repeats (no --only, --steps or --quick)")
     from sgdlab.workflows.cores import physical_cores
 
     top = a.cores or physical_cores()
@@ -290,10 +293,12 @@ def main(argv=None):
                                          by_hand=kind == "diag-net", after_repeat=rest)
             hand = hand or got
             threads[kind] = [(k, thr[k], f"{np.median(thr_loads[k]):.1f}") for k in cores]
-    header = (f"Measured by `python benchmarks/scaling.py`: diag-net {seeds['diag-net']} seeds "
-              f"({ran['diag-net']} steps), relu-teacher-student sweep over 4 step sizes x "
-              f"{seeds['relu sweep']} seeds ({ran['relu sweep']} steps). Load: the median 1-minute load "
-              f"average before each run; every row takes its turn within each repeat. {machine_line(1)}.")
+    said = {"diag-net": f"diag-net {seeds['diag-net']} seeds ({ran['diag-net']} steps)",
+            "relu sweep": (f"relu-teacher-student sweep over 4 step sizes x {seeds['relu sweep']} seeds "
+                           f"({ran['relu sweep']} steps)")}
+    header = (f"Measured by `python benchmarks/scaling.py`: {', '.join(said[k] for k in kinds)}. Load: the "
+              f"median 1-minute load average before each run; every row takes its turn within each repeat. "
+              f"{machine_line(1)}.")
     text = table(results, threads, hand, a.repeats, header, pair)
     print(text)
     if a.write_docs:

@@ -60,3 +60,12 @@ def test_an_unknown_executor_is_one_error_listing_the_registered_ones(tmp_path):
                                   "--out", str(tmp_path / "s")])
     assert r.exit_code == 2 and "condor" in r.output and "inprocess" in r.output and "slurm" in r.output
     assert not (tmp_path / "s").exists()
+
+
+def test_sweep_says_how_it_uses_the_workers():
+    grid = ["sweep", "diag-net", "--grid", "arms.0.schedule.lr=0.1,0.2", "--seeds", "2", "--dry-run"]
+    r = CliRunner().invoke(main, grid + ["--executor", "pool", "--workers", "3"])
+    assert r.exit_code == 0 and "pool of 3 process(es): 1 job(s) at a time, each job's runs spread over up to 3 processes" in r.output
+    r = CliRunner().invoke(main, grid + ["--workers", "3"])  # the in-process executor has no use for them
+    assert r.exit_code == 0 and "warning: --workers is for --executor pool" in r.output
+    assert "warning" not in CliRunner().invoke(main, grid).output  # the default is no request

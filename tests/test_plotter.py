@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from reliability_helpers import TINY_CLI, cli
@@ -50,6 +51,8 @@ def test_the_plotter_writes_the_file_this_process_would(run_dir, tmp_path, monke
         monkeypatch.setattr(panels, "draw_panel_figure", not_here)
         assert plotter.draw(job) == job.out
         assert job.out.read_bytes() == local
+        if sys.platform.startswith("linux"):  # named for top and pgrep
+            assert Path(f"/proc/{plotter.proc.pid}/comm").read_text().strip() == "sgdlab-plotter"
     finally:
         plotter.close()
     assert plotter.conn is None and not plotter.proc.is_alive()

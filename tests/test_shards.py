@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +180,39 @@ def test_a_killed_worker_resumes_to_the_same_bytes(single, tmp_path, monkeypatch
     same_bytes(single / "diag", copy)
 
 
+def test_the_run_says_why_it_uses_fewer_or_more_processes_than_cores(capsys):
+    from sgdlab.workflows.api import _parallelism
+    from sgdlab.workflows.cores import usable_cpus
+
+    eng = Engine(diag())  # 4 SGD arms x 3 seeds in one group, GD alone: at most 6 + 1 pieces
+    par = _parallelism(eng, 1000, quiet=False)
+    said = capsys.readouterr().err
+    assert par.workers == len(split(eng, 1000)) == 7 and f"{eng.n_runs} runs over 7 process(es)" in said
+    assert "7 pieces: no process holds a single run of a group" in said
+    assert ("take turns on them" in said) == (7 > len(usable_cpus()))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process names: Linux prctl")
+def test_workers_are_named_for_top_and_pgrep():
+    from sgdlab.workflows.shards import spread
+
+    eng = Engine(diag())
+    with spread(eng, eng.initial_state(), 3) as (sh, _):
+        names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in sh.pids[1:]]
+    assert names == ["sgdlab-shard-1", "sgdlab-shard-2"]
+
+
+def test_a_dead_worker_is_named_whichever_end_of_its_pipe_notices():
+    from sgdlab.workflows.shards import WorkerDied, spread
+
+    eng = Engine(diag())
+    with pytest.raises(WorkerDied, match="killed by signal 9 at step 7"), \
+            spread(eng, eng.initial_state(), 2) as (sh, _):
+        os.kill(sh.pids[1], signal.SIGKILL)
+        sh.procs[0].join()
+        sh._send_to(7)  # sending to it breaks the pipe before any reply is awaited
+
+
 def test_interrupted_sharded_run_resumes_with_other_worker_counts(single, tmp_path):
     out = tmp_path / "relu"
     with pytest.raises(KeyboardInterrupt):
@@ -252,13 +286,15 @@ def test_default_workers_and_thread_rule():
     assert shares(4, 1) == [4] and shares(4, 3) == [2, 1, 1] and shares(2, 5) == [1, 1]
 
 
-def test_pool_sweep_spreads_its_one_job_over_every_worker(tmp_path):
+def test_pool_sweep_spreads_its_one_job_over_every_worker(tmp_path, capsys):
     axes = [("arms.1.schedule.lr", [0.3, 0.5])]
     base = diag("snapshots=0")
     a = Sweep.create(tmp_path / "a", base, axes)
     a.execute("inprocess", progress=False)
     b = Sweep.create(tmp_path / "b", base, axes)
-    b.execute("pool", workers=2, progress=False)
+    b.execute("pool", workers=2)
+    said = capsys.readouterr()
+    assert "job 0 (1/1): done, its runs over 2 processes" in said.out + said.err
     (job,) = b.index()["jobs"]
     meta = RunDir(tmp_path / "b" / job["dir"]).meta()
     assert meta["workers"] == 2 and len(set(meta["worker_pids"])) == 2 and os.getpid() not in meta["worker_pids"]
@@ -309,8 +345,10 @@ def test_cli_sharded_run_killed_after_a_checkpoint_resumes_byte_identical(tmp_pa
             break
     else:
         pytest.fail("no kill landed before the run finished")
-    if victim == "worker":
-        assert p.returncode == 2 and "worker process" in p.stderr.read()
+    if victim == "worker":  # one line: what died and how to go on; not bad input (exit 3)
+        err = p.stderr.read()
+        assert p.returncode == 3 and "worker process" in err and f"sgdlab run --resume {out}" in err, err
+        assert "interrupted" not in err and "Traceback" not in err, err
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the caller's death takes its worker with it
         try:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK
+
 
 class SgdlabError(Exception):
-    """Base class of every error sgdlab raises on purpose."""
+    """Base class of every error sgdlab raises on purpose. ``exit_code``: the command line's exit
+    code for it (:mod:`sgdlab.core.exit_codes`): bad input, unless a subclass says otherwise."""
+
+    exit_code: int = BAD_INPUT
+
+
+class WorkFailed(SgdlabError):
+    """The command's input was good but its work stopped part-way (a worker process died): what
+    was written stays, resumable (exit code ``FAILED_WORK``)."""
+
+    exit_code = FAILED_WORK
 
 
 class ConfigError(SgdlabError, ValueError):

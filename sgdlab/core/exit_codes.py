@@ -7,7 +7,8 @@ docs/reliability.md and the README's command-line section).
   nothing already written is lost; click's own usage errors exit 2 too;
 * 3 (``FAILED_WORK``): the command ran, but part of its work failed: a sweep with failed jobs, a
   ``compare`` that shows failed or unfinished jobs, a ``window`` that found no stabilizing step
-  size for any seed; what failed is listed on stderr and everything else was written;
+  size for any seed, a run whose worker process died (resumable); what failed is listed on
+  stderr and everything else was written;
 * 130: interrupted (Ctrl-C); resumable.
 """
 

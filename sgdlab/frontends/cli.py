@@ -38,7 +38,8 @@ def error_line(e: BaseException) -> str:
 
 class _Main(click.Group):
     """The error boundary of every command: sgdlab's own errors, file-system errors and bad
-    values print one line (exit 2); ``--debug`` shows the traceback instead."""
+    values print one line (exit 2, or the error's own ``exit_code``); ``--debug`` shows the
+    traceback instead."""
 
     def invoke(self, ctx):
         # MKL (torch's BLAS on x86) otherwise picks code paths by the memory alignment of each row,
@@ -58,7 +59,13 @@ class _Main(click.Group):
             if ctx.params.get("debug"):
                 raise
             click.echo(f"error: {error_line(e)}", err=True)
-            sys.exit(BAD_INPUT)
+            sys.exit(getattr(e, "exit_code", BAD_INPUT))
+
+
+def _given(param: str) -> bool:
+    """Did the user give the current command's option ``param`` (not its default)?"""
+    src = click.get_current_context().get_parameter_source(param)
+    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _failed_work(what: str, items: list[str]) -> None:
@@ -355,6 +362,10 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
 
     executor = executor or ("ray" if (use_ray or address) else "inprocess")
     EXECUTORS.get(executor)  # an unknown name fails before anything is planned, listing the valid ones
+    if executor in ("inprocess", "slurm") and _given("workers"):
+        click.echo(f"warning: --workers is for --executor pool (processes) and ray (CPUs); {executor} "
+                   + ("runs one job after the other in this process" if executor == "inprocess"
+                      else "tasks take --cpus each"), err=True)
     slurm_table = None
     if resume:
         if experiment or grids or sets or sweep_file or imports:
@@ -394,6 +405,12 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
                 click.echo("\n".join(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
                                       f"points: {'; '.join(members[j.id])}" for j in jobs))
                 click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
+                if executor == "pool":
+                    from sgdlab.workflows.executors import shares
+
+                    per = shares(workers, len(jobs))
+                    click.echo(f"pool of {workers} process(es): {len(per)} job(s) at a time" +
+                               (f", each job's runs spread over up to {max(per)} processes" if max(per) > 1 else ""))
                 return
             out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))

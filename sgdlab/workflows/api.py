@@ -193,13 +193,20 @@ def _interrupted(rd: RunDir | None, state: TrainState) -> None:
 
 def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
     """Processes and threads of this run (sgdlab.workflows.cores), said in one line when more than one."""
-    from sgdlab.workflows.cores import choose
+    from sgdlab.workflows.cores import choose, usable_cpus
 
     par = choose(eng.cfg, eng.n_runs, workers, torch.get_num_threads(), invariant=eng.batch_invariant)
     if par.workers > 1:  # the pieces the runs actually form (sgdlab.workflows.shards.split)
         from sgdlab.workflows.shards import split
 
-        par = dataclasses.replace(par, workers=len(split(eng, par.workers)))
+        pieces = len(split(eng, par.workers))
+        why = par.reason
+        if pieces < par.workers:
+            why += (f"; {pieces} pieces: no process holds a single run of a group (a batch of one may "
+                    f"take another code path)")
+        if pieces > (cpus := len(usable_cpus())):
+            why += f"; more processes than the {cpus} usable CPU(s): they take turns on them"
+        par = dataclasses.replace(par, workers=pieces, reason=why)
     if not quiet and (par.workers > 1 or workers is None or (workers or 1) > par.workers):
         print(f"{eng.cfg.name}: {eng.n_runs} runs over {par.workers} process(es), {par.threads} thread(s) each "
               f"({par.reason})", file=sys.stderr)
@@ -210,7 +217,7 @@ def _spread(eng: Engine, rd: RunDir | None, state: TrainState, par: Parallelism,
     """``execute(engine, state)`` with the runs spread over ``par.workers`` processes and torch on
     ``par.threads`` threads; returns the final state (whole). Records the processes in meta.json."""
     from sgdlab.workflows.cores import torch_threads
-    from sgdlab.workflows.shards import WorkerError, spread, whole
+    from sgdlab.workflows.shards import WorkerDied, spread, whole
 
     fds = (rd.lock.fd,) if rd is not None and rd.lock is not None and rd.lock.fd is not None else ()
     with torch_threads(par.threads), spread(eng, state, par.workers, fds, kill_at) as (xeng, xstate):
@@ -218,9 +225,14 @@ def _spread(eng: Engine, rd: RunDir | None, state: TrainState, par: Parallelism,
             rd.update_meta(workers=len(xeng.pids), worker_pids=xeng.pids)
         try:
             execute(xeng, xstate)
-        except (KeyboardInterrupt, WorkerError):
+        except KeyboardInterrupt:
             _interrupted(rd, xstate)
             raise
+        except WorkerDied as e:  # one line: what died, and how to go on
+            if rd is None:
+                raise
+            raise WorkerDied(f"{e}; the run directory keeps its last checkpoint, from which it resumes "
+                             f"(sgdlab run --resume {rd.path})") from None
         if rd is not None and xeng is not eng:
             rd.update_meta(rebalanced=xeng.rebalanced)
         return whole(xstate)

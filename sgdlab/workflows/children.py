@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "name_process"]
 
 # Seconds between checks of the parent's liveness in a child.
 WATCHDOG_SECONDS = 0.5
-# Linux prctl option: signal a child when its parent dies.
+# Linux prctl options: signal a child when its parent dies; name the calling thread (the main
+# thread's name is what top, `ps -o comm` and pgrep show of the process; at most 15 bytes).
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+NAME_BYTES = 15
+
+
+def name_process(name: str) -> None:
+    """Name this process (its main thread) ``name`` for top and pgrep, where Linux allows it
+    (longer names are cut to :data:`NAME_BYTES`); elsewhere nothing changes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:NAME_BYTES], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def die_with_parent(parent: int) -> None:

@@ -138,7 +138,7 @@ def _probe_products() -> str | None:
 class Parallelism:
     """Processes and threads per process of one experiment, and why (one line for the user)."""
 
-    workers: int  # processes, each a shard of the runs (1: today's single process)
+    workers: int  # processes, each a shard of the runs (1: one process)
     threads: int  # torch intra-op threads per process
     reason: str
 

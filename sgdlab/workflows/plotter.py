@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sgdlab.workflows.children import die_with_parent
+from sgdlab.workflows.children import die_with_parent, name_process
 from sgdlab.workflows.cores import usable_cpus
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ def _serve(conn, parent: int) -> None:
     """The plotter process: import the drawing code, then draw each job sent until "stop"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     die_with_parent(parent)
+    name_process("sgdlab-plotter")
     try:  # the import this process is for, made while the caller starts
         from sgdlab.plots import panels
     except Exception:  # noqa: BLE001  (the caller draws, and meets the same error as its own)

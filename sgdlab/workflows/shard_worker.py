@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import multiprocessing as mp
 import os
 import signal
 import time
@@ -30,14 +31,19 @@ import numpy as np
 import torch
 
 from sgdlab.core.config import from_dict
-from sgdlab.core.errors import SgdlabError
+from sgdlab.core.errors import SgdlabError, WorkFailed
 from sgdlab.engine.train import Engine, TrainState
 from sgdlab.spec.experiment import ExperimentConfig
-from sgdlab.workflows.children import die_with_parent
+from sgdlab.workflows.children import die_with_parent, name_process
 
 
 class WorkerError(SgdlabError):
     """A worker process of a sharded run died or failed."""
+
+
+class WorkerDied(WorkerError, WorkFailed):
+    """A worker process died (killed, out of memory): the run stops where its last checkpoint is,
+    resumable (not bad input: exit code 3)."""
 
 
 def to_numpy(d: dict) -> dict:
@@ -92,6 +98,7 @@ def serve(conn, source, only, parent: int, close_fds: tuple[int, ...], window: i
     spawned: :func:`rebuild`), then answer the caller's messages (module doc) until "stop"."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     die_with_parent(parent)
+    name_process(mp.current_process().name)  # sgdlab-shard-K, as top and pgrep show it
     for fd in close_fds:  # the caller's directory lock: only the caller may hold it
         with contextlib.suppress(OSError):
             os.close(fd)

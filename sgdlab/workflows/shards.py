@@ -65,9 +65,15 @@ from sgdlab.workflows.shard_pieces import (
     split,
     state_bytes,
 )
-from sgdlab.workflows.shard_worker import WorkerError, serve, state_message, to_torch
+from sgdlab.workflows.shard_worker import (
+    WorkerDied,
+    WorkerError,
+    serve,
+    state_message,
+    to_torch,
+)
 
-__all__ = ["AHEAD_STEPS", "ShardedEngine", "ShardedState", "WorkerError", "slice_state", "split", "spread", "whole"]
+__all__ = ["AHEAD_STEPS", "ShardedEngine", "ShardedState", "WorkerDied", "WorkerError", "slice_state", "split", "spread", "whole"]
 
 # Seconds a worker gets to exit after "stop" before it is killed.
 JOIN_SECONDS = 5.0
@@ -194,18 +200,27 @@ class ShardedEngine:
         return _Busy(len(self.parts), len(self.eng.all_groups), step)
 
     # ----------------------------------------------------------------- messages
+    def _died(self, i: int, step) -> WorkerDied:
+        """The error saying that worker ``i``, whose pipe broke, died (and how) at ``step``."""
+        proc = self.procs[i]
+        proc.join(JOIN_SECONDS)
+        code = proc.exitcode
+        how = (f"killed by signal {-code}" if code is not None and code < 0 else
+               f"exited with status {code}" if code is not None else "stopped answering")
+        return WorkerDied(f"worker process {proc.pid} ({len(self.parts[i + 1])} runs) {how} at step {step}")
+
+    def _send(self, i: int, msg: tuple, step) -> None:
+        try:
+            self.conns[i].send(msg)
+        except OSError:  # a broken pipe: the worker is gone (sending may notice before receiving)
+            raise self._died(i, step) from None
+
     def _recv(self, i: int, step) -> tuple:
         t0 = time.perf_counter()
         try:
             msg = self.conns[i].recv()
         except (EOFError, OSError):
-            proc = self.procs[i]
-            proc.join(JOIN_SECONDS)
-            code = proc.exitcode
-            how = (f"killed by signal {-code}" if code is not None and code < 0 else
-                   f"exited with status {code}" if code is not None else "stopped answering")
-            raise WorkerError(f"worker process {proc.pid} ({len(self.parts[i + 1])} runs) {how} at step {step}; "
-                              f"the run directory keeps its last checkpoint") from None
+            raise self._died(i, step) from None
         finally:
             self.busy.waited += time.perf_counter() - t0
         if msg[0] == "error":
@@ -229,14 +244,14 @@ class ShardedEngine:
     def _give(self, state: TrainState) -> None:
         """Give each worker its piece (``parts[1:]``) from the whole ``state``."""
         for i, part in enumerate(self.parts[1:]):
-            self.conns[i].send(state_message(slice_state(self.eng, mask(self.eng, part), state), part))
+            self._send(i, state_message(slice_state(self.eng, mask(self.eng, part), state), part), state.step)
         for i in range(len(self.conns)):
             self._reply(i, "ok", state.step)
 
     def gather(self, s: ShardedState) -> TrainState:
         if s.step not in self.pushed:
-            for c in self.conns:
-                c.send(("get", s.step))
+            for i in range(len(self.conns)):
+                self._send(i, ("get", s.step), s.step)
         got = [(self.local_state.params, self.local_state.opt_state)]
         for i in range(len(self.conns)):
             _, _, params, opt = self._reply(i, "state", s.step)
@@ -260,8 +275,8 @@ class ShardedEngine:
         """Send every worker step ``t``; ``push``: it sends its state of ``t`` unasked too."""
         if push:
             self.pushed.add(t)
-        for c in self.conns:
-            c.send(("to", t, push))
+        for i in range(len(self.conns)):
+            self._send(i, ("to", t, push), t)
 
     # ----------------------------------------------------------------- stepping
     def _advance_and_evaluate(self, t: int) -> dict[str, np.ndarray]:

@@ -80,15 +80,18 @@ class Sweep(SweepDir):
         def record(job_id: int, res: dict):
             results[job_id] = res
             index = self.index()
+            spread = ""
             for j in index["jobs"]:
                 if j["id"] == job_id:
                     j["status"] = res["status"]
                     j.pop("error", None)
                     if "error" in res:
                         j["error"] = res["error"]
+                    if (k := _processes(self.path / j["dir"])) > 1:
+                        spread = f", its runs over {k} processes"
             self._write(index)
             if progress:
-                bar.finished(job_id, f"job {job_id} ({len(results)}/{len(todo)}): {res['status']}"
+                bar.finished(job_id, f"job {job_id} ({len(results)}/{len(todo)}): {res['status']}{spread}"
                              + (f" ({res['error']})" if "error" in res else ""))
 
         args = [(j["config"], str(self.path / j["dir"])) for j in todo]
@@ -98,3 +101,14 @@ class Sweep(SweepDir):
         finally:
             bar.close()
         return results
+
+
+def _processes(job_dir: Path) -> int:
+    """The processes a job's runs were spread over, as its meta.json records them (1 if it
+    records none, or cannot be read)."""
+    import json
+
+    try:
+        return int(json.loads((job_dir / "meta.json").read_text()).get("workers", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
