@@ -18,8 +18,8 @@ processes started together (k run directories, k figures), which shows what this
 cores give independent processes (shared caches, memory and clock) apart from what sharding
 costs. Then the second core's yield: the main job's training alone (``Engine.run``, timed after
 the engine is built and its kernels loaded), all seeds in one process against half of them in
-each of two processes side by side; with nothing serial around it, this is the most any
-2-process run of the command could gain on this machine. Then the threads rows: the same
+each of two processes side by side: what this machine's second core gives that training with
+nothing serial around it. Then the threads rows: the same
 batched job in one process (``sgdlab.engine.train.train``, no files) with torch on 1, 2, ...
 threads (the rule of ``sgdlab.workflows.cores``: threads stay off where they do not help).
 Every row takes its turn within each repeat, so a drift of the machine's speed over minutes
@@ -202,16 +202,11 @@ def table(results: dict, threads: dict, hand: list, reps: int, header: str, pair
                          f"{base / med(ts, 'wall'):.2f}x | {sharded / med(ts, 'wall'):.2f} | {ld} |")
     if pair and diag:
         alone, side, lds = (np.array([p[i] for p in pair]) for i in (0, 1, 2))
-        # the same repeat's 1-process command: its serial part is its wall time less its training
-        one = np.array([t.wall for t in diag[0][1]])
-        best = one - alone + side
         lines += ["", ("| the main job's training alone (no start-up, files or figure) | seconds | "
                        "speed-up against the first row | load |"), "|---|---|---|---|",
                   f"| all seeds in 1 process | {median_range(alone)} | | {np.median(lds):.1f} |",
                   (f"| half the seeds in each of 2 processes side by side (the slower): the second core's yield | "
-                   f"{median_range(side)} | {median_range(alone / side)}x | |"),
-                  (f"| the 1-process command with that training instead of its own: 2 processes with nothing "
-                   f"lost to sharding | {median_range(best)} | {median_range(one / best)}x (of the command) | |")]
+                   f"{median_range(side)} | {median_range(alone / side)}x | |")]
     lines += ["", "| batched job in one process | torch threads | wall s | CPU s | wall vs 1 thread | load |",
               "|---|---|---|---|---|---|"]
     for kind, rows in threads.items():

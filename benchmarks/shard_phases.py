@@ -17,6 +17,7 @@ speed-up that ``benchmarks/scaling.py`` measures (docs/sweeps.md).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -99,13 +100,24 @@ def serving(*a, **k):
         print("COMPUTE " + json.dumps(compute["seconds"]), flush=True)
 shards.serve = serving
 waited = []
+# per stretch between two cuts of the pieces: its wall seconds, the sgdlab process's advancing and
+# evaluating, its other work (writing the rows), the slowest worker's advancing and evaluating;
+# and the seconds the cuts themselves took
+periods, recut = [], [0.0]
 run = shards.ShardedEngine.run
 def running(self, *a, **k):
     total = [0.0]
     rebalance = self._rebalance
     def counted(state):
-        total[0] += self.busy.waited
-        return rebalance(state)
+        b = self.busy
+        total[0] += b.waited
+        wall = time.perf_counter() - b.since
+        periods.append([wall, b.seconds[0], wall - b.waited - b.seconds[0], max(b.seconds[1:])])
+        t0 = time.perf_counter()
+        try:
+            return rebalance(state)
+        finally:
+            recut[0] += time.perf_counter() - t0
     self._rebalance = counted
     try:
         return run(self, *a, **k)
@@ -118,7 +130,7 @@ except SystemExit:
     pass
 stamps["end"] = time.monotonic()
 print("PHASES " + json.dumps({"stamps": stamps, "waited": waited[-1] if waited else 0.0,
-                              "compute": compute["seconds"]}))
+                              "compute": compute["seconds"], "periods": periods, "recut": recut[0]}))
 import gc
 gc.freeze()  # as the sgdlab command does at exit (sgdlab.__main__.entry)
 """
@@ -135,9 +147,11 @@ def phases(stamps: dict, started: float) -> dict[str, float]:
     }
 
 
-def one(workers: int, steps: int | None, plotter: bool = True) -> tuple[dict[str, float], float, float, float]:
-    """One run's phases, the seconds the caller waited on its workers, the whole wall time, and
-    the seconds of advancing and evaluating after the first 2 steps summed over the processes."""
+def one(workers: int, steps: int | None, plotter: bool = True) -> tuple[dict[str, float], float, float, float, dict]:
+    """One run's phases, the seconds the caller waited on its workers, the whole wall time, the
+    seconds of advancing and evaluating after the first 2 steps summed over the processes, and
+    the stretches between cuts of the pieces (``periods``: wall, the caller's compute, its
+    writing, the slowest worker's compute; ``recut``: seconds the cuts took)."""
     import time
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +166,7 @@ def one(workers: int, steps: int | None, plotter: bool = True) -> tuple[dict[str
     ph = phases(got["stamps"], t0)
     ph["summary, table, exit"] = wall - sum(v for k, v in ph.items() if k != "summary, table, exit")
     workers_compute = [json.loads(ln[len("COMPUTE "):]) for ln in out.stdout.splitlines() if ln.startswith("COMPUTE ")]
-    return ph, got["waited"], wall, got["compute"] + sum(workers_compute)
+    return ph, got["waited"], wall, got["compute"] + sum(workers_compute), got
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,8 +189,30 @@ def main(argv: list[str] | None = None) -> None:
           f"{median_range([r[1] for r in got[2]])} s")
     print(f"advancing and evaluating after the first 2 evaluation steps, summed over the processes: "
           f"{median_range([r[3] for r in got[1]])} s on 1 process, {median_range([r[3] for r in got[2]])} s on 2")
+    print(balance([r[4] for r in got[2]]))
     print(f"load average after: {os.getloadavg()[0]:.1f}\n")
     print(bounds([r[0] for r in got[1]], [r[2] for r in got[1]]))
+
+
+def balance(runs: list[dict]) -> str:
+    """How the 2-process runs' pieces kept level between cuts: per stretch, the sgdlab process's
+    work (its piece and its writing) less the worker's, as a share of the stretch's wall time;
+    and how often that imbalance changed sign from one stretch to the next (a cut that misses by
+    a bias keeps its sign; the cores' speed changing under the pieces flips it about half the
+    time)."""
+    shares, flips, pairs, cuts, secs = [], 0, 0, [], []
+    for r in runs:
+        net = [(p[1] + p[2] - p[3]) / p[0] for p in r["periods"][1:]]  # the first holds the set-up
+        shares += [abs(x) for x in net]
+        flips += sum(a * b < 0 for a, b in itertools.pairwise(net))
+        pairs += max(0, len(net) - 1)
+        cuts.append(len(r["periods"]))
+        secs.append(r["recut"])
+    if not shares:
+        return "the pieces were never cut again (no stretch to compare)"
+    return (f"cuts of the pieces per 2-process run: {median_range(cuts, '.0f')}, taking {median_range(secs)} s in all; "
+            f"between cuts, |the sgdlab process's work - the worker's| / the stretch: "
+            f"{median_range(np.array(shares) * 100, '.1f')} %, its sign flipping in {flips} of {pairs} consecutive stretches")
 
 
 def bounds(ph: list[dict[str, float]], wall: list[float]) -> str:
