@@ -69,3 +69,10 @@ def test_sweep_says_how_it_uses_the_workers():
     r = CliRunner().invoke(main, grid + ["--workers", "3"])  # the in-process executor has no use for them
     assert r.exit_code == 0 and "warning: --workers is for --executor pool" in r.output
     assert "warning" not in CliRunner().invoke(main, grid).output  # the default is no request
+
+
+@pytest.mark.parametrize("opt", [["--threads", "2"], ["--debug"]])
+def test_a_group_option_after_the_command_says_where_it_goes(opt):
+    r = CliRunner().invoke(main, ["run", "diag-net", *opt, "--dry-run"])
+    assert r.exit_code == 2 and f"{opt[0]} is an option of sgdlab itself, given before the command: sgdlab {opt[0]}" in r.output
+    assert "Did you mean" not in r.output

@@ -36,6 +36,10 @@ def error_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
+# The options of the ``sgdlab`` group itself (what follows the name in the hint: a value or none).
+GROUP_OPTIONS = {"--threads": " N", "--debug": ""}
+
+
 class _Main(click.Group):
     """The error boundary of every command: sgdlab's own errors, file-system errors and bad
     values print one line (exit 2, or the error's own ``exit_code``); ``--debug`` shows the
@@ -51,6 +55,12 @@ class _Main(click.Group):
         os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as e:
+            if e.option_name in GROUP_OPTIONS:  # given after the command: say where it goes
+                e.message = (f"{e.option_name} is an option of sgdlab itself, given before the command: "
+                             f"sgdlab {e.option_name}{GROUP_OPTIONS[e.option_name]} {ctx.invoked_subcommand} ...")
+                e.possibilities = []
+            raise
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
