@@ -194,7 +194,7 @@ def test_sweep_file_grid_axes_are_checked_at_dry_run_and_run(tmp_path, grid, nee
 
 
 def test_an_error_from_outside_sgdlabs_checks_is_not_a_bare_library_text():
-    from sgdlab.frontends.cli import error_line
+    from sgdlab.frontends.cli_common import error_line
 
     line = error_line(ValueError("array must not contain infs or NaNs"))
     assert line.startswith("ValueError: array must not contain infs or NaNs") and "--debug" in line

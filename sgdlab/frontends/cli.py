@@ -6,7 +6,6 @@ ExperimentConfig (steps, seeds, ...) also get typed flags generated from the dat
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import sys
@@ -19,22 +18,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
-from sgdlab.core.errors import ConfigError, SgdlabDeprecationWarning, SgdlabError
+from sgdlab.core.errors import SgdlabDeprecationWarning, SgdlabError
 from sgdlab.core.exit_codes import BAD_INPUT, FAILED_WORK, INTERRUPTED
+from sgdlab.frontends.cli_common import (
+    check_csv,
+    error_line,
+    failed_work,
+    imports_option,
+    load,
+    trust_option,
+)
+from sgdlab.frontends.cli_sweep import sweep_cmd
 from sgdlab.frontends.flags import typed_flags
-
-
-def error_line(e: BaseException) -> str:
-    """One line saying what is wrong (and, for file errors, where)."""
-    if isinstance(e, OSError) and not isinstance(e, SgdlabError) and e.strerror:
-        where = f": {e.filename!r}" if e.filename else ""
-        return f"{e.strerror}{where}"
-    text = " ".join(str(e).split())
-    if not isinstance(e, SgdlabError):  # a library's bare text ("array must not contain infs or NaNs") says too little
-        return (f"{type(e).__name__}: {text or '(no message)'} (raised outside sgdlab's input checks; "
-                f"--debug shows where)")
-    return text or type(e).__name__
-
 
 # The options of the ``sgdlab`` group itself (what follows the name in the hint: a value or none).
 GROUP_OPTIONS = {"--threads": " N", "--debug": ""}
@@ -70,46 +65,6 @@ class _Main(click.Group):
                 raise
             click.echo(f"error: {error_line(e)}", err=True)
             sys.exit(getattr(e, "exit_code", BAD_INPUT))
-
-
-def _given(param: str) -> bool:
-    """Did the user give the current command's option ``param`` (not its default)?"""
-    src = click.get_current_context().get_parameter_source(param)
-    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
-def _failed_work(what: str, items: list[str]) -> None:
-    """Exit FAILED_WORK (3) after listing on stderr what failed (everything else was written)."""
-    click.echo(f"failed: {what}", err=True)
-    for line in items:
-        click.echo(f"  {line}", err=True)
-    sys.exit(FAILED_WORK)
-
-
-def _imports_option(fn):
-    return click.option("--import", "imports", multiple=True, metavar="MODULE",
-                        help="a module name or ./file.py to import first: it registers your own kinds "
-                             "(repeatable; recorded in the config as `imports`)")(fn)
-
-
-def _trust_option(fn):
-    return click.option("--trust-imports", is_flag=True,
-                        help="import the Python modules a run or sweep directory names even if they are not "
-                             "yours (a directory from elsewhere is code, not data; see docs/reliability.md)")(fn)
-
-
-def _load(experiment, imports, sets=()):
-    """The experiment with ``--import`` modules imported first and recorded in ``imports``, then
-    ``sets`` applied."""
-
-    from sgdlab.core.plugins import import_modules
-    from sgdlab.spec import catalog
-
-    given = import_modules(list(imports), "--import") if imports else ()
-    cfg = catalog.load_experiment(experiment)
-    if given:
-        cfg = dataclasses.replace(cfg, imports=tuple(dict.fromkeys(given + cfg.imports)))
-    return catalog.override(cfg, list(sets)) if sets else cfg
 
 
 def _one_line_deprecations() -> None:
@@ -159,8 +114,8 @@ def main(threads, debug):
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="processes the runs are spread over, same results as 1 [default: one per physical core, "
                    "capped by the runs; 1 for deep nets and GPU runs]")
-@_imports_option
-@_trust_option
+@imports_option
+@trust_option
 @typed_flags
 def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, progress, dry_run, workers, imports,
             trust_imports, **typed):
@@ -186,7 +141,7 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
 
         raise click.UsageError(f"name an experiment: one of {', '.join(list_experiments())}")
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
-    cfg = _load(experiment, imports, list(sets) + extra)  # a bad config is refused before torch is imported
+    cfg = load(experiment, imports, list(sets) + extra)  # a bad config is refused before torch is imported
     if dry_run:
         from sgdlab.workflows import api
 
@@ -210,7 +165,7 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
 @click.argument("run_dir", type=click.Path())
 @click.option("--metric", "-m", "metrics", multiple=True,
               help="panels to draw into their own file (default: the config's figure and extra figures)")
-@_trust_option
+@trust_option
 def plot_cmd(run_dir, metrics, trust_imports):
     """Redraw the figures of RUN_DIR (a run or a sweep directory) from disk."""
     from sgdlab.plots import plot_run
@@ -226,14 +181,6 @@ def plot_cmd(run_dir, metrics, trust_imports):
         click.echo(str(p))
 
 
-def _check_csv(csv_out) -> None:
-    """Before any work: the directory of ``--csv`` exists (created if needed) and is writable."""
-    if csv_out:
-        from sgdlab.store.files import ensure_writable_dir
-
-        ensure_writable_dir(Path(csv_out).parent, "directory of --csv")
-
-
 @main.command("summary")
 @click.argument("run_dir", type=click.Path())
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="also export the rows (.csv or .parquet)")
@@ -243,7 +190,7 @@ def summary_cmd(run_dir, csv_out):
     from sgdlab.store.summary import format_table, table_columns
     from sgdlab.workflows.sweep import INDEX
 
-    _check_csv(csv_out)
+    check_csv(csv_out)
     if (Path(run_dir) / INDEX).exists() or csv_out:
         from sgdlab.workflows.compare import export, format_rows, rows_of
 
@@ -276,7 +223,7 @@ def list_cmd():
 @click.argument("family", required=False, metavar="[FAMILY]")
 @click.option("--for", "experiment", metavar="EXPERIMENT",
               help="metric: list exactly the metrics this experiment can log (builds its data and model)")
-@_imports_option
+@imports_option
 def kinds_cmd(family, experiment, imports):
     """List every registered kind (data, model, optimizer, schedule, metric, figure, executor) with its
     keys, types, defaults and a one-line description; your own kinds too after --import."""
@@ -289,7 +236,7 @@ def kinds_cmd(family, experiment, imports):
     if experiment:
         if family not in (None, "metric"):
             raise click.UsageError("--for applies to the metric family")
-        cfg = _load(experiment, imports)
+        cfg = load(experiment, imports)
         family = "metric"
     click.echo(format_kinds(describe(family, cfg)))
 
@@ -298,13 +245,13 @@ def kinds_cmd(family, experiment, imports):
 @click.argument("experiment")
 @click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--keys", is_flag=True, help="list every settable key of this experiment with its type and value")
-@_imports_option
+@imports_option
 def show_cmd(experiment, sets, keys, imports):
     """Print the resolved config of EXPERIMENT as TOML (save it, edit it, run it)."""
     from sgdlab.core.config import dump_toml, flat_items
     from sgdlab.frontends.kinds import type_text, value_text
 
-    cfg = _load(experiment, imports, sets)
+    cfg = load(experiment, imports, sets)
     if keys:
         items = flat_items(cfg)
         width = max(len(k) for k, _, _ in items)
@@ -317,137 +264,6 @@ def show_cmd(experiment, sets, keys, imports):
                    "arms.N.optimizer and arms.N.schedule")
         return
     click.echo(dump_toml(cfg), nl=False)
-
-
-@contextlib.contextmanager
-def _naming_file(path, what: str):
-    """Re-raise a ConfigError that does not name ``path`` prefixed with it (a value the file set
-    fails deep inside a config: the user must learn which file it came from)."""
-    try:
-        yield
-    except ConfigError as e:
-        if path is None or repr(str(path)) in str(e):
-            raise
-        raise ConfigError(f"{what} {str(path)!r}: {e}") from e
-
-
-@main.command("sweep")
-@click.argument("experiment", required=False)
-@click.option("--grid", "-g", "grids", multiple=True, metavar="KEY=V1,V2,...",
-              help="an axis: values, or linspace/logspace/uniform/loguniform(lo, hi, n[, seed]) (repeatable)")
-@click.option("--set", "-s", "sets", multiple=True, metavar="KEY=VALUE", help="override for every point")
-@click.option("--seeds", type=click.IntRange(min=1), help="seeds per arm (shortcut for --set seeds=N)")
-@click.option("--steps", type=click.IntRange(min=1), help="steps of every run (shortcut for --set steps=N)")
-@click.option("--file", "sweep_file", type=click.Path(dir_okay=False),
-              help="sweep TOML: experiment, seeds, steps, set = [...], [grid] key = [values] or 'logspace(...)'")
-@click.option("--out", "-o", type=click.Path(file_okay=False), help="sweep directory (default sweeps/NAME-TIME)")
-@click.option("--resume", type=click.Path(), help="re-run only the unfinished jobs of a sweep")
-@click.option("--executor", default=None, metavar="NAME",
-              help="where jobs run: inprocess (default), pool, ray (implied by --ray/--address), slurm (one "
-                   "array job), or one registered with sgdlab.register_executor")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="processes / Ray CPUs (pool: jobs side by side; with fewer jobs than workers each job's runs "
-                   "are spread over the rest)")
-@click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
-@click.option("--address", help="join an existing Ray cluster at this address")
-@click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
-@click.option("--partition", help="slurm: partition of the array job")
-@click.option("--time", "time_min", type=click.IntRange(min=1),
-              help="slurm: wall-clock minutes per job (requeued and resumed at the limit)")
-@click.option("--cpus", type=click.IntRange(min=1),
-              help="slurm: CPUs per job (deep nets: torch threads; toy models: one process each over the job's runs)")
-@click.option("--gpus", type=click.IntRange(min=0), help="slurm: GPUs per job (default: 1 if the config's device is cuda)")
-@click.option("--mem", type=click.FloatRange(min=0), help="slurm: GB of memory per job")
-@_imports_option
-@_trust_option
-def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, executor, workers, use_ray, address,
-              dry_run, partition, time_min, cpus, gpus, mem, imports, trust_imports):
-    """Run EXPERIMENT over a grid (--grid, --file, or the experiment's own sweep_grid); compatible
-    points are batched into one job."""
-    import time
-
-    from sgdlab.workflows.compare import format_rows, rows_of
-    from sgdlab.workflows.sweep import EXECUTORS, Sweep, parse_axis, parse_values, plan
-    from sgdlab.workflows.sweep_file import read_sweep_file
-
-    executor = executor or ("ray" if (use_ray or address) else "inprocess")
-    EXECUTORS.get(executor)  # an unknown name fails before anything is planned, listing the valid ones
-    if executor in ("inprocess", "slurm") and _given("workers"):
-        click.echo(f"warning: --workers is for --executor pool (processes) and ray (CPUs); {executor} "
-                   + ("runs one job after the other in this process" if executor == "inprocess"
-                      else "tasks take --cpus each"), err=True)
-    slurm_table = None
-    if resume:
-        if experiment or grids or sets or sweep_file or imports:
-            raise click.UsageError("--resume takes only the sweep directory: the plan is read from it")
-        sw = Sweep(resume)
-        sw.index()
-    else:
-        axes = [parse_axis(g) for g in grids]
-        sets = list(sets)
-        with _naming_file(sweep_file, "sweep file"):  # every error about what the file sets names it
-            if sweep_file:
-                spec = read_sweep_file(sweep_file)
-                slurm_table = spec.get("slurm")
-                experiment = experiment or spec.get("experiment")
-                seeds = seeds or spec.get("seeds")
-                steps = steps or spec.get("steps")
-                sets = [str(x) for x in spec.get("set", [])] + sets
-                for k, v in spec.get("grid", {}).items():
-                    axes.append((k, parse_values(v) if isinstance(v, str) else list(v)))
-            if sweep_file and not (experiment and axes):
-                missing = ("no experiment: add experiment = \"NAME\" or name it on the command line" if not experiment
-                           else "no [grid] axis: add one, or give --grid")
-                raise ConfigError(f"sweep file {sweep_file!r}: {missing}")
-            if not experiment:
-                raise click.UsageError("name an experiment (or give --file with experiment = ...)")
-            sets += [f"seeds={seeds}"] * bool(seeds) + [f"steps={steps}"] * bool(steps)
-            base = _load(experiment, imports)
-            if not axes:  # the grid the experiment names for itself, if any
-                axes = [parse_axis(g) for g in base.sweep_grid]
-            if not axes:
-                raise click.UsageError("give at least one --grid KEY=V1,V2,... (this experiment names no sweep_grid)")
-            if dry_run:
-                points, jobs = plan(base, axes, tuple(sets))
-                members: dict[int, list[str]] = {}
-                for p in points:
-                    members.setdefault(p.job, []).append(p.label)
-                click.echo("\n".join(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
-                                      f"points: {'; '.join(members[j.id])}" for j in jobs))
-                click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
-                if executor == "pool":
-                    from sgdlab.workflows.executors import shares
-
-                    per = shares(workers, len(jobs))
-                    click.echo(f"pool of {workers} process(es): {len(per)} job(s) at a time" +
-                               (f", each job's runs spread over up to {max(per)} processes" if max(per) > 1 else ""))
-                return
-            out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
-    slurm = None
-    if executor == "slurm":
-        from sgdlab.workflows.slurm import resolve_options
-
-        slurm = resolve_options(sw.path, {"partition": partition, "time": time_min, "cpus": cpus, "gpus": gpus,
-                                          "mem": mem}, slurm_table)
-    sw.execute(executor, workers=workers, address=address, slurm=slurm, trust_imports=trust_imports)
-    click.echo(format_rows(rows_of(sw.path)))
-    from sgdlab.plots.sweep import plot_sweep
-
-    for p in plot_sweep(sw.path):
-        click.echo(str(p))
-    index = sw.index()
-    failed = [j for j in index["jobs"] if j["status"] == "failed"]
-    click.echo(f"sweep directory: {sw.path}" + (f" ({len(failed)} job(s) failed; see index.json)" if failed else ""))
-    if failed:
-        _failed_work(f"{len(failed)} of {len(index['jobs'])} job(s) of the sweep (exit code {FAILED_WORK})",
-                     [_job_line(index, j) for j in failed])
-
-
-def _job_line(index: dict, job: dict) -> str:
-    """``job N (points: ...): error`` of a failed or unfinished sweep job."""
-    labels = [", ".join(f"{k}={v}" for k, v in p["values"].items()) for p in index["points"] if p["job"] == job["id"]]
-    return f"job {job['id']} ({job['dir']}; points: {'; '.join(labels)}): {job.get('error') or job['status']}"
 
 
 @main.command("export")
@@ -469,14 +285,14 @@ def compare_cmd(dirs, csv_out, metrics):
     """One table across run and sweep directories (medians and IQR over seeds)."""
     from sgdlab.workflows.compare import export, format_rows, rows_of
 
-    _check_csv(csv_out)
+    check_csv(csv_out)
     rows = [r for d in dirs for r in rows_of(d)]
     click.echo(format_rows(rows, tuple(metrics) or None))
     if csv_out:
         click.echo(f"wrote {export(rows, csv_out)}")
     bad = [r for r in rows if "status" in r]  # a sweep point whose job failed or has not finished
     if bad:
-        _failed_work(f"{len(bad)} row(s) have no result (exit code {FAILED_WORK})",
+        failed_work(f"{len(bad)} row(s) have no result (exit code {FAILED_WORK})",
                      [f"{r['source']}: {r['arm']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
                       for r in bad])
 
@@ -492,7 +308,7 @@ def compare_cmd(dirs, csv_out, metrics):
 @click.option("--tol", type=float, default=1e-3, show_default=True,
               help="converged if the late loss level < tol x initial loss")
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="where window.json/.png go")
-@_imports_option
+@imports_option
 def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports):
     """Find per seed the step sizes where the loss stabilizes (neither converges nor diverges)."""
 
@@ -504,7 +320,7 @@ def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports)
         save_window,
     )
 
-    cfg = _load(experiment, imports, sets)
+    cfg = load(experiment, imports, sets)
     if not 0 <= arm < len(cfg.arms):
         raise SgdlabError(f"--arm {arm} out of range: the experiment has arms 0..{len(cfg.arms) - 1}")
     cfg = dataclasses.replace(cfg, arms=(cfg.arms[arm],))
@@ -518,9 +334,12 @@ def window_cmd(experiment, sets, arm, lo, hi, points, bisect, tol, out, imports)
     import math
 
     if not any(math.isfinite(x) for x in res.lower):
-        _failed_work(f"no seed stabilizes anywhere in [{lo:g}, {hi:g}] (exit code {FAILED_WORK}); widen --lo/--hi "
+        failed_work(f"no seed stabilizes anywhere in [{lo:g}, {hi:g}] (exit code {FAILED_WORK}); widen --lo/--hi "
                      f"or check --tol", [f"seed {s}: no window" for s in res.seeds])
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+main.add_command(sweep_cmd)
