@@ -65,6 +65,9 @@ BEGIN, END = "<!-- benchmark:scaling -->", "<!-- /benchmark:scaling -->"
 RELU_LRS = "0.1,0.13,0.16,0.2"
 # The bundled experiment behind each workload (its config's steps are the default).
 EXPERIMENTS = {"diag-net": "diag-net", "relu sweep": "relu-teacher-student"}
+# Each workload as the header says it.
+DESCRIBE = {"diag-net": "diag-net {seeds} seeds ({steps} steps)",
+            "relu sweep": "relu-teacher-student sweep over 4 step sizes x {seeds} seeds ({steps} steps)"}
 # Targets: 2 processes on the 64-seed main job; 16 processes (a workstation) on the same job.
 TARGET_2, TARGET_16 = 1.7, 12.0
 
@@ -167,8 +170,7 @@ def yield_once(steps: int, seeds: int, env) -> tuple[float, float, float]:
     """What the machine's second core gives the main job's training with nothing serial around it
     (no start-up, files or figure): the training of all ``seeds`` in one process alone, then the
     same seeds split in two halves trained by two processes side by side (the slower half's
-    seconds), and the load before. Their ratio is the most any 2-process run of the command
-    could gain here."""
+    seconds), and the load before."""
     half = [seeds // 2 + seeds % 2, seeds // 2]
     ld = os.getloadavg()[0]
     alone = float(run_process(python("-c", TRAINING, str(steps), str(seeds), "0"), env).stdout)
@@ -265,7 +267,7 @@ def main(argv=None):
     kinds = [a.only] if a.only else ["diag-net", "relu sweep"]
     steps = {k: a.steps or ((20001 if k == "diag-net" else 4001) if a.quick else None) for k in kinds}
     seeds = {"diag-net": a.seeds, "relu sweep": max(1, a.seeds // 4)}
-    ran = {k: steps.get(k) or default_steps(k) for k in EXPERIMENTS}  # steps, the configs' where not set
+    ran = {k: steps[k] or default_steps(k) for k in kinds}  # steps, the configs' where not set
     env = bench_env(1)
     results, threads, hand, pair = {}, {}, [], []
     with tempfile.TemporaryDirectory() as tmpd:
@@ -288,10 +290,8 @@ def main(argv=None):
                                          by_hand=kind == "diag-net", after_repeat=rest)
             hand = hand or got
             threads[kind] = [(k, thr[k], f"{np.median(thr_loads[k]):.1f}") for k in cores]
-    said = {"diag-net": f"diag-net {seeds['diag-net']} seeds ({ran['diag-net']} steps)",
-            "relu sweep": (f"relu-teacher-student sweep over 4 step sizes x {seeds['relu sweep']} seeds "
-                           f"({ran['relu sweep']} steps)")}
-    header = (f"Measured by `python benchmarks/scaling.py`: {', '.join(said[k] for k in kinds)}. Load: the "
+    said = ", ".join(DESCRIBE[k].format(seeds=seeds[k], steps=ran[k]) for k in kinds)
+    header = (f"Measured by `python benchmarks/scaling.py`: {said}. Load: the "
               f"median 1-minute load average before each run; every row takes its turn within each repeat. "
               f"{machine_line(1)}.")
     text = table(results, threads, hand, a.repeats, header, pair)

@@ -134,6 +134,18 @@ def test_shard_phases_benchmark(capsys):
     assert "2 processes: at most" in out and "16 processes: at most" in out and "needs W >= 44 S" in out
 
 
+def test_shard_phases_balance_summary():
+    """The balance line from known stretches: the first (the set-up) left out; the sides differ
+    by +10%, -10%, +5% of their stretches, the sign flipping at both of the two steps."""
+    balance = load("shard_phases").balance
+    run = {"periods": [[1.0, 0.2, 0.1, 0.9], [1.0, 0.5, 0.1, 0.5], [2.0, 0.8, 0.2, 1.2], [1.0, 0.4, 0.1, 0.45]],
+           "recut": 0.05}
+    line = balance([run])
+    assert "per 2-process run: 4 [4, 4], taking 0.05 [0.05, 0.05] s" in line
+    assert "10.0 [5.0, 10.0] %" in line and "flipping in 2 of 2 consecutive stretches" in line
+    assert balance([{"periods": [[1.0, 0.5, 0.0, 0.5]], "recut": 0.0}]).startswith("the pieces were never cut")
+
+
 def test_dry_run_benchmark(tmp_path, capsys, monkeypatch):
     bench = load("dry_run")
     monkeypatch.setattr(bench, "DOCS", tmp_path / "reliability.md")

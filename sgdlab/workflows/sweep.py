@@ -105,10 +105,10 @@ class Sweep(SweepDir):
 
 def _processes(job_dir: Path) -> int:
     """The processes a job's runs were spread over, as its meta.json records them (1 if it
-    records none, or cannot be read)."""
-    import json
+    records none, or cannot be read: a job that failed before it started)."""
+    from sgdlab.store.runs import RunDir
 
     try:
-        return int(json.loads((job_dir / "meta.json").read_text()).get("workers", 1))
-    except (OSError, ValueError, TypeError, AttributeError):
+        return int(RunDir(job_dir).meta().get("workers", 1))
+    except (OSError, ValueError, TypeError):  # CheckpointError is an OSError
         return 1
