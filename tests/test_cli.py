@@ -66,6 +66,12 @@ def test_sweep_says_how_it_uses_the_workers():
     grid = ["sweep", "diag-net", "--grid", "arms.0.schedule.lr=0.1,0.2", "--seeds", "2", "--dry-run"]
     r = CliRunner().invoke(main, grid + ["--executor", "pool", "--workers", "3"])
     assert r.exit_code == 0 and "pool of 3 process(es): 1 job(s) at a time, each job's runs spread over up to 3 processes" in r.output
+    r = CliRunner().invoke(main, grid + ["--ray", "--workers", "4"])  # a Ray task is given CPUs the same way
+    assert r.exit_code == 0 and "local Ray cluster of 4 CPU(s): 1 job(s) at a time, each job's task given up to 4 CPUs" in r.output
+    r = CliRunner().invoke(main, grid + ["--address", "10.0.0.1:6379"])  # the cluster's CPUs: known when it starts
+    assert r.exit_code == 0 and "Ray cluster at 10.0.0.1:6379: its CPUs are shared out among the 1 job(s)" in r.output
+    r = CliRunner().invoke(main, grid + ["--address", "10.0.0.1:6379", "--workers", "3"])
+    assert "warning: --workers sets the CPUs of a local Ray cluster" in r.output
     r = CliRunner().invoke(main, grid + ["--workers", "3"])  # the in-process executor has no use for them
     assert r.exit_code == 0 and "warning: --workers is for --executor pool" in r.output
     assert "warning" not in CliRunner().invoke(main, grid).output  # the default is no request

@@ -131,9 +131,15 @@ def test_ray_local_cluster_matches_in_process(tmp_path):
     a = Sweep.create(tmp_path / "a", base(), axes)
     a.execute("inprocess", progress=False)
     b = Sweep.create(tmp_path / "b", base(), axes)
-    b.execute("ray", workers=2, progress=False)  # starts and stops a local 2-CPU cluster
+    b.execute("ray", workers=4, progress=False)  # starts and stops a local 4-CPU cluster
     assert _finals(tmp_path / "a") == _finals(tmp_path / "b")
-    assert all(j["status"] == "done" for j in json.loads((tmp_path / "b" / "index.json").read_text())["jobs"])
+    jobs = json.loads((tmp_path / "b" / "index.json").read_text())["jobs"]
+    assert len(jobs) == 2 and all(j["status"] == "done" for j in jobs)
+    for j in jobs:  # 2 jobs on 4 CPUs: each task holds 2 of them and spreads its runs over 2 processes
+        assert RunDir(tmp_path / "b" / j["dir"]).meta()["workers"] == 2
+        assert "workers" not in RunDir(tmp_path / "a" / j["dir"]).meta()
+        for f in ("metrics.jsonl", "runs.json"):
+            assert (tmp_path / "a" / j["dir"] / f).read_bytes() == (tmp_path / "b" / j["dir"] / f).read_bytes()
 
 
 def test_existing_sweep_directory_is_not_overwritten(tmp_path):

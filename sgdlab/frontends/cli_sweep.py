@@ -34,8 +34,8 @@ from sgdlab.frontends.cli_common import (
               help="where jobs run: inprocess (default), pool, ray (implied by --ray/--address), slurm (one "
                    "array job), or one registered with sgdlab.register_executor")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="processes / Ray CPUs (pool: jobs side by side; with fewer jobs than workers each job's runs "
-                   "are spread over the rest)")
+              help="processes (pool) / CPUs of a local Ray cluster (--ray): jobs side by side; with fewer jobs than "
+                   "workers each job's runs are spread over the rest")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
@@ -64,6 +64,9 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
         click.echo(f"warning: --workers is for --executor pool (processes) and ray (CPUs); {executor} "
                    + ("runs one job after the other in this process" if executor == "inprocess"
                       else "tasks take --cpus each"), err=True)
+    elif address and given("workers"):
+        click.echo(f"warning: --workers sets the CPUs of a local Ray cluster (--ray); the cluster at {address} shares "
+                   "out its own", err=True)
     slurm_table = None
     if resume:
         if experiment or grids or sets or sweep_file or imports:
@@ -103,12 +106,8 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
                 click.echo("\n".join(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
                                       f"points: {'; '.join(members[j.id])}" for j in jobs))
                 click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
-                if executor == "pool":
-                    from sgdlab.workflows.executors import shares
-
-                    per = shares(workers, len(jobs))
-                    click.echo(f"pool of {workers} process(es): {len(per)} job(s) at a time" +
-                               (f", each job's runs spread over up to {max(per)} processes" if max(per) > 1 else ""))
+                if executor in ("pool", "ray"):
+                    click.echo(_sharing(executor, workers, len(jobs), address))
                 return
             out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))
@@ -136,3 +135,19 @@ def _job_line(index: dict, job: dict) -> str:
     """``job N (points: ...): error`` of a failed or unfinished sweep job."""
     labels = [", ".join(f"{k}={v}" for k, v in p["values"].items()) for p in index["points"] if p["job"] == job["id"]]
     return f"job {job['id']} ({job['dir']}; points: {'; '.join(labels)}): {job.get('error') or job['status']}"
+
+
+def _sharing(executor: str, workers: int, jobs: int, address: str | None) -> str:
+    """How the pool or the Ray cluster will share its processes / CPUs among the jobs."""
+    from sgdlab.workflows.executors import shares
+
+    if executor == "ray" and address:
+        return (f"Ray cluster at {address}: its CPUs are shared out among the {jobs} job(s) when the sweep starts "
+                "(with fewer jobs than CPUs each job's task requests several, up to the largest node's)")
+    per = shares(workers, jobs)
+    if executor == "pool":
+        return (f"pool of {workers} process(es): {len(per)} job(s) at a time"
+                + (f", each job's runs spread over up to {max(per)} processes" if max(per) > 1 else ""))
+    return (f"local Ray cluster of {workers} CPU(s): {len(per)} job(s) at a time"
+            + (f", each job's task given up to {max(per)} CPUs (a toy job's runs spread over that many processes, "
+               "a deep net's on that many threads)" if max(per) > 1 else ""))

@@ -56,7 +56,7 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
     """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}. ``lock_wait``:
     how long a resume waits for the job directory's lock (see sgdlab.store.locking). ``workers``: the
     processes the job's runs are spread over (sgdlab.workflows.shards); None: the job was given
-    ``threads`` CPUs (a SLURM task's ``--cpus``), used as threads by a deep net and as one
+    ``threads`` CPUs (a SLURM task's ``--cpus``, a Ray task's CPUs), used as threads by a deep net and as one
     single-threaded process each by the toy models (sgdlab.workflows.cores)."""
     import os
 
@@ -133,7 +133,9 @@ def shares(workers: int, jobs: int) -> list[int]:
 
 @EXECUTORS.register("ray")
 def _ray(todo, args, ctx: ExecutorContext):
-    """A Ray cluster (--ray starts a local one, --address joins one; pip install -e ".[ray]")."""
+    """A Ray cluster (--ray starts a local one of --workers CPUs, --address joins one; pip install
+    -e ".[ray]"). Its CPUs are shared out as the pool shares its processes (:func:`shares`): with
+    fewer jobs than CPUs each job's task requests several, up to the largest node's."""
     try:
         import ray
     except ImportError:
@@ -147,8 +149,14 @@ def _ray(todo, args, ctx: ExecutorContext):
             ray.init(num_cpus=ctx.workers, **kw)
         started = True
     try:
-        remote = ray.remote(num_cpus=1)(run_job)
-        refs = {remote.remote(*a): j["id"] for j, a in zip(todo, args)}
+        # a task runs on one node: no job's share of the CPUs exceeds the largest node's
+        total, largest = ray_cpus(ray)
+        cpus = [min(k, largest) for k in shares(total, len(todo))]
+        remote = ray.remote(run_job)
+        # a job given k CPUs uses them as a SLURM task its --cpus: a toy job's runs spread over k
+        # processes, a deep net on k threads (run_job with threads=k, sgdlab.workflows.cores)
+        refs = {remote.options(num_cpus=cpus[i % len(cpus)]).remote(*a, threads=cpus[i % len(cpus)]): j["id"]
+                for i, (j, a) in enumerate(zip(todo, args))}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
@@ -162,6 +170,13 @@ def _ray(todo, args, ctx: ExecutorContext):
     finally:
         if started:
             ray.shutdown()
+
+
+def ray_cpus(ray) -> tuple[int, int]:
+    """(CPUs of the connected Ray cluster, CPUs of its largest live node), each at least 1."""
+    total = int(ray.cluster_resources().get("CPU", 1))
+    nodes = [int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    return max(1, total), max([1, *nodes])
 
 
 @EXECUTORS.register("slurm")
