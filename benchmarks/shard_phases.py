@@ -40,9 +40,14 @@ from sgdlab.workflows.plotter import Plotter
 plotter = Plotter.start() if sys.argv[1] == "plotter" else None
 del sys.argv[1]
 Plotter.start = classmethod(lambda cls: plotter)
-import torch, sgdlab
-from sgdlab.frontends.cli import main
-from sgdlab.workflows import api, shards
+# as the command does (sgdlab.frontends.cli_common.workflows_api): torch imported with the cycle
+# collector paused, what is alive then frozen out of later passes
+from sgdlab.core.startup import collector_paused
+with collector_paused(freeze=True):
+    import torch, sgdlab
+    from sgdlab.frontends.cli import main
+    from sgdlab.frontends.cli_common import CommandProcess
+    from sgdlab.workflows import api, shards
 stamps["imported"] = time.monotonic()
 
 def timed(mod, name):
@@ -125,7 +130,7 @@ def running(self, *a, **k):
         waited.append(total[0] + self.busy.waited)
 shards.ShardedEngine.run = running
 try:
-    main(sys.argv[1:])
+    main(sys.argv[1:], obj=CommandProcess())
 except SystemExit:
     pass
 stamps["end"] = time.monotonic()

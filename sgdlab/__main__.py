@@ -3,6 +3,7 @@
 import gc
 
 from sgdlab.frontends.cli import main
+from sgdlab.frontends.cli_common import CommandProcess
 
 
 def entry() -> None:
@@ -12,7 +13,7 @@ def entry() -> None:
     the cycle collection at exit is skipped. (Not for ``main`` called inside another program:
     freezing would keep that program's garbage for good.)"""
     try:
-        main()
+        main(obj=CommandProcess())  # this process is the command's: its start-up may freeze its imports
     finally:
         gc.freeze()
 

@@ -134,6 +134,16 @@ def test_shard_phases_benchmark(capsys):
     assert "2 processes: at most" in out and "16 processes: at most" in out and "needs W >= 44 S" in out
 
 
+def test_startup_benchmark(capsys):
+    """Real processes (the command's own process is what it measures): both sides of both rows and
+    the collector passes, read back from the command's process."""
+    load("startup").main(["--repeats", "1"])
+    out = capsys.readouterr().out
+    for row in ("import torch, numba: collector on", "... collector paused", "without the pause",
+                "as the command runs (paused)", "collector passes (the sgdlab process)"):
+        assert row in out
+
+
 def test_shard_phases_balance_summary():
     """The balance line from known stretches: the first (the set-up) left out; the sides differ
     by +10%, -10%, +5% of their stretches, the sign flipping at both of the two steps."""

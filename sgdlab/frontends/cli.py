@@ -27,6 +27,7 @@ from sgdlab.frontends.cli_common import (
     imports_option,
     load,
     trust_option,
+    workflows_api,
 )
 from sgdlab.frontends.cli_sweep import sweep_cmd
 from sgdlab.frontends.flags import typed_flags
@@ -128,8 +129,7 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
             raise click.UsageError("--resume takes only the run directory: the config (and its imports) "
                                    "is read from it")
         with Plotter.started() as plotter:  # imports matplotlib on another core while torch is imported
-            from sgdlab.workflows import api
-
+            api = workflows_api()
             api.resume(resume, progress=progress, workers=workers, trust_imports=trust_imports,
                        accept_changed_inputs=accept_changed_inputs, plotter=plotter)
         return
@@ -143,8 +143,7 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
     extra = [f"{k}={toml_value(v)}" for k, v in typed.items() if v is not None]
     cfg = load(experiment, imports, list(sets) + extra)  # a bad config is refused before torch is imported
     if dry_run:
-        from sgdlab.workflows import api
-
+        api = workflows_api()
         click.echo(dump_toml(cfg))
         eng, _ = api.preflight(cfg)  # every check a run makes before training
         click.echo(f"# {eng.n_runs} runs in {len(eng.groups)} batched group(s), "
@@ -155,8 +154,7 @@ def run_cmd(experiment, out, sets, resume, accept_changed_inputs, overwrite, pro
 
         out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     with Plotter.started() as plotter:  # imports matplotlib on another core while torch is imported
-        from sgdlab.workflows import api
-
+        api = workflows_api()
         res = api.run(cfg, out, progress=progress, overwrite=overwrite, workers=workers, plotter=plotter)
     click.echo(f"run directory: {res.path}")
 

@@ -1,6 +1,7 @@
 """What the commands of ``sgdlab`` share: one-line errors, exit codes for failed work, the
-``--import`` and ``--trust-imports`` options, loading an experiment with the user's modules, and
-checks made before any work."""
+``--import`` and ``--trust-imports`` options, loading an experiment with the user's modules, the
+workflows API imported for a start-up without needless collector passes, and checks made before
+any work."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ import click
 
 from sgdlab.core.errors import ConfigError, SgdlabError
 from sgdlab.core.exit_codes import FAILED_WORK
+from sgdlab.core.startup import collector_paused
+
+
+class CommandProcess:
+    """The click context's ``obj`` in the ``sgdlab`` command's own process
+    (``sgdlab.__main__.entry``): only there may start-up freeze what it imported
+    (:func:`sgdlab.core.startup.collector_paused`); a program that calls ``main`` itself keeps its
+    garbage collectable."""
+
+
+def workflows_api():
+    """``sgdlab.workflows.api`` (torch and the engine), imported with the cycle collector paused;
+    in the command's own process what is alive then is frozen out of later passes."""
+    ctx = click.get_current_context(silent=True)
+    with collector_paused(freeze=ctx is not None and isinstance(ctx.find_root().obj, CommandProcess)):
+        from sgdlab.workflows import api
+    return api
 
 
 def error_line(e: BaseException) -> str:

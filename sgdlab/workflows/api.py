@@ -20,6 +20,7 @@ from sgdlab.core.errors import (
     SgdlabError,
     choices_message,
 )
+from sgdlab.core.startup import collector_paused
 from sgdlab.engine.train import Engine, TrainState
 from sgdlab.spec.catalog import list_experiments, load_experiment, override
 from sgdlab.spec.experiment import ExperimentConfig
@@ -248,9 +249,10 @@ def preflight(cfg: ExperimentConfig) -> tuple[Engine, dict]:
     for fig in cfg.extra_figures:
         FIGURES.get(fig)
     check_backends(cfg.loggers)
-    eng = Engine(cfg)
-    eng.check_names()
-    return eng, initial_params(cfg, eng)
+    with collector_paused():  # loading the kernels (numba's import among it): sgdlab.core.startup
+        eng = Engine(cfg)
+        eng.check_names()
+        return eng, initial_params(cfg, eng)
 
 
 def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress: bool = True, quiet: bool = False,

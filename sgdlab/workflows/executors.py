@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sgdlab.core.config import from_dict
 from sgdlab.core.errors import ConfigError
 from sgdlab.core.registry import Registry
+from sgdlab.core.startup import collector_paused
 from sgdlab.spec.experiment import ExperimentConfig
 from sgdlab.workflows.children import die_with_parent
 from sgdlab.workflows.progress import POLL_SECONDS
@@ -62,11 +63,12 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        import torch
+        with collector_paused():  # torch's import: sgdlab.core.startup
+            import torch
 
-        from sgdlab.store.runs import RunDir
-        from sgdlab.workflows import api
-        from sgdlab.workflows.cores import threaded
+            from sgdlab.store.runs import RunDir
+            from sgdlab.workflows import api
+            from sgdlab.workflows.cores import threaded
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
         if workers is None:

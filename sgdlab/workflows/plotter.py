@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sgdlab.core.startup import collector_paused
 from sgdlab.workflows.children import die_with_parent, name_process
 from sgdlab.workflows.cores import usable_cpus
 
@@ -118,7 +119,8 @@ def _serve(conn, parent: int) -> None:
     die_with_parent(parent)
     name_process("sgdlab-plotter")
     try:  # the import this process is for, made while the caller starts
-        from sgdlab.plots import panels
+        with collector_paused():  # matplotlib's import: sgdlab.core.startup
+            from sgdlab.plots import panels
     except Exception:  # noqa: BLE001  (the caller draws, and meets the same error as its own)
         return
     while True:
