@@ -286,6 +286,24 @@ def test_default_workers_and_thread_rule():
     assert shares(4, 1) == [4] and shares(4, 3) == [2, 1, 1] and shares(2, 5) == [1, 1]
 
 
+def test_a_run_sizes_the_blas_pools_numpy_loaded_and_gives_them_back():
+    """numpy sized its OpenBLAS pool when sgdlab imported it, before the command set
+    OMP_NUM_THREADS: a run's thread setting reaches it too, and the caller's comes back after."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from sgdlab.workflows.cores import torch_threads
+
+    def blas():
+        return {d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
+
+    with threadpool_limits(2, user_api="blas"):  # as on a 2-core machine with nothing set
+        before = blas()
+        assert before and set(before.values()) == {2}
+        with torch_threads(1):
+            assert set(blas().values()) == {1}
+        assert blas() == before
+
+
 def test_pool_sweep_spreads_its_one_job_over_every_worker(tmp_path, capsys):
     axes = [("arms.1.schedule.lr", [0.3, 0.5])]
     base = diag("snapshots=0")

@@ -180,15 +180,21 @@ def blas_problem() -> str | None:
 
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """torch's intra-op threads set to ``n`` inside the block, restored after (the caller's
-    setting is theirs)."""
+    """torch's intra-op threads, and the pools of the BLAS libraries loaded so far (numpy's and
+    scipy's OpenBLAS, through threadpoolctl), set to ``n`` inside the block, restored after (the
+    caller's settings are theirs). The BLAS pools matter because numpy is imported with sgdlab,
+    before the ``sgdlab`` command sets ``OMP_NUM_THREADS``: its OpenBLAS has sized its pool to
+    every core by then, and a toy run's numpy linear algebra (a batched SVD of the rank metric)
+    would otherwise run on every core in each of the processes side by side."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     if n != before:
         torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(n, user_api="blas"):
+            yield
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
