@@ -2,7 +2,6 @@
 byte-identical to one process's (timings aside), kills of a worker resume to the same bytes, and a
 pool sweep merged into one job spreads it over every worker."""
 
-import collections
 import json
 import os
 import shutil
@@ -14,29 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shard_helpers import BLAS_PROBLEM, DIAG, diag, relu
 
 import sgdlab
 from sgdlab.engine.train import Engine
 from sgdlab.store.runs import RunDir
 from sgdlab.workflows import cores
-from sgdlab.workflows.cores import blas_batch_invariance, choose, physical_cores
-from sgdlab.workflows.executors import shares
-from sgdlab.workflows.shard_pieces import Measured, measured_costs
 from sgdlab.workflows.shards import AHEAD_STEPS, WorkerError, split
 from sgdlab.workflows.sweep import Sweep
 
 pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "deep_nets")
 
-# Small diag-net: 4 SGD arms x 3 seeds + GD, a diverging arm (lr 0.4 on this data), checkpoints at
-# every evaluation; and a ReLU teacher-student net on the torch path.
-DIAG = ["steps=1500", "seeds=3", "data.n=20", "data.d=30", "data.r=3", "data.n_test=100", "eval.grid='linear'",
-        "eval.points=12", "checkpoint_seconds=1e-9", "arms.1.schedule.lr=0.4", "arms.2.schedule.lr=0.4",
-        "arms.3.schedule.lr=0.8", "snapshots=2"]
-RELU = ["steps=300", "seeds=3", "eval.points=8", "checkpoint_seconds=1e-9"]
 FILES = ("metrics.jsonl", "runs.json", "config.toml")
-# Experiments off the diagonal net's kernels (torch paths, a user's metric) are spread over
-# processes only where torch's BLAS gives a run the same bits whatever runs share its products.
-BLAS_PROBLEM = blas_batch_invariance()
 
 
 @pytest.fixture
@@ -55,14 +43,6 @@ def close_runs(a, b, rtol: float = 1e-6) -> None:
     assert np.array_equal(sa, sb) and sorted(ma) == sorted(mb)
     for k in ma:
         np.testing.assert_allclose(mb[k], ma[k], rtol=rtol, atol=1e-12, equal_nan=True, err_msg=k)
-
-
-def diag(*extra):
-    return sgdlab.override(sgdlab.load_experiment("diag-net"), DIAG + list(extra))
-
-
-def relu(*extra):
-    return sgdlab.override(sgdlab.load_experiment("relu-teacher-student"), RELU + list(extra))
 
 
 def same_bytes(a, b) -> None:
@@ -221,89 +201,6 @@ def test_interrupted_sharded_run_resumes_with_other_worker_counts(single, tmp_pa
     same_bytes(single / "relu", out)
 
 
-def test_split_covers_every_run_spreads_the_arms_and_is_capped():
-    for cfg in (diag(), sgdlab.override(sgdlab.load_experiment("label-noise-diag-net"), ["seeds=3"])):
-        eng = Engine(cfg)
-        for n in (1, 2, 3, 5, 40):
-            parts = split(eng, n)
-            assert 1 <= len(parts) <= min(n, eng.n_runs) and all(len(p) for p in parts)
-            np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(eng.n_runs))
-            for g in eng.all_groups:  # a piece holds all of a group, none, or at least 2 of its runs
-                for p in parts:
-                    assert len(set(p) & set(g.runs)) in {0, len(g.runs)} | set(range(2, len(g.runs) + 1))
-    eng = Engine(diag())
-    assert len(split(eng, 5)) == 5
-    # weights: a batch-1 run 1 + 7/7 = 2, the full-batch GD run (n = 20) 1 + 26/7 = 4.7; half of
-    # the 28.7 is 14.35: 7 runs, then 5 SGD runs and GD
-    parts = split(eng, 2)
-    assert [len(p) for p in parts] == [7, 6]
-    # the 4 SGD arms' runs (one group, arm after arm) taken in bit-reversed order: each piece holds every arm,
-    # within one run of an equal share
-    eng = Engine(diag("seeds=8"))
-    arm = {r.index: r.arm for r in eng.runs}
-    sgd = eng.all_groups[0].runs
-    for p in split(eng, 2):
-        share = collections.Counter(arm[int(r)] for r in p if int(r) in sgd)
-        assert set(share) == {arm[r] for r in sgd} and max(share.values()) - min(share.values()) <= 1
-
-
-def test_split_follows_measured_costs_and_the_callers_own_work():
-    eng = Engine(diag())
-    even = split(eng, 2, {r: 1.0 for r in range(eng.n_runs)})
-    assert [len(p) for p in even] == [6, 7]
-    # the calling process's writing counts for piece 0: of 13 + 3, it keeps 8 - 3 runs
-    assert [len(p) for p in split(eng, 2, {r: 1.0 for r in range(eng.n_runs)}, extra=3.0)] == [5, 8]
-    # piece 0's runs measured twice as costly: it keeps fewer of them
-    nothing = [np.zeros((2, len(eng.all_groups)))] * 2
-    costs, extra = measured_costs(eng, even, Measured(10, 2, [2.0 * len(even[0]), 1.0 * len(even[1])], nothing),
-                                  100, 20)
-    assert extra == 0 and len(split(eng, 2, costs)[0]) < 6
-    # per group: a group's advancing time per step and evaluating time per evaluation are its
-    # runs', projected over the steps and evaluations left; the rest of a piece's time (per
-    # evaluation) is shared by all its runs; the caller's writing per evaluation is its extra
-    sgd, gd = eng.all_groups
-    mine = [r for r in sgd.runs if r in set(even[1])]
-    measured = Measured(steps=10, evals=2, seconds=[6.0, 4.0 + 0.7], extra=0.5,
-                        group_seconds=[np.array([[4.0, 0.0], [2.0, 0.0]]), np.array([[2.0, 0.6], [1.0, 0.4]])])
-    costs, extra = measured_costs(eng, even, measured, 100, 20)
-    rest = 0.7 / 2 * 20 / len(even[1])
-    assert costs[gd.runs[0]] == pytest.approx(0.6 / 10 * 100 + 0.4 / 2 * 20 + rest)
-    assert costs[mine[0]] == pytest.approx((2.0 / 10 * 100 + 1.0 / 2 * 20) / len(mine) + rest)
-    assert costs[int(even[0][0])] == pytest.approx((4.0 / 10 * 100 + 2.0 / 2 * 20) / len(even[0]))
-    assert extra == pytest.approx(0.5 / 2 * 20)
-
-
-def test_default_workers_and_thread_rule():
-    cfg = diag()
-    par = choose(cfg, 13, None, threads=4, invariant=True)
-    assert par.workers == min(physical_cores(), 13) and par.threads == 1  # toy path: threads stay off
-    assert choose(cfg, 2, 8, invariant=True).workers == 2  # capped by the runs
-    # runs not known to be batch-invariant: spread only where the BLAS probe passes
-    assert (choose(cfg, 2, 8).workers == 2) == (blas_batch_invariance() is None)
-    deep = sgdlab.override(sgdlab.load_experiment("deep-demo-digits"), [])
-    assert choose(deep, 10, None, threads=4) == choose(deep, 10, None, threads=4)
-    assert choose(deep, 10, None, threads=4).workers == 1 and choose(deep, 10, None, threads=4).threads == 4
-    assert shares(4, 1) == [4] and shares(4, 3) == [2, 1, 1] and shares(2, 5) == [1, 1]
-
-
-def test_a_run_sizes_the_blas_pools_numpy_loaded_and_gives_them_back():
-    """numpy sized its OpenBLAS pool when sgdlab imported it, before the command set
-    OMP_NUM_THREADS: a run's thread setting reaches it too, and the caller's comes back after."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from sgdlab.workflows.cores import torch_threads
-
-    def blas():
-        return {d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
-
-    with threadpool_limits(2, user_api="blas"):  # as on a 2-core machine with nothing set
-        before = blas()
-        assert before and set(before.values()) == {2}
-        with torch_threads(1):
-            assert set(blas().values()) == {1}
-        assert blas() == before
-
-
 def test_pool_sweep_spreads_its_one_job_over_every_worker(tmp_path, capsys):
     axes = [("arms.1.schedule.lr", [0.3, 0.5])]
     base = diag("snapshots=0")
@@ -382,34 +279,6 @@ def test_cli_sharded_run_killed_after_a_checkpoint_resumes_byte_identical(tmp_pa
     same_bytes(tmp_path / "ref", out)
 
 
-@pytest.mark.parametrize("name", ["label-noise-diag-net", "sde-teacher-student", "linear2-large-step", "relu-1d"])
-def test_every_run_is_independent_of_the_runs_batched_with_it(name):
-    """Each run alone (a restricted engine per run) gives the bits of the whole batch, on the torch
-    paths too (label noise, SDE, ReLU, linear): nothing in a step or a metric mixes runs, and MKL's
-    results do not depend on where a run's row sits in memory (MKL_CBWR=AUTO,STRICT). Where the
-    BLAS probe fails (a run's last bits depend on its batch), the same numbers to rounding."""
-    from sgdlab.workflows.shards import slice_state
-
-    cfg = sgdlab.override(sgdlab.load_experiment(name), ["steps=60", "seeds=2", "eval.points=4"])
-    full = Engine(cfg)
-    state = full.initial_state()
-    alone = [full.restricted([r]) for r in range(full.n_runs)]
-    states = [slice_state(full, e.members, state) for e in alone]
-    for t in full.eval_steps:
-        full.advance_to(state, int(t))
-        m = full.evaluate(state)
-        for r, (e, s) in enumerate(zip(alone, states)):
-            e.advance_to(s, int(t))
-            mine = e.evaluate(s)
-            assert set(mine) == set(m)
-            for k in m:
-                if BLAS_PROBLEM is None:
-                    np.testing.assert_array_equal(mine[k][r], m[k][r], err_msg=f"{k} of run {r} at step {t}")
-                else:
-                    np.testing.assert_allclose(mine[k][r], m[k][r], rtol=1e-6, atol=1e-12,
-                                               err_msg=f"{k} of run {r} at step {t}")
-
-
 def test_a_users_module_model_shards_byte_identical(tmp_path, monkeypatch, like_one_process):
     """The deep-net path (a registered nn.Module, vmap over runs; a one-run batch would take the
     plain step instead, so no piece holds one run of a larger group) gives the same bytes, with
@@ -469,43 +338,3 @@ def test_a_spawned_worker_missing_a_metric_of_the_caller_says_so(tmp_path, monke
         PROBES._items.pop(name, None)
 
 
-def test_a_blas_whose_products_depend_on_the_batch_keeps_torch_path_runs_in_one_process(tmp_path, monkeypatch):
-    """The probe finds a BLAS that gives a run other last bits when fewer runs share its product
-    (as MKL does on some AVX-512 CPUs), and such a run stays in one process, saying why; the
-    diagonal net's kernels do not go through such products and are still spread."""
-    import torch
-
-    real = torch.matmul
-
-    def by_batch(a, b):  # a product one ulp off when an odd number of rows share it
-        out = real(a, b)
-        return torch.nextafter(out, torch.full_like(out, torch.inf)) if out.shape[-2] % 2 else out
-
-    monkeypatch.setattr(torch, "matmul", by_batch)
-    monkeypatch.setattr(cores, "blas_batch_invariance", cores.blas_batch_invariance.__wrapped__)
-    problem = cores.blas_batch_invariance()
-    assert problem is not None and "runs alone differ from the same runs among" in problem
-    par = choose(relu(), 12, 2)
-    assert par.workers == 1 and problem in par.reason
-    assert choose(diag(), 13, 2, invariant=True).workers == 2
-
-
-def test_which_experiments_are_batch_invariant_whatever_the_blas():
-    """Only the diagonal net on its kernels with its own metrics: a torch-path step (momentum,
-    label noise), curvature, a user's metric or float32 leave it to the BLAS probe."""
-    assert Engine(diag()).batch_invariant
-    assert Engine(diag("arms.0.optimizer.kind='sde'", "arms.0.optimizer.delta=0.1")).batch_invariant  # its kernel too
-    for extra in (["arms.0.optimizer.momentum=0.9"], ["metrics.curvature.every=2", "metrics.names=['sharpness']"],
-                  ["dtype='float32'"], ["fused=false"]):
-        assert not Engine(diag(*extra)).batch_invariant, extra
-    assert not Engine(relu()).batch_invariant
-    name = "test_shards_user_metric"
-    sgdlab.register_metric(name)(lambda model, params, data: params["u"].sum(1))
-    try:
-        assert not Engine(diag(f"metrics.names=['train_loss','{name}']")).batch_invariant
-    finally:
-        from sgdlab.metrics.probes import PROBES
-        from sgdlab.metrics.registry import METRIC_SPECS
-
-        METRIC_SPECS.remove(name)
-        PROBES._items.pop(name, None)
