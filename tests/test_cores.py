@@ -33,7 +33,7 @@ def test_a_run_sizes_the_blas_pools_numpy_loaded_and_gives_them_back():
     OMP_NUM_THREADS: a run's thread setting reaches it too, and the caller's comes back after."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from sgdlab.workflows.cores import torch_threads
+    from sgdlab.workflows.cores import run_threads
 
     def blas():
         return {d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
@@ -41,7 +41,7 @@ def test_a_run_sizes_the_blas_pools_numpy_loaded_and_gives_them_back():
     with threadpool_limits(2, user_api="blas"):  # as on a 2-core machine with nothing set
         before = blas()
         assert before and set(before.values()) == {2}
-        with torch_threads(1):
+        with run_threads(1):
             assert set(blas().values()) == {1}
         assert blas() == before
 

@@ -142,6 +142,21 @@ def test_ray_local_cluster_matches_in_process(tmp_path):
             assert (tmp_path / "a" / j["dir"] / f).read_bytes() == (tmp_path / "b" / j["dir"] / f).read_bytes()
 
 
+def test_ray_tasks_share_the_clusters_cpus_within_one_node():
+    """16 CPUs on two 8-CPU nodes (a third node dead): one job's task asks for 8, not 16 (it
+    could never be placed); three jobs 6, 5, 5; more jobs than CPUs 1 each."""
+    from types import SimpleNamespace
+
+    from sgdlab.workflows.executors import task_cpus
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 8.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0}}]
+    ray = SimpleNamespace(cluster_resources=lambda: {"CPU": 16.0}, nodes=lambda: nodes)
+    assert task_cpus(ray, 1) == [8] and task_cpus(ray, 3) == [6, 5, 5] and task_cpus(ray, 20) == [1] * 20
+    empty = SimpleNamespace(cluster_resources=dict, nodes=list)  # no CPU resource known
+    assert task_cpus(empty, 2) == [1, 1]
+
+
 def test_existing_sweep_directory_is_not_overwritten(tmp_path):
     Sweep.create(tmp_path / "sw", base(), [("steps", [100])])
     with pytest.raises(sgdlab.core.errors.CheckpointError, match="already holds a sweep"):

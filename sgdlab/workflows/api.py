@@ -217,11 +217,11 @@ def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
 def _spread(eng: Engine, rd: RunDir | None, state: TrainState, par: Parallelism, execute, kill_at=None) -> TrainState:
     """``execute(engine, state)`` with the runs spread over ``par.workers`` processes and torch on
     ``par.threads`` threads; returns the final state (whole). Records the processes in meta.json."""
-    from sgdlab.workflows.cores import torch_threads
+    from sgdlab.workflows.cores import run_threads
     from sgdlab.workflows.shards import WorkerDied, spread, whole
 
     fds = (rd.lock.fd,) if rd is not None and rd.lock is not None and rd.lock.fd is not None else ()
-    with torch_threads(par.threads), spread(eng, state, par.workers, fds, kill_at) as (xeng, xstate):
+    with run_threads(par.threads), spread(eng, state, par.workers, fds, kill_at) as (xeng, xstate):
         if rd is not None and xeng is not eng:  # sharded: which processes did the work
             rd.update_meta(workers=len(xeng.pids), worker_pids=xeng.pids)
         try:

@@ -104,7 +104,7 @@ def blas_batch_invariance() -> str | None:
     last, partial tile with other code than the others (MKL on AMD EPYC CPUs with AVX-512 does),
     so a run's last bits would depend on how many runs share its piece. Probed on one thread, as
     sharded runs compute. Cached per process."""
-    with torch_threads(1):
+    with run_threads(1):
         return _probe_products()
 
 
@@ -179,7 +179,7 @@ def blas_problem() -> str | None:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int):
+def run_threads(n: int):
     """torch's intra-op threads, and the pools of the BLAS libraries loaded so far (numpy's and
     scipy's OpenBLAS, through threadpoolctl), set to ``n`` inside the block, restored after (the
     caller's settings are theirs). The BLAS pools matter because numpy is imported with sgdlab,

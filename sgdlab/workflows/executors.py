@@ -151,14 +151,11 @@ def _ray(todo, args, ctx: ExecutorContext):
             ray.init(num_cpus=ctx.workers, **kw)
         started = True
     try:
-        # a task runs on one node: no job's share of the CPUs exceeds the largest node's
-        total, largest = ray_cpus(ray)
-        cpus = [min(k, largest) for k in shares(total, len(todo))]
         remote = ray.remote(run_job)
         # a job given k CPUs uses them as a SLURM task its --cpus: a toy job's runs spread over k
         # processes, a deep net on k threads (run_job with threads=k, sgdlab.workflows.cores)
-        refs = {remote.options(num_cpus=cpus[i % len(cpus)]).remote(*a, threads=cpus[i % len(cpus)]): j["id"]
-                for i, (j, a) in enumerate(zip(todo, args))}
+        refs = {remote.options(num_cpus=k).remote(*a, threads=k): j["id"]
+                for j, a, k in zip(todo, args, task_cpus(ray, len(todo)))}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
@@ -174,11 +171,13 @@ def _ray(todo, args, ctx: ExecutorContext):
             ray.shutdown()
 
 
-def ray_cpus(ray) -> tuple[int, int]:
-    """(CPUs of the connected Ray cluster, CPUs of its largest live node), each at least 1."""
-    total = int(ray.cluster_resources().get("CPU", 1))
-    nodes = [int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
-    return max(1, total), max([1, *nodes])
+def task_cpus(ray, jobs: int) -> list[int]:
+    """The CPUs each of ``jobs`` Ray tasks requests: the connected cluster's CPUs shared out by
+    :func:`shares`, none above its largest live node's (a task runs on one node)."""
+    total = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    largest = max([1, *(int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive"))])
+    per = [min(k, largest) for k in shares(total, jobs)]
+    return [per[i % len(per)] for i in range(jobs)]
 
 
 @EXECUTORS.register("slurm")
