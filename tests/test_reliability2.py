@@ -312,6 +312,18 @@ def test_a_grid_over_the_point_limit_is_refused_before_planning(monkeypatch):
     assert planned == []  # no point was planned
 
 
+@pytest.mark.parametrize("key, says", [
+    ("steps=1e300", "steps must be in [1, 1e+12]"),
+    ("seeds=1e300", "at most 1e+06 runs"),  # refused before a single run is planned
+    ("first_seed=1e300", "first_seed must be in [0, 2**63 - seeds]"),
+    ("first_seed=9223372036854775807", "the last seed, first_seed + seeds - 1, below 2**63"),
+    ("arms.0.seeds=[1e300]", "arm seeds must be in [0, 2**63 - 1]"),
+])
+def test_steps_runs_and_seeds_beyond_what_a_run_can_hold_are_one_error(key, says):
+    """Numbers past what the run tables hold (int64) are one error line naming the key, at once."""
+    one_error(cli("run", "diag-net", "--set", key, "--dry-run"), says)
+
+
 @pytest.mark.parametrize("key", ["eval.points=1000000000", "eval.head=1000000000", "snapshots=1000000000"])
 def test_eval_grids_and_snapshots_are_bounded_at_config_time(monkeypatch, key):
     import sgdlab.spec.experiment

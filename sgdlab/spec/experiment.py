@@ -13,7 +13,7 @@ import numpy as np
 
 from sgdlab.core.config import Choice, check, to_dict
 from sgdlab.core.errors import ConfigError
-from sgdlab.core.limits import MAX_EVAL_POINTS
+from sgdlab.core.limits import MAX_EVAL_POINTS, MAX_RUNS, MAX_SEED, MAX_STEPS
 from sgdlab.core.plugins import import_modules, load_entry_points
 from sgdlab.data.base import DataConfig
 from sgdlab.metrics.config import MetricsConfig
@@ -129,7 +129,8 @@ class ArmConfig:
 
     def __post_init__(self):
         check(bool(self.name.strip()), "arm name must not be empty")
-        check(all(s >= 0 for s in self.seeds), f"arm seeds must be >= 0, got {self.seeds}")
+        check(all(0 <= s <= MAX_SEED for s in self.seeds),
+              f"arm seeds must be in [0, 2**63 - 1] (sgdlab.core.limits), got {self.seeds}")
         if self.phases is None:  # a plain arm always has both (never None)
             if self.optimizer is None:
                 object.__setattr__(self, "optimizer", SGD())
@@ -278,9 +279,14 @@ class ExperimentConfig:
         check(len(self.arms) >= 1, "an experiment needs at least one arm")
         names = [a.label for a in self.arms]
         check(len(set(names)) == len(names), f"arm names must be unique, got {names}")
-        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        check(1 <= self.steps <= MAX_STEPS, f"steps must be in [1, {MAX_STEPS:.0e}] (sgdlab.core.limits), got {self.steps}")
+        runs = sum(len(a.seeds) or self.seeds for a in self.arms)  # at most: a deterministic arm may run one seed
         check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
-        check(self.first_seed >= 0, f"first_seed must be >= 0, got {self.first_seed}")
+        check(runs <= MAX_RUNS, f"at most {MAX_RUNS:.0e} runs (arms x seeds; sgdlab.core.limits), got seeds="
+                                f"{self.seeds} over {len(self.arms)} arm(s)")
+        check(0 <= self.first_seed <= MAX_SEED - self.seeds + 1,
+              f"first_seed must be in [0, 2**63 - seeds] (the last seed, first_seed + seeds - 1, below 2**63; "
+              f"sgdlab.core.limits), got {self.first_seed}")
         check(self.divergence_factor > 1, f"divergence_factor must be > 1, got {self.divergence_factor}")
         check(self.checkpoint_seconds > 0, "checkpoint_seconds must be positive")
         check(0 <= self.snapshots <= MAX_EVAL_POINTS, f"snapshots must be in [0, {MAX_EVAL_POINTS}] "
