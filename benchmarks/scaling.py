@@ -260,9 +260,9 @@ def main(argv=None):
     if a.write_docs and a.docs == DOCS and (a.only or a.steps or a.quick or a.repeats < 5):
         ap.error(f"--write-docs writes {DOCS.relative_to(ROOT)}: both workloads at their configs' steps, "
                  f">= 5 repeats (no --only, --steps or --quick)")
-    from sgdlab.workflows.cores import physical_cores
+    from sgdlab.workflows.cores import machine_workers
 
-    top = a.cores or physical_cores()
+    top = a.cores or machine_workers()[0]
     cores = sorted({1, 2, *range(4, top + 1, 4), top} & set(range(1, top + 1)))
     kinds = [a.only] if a.only else ["diag-net", "relu sweep"]
     steps = {k: a.steps or ((20001 if k == "diag-net" else 4001) if a.quick else None) for k in kinds}

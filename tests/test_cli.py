@@ -72,9 +72,18 @@ def test_sweep_says_how_it_uses_the_workers():
     assert r.exit_code == 0 and "Ray cluster at 10.0.0.1:6379: its CPUs are shared out among the 1 job(s)" in r.output
     r = CliRunner().invoke(main, grid + ["--address", "10.0.0.1:6379", "--workers", "3"])
     assert "warning: --workers sets the CPUs of a local Ray cluster" in r.output
-    r = CliRunner().invoke(main, grid + ["--workers", "3"])  # the in-process executor has no use for them
-    assert r.exit_code == 0 and "warning: --workers is for --executor pool" in r.output
-    assert "warning" not in CliRunner().invoke(main, grid).output  # the default is no request
+    r = CliRunner().invoke(main, grid + ["--workers", "3"])  # in process: each job spread as sgdlab run spreads it
+    assert r.exit_code == 0 and "in process: 1 job at a time, each job's runs spread over up to 3 process(es), as " \
+        "`sgdlab run --workers 3`" in r.output and "warning" not in r.output
+    r = CliRunner().invoke(main, grid)  # the default: the machine's cores, said with the reason
+    from sgdlab.workflows.cores import machine_workers
+    n, why = machine_workers()
+    assert r.exit_code == 0 and "warning" not in r.output
+    assert f"each job's runs spread over up to {n} process(es) ({why}), as `sgdlab run` chooses" in r.output
+    r = CliRunner().invoke(main, grid + ["--executor", "pool"])
+    assert f"pool of {n} process(es) ({why}): 1 job(s) at a time" in r.output
+    r = CliRunner().invoke(main, grid + ["--executor", "slurm", "--workers", "3"])
+    assert "warning: --workers is for the in-process, pool and ray executors; slurm tasks take --cpus" in r.output
 
 
 @pytest.mark.parametrize("opt", [["--threads", "2"], ["--debug"]])

@@ -9,7 +9,12 @@ from shard_helpers import BLAS_PROBLEM, diag, relu
 import sgdlab
 from sgdlab.engine.train import Engine
 from sgdlab.workflows import cores
-from sgdlab.workflows.cores import blas_batch_invariance, choose, physical_cores
+from sgdlab.workflows.cores import (
+    blas_batch_invariance,
+    choose,
+    cpu_quota,
+    machine_workers,
+)
 from sgdlab.workflows.executors import shares
 
 pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "deep_nets")
@@ -18,7 +23,7 @@ pytestmark = pytest.mark.study("diag_net", "relu_nets", "related", "deep_nets")
 def test_default_workers_and_thread_rule():
     cfg = diag()
     par = choose(cfg, 13, None, threads=4, invariant=True)
-    assert par.workers == min(physical_cores(), 13) and par.threads == 1  # toy path: threads stay off
+    assert par.workers == min(machine_workers()[0], 13) and par.threads == 1  # toy path: threads stay off
     assert choose(cfg, 2, 8, invariant=True).workers == 2  # capped by the runs
     # runs not known to be batch-invariant: spread only where the BLAS probe passes
     assert (choose(cfg, 2, 8).workers == 2) == (blas_batch_invariance() is None)
@@ -26,6 +31,54 @@ def test_default_workers_and_thread_rule():
     assert choose(deep, 10, None, threads=4) == choose(deep, 10, None, threads=4)
     assert choose(deep, 10, None, threads=4).workers == 1 and choose(deep, 10, None, threads=4).threads == 4
     assert shares(4, 1) == [4] and shares(4, 3) == [2, 1, 1] and shares(2, 5) == [1, 1]
+
+
+def _cgroups(tmp_path, proc: str, files: dict[str, str]):
+    """A fake /sys/fs/cgroup (``files``: path under it -> text) and /proc/self/cgroup (``proc``)."""
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (tmp_path / "proc").write_text(proc)
+    return root, tmp_path / "proc"
+
+
+@pytest.mark.parametrize("proc, files, quota", [
+    # a container (its own group at the mount's root): docker --cpus 2, cgroup v2
+    ("0::/\n", {"cpu.max": "200000 100000\n"}, 2.0),
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+    # a host's nested groups: the tightest limit on the way up binds
+    ("0::/a/b\n", {"a/cpu.max": "150000 100000", "a/b/cpu.max": "max 100000"}, 1.5),
+    ("0::/a/b\n", {"a/cpu.max": "400000 100000", "a/b/cpu.max": "50000 100000"}, 0.5),
+    # cgroup v1: the CPU controller's hierarchy; inside a container the mount is the container's group
+    ("4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n",
+     {"cpu,cpuacct/cpu.cfs_quota_us": "250000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 2.5),
+    ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ("0::/\n", {"cpu.max": "lots\n"}, None),  # unreadable: no limit assumed
+    ("", {}, None),
+])
+def test_the_cpu_quota_of_the_process_control_group(tmp_path, proc, files, quota):
+    root, proc_file = _cgroups(tmp_path, proc, files)
+    assert cpu_quota(root, proc_file) == quota
+    assert cpu_quota(root, tmp_path / "missing") is None  # not Linux, or no /proc
+
+
+def test_a_cpu_quota_caps_the_default_processes_and_says_so(monkeypatch):
+    """A container given 2.5 CPUs on a 16-core host: 2 processes, not 16 taking turns."""
+    monkeypatch.setattr(cores, "physical_cores", lambda: 16)
+    monkeypatch.setattr(cores, "usable_cpus", lambda: set(range(32)))
+    monkeypatch.setattr(cores, "cpu_quota", lambda: 2.5)
+    said = "a CPU quota of 2.5 CPU(s) on this process's control group, 16 physical core(s) usable"
+    assert machine_workers() == (2, said)
+    assert cores.available_cpus() == 2
+    par = choose(diag(), 13, None, invariant=True)
+    assert par.workers == 2 and "CPU quota of 2.5" in par.reason
+    assert choose(diag(), 13, 6, invariant=True).workers == 6  # asked for: given, the run says it takes turns
+    monkeypatch.setattr(cores, "cpu_quota", lambda: 0.5)  # less than one CPU: still one process
+    assert machine_workers()[0] == 1 and cores.available_cpus() == 1
+    monkeypatch.setattr(cores, "cpu_quota", lambda: 64.0)  # a quota above the cores changes nothing
+    assert machine_workers() == (16, "16 physical core(s) usable") and cores.available_cpus() == 32
 
 
 def test_a_run_sizes_the_blas_pools_numpy_loaded_and_gives_them_back():

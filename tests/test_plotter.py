@@ -118,7 +118,7 @@ def test_a_drawing_error_is_the_callers_own(run_dir, tmp_path):
 def test_the_plotter_starts_only_before_torch_and_with_a_core_to_spare(monkeypatch):
     assert "torch" in sys.modules and Plotter.start() is None
     monkeypatch.delitem(sys.modules, "torch")
-    monkeypatch.setattr("sgdlab.workflows.plotter.usable_cpus", lambda: {0})
+    monkeypatch.setattr("sgdlab.workflows.plotter.available_cpus", lambda: 1)
     assert Plotter.start() is None
 
 

@@ -162,14 +162,14 @@ def test_a_killed_worker_resumes_to_the_same_bytes(single, tmp_path, monkeypatch
 
 def test_the_run_says_why_it_uses_fewer_or_more_processes_than_cores(capsys):
     from sgdlab.workflows.api import _parallelism
-    from sgdlab.workflows.cores import usable_cpus
+    from sgdlab.workflows.cores import available_cpus
 
     eng = Engine(diag())  # 4 SGD arms x 3 seeds in one group, GD alone: at most 6 + 1 pieces
     par = _parallelism(eng, 1000, quiet=False)
     said = capsys.readouterr().err
     assert par.workers == len(split(eng, 1000)) == 7 and f"{eng.n_runs} runs over 7 process(es)" in said
     assert "7 pieces: no process holds a single run of a group" in said
-    assert ("take turns on them" in said) == (7 > len(usable_cpus()))
+    assert ("take turns on them" in said) == (7 > available_cpus())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process names: Linux prctl")
@@ -205,7 +205,7 @@ def test_pool_sweep_spreads_its_one_job_over_every_worker(tmp_path, capsys):
     axes = [("arms.1.schedule.lr", [0.3, 0.5])]
     base = diag("snapshots=0")
     a = Sweep.create(tmp_path / "a", base, axes)
-    a.execute("inprocess", progress=False)
+    a.execute("inprocess", workers=1, progress=False)
     b = Sweep.create(tmp_path / "b", base, axes)
     b.execute("pool", workers=2)
     said = capsys.readouterr()
@@ -213,7 +213,7 @@ def test_pool_sweep_spreads_its_one_job_over_every_worker(tmp_path, capsys):
     (job,) = b.index()["jobs"]
     meta = RunDir(tmp_path / "b" / job["dir"]).meta()
     assert meta["workers"] == 2 and len(set(meta["worker_pids"])) == 2 and os.getpid() not in meta["worker_pids"]
-    assert "workers" not in RunDir(tmp_path / "a" / job["dir"]).meta()  # in-process: one process, as before
+    assert "workers" not in RunDir(tmp_path / "a" / job["dir"]).meta()  # in-process on one: one process
     for f in ("metrics.jsonl", "runs.json"):
         assert (tmp_path / "a" / job["dir"] / f).read_bytes() == (tmp_path / "b" / job["dir"] / f).read_bytes()
     from sgdlab.workflows.compare import rows_of

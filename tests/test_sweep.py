@@ -123,13 +123,48 @@ def test_process_pool_executor_matches_in_process(tmp_path):
     assert _finals(tmp_path / "a") == _finals(tmp_path / "b")
 
 
+def test_an_in_process_sweep_spreads_each_job_as_sgdlab_run_does(tmp_path, monkeypatch):
+    """By default each job's runs go over the machine's cores (here said to be 2), as `sgdlab run`
+    spreads them; the bytes are those of one process."""
+    from sgdlab.workflows import cores
+
+    monkeypatch.setattr(cores, "machine_workers", lambda: (2, "2 physical core(s) usable"))
+    axes = [("arms.1.schedule.lr", [0.3, 0.5])]
+    a = Sweep.create(tmp_path / "a", base(), axes)
+    a.execute("inprocess", workers=1, progress=False)
+    b = Sweep.create(tmp_path / "b", base(), axes)
+    b.execute(progress=False)
+    (job,) = json.loads((tmp_path / "b" / "index.json").read_text())["jobs"]
+    assert job["status"] == "done" and RunDir(tmp_path / "b" / job["dir"]).meta()["workers"] == 2
+    assert "workers" not in RunDir(tmp_path / "a" / job["dir"]).meta()
+    for f in ("metrics.jsonl", "runs.json", "summary.json"):
+        got, want = ((tmp_path / d / job["dir"] / f).read_text() for d in ("b", "a"))
+        if f == "summary.json":  # the wall time aside
+            got, want = ({k: v for k, v in json.loads(x).items() if k != "wall_seconds"} for x in (got, want))
+        assert got == want
+
+
+def test_an_in_process_sweep_leaves_the_callers_torch_threads_as_they_were(tmp_path):
+    """The jobs run in the caller's process: `sgdlab --threads 3 sweep` keeps its 3 threads for a
+    deep net's job, and whatever a job sets for its duration comes back after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        Sweep.create(tmp_path / "s", base(), [("arms.1.schedule.lr", [0.3])]).execute(workers=1, progress=False)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.ray
 def test_ray_local_cluster_matches_in_process(tmp_path):
     pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     axes = [("arms.1.schedule.lr", [0.3, 0.5]), ("steps", [900, 1100])]
     a = Sweep.create(tmp_path / "a", base(), axes)
-    a.execute("inprocess", progress=False)
+    a.execute("inprocess", workers=1, progress=False)
     b = Sweep.create(tmp_path / "b", base(), axes)
     b.execute("ray", workers=4, progress=False)  # starts and stops a local 4-CPU cluster
     assert _finals(tmp_path / "a") == _finals(tmp_path / "b")

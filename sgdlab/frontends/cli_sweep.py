@@ -33,9 +33,10 @@ from sgdlab.frontends.cli_common import (
 @click.option("--executor", default=None, metavar="NAME",
               help="where jobs run: inprocess (default), pool, ray (implied by --ray/--address), slurm (one "
                    "array job), or one registered with sgdlab.register_executor")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="processes (pool) / CPUs of a local Ray cluster (--ray): jobs side by side; with fewer jobs than "
-                   "workers each job's runs are spread over the rest")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="processes (in-process: each job's runs spread over them, as `sgdlab run --workers`; pool: jobs "
+                   "side by side, with fewer jobs than workers each job's runs spread over the rest) / CPUs of a "
+                   "local Ray cluster (--ray)  [default: one per physical core, within the CPU quota]")
 @click.option("--ray", "use_ray", is_flag=True, help="start a local Ray cluster for the jobs")
 @click.option("--address", help="join an existing Ray cluster at this address")
 @click.option("--dry-run", is_flag=True, help="print the plan (points -> batched jobs); run nothing")
@@ -60,10 +61,9 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
 
     executor = executor or ("ray" if (use_ray or address) else "inprocess")
     EXECUTORS.get(executor)  # an unknown name fails before anything is planned, listing the valid ones
-    if executor in ("inprocess", "slurm") and given("workers"):
-        click.echo(f"warning: --workers is for --executor pool (processes) and ray (CPUs); {executor} "
-                   + ("runs one job after the other in this process" if executor == "inprocess"
-                      else "tasks take --cpus each"), err=True)
+    if executor == "slurm" and given("workers"):
+        click.echo("warning: --workers is for the in-process, pool and ray executors; slurm tasks take --cpus each",
+                   err=True)
     elif address and given("workers"):
         click.echo(f"warning: --workers sets the CPUs of a local Ray cluster (--ray); the cluster at {address} shares "
                    "out its own", err=True)
@@ -106,7 +106,7 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
                 click.echo("\n".join(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
                                       f"points: {'; '.join(members[j.id])}" for j in jobs))
                 click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
-                if executor in ("pool", "ray"):
+                if executor in ("inprocess", "pool", "ray"):
                     click.echo(_sharing(executor, workers, len(jobs), address))
                 return
             out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -137,17 +137,29 @@ def _job_line(index: dict, job: dict) -> str:
     return f"job {job['id']} ({job['dir']}; points: {'; '.join(labels)}): {job.get('error') or job['status']}"
 
 
-def _sharing(executor: str, workers: int, jobs: int, address: str | None) -> str:
-    """How the pool or the Ray cluster will share its processes / CPUs among the jobs."""
+def _sharing(executor: str, workers: int | None, jobs: int, address: str | None) -> str:
+    """How the executor will use the machine's cores (``workers`` None: the default), or share the
+    Ray cluster's CPUs, among the jobs."""
+    from sgdlab.workflows.cores import machine_workers
     from sgdlab.workflows.executors import shares
 
+    if workers is None:
+        workers, why = machine_workers()
+        why = f" ({why})"
+    else:
+        why = ""
+    if executor == "inprocess":
+        return (f"in process: 1 job at a time, each job's runs spread over up to {workers} process(es)"
+                + (f"{why}, as `sgdlab run` chooses (a deep net's job: one process)" if why else
+                   f", as `sgdlab run --workers {workers}`"))
     if executor == "ray" and address:
         return (f"Ray cluster at {address}: its CPUs are shared out among the {jobs} job(s) when the sweep starts "
                 "(with fewer jobs than CPUs each job's task requests several, up to the largest node's)")
     per = shares(workers, jobs)
     if executor == "pool":
-        return (f"pool of {workers} process(es): {len(per)} job(s) at a time"
-                + (f", each job's runs spread over up to {max(per)} processes" if max(per) > 1 else ""))
-    return (f"local Ray cluster of {workers} CPU(s): {len(per)} job(s) at a time"
+        return (f"pool of {workers} process(es){why}: {len(per)} job(s) at a time"
+                + (f", each job's runs spread over up to {max(per)} processes (a deep net's job: that many "
+                   "threads in one)" if max(per) > 1 else ""))
+    return (f"local Ray cluster of {workers} CPU(s){why}: {len(per)} job(s) at a time"
             + (f", each job's task given up to {max(per)} CPUs (a toy job's runs spread over that many processes, "
                "a deep net's on that many threads)" if max(per) > 1 else ""))

@@ -194,7 +194,7 @@ def _interrupted(rd: RunDir | None, state: TrainState) -> None:
 
 def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
     """Processes and threads of this run (sgdlab.workflows.cores), said in one line when more than one."""
-    from sgdlab.workflows.cores import choose, usable_cpus
+    from sgdlab.workflows.cores import available_cpus, choose
 
     par = choose(eng.cfg, eng.n_runs, workers, torch.get_num_threads(), invariant=eng.batch_invariant)
     if par.workers > 1:  # the pieces the runs actually form (sgdlab.workflows.shards.split)
@@ -205,7 +205,7 @@ def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
         if pieces < par.workers:
             why += (f"; {pieces} pieces: no process holds a single run of a group (a batch of one may "
                     f"take another code path)")
-        if pieces > (cpus := len(usable_cpus())):
+        if pieces > (cpus := available_cpus()):
             why += f"; more processes than the {cpus} usable CPU(s): they take turns on them"
         par = dataclasses.replace(par, workers=pieces, reason=why)
     if not quiet and (par.workers > 1 or workers is None or (workers or 1) > par.workers):

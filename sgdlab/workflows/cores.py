@@ -19,7 +19,8 @@ The rule (docs/sweeps.md, "Using every core"; ``benchmarks/scaling.py`` measures
   :func:`blas_batch_invariance`; otherwise it stays in one process and the reason is printed.
 
 ``threads`` is therefore never applied where it slows a run down; ``workers`` defaults to the
-physical cores this process may run on, capped by the number of runs.
+physical cores this process may run on, capped by its CPU quota (a container's ``--cpus``, a
+Kubernetes CPU limit, systemd's ``CPUQuota``: :func:`cpu_quota`) and by the number of runs.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 SYS_CPU = Path("/sys/devices/system/cpu")
+# Where the control groups are mounted, and this process's groups (one line per hierarchy:
+# "0::/path" for cgroup v2, "N:cpu,cpuacct:/path" for v1's CPU controller).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 # MKL's conditional-numerical-reproducibility mode bits: all settings, and "strict" (results that
 # do not depend on memory alignment; the sgdlab command sets MKL_CBWR=AUTO,STRICT).
 MKL_CBWR_ALL, MKL_CBWR_STRICT = -1, 0x10000
@@ -57,6 +63,73 @@ def physical_cores() -> int:
         except OSError:
             return len(cpus)
     return max(1, len(cores))
+
+
+def cpu_quota(root: Path = CGROUP_ROOT, proc: Path = PROC_CGROUP) -> float | None:
+    """CPUs' worth of time per second this process's control group may use, or None without a
+    limit: the smallest quota / period of its group and the groups above it, from cgroup v2's
+    ``cpu.max`` ("200000 100000": 2 CPUs; "max 100000": none) or v1's ``cpu.cfs_quota_us`` and
+    ``cpu.cfs_period_us`` (quota -1: none). A container started with ``--cpus 2`` sees every
+    core of its host in its affinity mask, but the kernel runs its processes only 2 CPUs' worth
+    of time per period: more processes than that take turns, and a sharded run waits for the
+    slowest at every step."""
+    try:
+        lines = proc.read_text().splitlines()
+    except OSError:
+        return None
+    quotas = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # cgroup v2: one hierarchy
+            for d in _up_from(root, path):
+                quotas.append(_v2_quota(d / "cpu.max"))
+        elif "cpu" in controllers.split(","):  # cgroup v1: the CPU controller's hierarchy
+            mount = next((m for m in (root / controllers, root / "cpu,cpuacct", root / "cpu") if m.is_dir()), None)
+            for d in _up_from(mount, path) if mount is not None else ():
+                quotas.append(_v1_quota(d / "cpu.cfs_quota_us", d / "cpu.cfs_period_us"))
+    quotas = [q for q in quotas if q is not None]
+    return min(quotas) if quotas else None
+
+
+def _up_from(mount: Path, path: str) -> list[Path]:
+    """The directories of the group at ``path`` under ``mount`` and of the groups above it, up to
+    the mount (inside a container the mount is its own group, and ``path`` the host's name of it)."""
+    parts = [p for p in path.strip().split("/") if p and p != ".."]
+    return [mount.joinpath(*parts[:k]) for k in range(len(parts), -1, -1) if mount.joinpath(*parts[:k]).is_dir()]
+
+
+def _v2_quota(f: Path) -> float | None:
+    try:
+        quota, period = f.read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):  # no such file (the root group), or not numbers
+        return None
+
+
+def _v1_quota(quota_file: Path, period_file: Path) -> float | None:
+    try:
+        quota, period = int(quota_file.read_text()), int(period_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def available_cpus() -> int:
+    """CPUs this process can keep busy at once: its usable CPUs (:func:`usable_cpus`), capped by
+    its CPU quota (:func:`cpu_quota`; a fraction left over is not a CPU: 2.5 gives 2)."""
+    q = cpu_quota()
+    n = len(usable_cpus())
+    return max(1, min(n, math.floor(q + 1e-9))) if q is not None else n
+
+
+def machine_workers() -> tuple[int, str]:
+    """The processes one experiment spreads over by default: the physical cores this process
+    may run on (:func:`physical_cores`), capped by its CPU quota; and why, in words."""
+    cores = physical_cores()
+    q = cpu_quota()
+    if q is not None and (n := max(1, math.floor(q + 1e-9))) < cores:
+        return n, f"a CPU quota of {q:g} CPU(s) on this process's control group, {cores} physical core(s) usable"
+    return cores, f"{cores} physical core(s) usable"
 
 
 def threaded(cfg) -> bool:
@@ -145,7 +218,7 @@ class Parallelism:
 
 def choose(cfg, n_runs: int, workers: int | None, threads: int = 1, invariant: bool = False) -> Parallelism:
     """The processes and threads of an experiment with ``n_runs`` runs. ``workers`` None: one per
-    physical core, capped by the runs (1 for a threaded path or a GPU); ``threads``: what the user
+    physical core (:func:`machine_workers`: within the CPU quota), capped by the runs (1 for a threaded path or a GPU); ``threads``: what the user
     asked, applied only where threads help. ``invariant``: its runs' numbers do not depend on the
     runs batched with them whatever the BLAS (``Engine.batch_invariant``); otherwise more than one
     process needs the BLAS to pass :func:`blas_batch_invariance`."""
@@ -155,9 +228,9 @@ def choose(cfg, n_runs: int, workers: int | None, threads: int = 1, invariant: b
         n = 1 if workers is None else max(1, min(workers, n_runs))
         return Parallelism(n, max(1, threads), f"{cfg.model.kind} uses {threads} thread(s) per process")
     if workers is None:
-        cores = physical_cores()
+        cores, why = machine_workers()
         n = max(1, min(cores, n_runs))
-        why = f"{cores} physical core(s) usable, {n_runs} run(s)"
+        why = f"{why}, {n_runs} run(s)"
     else:
         n = max(1, min(workers, n_runs))
         why = f"--workers {workers}, {n_runs} run(s)"

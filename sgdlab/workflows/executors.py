@@ -37,7 +37,9 @@ class ExecutorContext:
     """What an executor may need besides the jobs."""
 
     sweep: Path  # the sweep directory
-    workers: int = 2  # processes (pool) or CPUs (ray) to use at once
+    # processes (in-process: each job's; pool: in all) or CPUs of a local Ray cluster; None: the
+    # default, one per physical core within the CPU quota (sgdlab.workflows.cores.machine_workers)
+    workers: int | None = None
     address: str | None = None  # Ray cluster address; None = start a local one
     slurm: Any = None  # sgdlab.workflows.slurm.SlurmOptions; None = saved with the sweep / defaults
     progress: bool = False  # show a job's own progress (in-process)
@@ -52,13 +54,17 @@ class Executor(Protocol):
 EXECUTORS: Registry[Executor] = Registry("executor")
 
 
-def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = False, lock_wait: float = 0.0,
-            workers: int | None = None) -> dict:
+def run_job(cfg_dict: dict, job_dir: str, threads: int | None = None, progress: bool = False,
+            lock_wait: float = 0.0, workers: int | None = None, cpus: int | None = None) -> dict:
     """Run (or resume) one job; never raises: returns {"status": ..., "error": ...}. ``lock_wait``:
-    how long a resume waits for the job directory's lock (see sgdlab.store.locking). ``workers``: the
-    processes the job's runs are spread over (sgdlab.workflows.shards); None: the job was given
-    ``threads`` CPUs (a SLURM task's ``--cpus``, a Ray task's CPUs), used as threads by a deep net and as one
-    single-threaded process each by the toy models (sgdlab.workflows.cores)."""
+    how long a resume waits for the job directory's lock (see sgdlab.store.locking).
+
+    The CPUs it uses (sgdlab.workflows.cores): ``cpus``: the job was given that many (a pool
+    slot's share, a Ray task's CPUs, a SLURM task's ``--cpus``): a toy model's runs are spread
+    over ``cpus`` single-threaded processes (sgdlab.workflows.shards), a deep net runs on ``cpus``
+    threads in one. Otherwise as ``sgdlab run``: ``workers`` processes (None: its default, one
+    per physical core within the CPU quota for a toy model, one for a deep net), with torch on
+    ``threads`` threads (None: the calling process's setting, left as it is)."""
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -71,9 +77,10 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
             from sgdlab.workflows.cores import threaded
 
         cfg = from_dict(ExperimentConfig, cfg_dict)
-        if workers is None:
-            workers, threads = (1, threads) if threaded(cfg) else (threads, 1)
-        torch.set_num_threads(threads)
+        if cpus is not None:
+            workers, threads = (1, cpus) if threaded(cfg) else (cpus, 1)
+        if threads is not None:
+            torch.set_num_threads(threads)
         rd = RunDir(job_dir)
         if rd.complete():
             return {"status": "done"}
@@ -86,11 +93,21 @@ def run_job(cfg_dict: dict, job_dir: str, threads: int = 1, progress: bool = Fal
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
+def machine_share(ctx: ExecutorContext) -> int:
+    """The processes (pool) or CPUs (local Ray cluster) a sweep uses: ``ctx.workers``, by default
+    one per physical core this process may use, within its CPU quota (``cores.machine_workers``)."""
+    from sgdlab.workflows.cores import machine_workers
+
+    return ctx.workers if ctx.workers is not None else machine_workers()[0]
+
+
 @EXECUTORS.register("inprocess")
 def _inprocess(todo, args, ctx: ExecutorContext):
-    """One job after the other in this process (the default)."""
+    """One job after the other from this process (the default), each spread as ``sgdlab run``
+    spreads an experiment: over ``ctx.workers`` processes, by default one per physical core for
+    a toy model (sgdlab.workflows.cores)."""
     for j, a in zip(todo, args):
-        yield j["id"], run_job(*a, progress=ctx.progress)
+        yield j["id"], run_job(*a, progress=ctx.progress, workers=ctx.workers)
 
 
 @EXECUTORS.register("pool")
@@ -100,12 +117,12 @@ def _pool(todo, args, ctx: ExecutorContext):
     import os
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    shards = shares(ctx.workers, len(todo))
+    shards = shares(machine_share(ctx), len(todo))
     pool = ProcessPoolExecutor(max_workers=len(shards), mp_context=mp.get_context("spawn"),
                                initializer=die_with_parent, initargs=(os.getpid(),))
     ok = False
     try:
-        futs = {pool.submit(run_job, *a, workers=shards[i % len(shards)]): j["id"]
+        futs = {pool.submit(run_job, *a, cpus=shards[i % len(shards)]): j["id"]
                 for i, (j, a) in enumerate(zip(todo, args))}
         pending = set(futs)
         while pending:
@@ -148,13 +165,13 @@ def _ray(todo, args, ctx: ExecutorContext):
         if ctx.address:
             ray.init(address=ctx.address, **kw)
         else:
-            ray.init(num_cpus=ctx.workers, **kw)
+            ray.init(num_cpus=machine_share(ctx), **kw)
         started = True
     try:
         remote = ray.remote(run_job)
         # a job given k CPUs uses them as a SLURM task its --cpus: a toy job's runs spread over k
-        # processes, a deep net on k threads (run_job with threads=k, sgdlab.workflows.cores)
-        refs = {remote.options(num_cpus=k).remote(*a, threads=k): j["id"]
+        # processes, a deep net on k threads (run_job with cpus=k, sgdlab.workflows.cores)
+        refs = {remote.options(num_cpus=k).remote(*a, cpus=k): j["id"]
                 for j, a, k in zip(todo, args, task_cpus(ray, len(todo)))}
         pending = list(refs)
         while pending:

@@ -8,8 +8,9 @@ caller hands it the figure's inputs (:class:`sgdlab.plots.panel_data.PanelFigure
 the metric registry's labels and log axes included, so modules the caller imported later do not
 matter) and it writes the file the caller would have written, byte for byte.
 
-Started only where it helps and is safe: Linux (fork), at least :data:`MIN_CPUS` usable CPUs,
-torch not yet imported (forking a process whose torch may have started threads is not). Where
+Started only where it helps and is safe: Linux (fork), at least :data:`MIN_CPUS` CPUs to use
+(within the CPU quota: ``cores.available_cpus``), torch not yet imported (forking a process
+whose torch may have started threads is not). Where
 it cannot draw (it died, failed to import matplotlib, drawing raised, or no answer came within
 :data:`DRAW_SECONDS`), the caller draws the figure itself, so the figure is never lost and an
 error is the caller's own. It dies with the caller and ignores Ctrl-C, which the caller handles.
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from sgdlab.core.startup import collector_paused
 from sgdlab.workflows.children import die_with_parent, name_process
-from sgdlab.workflows.cores import usable_cpus
+from sgdlab.workflows.cores import available_cpus
 
 if TYPE_CHECKING:
     from sgdlab.plots.panel_data import PanelFigure
@@ -55,7 +56,7 @@ class Plotter:
     @classmethod
     def start(cls) -> Plotter | None:
         """A plotter process, or None where it would not help or is not safe (module doc)."""
-        if not sys.platform.startswith("linux") or "torch" in sys.modules or len(usable_cpus()) < MIN_CPUS:
+        if not sys.platform.startswith("linux") or "torch" in sys.modules or available_cpus() < MIN_CPUS:
             return None
         return cls._fork()
 

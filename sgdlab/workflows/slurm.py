@@ -90,20 +90,20 @@ def resolve_options(sweep_dir: str | Path, overrides: dict | None = None, table:
 
 
 class SweepTask:
-    """The callable of every array task: ``fn(config dict, job dir, threads)`` (run_job).
+    """The callable of every array task: ``fn(config dict, job dir, cpus=N)`` (run_job; N: the task's ``--cpus``).
 
     submitit calls ``checkpoint`` when SLURM signals a time-out or preemption; resubmitting the
     same call resumes the job from its run directory's checkpoint.
     """
 
-    def __init__(self, fn: Callable[[dict, str, int], dict]):
+    def __init__(self, fn: Callable[..., dict]):
         self.fn = fn
 
-    def __call__(self, cfg: dict, job_dir: str, threads: int) -> dict:
+    def __call__(self, cfg: dict, job_dir: str, cpus: int) -> dict:
         # A requeued task may start before its killed predecessor's lock goes stale: wait for it.
         from sgdlab.store.locking import HEARTBEAT_SECONDS, STALE_SECONDS
 
-        return self.fn(cfg, job_dir, threads, lock_wait=STALE_SECONDS + 2 * HEARTBEAT_SECONDS)
+        return self.fn(cfg, job_dir, cpus=cpus, lock_wait=STALE_SECONDS + 2 * HEARTBEAT_SECONDS)
 
     def checkpoint(self, *args, **kwargs):
         from submitit.helpers import DelayedSubmission
@@ -202,7 +202,7 @@ def _outcome(job) -> dict:
 
 
 def run_slurm(todo: list[dict], args: list[tuple], sweep_dir: str | Path, opts: SlurmOptions,
-              fn: Callable[[dict, str, int], dict], poll: Callable[[], None] = lambda: None
+              fn: Callable[..., dict], poll: Callable[[], None] = lambda: None
               ) -> Iterator[tuple[int, dict]]:
     """Run the sweep's unfinished jobs ``todo`` (index entries) as one array job; yield
     ``(job id, result)`` as tasks end. ``args[i] = (config dict, job dir)`` of ``todo[i]``;

@@ -46,20 +46,24 @@ class Sweep(SweepDir):
         })
         return sw
 
-    def execute(self, executor: str = "inprocess", workers: int = 2, address: str | None = None,
+    def execute(self, executor: str = "inprocess", workers: int | None = None, address: str | None = None,
                 progress: bool = True, slurm=None, trust_imports: bool = False) -> dict:
         """Run every unfinished job; returns {job id: status}. Failures are recorded, not raised.
 
         The sweep directory is locked for the duration, and a job directory still held by a live
         process (a worker of a killed sweep) makes the whole call refuse before anything runs.
-        ``slurm``: the :class:`sgdlab.workflows.slurm.SlurmOptions` of the slurm executor (None: saved / defaults).
+        ``workers``: processes (in-process: each job's runs spread over them, as ``sgdlab run
+        --workers``; pool: in all) or the CPUs of a local Ray cluster; None: one per physical core
+        this process may use, within its CPU quota (:func:`sgdlab.workflows.cores.machine_workers`;
+        a deep net's job runs in one process). ``slurm``: the
+        :class:`sgdlab.workflows.slurm.SlurmOptions` of the slurm executor (None: saved / defaults).
         The jobs' modules must be the caller's own or ``trust_imports`` (:mod:`sgdlab.store.trust`): a sweep
         directory from elsewhere is code, not data.
         """
         from sgdlab.store.trust import check_trusted
 
         run = EXECUTORS.get(executor)
-        if workers < 1:
+        if workers is not None and workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         with DirLock(self.path, "sweep directory"):
             todo = self.pending()
