@@ -105,9 +105,9 @@ def sweep_cmd(experiment, grids, sets, seeds, steps, sweep_file, out, resume, ex
                     members.setdefault(p.job, []).append(p.label)
                 click.echo("\n".join(f"job {j.id}: {len(j.config.arms)} arms x {j.config.seeds} seeds, "
                                       f"points: {'; '.join(members[j.id])}" for j in jobs))
-                click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
                 if executor in ("inprocess", "pool", "ray"):
                     click.echo(_sharing(executor, workers, len(jobs), address))
+                click.echo(f"{len(points)} points in {len(jobs)} batched job(s)")
                 return
             out = out or Path("sweeps") / f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             sw = Sweep.create(out, base, axes, sets, experiment=str(experiment))

@@ -279,7 +279,8 @@ class ExperimentConfig:
         check(len(self.arms) >= 1, "an experiment needs at least one arm")
         names = [a.label for a in self.arms]
         check(len(set(names)) == len(names), f"arm names must be unique, got {names}")
-        check(1 <= self.steps <= MAX_STEPS, f"steps must be in [1, {MAX_STEPS:.0e}] (sgdlab.core.limits), got {self.steps}")
+        check(1 <= self.steps <= MAX_STEPS,
+              f"steps must be >= 1 and at most {MAX_STEPS:.0e} (sgdlab.core.limits), got {self.steps}")
         runs = sum(len(a.seeds) or self.seeds for a in self.arms)  # at most: a deterministic arm may run one seed
         check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
         check(runs <= MAX_RUNS, f"at most {MAX_RUNS:.0e} runs (arms x seeds; sgdlab.core.limits), got seeds="
