@@ -318,6 +318,7 @@ def test_a_grid_over_the_point_limit_is_refused_before_planning(monkeypatch):
     ("first_seed=1e300", "first_seed must be in [0, 2**63 - seeds]"),
     ("first_seed=9223372036854775807", "the last seed, first_seed + seeds - 1, below 2**63"),
     ("arms.0.seeds=[1e300]", "arm seeds must be in [0, 2**63 - 1]"),
+    ("data.seed=1e12", "data: seed must be below 2**32 with generator = 'authors'"),
 ])
 def test_steps_runs_and_seeds_beyond_what_a_run_can_hold_are_one_error(key, says):
     """Numbers past what the run tables hold (int64) are one error line naming the key, at once."""

@@ -17,6 +17,8 @@ from sgdlab.data.base import DataConfig, Dataset
 InputDistribution = Literal["gaussian", "uniform", "rademacher"]
 UNIFORM_HALF_WIDTH = math.sqrt(3.0)  # U(-sqrt 3, sqrt 3) has variance 1
 DEFAULT_SUPPORT = 20  # r of the paper's main experiment (n = 80, d = 200)
+# Seeds numpy's legacy RandomState takes (the authors' generator): [0, 2**32).
+LEGACY_SEEDS = 2**32
 
 
 def unit_inputs(rng, kind: str, shape: tuple[int, int],
@@ -107,6 +109,8 @@ class SparseRegression(DataConfig):
         check(self.n >= 1 and self.d >= 1 and self.n_test >= 1, "n, d and n_test must be positive")
         check(self.noise >= 0, f"noise must be >= 0, got {self.noise}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check(self.generator != "authors" or self.seed < LEGACY_SEEDS,
+              f"seed must be below 2**32 with generator = 'authors' (numpy's legacy RandomState), got {self.seed}")
         check_inputs(self.input_scale)
         check(not (self.beta and (self.support or self.values)), "give either beta or support (+ values), not both")
         check(not self.values or len(self.values) == len(self.support),
