@@ -41,6 +41,14 @@ elif mode == "write":
             die()
         return real(src, dst)
     os.replace = replace
+elif mode == "count":  # how many atomic writes a whole run makes
+    import atexit
+    made, real = [0], os.replace
+    def replace(src, dst):
+        made[0] += 1
+        return real(src, dst)
+    os.replace = replace
+    atexit.register(lambda: print(f"WRITES {made[0]}", file=sys.stderr))
 from sgdlab.frontends.cli import main
 
 sys.argv = ["sgdlab"] + args
@@ -79,8 +87,16 @@ def _summary(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("ref")
-    assert sgdlab_cli(RUN + ["--out", root / "run"]).returncode == 0
+    p = sgdlab_cli(RUN + ["--out", root / "run"], "count")
+    assert p.returncode == 0, p.stderr[-2000:]
+    (root / "writes").write_text(p.stderr.rsplit("WRITES ", 1)[1].split()[0])
     return root
+
+
+def _writes(reference: Path) -> int:
+    """The atomic writes of the reference run, start to end (how many its checkpoints are depends
+    on the machine's speed: checkpoint_seconds)."""
+    return int((reference / "writes").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +121,13 @@ def _run_trial(reference, tmp_path, trial: int, first=None):
     rng = random.Random(trial)
     out = tmp_path / f"run{trial}"
     mode, arg = first or _attack(rng, True)
-    for _ in range(FIRST_TRIES):  # a kill that lands after the run finished tests nothing: draw again
+    for k in range(FIRST_TRIES):  # a kill that lands after the run finished tests nothing: draw again
         p = sgdlab_cli(RUN + ["--out", out, "--overwrite"], mode, arg)
         if killed(p):
             break
-        mode, arg = _attack(rng, True)
+        # the last try kills inside a write in the first half of a whole run's: it lands whatever
+        # the machine's speed (a delay, or a write a faster run no longer makes, may not)
+        mode, arg = _attack(rng, True) if k < FIRST_TRIES - 2 else ("write", rng.randint(1, max(1, _writes(reference) // 2)))
     kills = 0
     for _ in range(10):
         kills += killed(p)

@@ -18,8 +18,10 @@ TOML = textwrap.dedent("""
     sweep_grid = ["data.n=32,48"]
 
     [data]
-    kind = "chebyshev"
+    kind = "sparse_regression"
     n = 32
+    d = 4
+    r = 2
     n_test = 16
 
     [model]

@@ -56,6 +56,7 @@ def test_freeze_moves_what_lives_out_of_every_later_pass(restore_gc):
 DRY_RUN = ["run", "diag-net", "--seeds", "1", "--steps", "11", "--dry-run"]  # imports the workflows API
 
 
+@pytest.mark.study("diag_net")
 def test_main_called_by_a_program_freezes_none_of_its_objects(restore_gc):
     gc.unfreeze()
     r = CliRunner().invoke(main, DRY_RUN)
@@ -63,6 +64,7 @@ def test_main_called_by_a_program_freezes_none_of_its_objects(restore_gc):
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.study("diag_net")
 def test_the_command_process_freezes_what_its_start_up_imported(restore_gc):
     gc.unfreeze()
     try:
