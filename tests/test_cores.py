@@ -56,6 +56,7 @@ def _cgroups(tmp_path, proc: str, files: dict[str, str]):
      {"cpu,cpuacct/cpu.cfs_quota_us": "250000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 2.5),
     ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
     ("0::/\n", {"cpu.max": "lots\n"}, None),  # unreadable: no limit assumed
+    ("0::/\n", {"cpu.max": "100000 0\n"}, None),  # a zero period: no limit, not a division by zero
     ("", {}, None),
 ])
 def test_the_cpu_quota_of_the_process_control_group(tmp_path, proc, files, quota):

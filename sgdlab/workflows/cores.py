@@ -95,40 +95,55 @@ def _up_from(mount: Path, path: str) -> list[Path]:
     """The directories of the group at ``path`` under ``mount`` and of the groups above it, up to
     the mount (inside a container the mount is its own group, and ``path`` the host's name of it)."""
     parts = [p for p in path.strip().split("/") if p and p != ".."]
-    return [mount.joinpath(*parts[:k]) for k in range(len(parts), -1, -1) if mount.joinpath(*parts[:k]).is_dir()]
+    dirs = [mount.joinpath(*parts[:k]) for k in range(len(parts), -1, -1)]
+    return [d for d in dirs if d.is_dir()]
 
 
 def _v2_quota(f: Path) -> float | None:
     try:
         quota, period = f.read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):  # no such file (the root group), or not numbers
+    except (OSError, ValueError):  # no such file (the root group), or not two fields
         return None
+    return None if quota == "max" else _ratio(quota, period)
 
 
 def _v1_quota(quota_file: Path, period_file: Path) -> float | None:
     try:
-        quota, period = int(quota_file.read_text()), int(period_file.read_text())
-    except (OSError, ValueError):
+        return _ratio(quota_file.read_text(), period_file.read_text())
+    except OSError:
         return None
-    return quota / period if quota > 0 and period > 0 else None
+
+
+def _ratio(quota: str, period: str) -> float | None:
+    """quota / period in CPUs; None for no limit (-1) or what is not two positive integers."""
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def quota_cpus() -> int | None:
+    """Whole CPUs the CPU quota (:func:`cpu_quota`) allows, at least 1 (a fraction left over is not
+    a CPU: 2.5 gives 2; quota and period are integers, so a whole number of CPUs divides exactly);
+    None without a quota."""
+    q = cpu_quota()
+    return None if q is None else max(1, math.floor(q))
 
 
 def available_cpus() -> int:
     """CPUs this process can keep busy at once: its usable CPUs (:func:`usable_cpus`), capped by
-    its CPU quota (:func:`cpu_quota`; a fraction left over is not a CPU: 2.5 gives 2)."""
-    q = cpu_quota()
-    n = len(usable_cpus())
-    return max(1, min(n, math.floor(q + 1e-9))) if q is not None else n
+    :func:`quota_cpus`."""
+    n, q = len(usable_cpus()), quota_cpus()
+    return n if q is None else min(n, q)
 
 
 def machine_workers() -> tuple[int, str]:
     """The processes one experiment spreads over by default: the physical cores this process
-    may run on (:func:`physical_cores`), capped by its CPU quota; and why, in words."""
-    cores = physical_cores()
-    q = cpu_quota()
-    if q is not None and (n := max(1, math.floor(q + 1e-9))) < cores:
-        return n, f"a CPU quota of {q:g} CPU(s) on this process's control group, {cores} physical core(s) usable"
+    may run on (:func:`physical_cores`), capped by :func:`quota_cpus`; and why, in words."""
+    cores, n = physical_cores(), quota_cpus()
+    if n is not None and n < cores:
+        return n, f"a CPU quota of {cpu_quota():g} CPU(s) on this process's control group, {cores} physical core(s) usable"
     return cores, f"{cores} physical core(s) usable"
 
 
