@@ -145,8 +145,8 @@ def test_an_in_process_sweep_spreads_each_job_as_sgdlab_run_does(tmp_path, monke
 
 
 def test_an_in_process_sweep_leaves_the_callers_torch_threads_as_they_were(tmp_path):
-    """The jobs run in the caller's process: `sgdlab --threads 3 sweep` keeps its 3 threads for a
-    deep net's job, and whatever a job sets for its duration comes back after."""
+    """The jobs run in the caller's process: its torch threads (`sgdlab --threads 3`) are the same
+    after the sweep (a job's own thread setting lasts only as long as the job)."""
     import torch
 
     before = torch.get_num_threads()
