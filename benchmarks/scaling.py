@@ -187,8 +187,9 @@ def threads_once(kind: str, k: int, steps: int, seeds: int, env) -> Timing:
     return run_process(python("-c", THREADS.format(lrs=RELU_LRS), kind, str(k), str(steps), str(seeds)), env)
 
 
-def table(results: dict, threads: dict, hand: list, reps: int, header: str, pair: list | None = None,
-          command: str = "python benchmarks/scaling.py --write-docs") -> str:
+def table(results: dict, threads: dict, hand: list, reps: int, header: str, pair: list | None,
+          command: str) -> str:
+    """The report of :func:`main`; ``command``: the command line that made it, named in its footer."""
     lines = [header, "",
              "| workload | processes | wall s | CPU s | wall speed-up | metrics.jsonl identical to 1 process | load |",
              "|---|---|---|---|---|---|---|"]

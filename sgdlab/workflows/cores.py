@@ -123,27 +123,27 @@ def _ratio(quota: str, period: str) -> float | None:
     return q / p if q > 0 and p > 0 else None
 
 
-def quota_cpus() -> int | None:
-    """Whole CPUs the CPU quota (:func:`cpu_quota`) allows, at least 1 (a fraction left over is not
+def quota_cpus(quota: float | None) -> int | None:
+    """Whole CPUs a CPU quota (:func:`cpu_quota`) allows, at least 1 (a fraction left over is not
     a CPU: 2.5 gives 2; quota and period are integers, so a whole number of CPUs divides exactly);
     None without a quota."""
-    q = cpu_quota()
-    return None if q is None else max(1, math.floor(q))
+    return None if quota is None else max(1, math.floor(quota))
 
 
 def available_cpus() -> int:
     """CPUs this process can keep busy at once: its usable CPUs (:func:`usable_cpus`), capped by
     :func:`quota_cpus`."""
-    n, q = len(usable_cpus()), quota_cpus()
+    n, q = len(usable_cpus()), quota_cpus(cpu_quota())
     return n if q is None else min(n, q)
 
 
 def machine_workers() -> tuple[int, str]:
     """The processes one experiment spreads over by default: the physical cores this process
     may run on (:func:`physical_cores`), capped by :func:`quota_cpus`; and why, in words."""
-    cores, n = physical_cores(), quota_cpus()
+    cores, q = physical_cores(), cpu_quota()  # the quota read once: the reason names the one used
+    n = quota_cpus(q)
     if n is not None and n < cores:
-        return n, f"a CPU quota of {cpu_quota():g} CPU(s) on this process's control group, {cores} physical core(s) usable"
+        return n, f"a CPU quota of {q:g} CPU(s) on this process's control group, {cores} physical core(s) usable"
     return cores, f"{cores} physical core(s) usable"
 
 
