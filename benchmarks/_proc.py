@@ -110,6 +110,19 @@ def verdict(value: float, target: float, higher_is_better: bool = True, unit: st
     return f"NOT met: {value:.3g}{unit} vs target {target:g}{unit} ({gap:.2f}x short)"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows: batches
+    from machines of other models are not comparable (a second core gives more on some)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_line(threads: int) -> str:
     import numpy
 
@@ -117,6 +130,6 @@ def machine_line(threads: int) -> str:
         load = "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     except OSError:  # pragma: no cover - not on every platform
         load = "load average n/a"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, {load}; "
+    return (f"{cpu_model()}, {os.cpu_count()} logical cores, {load}; "
             f"python {platform.python_version()}, numpy {numpy.__version__}; "
             f"every timed process: {threads} BLAS/OpenMP thread(s), OMP_WAIT_POLICY=PASSIVE, bytecode cached")

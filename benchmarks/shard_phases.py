@@ -27,7 +27,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 from _proc import ROOT, bench_env, machine_line, median_range
-from scaling import TARGET_16
+from scaling import TARGET_2, TARGET_16
 
 WIDE = 16  # the wide machine of benchmarks/scaling.py's target: TARGET_16 times on WIDE processes
 
@@ -232,6 +232,11 @@ def bounds(ph: list[dict[str, float]], wall: list[float]) -> str:
     lines = [head]
     for p in (2, WIDE):
         lines.append(f"  {p} processes: at most {whole / (serial + rest / p):.2f}x, even with W split perfectly")
+    # the 2-process target: S + W / y <= (S + W) / X, i.e. the second core's yield y >= W / ((S + W) / X - S)
+    room = whole / TARGET_2 - serial
+    lines.append(f"  {TARGET_2:g}x on 2 processes needs them to train W at least {rest / room:.2f} times as fast as one "
+                 f"process (the second core's yield, which benchmarks/scaling.py measures)" if room > 0 else
+                 f"  {TARGET_2:g}x on 2 processes: out of reach, S alone is longer than the whole / {TARGET_2:g}")
     # the issue's 16-process target: S + W'/P <= (S + W')/X, i.e. W' >= S (1 - 1/X) / (1/X - 1/P)
     factor = (1 - 1 / TARGET_16) / (1 / TARGET_16 - 1 / WIDE)
     need = factor * serial

@@ -157,6 +157,24 @@ def test_startup_benchmark(capsys):
         assert row in out
 
 
+def test_shard_phases_bounds_from_known_phases():
+    """Amdahl's lines from known phases: S = 2 s, W = 14 s (whole 16 s). 2 processes: at most
+    16 / (2 + 7) = 1.78x; 1.7x needs 2 + 14 / y <= 16 / 1.7, i.e. y >= 14 / 7.41 = 1.89. With S
+    longer than the whole / 1.7 no yield reaches it."""
+    bounds = load("shard_phases").bounds
+    text = bounds([{"training: the rest": 14.0}], [16.0])
+    assert "serial S = 2.00 s" in text and "W = 14.00 s" in text and "2 processes: at most 1.78x" in text
+    assert "1.7x on 2 processes needs them to train W at least 1.89 times as fast as one process" in text
+    assert "1.7x on 2 processes: out of reach" in bounds([{"training: the rest": 1.0}], [10.0])
+
+
+def test_machine_line_names_the_cpu():
+    """Batches from CPUs of other models are not comparable: the line names the model."""
+    load("shard_phases")  # puts benchmarks/ on the path, where the benchmarks import _proc from
+    proc = importlib.import_module("_proc")
+    assert proc.machine_line(1).startswith(proc.cpu_model() + ",") and proc.cpu_model()
+
+
 def test_shard_phases_balance_summary():
     """The balance line from known stretches: the first (the set-up) left out; the sides differ
     by +10%, -10%, +5% of their stretches, the sign flipping at both of the two steps."""
