@@ -192,11 +192,16 @@ def _interrupted(rd: RunDir | None, state: TrainState) -> None:
         print(f"\ninterrupted at step {state.step}; resume with: sgdlab run --resume {rd.path}", file=sys.stderr)
 
 
-def _parallelism(eng: Engine, workers: int | None, quiet: bool) -> Parallelism:
-    """Processes and threads of this run (sgdlab.workflows.cores), said in one line when more than one."""
+def _parallelism(eng: Engine, workers: int | None, quiet: bool, first_state=None) -> Parallelism:
+    """Processes and threads of this run (sgdlab.workflows.cores), said in one line when more than
+    one. ``first_state()``: the state the run starts from (default: the engine's initial state),
+    for the probe of the experiment's own products where the BLAS fails the generic one
+    (sgdlab.workflows.shard_probe)."""
     from sgdlab.workflows.cores import available_cpus, choose
+    from sgdlab.workflows.shard_probe import experiment_invariance
 
-    par = choose(eng.cfg, eng.n_runs, workers, torch.get_num_threads(), invariant=eng.batch_invariant)
+    par = choose(eng.cfg, eng.n_runs, workers, torch.get_num_threads(), invariant=eng.batch_invariant,
+                 probe=lambda: experiment_invariance(eng, (first_state or eng.initial_state)()))
     if par.workers > 1:  # the pieces the runs actually form (sgdlab.workflows.shards.split)
         from sgdlab.workflows.shards import split
 
@@ -273,7 +278,7 @@ def run(cfg: ExperimentConfig | str, out: str | Path | None = None, *, progress:
         RunDir.check_target(out, overwrite)
     t0 = time.monotonic()
     eng, start = preflight(cfg)  # a bad config, data or init fails here, before the run directory exists
-    par = _parallelism(eng, workers, quiet)
+    par = _parallelism(eng, workers, quiet, lambda: eng.initial_state(start))
     remember(to_dict(cfg))  # the modules this user runs are theirs: reading the run later imports them
     rd = RunDir.create(out, cfg, eng.runs, overwrite=overwrite, keep_replaced=True) if out is not None else None
     rows: list = []
@@ -375,7 +380,7 @@ def resume(path: str | Path, *, progress: bool = True, quiet: bool = False, lock
         else:  # killed before its first checkpoint (its first seconds): start again from step 0
             rd.restart(eng.runs)
             state, rows, wall0, fresh = eng.initial_state(initial_params(cfg, eng)), [], 0.0, True
-        par = _parallelism(eng, workers, quiet)
+        par = _parallelism(eng, workers, quiet, lambda: state)
         try:
             state = _spread(eng, rd, state, par, lambda e, s: _execute(e, rd, s, progress, rows, stop_after=_stop_after,
                                                                         fresh=fresh, wall0=wall0), _kill_worker_at)

@@ -30,6 +30,8 @@ import ctypes
 import functools
 import math
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,12 +233,15 @@ class Parallelism:
     reason: str
 
 
-def choose(cfg, n_runs: int, workers: int | None, threads: int = 1, invariant: bool = False) -> Parallelism:
+def choose(cfg, n_runs: int, workers: int | None, threads: int = 1, invariant: bool = False,
+           probe: Callable[[], str | None] | None = None) -> Parallelism:
     """The processes and threads of an experiment with ``n_runs`` runs. ``workers`` None: one per
     physical core (:func:`machine_workers`: within the CPU quota), capped by the runs (1 for a threaded path or a GPU); ``threads``: what the user
     asked, applied only where threads help. ``invariant``: its runs' numbers do not depend on the
     runs batched with them whatever the BLAS (``Engine.batch_invariant``); otherwise more than one
-    process needs the BLAS to pass :func:`blas_batch_invariance`."""
+    process needs the BLAS to pass :func:`blas_batch_invariance`, or, where it fails, the
+    experiment's own products to pass ``probe`` (None: they do; else why not, one line:
+    ``sgdlab.workflows.shard_probe``), called only then."""
     if str(cfg.device) != "cpu":
         return Parallelism(1, max(1, threads), f"one process drives device {cfg.device}")
     if threaded(cfg):
@@ -252,7 +257,14 @@ def choose(cfg, n_runs: int, workers: int | None, threads: int = 1, invariant: b
     if threads > 1:
         why += f"; {threads} threads not applied: {cfg.model.kind} runs faster on one thread per process"
     if n > 1 and not invariant and (problem := blas_problem()) is not None:
-        return Parallelism(1, 1, f"{problem}: one process keeps the results identical")
+        if probe is None or not blas_reproducible():  # alignment-dependent paths: no probe can tell
+            return Parallelism(1, 1, f"{problem}: one process keeps the results identical")
+        t0 = time.perf_counter()
+        own = probe()
+        if own is not None:
+            return Parallelism(1, 1, f"{problem}, and for this experiment: {own}: one process keeps the results identical")
+        why += (f"; {problem}, but this experiment's own steps and metrics give every run the same bits in "
+                f"pieces of its groups (probed in {time.perf_counter() - t0:.1f} s)")
     return Parallelism(n, 1, why)
 
 
