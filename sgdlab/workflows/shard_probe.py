@@ -7,7 +7,7 @@ fails (MKL on AMD EPYC CPUs with AVX-512 computes a product's last, partial tile
 code), whether it holds depends on the shapes of the experiment's own products. This module asks
 the experiment itself: for every group and every phase, the first training step of that phase and
 the evaluation after it, computed for pieces of the group's runs (every size a split or a re-cut
-can give a group of up to 66 runs, a sample of sizes in larger ones; the runs taken in the order
+can give a group of up to 26 runs, a sample of sizes in larger ones; the runs taken in the order
 ``shard_pieces.split`` takes them) must give every run of the piece exactly the parameters,
 optimizer state and metrics it gets in the whole group. Like the generic probe it is a check of
 what the BLAS does on these shapes, not a proof: pieces in the middle of the order (3 or more
@@ -30,8 +30,9 @@ from sgdlab.workflows.shard_pieces import mask, slice_state, spread_order
 
 # Piece sizes probed in a group of n runs: every size 2..n-2 (a piece holds 2 or more runs of a
 # group and leaves 2 or more to the others: ``shard_pieces.split``) up to this many sizes; past it
-# 2..9 (every remainder of a BLAS tile of up to 8 rows) and sizes spread evenly over the rest.
-MAX_SIZES = 64
+# 2..9 (every remainder of a BLAS tile of up to 8 rows) and sizes spread evenly over the rest. The
+# probe costs about MAX_SIZES evaluations of the whole group: 0.6 s for a ReLU sweep's 112 runs.
+MAX_SIZES = 24
 
 
 def _sizes(n: int) -> list[int]:
