@@ -75,6 +75,22 @@ def test_probe_leaves_the_engine_and_state_as_they_were():
     assert np.array_equal(eng.group_seconds, seconds) and (state.diverged < 0).all()
 
 
+def test_a_probe_that_raises_keeps_one_process(monkeypatch):
+    """A metric failing on a piece (not on the whole batch) must not stop the run: it stays in
+    one process and the line says why."""
+    eng = Engine(relu())
+    real = eng.model.metrics
+
+    def needs_many_runs(params, *a, **k):
+        if next(iter(params.values())).shape[0] < len(eng.runs):
+            raise ValueError("needs every run")
+        return real(params, *a, **k)
+
+    monkeypatch.setattr(eng.model, "metrics", needs_many_runs)
+    why = experiment_invariance(eng, eng.initial_state())
+    assert why == "probing it raised ValueError: needs every run"
+
+
 def test_evaluation_with_state_is_not_probed():
     eng = Engine(relu("metrics.curvature.every=2", "metrics.names=['train_loss','sharpness']"))
     assert "keeps state between steps" in experiment_invariance(eng, eng.initial_state())

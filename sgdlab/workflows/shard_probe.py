@@ -77,7 +77,16 @@ def _step(eng: Engine, state: TrainState, start: int) -> tuple[TrainState, dict[
 
 def experiment_invariance(eng: Engine, state: TrainState) -> str | None:
     """None if every probed piece (module doc) gives its runs the same bits as the whole group,
-    from ``state`` (the run's first state: its shapes are the run's); else why not, in one line."""
+    from ``state`` (the run's first state: its shapes are the run's); else why not, in one line.
+    A probe that raises (a user's metric that needs more runs than a piece holds, say) is an
+    answer too: the run then stays in one process, where it may well succeed."""
+    try:
+        return _probe(eng, state)
+    except Exception as e:  # noqa: BLE001 - any failure of the probe only keeps one process
+        return f"probing it raised {type(e).__name__}: {e}"
+
+
+def _probe(eng: Engine, state: TrainState) -> str | None:
     if eng.keeps_eval_state:
         return "its evaluation keeps state between steps (curvature warm starts or Monitor probes), which is not probed"
     starts = sorted({p.start for g in eng.all_groups for p in g.phases if p.end > p.start})
