@@ -96,6 +96,23 @@ def test_evaluation_with_state_is_not_probed():
     assert "keeps state between steps" in experiment_invariance(eng, eng.initial_state())
 
 
+def test_a_users_metric_is_not_run_ahead_of_the_training():
+    """A metric of the user's may count its calls: the probe does not call it."""
+    from sgdlab.metrics.probes import PROBES
+    from sgdlab.metrics.registry import METRIC_SPECS
+
+    calls = []
+    name = "test_shard_probe_counted"
+    sgdlab.register_metric(name)(lambda model, params, data: calls.append(1) or params["W1"].sum((1, 2)))
+    try:
+        eng = Engine(relu(f"metrics.names=['train_loss','{name}']"))
+        why = experiment_invariance(eng, eng.initial_state())
+        assert why is not None and name in why and "not run ahead of the training" in why and not calls
+    finally:
+        METRIC_SPECS.remove(name)
+        PROBES._items.pop(name, None)
+
+
 def test_probe_is_asked_only_where_the_generic_probe_fails(monkeypatch):
     def never():
         raise AssertionError("probed")

@@ -16,7 +16,9 @@ processes) are taken to behave as the outer ones of the same size.
 The shapes of a run's products are those of its phase's batch and of the evaluation sets, which
 do not change during training, so one step per phase covers every shape the training meets.
 Evaluation that keeps state between steps (curvature warm starts, Monitor probes) is not probed:
-such runs stay in one process, as in a sharded run they are never moved. The probe works on
+such runs stay in one process, as in a sharded run they are never moved. Nor are metrics of the
+user's own (``sgdlab.register_metric``): their code may count its calls or write files, and the
+probe would run it dozens of times before the training. The probe works on
 copies (``Engine.restricted``; the state cloned), so the run that follows is not changed by it.
 """
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from sgdlab.engine.train import Engine, TrainState
+from sgdlab.metrics.registry import METRIC_SPECS
 from sgdlab.workflows.shard_pieces import mask, slice_state, spread_order
 
 # Piece sizes probed in a group of n runs: every size 2..n-2 (a piece holds 2 or more runs of a
@@ -89,6 +92,9 @@ def experiment_invariance(eng: Engine, state: TrainState) -> str | None:
 def _probe(eng: Engine, state: TrainState) -> str | None:
     if eng.keeps_eval_state:
         return "its evaluation keeps state between steps (curvature warm starts or Monitor probes), which is not probed"
+    if mine := [n for n in eng.cfg.metrics.names if METRIC_SPECS.computed(n)]:
+        # a metric of the user's may count its calls or write files: it is not run ahead of the training
+        return f"it measures metrics of your own ({', '.join(mine)}), which are not run ahead of the training to probe"
     starts = sorted({p.start for g in eng.all_groups for p in g.phases if p.end > p.start})
     with torch.no_grad():
         for start in starts:
