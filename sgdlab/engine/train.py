@@ -224,7 +224,12 @@ class Engine:
                 and self.dtype == torch.float64
                 and all(kernel_path(self.model, p.opt, self.data) for g in self.all_groups for p in g.phases)
                 and not self.curvature.enabled and not self.probes.names()
-                and not any(METRIC_SPECS.computed(n) for n in self.cfg.metrics.names))
+                and not self.user_metrics)
+
+    @property
+    def user_metrics(self) -> list[str]:
+        """The metrics of the user's own (``sgdlab.register_metric`` with ``compute``) this experiment measures."""
+        return [n for n in self.cfg.metrics.names if METRIC_SPECS.computed(n)]
 
     def metric_names(self) -> list[str]:
         """Every metric this experiment can log: the model family's, EMA copies, user metrics

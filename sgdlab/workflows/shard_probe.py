@@ -28,8 +28,7 @@ import numpy as np
 import torch
 
 from sgdlab.engine.train import Engine, TrainState
-from sgdlab.metrics.registry import METRIC_SPECS
-from sgdlab.workflows.shard_pieces import mask, slice_state, spread_order
+from sgdlab.workflows.shard_pieces import slice_state, spread_order
 
 # Piece sizes probed in a group of n runs: every size 2..n-2 (a piece holds 2 or more runs of a
 # group and leaves 2 or more to the others: ``shard_pieces.split``) up to this many sizes; past it
@@ -62,12 +61,8 @@ def _pieces(n: int) -> list[np.ndarray]:
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal bits, NaN where NaN (a diverged run's parameters)."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if not a.is_floating_point():
-        return bool(torch.equal(a, b))
-    return bool(torch.equal(torch.isnan(a), torch.isnan(b))) and bool(torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0)))
+    """Equal values, NaN where NaN (a diverged run's parameters)."""
+    return a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy(), equal_nan=a.is_floating_point())
 
 
 def _step(eng: Engine, state: TrainState, start: int) -> tuple[TrainState, dict[str, np.ndarray]]:
@@ -92,7 +87,7 @@ def experiment_invariance(eng: Engine, state: TrainState) -> str | None:
 def _probe(eng: Engine, state: TrainState) -> str | None:
     if eng.keeps_eval_state:
         return "its evaluation keeps state between steps (curvature warm starts or Monitor probes), which is not probed"
-    if mine := [n for n in eng.cfg.metrics.names if METRIC_SPECS.computed(n)]:
+    if mine := eng.user_metrics:
         # a metric of the user's may count its calls or write files: it is not run ahead of the training
         return f"it measures metrics of your own ({', '.join(mine)}), which are not run ahead of the training to probe"
     starts = sorted({p.start for g in eng.all_groups for p in g.phases if p.end > p.start})
@@ -116,10 +111,9 @@ def _differs(eng: Engine, whole: TrainState, m_whole: dict, s: TrainState, m: di
              runs: np.ndarray, pos: np.ndarray) -> str | None:
     """What differs between the piece (state ``s``, metrics ``m``: runs ``runs``, positions
     ``pos`` in group ``gi``) and the same runs in the whole group, or None."""
-    k = [i for i, g in enumerate(eng.all_groups) if mask(eng, runs)[g.runs].any()].index(gi)
-    where = torch.as_tensor(pos)
-    for kind, full, part in (("parameter", whole.params[gi], s.params[k]),
-                             ("optimizer state", whole.opt_state[gi], s.opt_state[k])):
+    where = torch.as_tensor(pos)  # the piece holds runs of group gi only: its one state entry
+    for kind, full, part in (("parameter", whole.params[gi], s.params[0]),
+                             ("optimizer state", whole.opt_state[gi], s.opt_state[0])):
         for name, v in full.items():
             if not _same(v[where], part[name]):
                 return f"its {kind} {name} after one step differs in a piece of the runs"
